@@ -1,0 +1,40 @@
+# Set-up and everyday commands. Each target creates .venv when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test test-fast lint format bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# The main job: a Bayesian fit of the built-in default problem, with its report.
+demo: install
+	$(BIN)/bayesresnet fit models/default.toml --out runs/demo
+
+# The whole suite, statistical tests included. pytest's exit code 5 (no tests) fails too.
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# The fast tier (under two minutes): everything but the statistical tests.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python benchmarks/bench_inference.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,26 @@
+"""bayesresnet: Bayesian surrogate modelling with weight-parameterized residual networks."""
+
+from bayesresnet import bases, problems, sites
+from bayesresnet.data import Dataset, load_csv, load_npz
+from bayesresnet.model import PriorSpec, Scaler, fit_scaler, make_model, wp_resnet_model
+from bayesresnet.resnet import ResNetSpec, apply, init_params, num_params
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "bases",
+    "problems",
+    "sites",
+    "Dataset",
+    "load_csv",
+    "load_npz",
+    "PriorSpec",
+    "Scaler",
+    "fit_scaler",
+    "make_model",
+    "wp_resnet_model",
+    "ResNetSpec",
+    "apply",
+    "init_params",
+    "num_params",
+]

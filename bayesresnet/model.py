@@ -1,0 +1,188 @@
+"""The NumPyro model of a Bayesian WP-ResNet.
+
+Priors (all Normal, centred at zero unless a ``prior_loc`` anchor is given):
+
+* input layer ``W_in ~ N(0, (input_scale/√d)²)``, ``b_in ~ N(0, bias_scale²)``;
+* hidden coefficients ``C_k ~ N(0, (weight_scale · s_basis · τ_k / √width)²)`` and bias
+  coefficients ``c_k ~ N(0, (bias_scale · s_basis · τ_k)²)``, where ``s_basis`` is the
+  basis' :meth:`~bayesresnet.bases.Basis.coefficient_scale` (so the layer-averaged prior
+  variance of ``W(t)`` is the same for every basis) and ``τ_k = 1`` or, with
+  ``learn_basis_scale=True``, ``τ_k ~ HalfNormal(1)`` per basis function, which lets the
+  posterior switch higher orders off;
+* output layer ``W_out ~ N(0, (output_scale/√width)²)``, ``b_out ~ N(0, bias_scale²)``;
+* observation noise ``σ_o ~ HalfNormal(noise_prior_scale)`` per output.
+
+Inputs and outputs are standardized inside the model with a :class:`Scaler` fitted on
+the training data, so the network and the priors live in standardized units while the
+user gives ``x`` and ``y`` (and gets predictions) in raw units. The likelihood is
+written in raw units: ``y ~ Normal(μ_y + s_y f(x̃), s_y σ)`` (or Student-t), so
+log-likelihoods, LOO and WAIC are in the data's own units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+from bayesresnet import sites
+from bayesresnet.resnet import ResNetSpec, apply, param_shapes
+
+__all__ = ["PriorSpec", "Scaler", "fit_scaler", "wp_resnet_model", "make_model", "prior_scales"]
+
+LIKELIHOODS = ("normal", "student_t")
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """Prior and likelihood settings (all scales in standardized units).
+
+    Args:
+        weight_scale: prior sd of the hidden weights ``W(t)`` times ``√width``
+            (layer-averaged, the same for every basis).
+        bias_scale: prior sd of every bias (and of ``b(t)``, layer-averaged).
+        input_scale: prior sd of the input weights times ``√d``.
+        output_scale: prior sd of the output weights times ``√width``.
+        learn_basis_scale: learn a scale ``τ_k ~ HalfNormal(1)`` per basis function.
+        likelihood: ``"normal"`` or ``"student_t"``.
+        student_t_df: degrees of freedom of the Student-t likelihood.
+        noise_prior_scale: scale of the HalfNormal prior on the noise sd.
+    """
+
+    weight_scale: float = 1.0
+    bias_scale: float = 1.0
+    input_scale: float = 1.0
+    output_scale: float = 1.0
+    learn_basis_scale: bool = False
+    likelihood: str = "normal"
+    student_t_df: float = 4.0
+    noise_prior_scale: float = 0.5
+
+    def __post_init__(self):
+        for name in (
+            "weight_scale",
+            "bias_scale",
+            "input_scale",
+            "output_scale",
+            "student_t_df",
+            "noise_prior_scale",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
+                raise TypeError(f"`{name}` must be a number; got {value!r}.")
+            if not np.isfinite(value) or value <= 0:
+                raise ValueError(f"`{name}` must be a finite number > 0; got {value}.")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}; got {self.likelihood!r}.")
+        if not isinstance(self.learn_basis_scale, bool):
+            raise TypeError(f"`learn_basis_scale` must be a bool; got {self.learn_basis_scale!r}.")
+
+
+class Scaler(NamedTuple):
+    """Per-column standardization ``x̃ = (x − x_mean)/x_std`` (and the same for y)."""
+
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    y_mean: np.ndarray
+    y_std: np.ndarray
+
+    @classmethod
+    def identity(cls, in_features: int, out_features: int) -> Scaler:
+        return cls(
+            np.zeros(in_features),
+            np.ones(in_features),
+            np.zeros(out_features),
+            np.ones(out_features),
+        )
+
+
+def fit_scaler(x, y) -> Scaler:
+    """Standardization statistics of training data; constant columns get sd 1."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+
+    def stats(a):
+        mean = a.mean(axis=0)
+        std = a.std(axis=0)
+        return mean, np.where(std > 0, std, 1.0)
+
+    return Scaler(*stats(x), *stats(y))
+
+
+def prior_scales(spec: ResNetSpec, prior: PriorSpec) -> dict[str, float]:
+    """Prior sd of each network site before any learned per-basis scale."""
+    s_basis = spec.basis.coefficient_scale(spec.num_layers)
+    return {
+        sites.INPUT_WEIGHT: prior.input_scale / np.sqrt(spec.in_features),
+        sites.INPUT_BIAS: prior.bias_scale,
+        sites.HIDDEN_WEIGHT: prior.weight_scale * s_basis / np.sqrt(spec.width),
+        sites.HIDDEN_BIAS: prior.bias_scale * s_basis,
+        sites.OUTPUT_WEIGHT: prior.output_scale / np.sqrt(spec.width),
+        sites.OUTPUT_BIAS: prior.bias_scale,
+    }
+
+
+def _sample_network(spec: ResNetSpec, prior: PriorSpec, prior_loc) -> dict:
+    """Sample every network parameter; returns the parameter dict for ``apply``."""
+    shapes = param_shapes(spec)
+    scales = prior_scales(spec, prior)
+    k = spec.num_basis_functions
+    tau = None
+    if prior.learn_basis_scale:
+        tau = numpyro.sample(sites.BASIS_SCALE, dist.HalfNormal(jnp.ones(k)).to_event(1))  # [K]
+    params = {}
+    for name in sites.NETWORK:
+        shape = shapes[name]
+        scale = jnp.full(shape, scales[name])
+        if tau is not None and name in (sites.HIDDEN_WEIGHT, sites.HIDDEN_BIAS):
+            scale = scale * tau.reshape((k,) + (1,) * (len(shape) - 1))
+        loc = jnp.zeros(shape) if prior_loc is None else jnp.asarray(prior_loc[name])
+        params[name] = numpyro.sample(name, dist.Normal(loc, scale).to_event(len(shape)))
+    return params
+
+
+def wp_resnet_model(
+    x, y=None, *, spec: ResNetSpec, prior: PriorSpec, scaler: Scaler, prior_loc=None
+):
+    """NumPyro model of a Bayesian WP-ResNet regression.
+
+    Args:
+        x: inputs ``[N, d]`` in raw units.
+        y: outputs ``[N, out]`` in raw units, or ``None`` to sample them.
+        spec: the network architecture.
+        prior: prior and likelihood settings.
+        scaler: standardization statistics (from the training data).
+        prior_loc: optional dict of prior means per network site (anchored ensembles);
+            zero when ``None``.
+    """
+    n, d = x.shape
+    assert d == spec.in_features, f"x has {d} columns, spec.in_features={spec.in_features}"
+    out = spec.out_features
+    params = _sample_network(spec, prior, prior_loc)
+    x_std = (x - scaler.x_mean) / scaler.x_std  # [N, d]
+    f = scaler.y_mean + scaler.y_std * apply(params, x_std, spec)  # [N, out], raw units
+    sigma = numpyro.sample(
+        sites.NOISE_SCALE, dist.HalfNormal(jnp.full(out, prior.noise_prior_scale)).to_event(1)
+    )  # [out], standardized units
+    scale = scaler.y_std * sigma  # [out], raw units
+    if prior.likelihood == "normal":
+        noise = dist.Normal(f, scale)
+    else:
+        noise = dist.StudentT(prior.student_t_df, f, scale)
+    if y is not None:
+        assert y.shape == (n, out), f"y has shape {y.shape}, expected {(n, out)}"
+    with numpyro.plate(sites.DATA_PLATE, n):
+        numpyro.sample(sites.OBS, noise.to_event(1), obs=y)
+
+
+def make_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler, prior_loc=None):
+    """The model with its static arguments bound: ``model(x, y=None)``."""
+
+    def model(x, y=None):
+        return wp_resnet_model(x, y, spec=spec, prior=prior, scaler=scaler, prior_loc=prior_loc)
+
+    return model

@@ -1,0 +1,193 @@
+"""The weight-parameterized ResNet forward pass (pure functions).
+
+The network maps ``x [N, d]`` to ``[N, out]``:
+
+    h_0     = σ(x W_in + b_in)                                  input layer, d → width
+    h_{l+1} = h_l + Δt · σ(h_l W(t_l) + b(t_l)),  l = 0 … L−1   residual (Euler) steps
+    y       = h_L W_out + b_out                                 linear output, width → out
+
+with ``Δt = 1/L``, ``t_l = l Δt`` and ``W(t) = Σ_k Φ_k(t) C_k`` from the depth basis (see
+:mod:`bayesresnet.bases`). Each residual update is one explicit-Euler step of the neural
+ODE ``dh/dt = σ(h W(t) + b(t))`` on ``t ∈ [0, 1]``, so evaluating the same coefficients
+with more layers converges (at first order in ``Δt``) to the ODE solution. With
+``residual=False`` the update is ``h_{l+1} = σ(h_l W(t_l) + b(t_l))``: the MLP baseline
+with the same parameter structure.
+
+Weights act on row vectors (``h @ W``), so ``hidden_weight[k, i, j]`` connects unit ``i``
+to unit ``j``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesresnet import sites
+from bayesresnet.bases import Basis, Monomial
+
+__all__ = ["ACTIVATIONS", "ResNetSpec", "init_params", "apply", "num_params", "param_shapes"]
+
+ACTIVATIONS = {
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "gelu": jax.nn.gelu,
+    "softplus": jax.nn.softplus,
+    "identity": lambda z: z,
+}
+
+# Below this many layers the loop is unrolled at trace time (faster on CPU for small L);
+# above it a single ``lax.scan`` keeps compile time flat in L.
+_UNROLL_MAX_LAYERS = 8
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    """Architecture of a WP-ResNet.
+
+    Args:
+        in_features: number of inputs ``d``.
+        out_features: number of outputs.
+        width: hidden width.
+        num_layers: number of residual layers ``L`` (``Δt = 1/L``).
+        basis: depth basis of the hidden weights and biases (default cubic monomials).
+        activation: one of ``tanh``, ``relu``, ``gelu``, ``softplus``, ``identity``.
+        residual: ``True`` for the ResNet update, ``False`` for the MLP baseline.
+    """
+
+    in_features: int
+    out_features: int
+    width: int = 16
+    num_layers: int = 20
+    basis: Basis = Monomial(3)
+    activation: str = "tanh"
+    residual: bool = True
+
+    def __post_init__(self):
+        for name in ("in_features", "out_features", "width", "num_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise TypeError(f"`{name}` must be an int; got {type(value).__name__} {value!r}.")
+            if value < 1:
+                raise ValueError(f"`{name}` must be ≥ 1; got {value}.")
+        if not isinstance(self.basis, Basis):
+            raise TypeError(
+                f"`basis` must be a bayesresnet.bases.Basis (e.g. bases.Cubic()); "
+                f"got {type(self.basis).__name__}."
+            )
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"`activation` must be one of {sorted(ACTIVATIONS)}; got {self.activation!r}."
+            )
+        if not isinstance(self.residual, bool):
+            raise TypeError(f"`residual` must be a bool; got {self.residual!r}.")
+
+    @property
+    def num_basis_functions(self) -> int:
+        """Number ``K`` of coefficient matrices of the hidden layers."""
+        return self.basis.num_functions(self.num_layers)
+
+
+def param_shapes(spec: ResNetSpec) -> dict[str, tuple[int, ...]]:
+    """Shape of every network parameter, keyed by its site name."""
+    d, w, o, k = spec.in_features, spec.width, spec.out_features, spec.num_basis_functions
+    return {
+        sites.INPUT_WEIGHT: (d, w),
+        sites.INPUT_BIAS: (w,),
+        sites.HIDDEN_WEIGHT: (k, w, w),
+        sites.HIDDEN_BIAS: (k, w),
+        sites.OUTPUT_WEIGHT: (w, o),
+        sites.OUTPUT_BIAS: (o,),
+    }
+
+
+def num_params(spec: ResNetSpec) -> int:
+    """Total number of network parameters (weights and biases)."""
+    return int(sum(np.prod(s) for s in param_shapes(spec).values()))
+
+
+def init_params(key, spec: ResNetSpec, scale: float = 1.0) -> dict[str, jax.Array]:
+    """Random parameters with fan-in scaling (``N(0, scale²/fan_in)`` weights, zero biases).
+
+    Hidden coefficients are further multiplied by the basis' coefficient scale, so the
+    per-layer weights have the same spread for every basis.
+    """
+    shapes = param_shapes(spec)
+    keys = dict(zip(shapes, jax.random.split(key, len(shapes))))
+    coef = spec.basis.coefficient_scale(spec.num_layers)
+    fan_in = {
+        sites.INPUT_WEIGHT: spec.in_features,
+        sites.HIDDEN_WEIGHT: spec.width / coef**2,
+        sites.OUTPUT_WEIGHT: spec.width,
+    }
+    params = {}
+    for name, shape in shapes.items():
+        if name in fan_in:
+            params[name] = scale * jax.random.normal(keys[name], shape) / np.sqrt(fan_in[name])
+        else:
+            params[name] = jnp.zeros(shape)
+    return params
+
+
+def hidden_layer_params(params, spec: ResNetSpec, num_layers: int | None = None):
+    """Per-layer hidden weights ``[L, width, width]`` and biases ``[L, width]``."""
+    num_layers = _check_num_layers(spec, num_layers)
+    weights = spec.basis.weights(params[sites.HIDDEN_WEIGHT], num_layers)
+    biases = spec.basis.weights(params[sites.HIDDEN_BIAS], num_layers)
+    return weights, biases
+
+
+def _check_num_layers(spec: ResNetSpec, num_layers: int | None) -> int:
+    if num_layers is None or num_layers == spec.num_layers:
+        return spec.num_layers
+    if not spec.basis.supports_depth_transfer:
+        raise ValueError(
+            f"`num_layers={num_layers}` differs from the spec's {spec.num_layers}, but "
+            f"{spec.basis!r} has one matrix per layer and cannot be evaluated at another "
+            "depth; use a continuous basis (Cubic, Legendre, PiecewiseLinear, …)."
+        )
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int | np.integer):
+        raise TypeError(f"`num_layers` must be an int; got {num_layers!r}.")
+    if num_layers < 1:
+        raise ValueError(f"`num_layers` must be ≥ 1; got {num_layers}.")
+    return int(num_layers)
+
+
+def apply(params, x, spec: ResNetSpec, num_layers: int | None = None):
+    """Evaluate the network.
+
+    Args:
+        params: dict of arrays with the shapes of :func:`param_shapes`.
+        x: inputs ``[N, in_features]``.
+        spec: the architecture.
+        num_layers: evaluate the same coefficients with this many layers (depth
+            transfer); default ``spec.num_layers``. Refused for ``PerLayer``.
+
+    Returns:
+        Outputs ``[N, out_features]``.
+    """
+    num_layers = _check_num_layers(spec, num_layers)
+    act = ACTIVATIONS[spec.activation]
+    weights, biases = hidden_layer_params(params, spec, num_layers)  # [L, w, w], [L, w]
+    h = act(x @ params[sites.INPUT_WEIGHT] + params[sites.INPUT_BIAS])  # [N, w]
+    dt = 1.0 / num_layers
+
+    if spec.residual:
+
+        def step(h, wb):
+            w, b = wb
+            return h + dt * act(h @ w + b), None
+    else:
+
+        def step(h, wb):
+            w, b = wb
+            return act(h @ w + b), None
+
+    if num_layers <= _UNROLL_MAX_LAYERS:
+        for layer in range(num_layers):
+            h, _ = step(h, (weights[layer], biases[layer]))
+    else:
+        h, _ = jax.lax.scan(step, h, (weights, biases))
+    return h @ params[sites.OUTPUT_WEIGHT] + params[sites.OUTPUT_BIAS]  # [N, out]

@@ -1,0 +1,139 @@
+"""The NumPyro model: site names and shapes, prior scaling, standardization, likelihoods."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro import handlers
+from numpyro.infer import Predictive
+
+import bayesresnet as brn
+from bayesresnet import bases, sites
+
+
+def make(basis=None, out=2, learn=False, likelihood="normal", width=4, num_layers=6):
+    spec = brn.ResNetSpec(3, out, width=width, num_layers=num_layers, basis=basis or bases.Cubic())
+    prior = brn.PriorSpec(learn_basis_scale=learn, likelihood=likelihood)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 5, size=(10, 3))
+    y = rng.normal(size=(10, out)) * 30 + 100
+    return spec, prior, x, y
+
+
+@pytest.mark.parametrize("learn", [False, True])
+def test_trace_site_names_and_shapes(learn, key):
+    spec, prior, x, y = make(learn=learn)
+    model = brn.make_model(spec, prior, brn.fit_scaler(x, y))
+    tr = handlers.trace(handlers.seed(model, key)).get_trace(x, y)
+    expected = {
+        sites.INPUT_WEIGHT: (3, 4),
+        sites.INPUT_BIAS: (4,),
+        sites.HIDDEN_WEIGHT: (4, 4, 4),
+        sites.HIDDEN_BIAS: (4, 4),
+        sites.OUTPUT_WEIGHT: (4, 2),
+        sites.OUTPUT_BIAS: (2,),
+        sites.NOISE_SCALE: (2,),
+        sites.OBS: (10, 2),
+    }
+    if learn:
+        expected[sites.BASIS_SCALE] = (4,)
+    shapes = {name: site["value"].shape for name, site in tr.items() if site["type"] == "sample"}
+    assert shapes == expected
+    assert tr[sites.OBS]["is_observed"]
+    assert set(sites.DIMS) >= set(expected)
+    for name, shape in expected.items():
+        assert len(sites.DIMS[name]) == len(shape), name
+
+
+def test_prior_predictive_is_in_raw_units(key):
+    spec, prior, x, y = make(out=1)
+    scaler = brn.fit_scaler(x, y)
+    draws = Predictive(brn.make_model(spec, prior, scaler), num_samples=400)(key, x)
+    ys = np.asarray(draws[sites.OBS])
+    assert ys.shape == (400, 10, 1)
+    # The prior predictive is centred on the training mean and spread on the training
+    # scale: with 400 draws the mean of y sits within a few sd/√400 of y_mean.
+    sd = ys.std()
+    assert abs(ys.mean() - scaler.y_mean[0]) < 5 * sd / np.sqrt(400) + 0.05 * scaler.y_std[0]
+    assert 0.2 * scaler.y_std[0] < sd < 5 * scaler.y_std[0]
+
+
+@pytest.mark.parametrize(
+    "basis",
+    [
+        bases.PerLayer(),
+        bases.Constant(),
+        bases.Cubic(),
+        bases.Legendre(4),
+        bases.PiecewiseLinear(5),
+    ],
+    ids=repr,
+)
+def test_prior_variance_of_w_is_basis_independent(basis, key):
+    width, num_layers, n = 4, 10, 4000
+    spec, prior, x, y = make(basis=basis, width=width, num_layers=num_layers)
+    model = brn.make_model(spec, prior, brn.fit_scaler(x, y))
+    draws = Predictive(model, num_samples=n, return_sites=[sites.HIDDEN_WEIGHT])(key, x)
+    w = jax.vmap(lambda c: basis.weights(c, num_layers))(draws[sites.HIDDEN_WEIGHT])
+    # Layer- and entry-averaged prior variance of W(t) is weight_scale²/width = 0.25.
+    v = float(jnp.mean(w**2))
+    # Mean of m = n·L·width² squared normals (entries across layers are correlated, so
+    # use only the n independent draws for the error): sd(v) ≤ √2·v·√(L)/√n … bound it by
+    # the per-draw average's empirical spread.
+    per_draw = np.asarray(jnp.mean(w**2, axis=(1, 2, 3)))
+    mcse = per_draw.std() / np.sqrt(n)
+    assert abs(v - 0.25) < 5 * mcse, (v, mcse)
+
+
+def test_student_t_likelihood(key):
+    spec, prior, x, y = make(likelihood="student_t")
+    model = brn.make_model(spec, prior, brn.fit_scaler(x, y))
+    tr = handlers.trace(handlers.seed(model, key)).get_trace(x, y)
+    fn = tr[sites.OBS]["fn"]
+    assert type(fn.base_dist).__name__ == "StudentT"
+    np.testing.assert_array_equal(fn.base_dist.df, 4.0)
+
+
+def test_log_likelihood_in_raw_units(key):
+    """Doubling the data scale shifts every log-likelihood by exactly -out·log 2."""
+    spec, prior, x, y = make(out=2)
+    lls = []
+    for factor in (1.0, 2.0):
+        model = brn.make_model(spec, prior, brn.fit_scaler(x, factor * y))
+        tr = handlers.trace(handlers.seed(model, key)).get_trace(x, factor * y)
+        lls.append(np.asarray(tr[sites.OBS]["fn"].log_prob(factor * y)))
+    np.testing.assert_allclose(lls[1], lls[0] - 2 * np.log(2.0), rtol=1e-5, atol=1e-4)
+
+
+def test_prior_loc_anchors(key):
+    spec, prior, x, y = make()
+    loc = {name: jnp.full(shape, 3.0) for name, shape in brn.resnet.param_shapes(spec).items()}
+    model = brn.make_model(spec, prior, brn.fit_scaler(x, y), prior_loc=loc)
+    draws = Predictive(model, num_samples=300, return_sites=[sites.OUTPUT_BIAS])(key, x)
+    # output_bias ~ N(3, 1): mean of 600 draws within 5/√600 of 3.
+    assert abs(float(draws[sites.OUTPUT_BIAS].mean()) - 3.0) < 5 / np.sqrt(600)
+
+
+def test_scaler_constant_column():
+    s = brn.fit_scaler(np.array([[1.0, 2.0], [1.0, 4.0]]), np.array([[5.0], [7.0]]))
+    np.testing.assert_allclose(s.x_std, [1.0, 1.0])
+    np.testing.assert_allclose(s.x_mean, [1.0, 3.0])
+    np.testing.assert_allclose(s.y_std, [1.0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            dict(weight_scale=0.0),
+            ValueError,
+            r"`weight_scale` must be a finite number > 0; got 0.0",
+        ),
+        (dict(noise_prior_scale="a"), TypeError, r"`noise_prior_scale` must be a number"),
+        (dict(likelihood="laplace"), ValueError, r"`likelihood` must be one of"),
+        (dict(learn_basis_scale="yes"), TypeError, r"`learn_basis_scale` must be a bool"),
+    ],
+)
+def test_prior_spec_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        brn.PriorSpec(**kwargs)
