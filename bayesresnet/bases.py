@@ -50,6 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.polynomial import legendre as _np_legendre
 
+from bayesresnet._validate import check_int
+
 __all__ = [
     "Basis",
     "PerLayer",
@@ -67,15 +69,8 @@ __all__ = [
 
 def layer_times(num_layers: int) -> np.ndarray:
     """Depths ``t_l = l/L`` of the ``L`` layers (left ends of the Euler steps)."""
-    _check_int("num_layers", num_layers, minimum=1)
+    check_int("num_layers", num_layers, minimum=1)
     return np.arange(num_layers, dtype=np.float64) / num_layers
-
-
-def _check_int(name: str, value, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"`{name}` must be an int; got {type(value).__name__} {value!r}.")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be ≥ {minimum}; got {value}.")
 
 
 class Basis(abc.ABC):
@@ -149,7 +144,7 @@ class PerLayer(Basis):
     supports_depth_transfer = False
 
     def num_functions(self, num_layers: int) -> int:
-        _check_int("num_layers", num_layers, minimum=1)
+        check_int("num_layers", num_layers, minimum=1)
         return num_layers
 
     def evaluate(self, t) -> np.ndarray:
@@ -170,7 +165,7 @@ class Monomial(Basis):
     degree: int
 
     def __post_init__(self):
-        _check_int("degree", self.degree, minimum=0)
+        check_int("degree", self.degree, minimum=0)
 
     def num_functions(self, num_layers: int) -> int:
         return self.degree + 1
@@ -211,7 +206,7 @@ class Legendre(Basis):
     degree: int
 
     def __post_init__(self):
-        _check_int("degree", self.degree, minimum=0)
+        check_int("degree", self.degree, minimum=0)
 
     def num_functions(self, num_layers: int) -> int:
         return self.degree + 1
@@ -234,7 +229,7 @@ class PiecewiseLinear(Basis):
     num_knots: int
 
     def __post_init__(self):
-        _check_int("num_knots", self.num_knots, minimum=2)
+        check_int("num_knots", self.num_knots, minimum=2)
 
     def num_functions(self, num_layers: int) -> int:
         return self.num_knots

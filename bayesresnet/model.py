@@ -28,8 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro import handlers
 
 from bayesresnet import sites
+from bayesresnet._validate import check_bool, check_choice, check_number
 from bayesresnet.resnet import ResNetSpec, apply, param_shapes
 
 __all__ = ["PriorSpec", "Scaler", "fit_scaler", "wp_resnet_model", "make_model", "prior_scales"]
@@ -71,15 +73,9 @@ class PriorSpec:
             "student_t_df",
             "noise_prior_scale",
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
-                raise TypeError(f"`{name}` must be a number; got {value!r}.")
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"`{name}` must be a finite number > 0; got {value}.")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}; got {self.likelihood!r}.")
-        if not isinstance(self.learn_basis_scale, bool):
-            raise TypeError(f"`learn_basis_scale` must be a bool; got {self.learn_basis_scale!r}.")
+            check_number(name, getattr(self, name), low=0.0)
+        check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        check_bool("learn_basis_scale", self.learn_basis_scale)
 
 
 class Scaler(NamedTuple):
@@ -146,7 +142,14 @@ def _sample_network(spec: ResNetSpec, prior: PriorSpec, prior_loc) -> dict:
 
 
 def wp_resnet_model(
-    x, y=None, *, spec: ResNetSpec, prior: PriorSpec, scaler: Scaler, prior_loc=None
+    x,
+    y=None,
+    *,
+    spec: ResNetSpec,
+    prior: PriorSpec,
+    scaler: Scaler,
+    prior_loc=None,
+    obs_weight=None,
 ):
     """NumPyro model of a Bayesian WP-ResNet regression.
 
@@ -158,6 +161,8 @@ def wp_resnet_model(
         scaler: standardization statistics (from the training data).
         prior_loc: optional dict of prior means per network site (anchored ensembles);
             zero when ``None``.
+        obs_weight: optional weight ``[N]`` of each observation's log-likelihood
+            (bootstrap counts for ensemble members); one when ``None``.
     """
     n, d = x.shape
     assert d == spec.in_features, f"x has {d} columns, spec.in_features={spec.in_features}"
@@ -176,13 +181,28 @@ def wp_resnet_model(
     if y is not None:
         assert y.shape == (n, out), f"y has shape {y.shape}, expected {(n, out)}"
     with numpyro.plate(sites.DATA_PLATE, n):
-        numpyro.sample(sites.OBS, noise.to_event(1), obs=y)
+        if obs_weight is None:
+            numpyro.sample(sites.OBS, noise.to_event(1), obs=y)
+        else:
+            with handlers.scale(scale=obs_weight):
+                numpyro.sample(sites.OBS, noise.to_event(1), obs=y)
 
 
 def make_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler, prior_loc=None):
-    """The model with its static arguments bound: ``model(x, y=None)``."""
+    """The model with its static arguments bound.
 
-    def model(x, y=None):
-        return wp_resnet_model(x, y, spec=spec, prior=prior, scaler=scaler, prior_loc=prior_loc)
+    Returns ``model(x, y=None, prior_loc=prior_loc, obs_weight=None)``.
+    """
+
+    def model(x, y=None, prior_loc=prior_loc, obs_weight=None):
+        return wp_resnet_model(
+            x,
+            y,
+            spec=spec,
+            prior=prior,
+            scaler=scaler,
+            prior_loc=prior_loc,
+            obs_weight=obs_weight,
+        )
 
     return model

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesresnet import sites
+from bayesresnet._validate import check_bool, check_choice, check_int
 from bayesresnet.bases import Basis, Monomial
 
 __all__ = ["ACTIVATIONS", "ResNetSpec", "init_params", "apply", "num_params", "param_shapes"]
@@ -67,22 +68,14 @@ class ResNetSpec:
 
     def __post_init__(self):
         for name in ("in_features", "out_features", "width", "num_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise TypeError(f"`{name}` must be an int; got {type(value).__name__} {value!r}.")
-            if value < 1:
-                raise ValueError(f"`{name}` must be ≥ 1; got {value}.")
+            check_int(name, getattr(self, name), minimum=1)
         if not isinstance(self.basis, Basis):
             raise TypeError(
                 f"`basis` must be a bayesresnet.bases.Basis (e.g. bases.Cubic()); "
                 f"got {type(self.basis).__name__}."
             )
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"`activation` must be one of {sorted(ACTIVATIONS)}; got {self.activation!r}."
-            )
-        if not isinstance(self.residual, bool):
-            raise TypeError(f"`residual` must be a bool; got {self.residual!r}.")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_bool("residual", self.residual)
 
     @property
     def num_basis_functions(self) -> int:
@@ -148,11 +141,7 @@ def _check_num_layers(spec: ResNetSpec, num_layers: int | None) -> int:
             f"{spec.basis!r} has one matrix per layer and cannot be evaluated at another "
             "depth; use a continuous basis (Cubic, Legendre, PiecewiseLinear, …)."
         )
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int | np.integer):
-        raise TypeError(f"`num_layers` must be an int; got {num_layers!r}.")
-    if num_layers < 1:
-        raise ValueError(f"`num_layers` must be ≥ 1; got {num_layers}.")
-    return int(num_layers)
+    return check_int("num_layers", num_layers, minimum=1)
 
 
 def apply(params, x, spec: ResNetSpec, num_layers: int | None = None):

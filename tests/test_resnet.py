@@ -155,7 +155,11 @@ def test_depth_transfer_refused_for_per_layer(key):
         (dict(in_features=0, out_features=1), ValueError, r"`in_features` must be ≥ 1; got 0"),
         (dict(in_features=1, out_features=1, width=2.0), TypeError, r"`width` must be an int"),
         (dict(in_features=1, out_features=1, basis="cubic"), TypeError, r"`basis` must be a"),
-        (dict(in_features=1, out_features=1, activation="sigmoid"), ValueError, r"`activation`"),
+        (
+            dict(in_features=1, out_features=1, activation="sigmoid"),
+            ValueError,
+            r"`activation` must be one of",
+        ),
         (dict(in_features=1, out_features=1, residual=1), TypeError, r"`residual` must be a bool"),
     ],
 )

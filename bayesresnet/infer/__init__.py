@@ -1,0 +1,108 @@
+"""Inference: ``fit(spec, x, y, method=...)`` runs NUTS, SVI or a deep ensemble.
+
+All three return the same :class:`~bayesresnet.posterior.Posterior`.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from bayesresnet._validate import check_int
+from bayesresnet.data import Dataset, validate_xy
+from bayesresnet.infer.base import EngineResult, config_from_options
+from bayesresnet.infer.ensemble import EnsembleConfig, run_ensemble
+from bayesresnet.infer.nuts import NUTSConfig, run_nuts
+from bayesresnet.infer.svi import SVIConfig, run_svi
+from bayesresnet.model import PriorSpec, fit_scaler, make_model
+from bayesresnet.posterior import Posterior
+from bayesresnet.resnet import ResNetSpec
+
+__all__ = [
+    "fit",
+    "METHODS",
+    "EngineResult",
+    "NUTSConfig",
+    "SVIConfig",
+    "EnsembleConfig",
+    "run_nuts",
+    "run_svi",
+    "run_ensemble",
+]
+
+#: method name → (config class, engine)
+METHODS = {
+    "nuts": (NUTSConfig, run_nuts),
+    "svi": (SVIConfig, run_svi),
+    "ensemble": (EnsembleConfig, run_ensemble),
+}
+
+
+def fit(
+    spec: ResNetSpec,
+    x,
+    y=None,
+    *,
+    method: str = "nuts",
+    seed: int = 0,
+    prior: PriorSpec | None = None,
+    **options,
+) -> Posterior:
+    """Fit a Bayesian WP-ResNet.
+
+    Args:
+        spec: the network architecture.
+        x: training inputs ``[N, d]`` (raw units), or a :class:`~bayesresnet.Dataset`
+            (then ``y`` is omitted and its training split is used).
+        y: training outputs ``[N, out]`` or ``[N]``.
+        method: ``"nuts"``, ``"svi"`` or ``"ensemble"``.
+        seed: seed of every random choice of the run.
+        prior: prior and likelihood (default :class:`~bayesresnet.PriorSpec`).
+        **options: the method's settings: see :class:`NUTSConfig`, :class:`SVIConfig`,
+            :class:`EnsembleConfig`.
+
+    Returns:
+        A :class:`~bayesresnet.posterior.Posterior`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {sorted(METHODS)}; got {method!r}.")
+    if not isinstance(spec, ResNetSpec):
+        raise TypeError(f"`spec` must be a ResNetSpec; got {type(spec).__name__}.")
+    prior = PriorSpec() if prior is None else prior
+    if not isinstance(prior, PriorSpec):
+        raise TypeError(f"`prior` must be a PriorSpec; got {type(prior).__name__}.")
+    check_int("seed", seed, minimum=0)
+    input_names = output_names = ()
+    if isinstance(x, Dataset):
+        if y is not None:
+            raise ValueError("pass either a Dataset or `x` and `y`, not both.")
+        input_names, output_names = x.input_names, x.output_names
+        x, y = x.x_train, x.y_train
+    elif y is None:
+        raise ValueError("`y` is required when `x` is an array.")
+    x, y = validate_xy(x, y)
+    if x.shape[1] != spec.in_features:
+        raise ValueError(f"`x` has {x.shape[1]} columns but spec.in_features={spec.in_features}.")
+    if y.shape[1] != spec.out_features:
+        raise ValueError(f"`y` has {y.shape[1]} columns but spec.out_features={spec.out_features}.")
+    config_cls, engine = METHODS[method]
+    config = config_from_options(config_cls, method, options)
+    scaler = fit_scaler(x, y)
+    model = make_model(spec, prior, scaler)
+    result = engine(jax.random.key(seed), model, x, y, config)
+    return Posterior(
+        spec=spec,
+        prior=prior,
+        scaler=scaler,
+        samples=result.samples,
+        method=method,
+        settings=result.settings,
+        sample_stats=result.sample_stats,
+        timings=result.timings,
+        extra=result.extra,
+        x_train=np.asarray(x),
+        y_train=np.asarray(y),
+        input_names=tuple(input_names) or tuple(f"x{i + 1}" for i in range(x.shape[1])),
+        output_names=tuple(output_names) or tuple(f"y{i + 1}" for i in range(y.shape[1])),
+        seed=seed,
+    )

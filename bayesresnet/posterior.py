@@ -1,0 +1,434 @@
+"""The result of every inference method: draws, prediction in chunks, saving and loading.
+
+A :class:`Posterior` holds draws of every latent site with sample dimensions
+``[chains, draws, ...]`` (NUTS: chains × draws; SVI: one chain of guide draws;
+ensembles: one chain of members), the method and its settings, timings, per-draw
+statistics and what prediction needs: the spec, the prior and the standardization.
+Prediction, diagnostics, reports and studies are written once against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesresnet import bases, sites
+from bayesresnet._validate import check_int, check_number
+from bayesresnet.model import PriorSpec, Scaler
+from bayesresnet.resnet import ResNetSpec, apply
+
+__all__ = ["Posterior", "Prediction", "load", "FORMAT_VERSION", "DEFAULT_LEVELS"]
+
+FORMAT_VERSION = 1
+DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predictive summaries (raw units) at ``N`` points, and the draws when kept.
+
+    Attributes:
+        mean: predictive mean ``[N, O]`` (of the noise-free output ``f``, equal to that of ``y``).
+        std: predictive sd of noisy ``y`` ``[N, O]`` (function and noise uncertainty).
+        f_std: sd of the noise-free output ``[N, O]`` (function uncertainty alone).
+        quantiles: ``{p: [N, O]}`` quantiles of ``y`` at the probabilities of the
+            requested central intervals.
+        f_quantiles: the same for ``f``.
+        f: draws of ``f`` ``[S, N, O]`` or ``None`` when not kept.
+        y: draws of ``y`` ``[S, N, O]`` or ``None`` when not kept.
+        output_names: names of the outputs.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    f_std: np.ndarray
+    quantiles: dict[float, np.ndarray]
+    f_quantiles: dict[float, np.ndarray]
+    f: np.ndarray | None = None
+    y: np.ndarray | None = None
+    output_names: tuple[str, ...] = ()
+
+    def interval(self, level: float = 0.9, kind: str = "y") -> tuple[np.ndarray, np.ndarray]:
+        """Central ``level`` interval ``(lower, upper)``, each ``[N, O]``.
+
+        Args:
+            level: probability mass inside the interval, e.g. 0.9.
+            kind: ``"y"`` (predictive interval for a new noisy observation) or ``"f"``
+                (credible interval of the noise-free output).
+        """
+        check_number("level", level, low=0.0, high=1.0)
+        if kind not in ("y", "f"):
+            raise ValueError(f"`kind` must be 'y' or 'f'; got {kind!r}.")
+        lo_p, hi_p = _interval_probs(level)
+        table = self.quantiles if kind == "y" else self.f_quantiles
+        if lo_p in table and hi_p in table:
+            return table[lo_p], table[hi_p]
+        draws = self.y if kind == "y" else self.f
+        if draws is None:
+            raise ValueError(
+                f"level {level} was not among the levels computed at prediction "
+                f"({sorted({round(2 * p - 1, 6) for p in table if p > 0.5})}) and the "
+                "draws were not kept; pass `levels=` or `return_draws=True` to `predict`."
+            )
+        lo, hi = np.quantile(draws, [lo_p, hi_p], axis=0)
+        return lo, hi
+
+
+def _interval_probs(level: float) -> tuple[float, float]:
+    return round((1 - level) / 2, 10), round((1 + level) / 2, 10)
+
+
+@functools.lru_cache(maxsize=32)
+def _forward_program(spec: ResNetSpec):
+    """Jitted ``(params [D, ...], x̃ [P, d]) -> f̃ [D, P, O]`` for one spec; cached."""
+    return jax.jit(jax.vmap(lambda p, x: apply(p, x, spec), in_axes=(0, None)))
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(int(n) - 1, 0).bit_length()
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """Draws of a Bayesian WP-ResNet and everything needed to use them.
+
+    Attributes:
+        spec: the network architecture.
+        prior: the prior and likelihood.
+        scaler: the standardization fitted on the training data.
+        samples: ``{site: [chains, draws, ...]}`` constrained draws of every latent site.
+        method: ``"nuts"``, ``"svi"`` or ``"ensemble"``.
+        settings: the method's settings.
+        sample_stats: ``{name: [chains, draws]}`` per-draw statistics.
+        timings: wall times in seconds.
+        extra: further method results (loss histories, member flags, …).
+        x_train, y_train: the training data (raw units).
+        input_names, output_names: names of the columns.
+        seed: the seed of the run.
+    """
+
+    spec: ResNetSpec
+    prior: PriorSpec
+    scaler: Scaler
+    samples: dict[str, np.ndarray]
+    method: str
+    settings: dict[str, Any]
+    sample_stats: dict[str, np.ndarray]
+    timings: dict[str, float]
+    extra: dict[str, Any]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
+    seed: int = 0
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # ----------------------------------------------------------------- shapes
+    @property
+    def num_chains(self) -> int:
+        return int(next(iter(self.samples.values())).shape[0])
+
+    @property
+    def num_draws(self) -> int:
+        """Draws per chain."""
+        return int(next(iter(self.samples.values())).shape[1])
+
+    @property
+    def num_samples(self) -> int:
+        """Total draws (chains × draws)."""
+        return self.num_chains * self.num_draws
+
+    def flat_samples(self) -> dict[str, np.ndarray]:
+        """Draws with chains and draws merged: ``{site: [S, ...]}``."""
+        return {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.samples.items()}
+
+    def noise_scale(self) -> np.ndarray:
+        """Noise sd draws in raw output units, ``[S, O]``."""
+        return self.flat_samples()[sites.NOISE_SCALE] * self.scaler.y_std
+
+    # -------------------------------------------------------------- predict
+    def _check_x(self, x) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1 and self.spec.in_features == 1:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[1] != self.spec.in_features:
+            raise ValueError(
+                f"`x` must have shape [N, {self.spec.in_features}] (the model's inputs "
+                f"{list(self.input_names) or self.spec.in_features}); got shape {x.shape}."
+            )
+        if not np.all(np.isfinite(x)):
+            rows = np.unique(np.nonzero(~np.isfinite(x))[0])
+            raise ValueError(f"`x` has non-finite values in rows {rows[:10].tolist()}.")
+        return x
+
+    def predict_f(self, x, *, chunk_points: int = 4096, chunk_draws: int = 1024) -> np.ndarray:
+        """Draws of the noise-free output ``f`` ``[S, N, O]`` (raw units), computed in chunks."""
+        x = self._check_x(x)
+        return (
+            np.concatenate(list(self._f_chunks(x, chunk_points, chunk_draws)), axis=1)
+            if len(x)
+            else np.zeros((self.num_samples, 0, self.spec.out_features))
+        )
+
+    def _f_chunks(self, x, chunk_points: int, chunk_draws: int):
+        """Yield ``f`` draws ``[S, P, O]`` for consecutive chunks of at most ``chunk_points``."""
+        check_int("chunk_points", chunk_points, minimum=1)
+        check_int("chunk_draws", chunk_draws, minimum=1)
+        program = _forward_program(self.spec)
+        flat = {k: v for k, v in self.flat_samples().items() if k in sites.NETWORK}
+        s = self.num_samples
+        d_size = min(chunk_draws, s)
+        # Pad draws and points to fixed chunk sizes so every call reuses one compilation.
+        num_d = -(-s // d_size)
+        padded = {
+            k: np.concatenate([v, np.repeat(v[-1:], num_d * d_size - s, axis=0)])
+            for k, v in flat.items()
+        }
+        xs = (x - self.scaler.x_mean) / self.scaler.x_std
+        p_size = min(chunk_points, _next_pow2(len(x)))
+        for start in range(0, len(x), p_size):
+            block = xs[start : start + p_size]
+            n_real = len(block)
+            block = np.concatenate([block, np.zeros((p_size - n_real, block.shape[1]))])
+            block = jnp.asarray(block, dtype=jnp.float32)
+            parts = []
+            for i in range(num_d):
+                params = {k: v[i * d_size : (i + 1) * d_size] for k, v in padded.items()}
+                parts.append(np.asarray(program(params, block)))
+            f = np.concatenate(parts)[:s, :n_real]
+            yield self.scaler.y_mean + self.scaler.y_std * f
+
+    def predict(
+        self,
+        x,
+        *,
+        seed: int = 0,
+        levels=DEFAULT_LEVELS,
+        return_draws: bool | None = None,
+        chunk_points: int = 4096,
+        chunk_draws: int = 1024,
+    ) -> Prediction:
+        """Predictive distribution at ``x`` (raw units).
+
+        Summaries (mean, sds, quantiles of the requested central intervals) are computed
+        chunk by chunk over points, so memory stays at ``S × chunk_points`` floats
+        however many points are asked for; the draws themselves are returned only when
+        ``return_draws`` is true (by default when they hold at most 2·10⁷ numbers).
+
+        Args:
+            x: inputs ``[N, d]`` in raw units.
+            seed: seed of the observation-noise draws.
+            levels: central-interval levels to precompute.
+            return_draws: keep the ``f`` and ``y`` draws ``[S, N, O]``.
+            chunk_points: points per chunk.
+            chunk_draws: draws per compiled call.
+        """
+        x = self._check_x(x)
+        levels = tuple(check_number("levels", lv, low=0.0, high=1.0) for lv in levels)
+        n, o, s = len(x), self.spec.out_features, self.num_samples
+        if return_draws is None:
+            return_draws = s * n * o <= 2 * 10**7
+        probs = sorted({p for lv in levels for p in _interval_probs(lv)})
+        sigma = self.noise_scale()  # [S, O]
+        rng = np.random.default_rng(seed)
+        out = {k: [] for k in ("mean", "f_std", "std", "f", "y")}
+        qs = {p: [] for p in probs}
+        fqs = {p: [] for p in probs}
+        for f in self._f_chunks(x, chunk_points, chunk_draws):
+            eps = self._noise(rng, f.shape)
+            y = f + sigma[:, None, :] * eps
+            out["mean"].append(f.mean(axis=0))
+            out["f_std"].append(f.std(axis=0))
+            out["std"].append(y.std(axis=0))
+            for p, q, fq in zip(
+                probs, np.quantile(y, probs, axis=0), np.quantile(f, probs, axis=0)
+            ):
+                qs[p].append(q)
+                fqs[p].append(fq)
+            if return_draws:
+                out["f"].append(f)
+                out["y"].append(y)
+
+        def cat(parts, axis=0):
+            return np.concatenate(parts, axis=axis) if parts else np.zeros((0, o))
+
+        return Prediction(
+            mean=cat(out["mean"]),
+            std=cat(out["std"]),
+            f_std=cat(out["f_std"]),
+            quantiles={p: cat(v) for p, v in qs.items()},
+            f_quantiles={p: cat(v) for p, v in fqs.items()},
+            f=cat(out["f"], axis=1) if return_draws and n else None,
+            y=cat(out["y"], axis=1) if return_draws and n else None,
+            output_names=self.output_names,
+        )
+
+    def _noise(self, rng, shape) -> np.ndarray:
+        if self.prior.likelihood == "student_t":
+            return rng.standard_t(self.prior.student_t_df, size=shape)
+        return rng.standard_normal(size=shape)
+
+    def log_likelihood(self, x=None, y=None, *, chunk_points: int = 4096) -> np.ndarray:
+        """Pointwise log-likelihood ``[chains, draws, N]`` (summed over outputs), raw units.
+
+        Defaults to the training data. One row of ``y`` is one observation (for LOO).
+        """
+        if (x is None) != (y is None):
+            raise ValueError("pass both `x` and `y`, or neither (the training data).")
+        x = self.x_train if x is None else self._check_x(x)
+        y = self.y_train if y is None else np.asarray(y, dtype=np.float64).reshape(len(x), -1)
+        sigma = self.noise_scale()[:, None, :]  # [S, 1, O]
+        parts = []
+        start = 0
+        for f in self._f_chunks(x, chunk_points, 1024):
+            yy = y[start : start + f.shape[1]][None]
+            start += f.shape[1]
+            z = (yy - f) / sigma
+            if self.prior.likelihood == "student_t":
+                nu = self.prior.student_t_df
+                from scipy.special import gammaln
+
+                lp = (
+                    gammaln((nu + 1) / 2)
+                    - gammaln(nu / 2)
+                    - 0.5 * np.log(nu * np.pi)
+                    - np.log(sigma)
+                    - (nu + 1) / 2 * np.log1p(z**2 / nu)
+                )
+            else:
+                lp = -0.5 * z**2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+            parts.append(lp.sum(axis=-1))
+        ll = np.concatenate(parts, axis=1)
+        return ll.reshape(self.num_chains, self.num_draws, -1)
+
+    # ---------------------------------------------------------------- arviz
+    def to_inference_data(self, **kwargs):
+        """An ArviZ ``InferenceData`` (see :func:`bayesresnet.diagnostics.to_inference_data`)."""
+        from bayesresnet.diagnostics import to_inference_data
+
+        return to_inference_data(self, **kwargs)
+
+    # ----------------------------------------------------------- save/load
+    def save(self, path) -> Path:
+        """Write the posterior to ``path`` (``.npz``), atomically."""
+        path = Path(path)
+        arrays = {
+            "x_train": self.x_train,
+            "y_train": self.y_train,
+            **{f"scaler/{k}": np.asarray(v) for k, v in self.scaler._asdict().items()},
+            **{f"samples/{k}": v for k, v in self.samples.items()},
+            **{f"sample_stats/{k}": v for k, v in self.sample_stats.items()},
+        }
+        extra_json = {}
+        for k, v in self.extra.items():
+            if isinstance(v, np.ndarray):
+                arrays[f"extra/{k}"] = v
+            else:
+                extra_json[k] = v
+        meta = {
+            "format": "bayesresnet-posterior",
+            "format_version": FORMAT_VERSION,
+            "spec": _spec_to_dict(self.spec),
+            "prior": dataclasses.asdict(self.prior),
+            "method": self.method,
+            "settings": self.settings,
+            "timings": self.timings,
+            "extra": extra_json,
+            "input_names": list(self.input_names),
+            "output_names": list(self.output_names),
+            "seed": self.seed,
+        }
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, __meta__=np.array(json.dumps(meta)), **arrays)
+        write_atomic(path, buffer.getvalue())
+        return path
+
+
+def write_atomic(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
+
+    A crash leaves either the old file or none, never a partial one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _spec_to_dict(spec: ResNetSpec) -> dict:
+    d = dataclasses.asdict(spec)
+    d["basis"] = {"type": type(spec.basis).__name__, **dataclasses.asdict(spec.basis)}
+    return d
+
+
+def _spec_from_dict(d: dict) -> ResNetSpec:
+    d = dict(d)
+    basis = dict(d.pop("basis"))
+    cls = getattr(bases, basis.pop("type"))
+    return ResNetSpec(basis=cls(**basis), **d)
+
+
+def load(path) -> Posterior:
+    """Read a posterior written by :meth:`Posterior.save`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no posterior file at {path}.")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(str(arrays.pop("__meta__")))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"{path} is not a readable bayesresnet posterior file (corrupt or truncated): {exc}"
+        ) from exc
+    if meta.get("format") != "bayesresnet-posterior":
+        raise ValueError(f"{path} is not a bayesresnet posterior file.")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has posterior format version {version}; this bayesresnet reads version "
+            f"{FORMAT_VERSION}. Refit with this version, or load it with the version that "
+            "wrote it."
+        )
+
+    def group(prefix):
+        return {k[len(prefix) + 1 :]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+
+    scaler = group("scaler")
+    return Posterior(
+        spec=_spec_from_dict(meta["spec"]),
+        prior=PriorSpec(**meta["prior"]),
+        scaler=Scaler(**{k: scaler[k] for k in Scaler._fields}),
+        samples=group("samples"),
+        method=meta["method"],
+        settings=meta["settings"],
+        sample_stats=group("sample_stats"),
+        timings=meta["timings"],
+        extra={**meta["extra"], **group("extra")},
+        x_train=arrays["x_train"],
+        y_train=arrays["y_train"],
+        input_names=tuple(meta["input_names"]),
+        output_names=tuple(meta["output_names"]),
+        seed=meta["seed"],
+    )
