@@ -2,7 +2,9 @@
 
 from bayesresnet import bases, problems, sites
 from bayesresnet.data import Dataset, load_csv, load_npz
+from bayesresnet.infer import fit
 from bayesresnet.model import PriorSpec, Scaler, fit_scaler, make_model, wp_resnet_model
+from bayesresnet.posterior import Posterior, Prediction, load
 from bayesresnet.resnet import ResNetSpec, apply, init_params, num_params
 
 __version__ = "0.1.0"
@@ -14,6 +16,10 @@ __all__ = [
     "Dataset",
     "load_csv",
     "load_npz",
+    "fit",
+    "Posterior",
+    "Prediction",
+    "load",
     "PriorSpec",
     "Scaler",
     "fit_scaler",

@@ -89,6 +89,13 @@ class Basis(abc.ABC):
     def num_functions(self, num_layers: int) -> int:
         """Number ``K`` of basis functions (coefficient arrays) for ``num_layers`` layers."""
 
+    #: Prefix of the basis functions' names (``function_names``).
+    label: str = "phi"
+
+    def function_names(self, num_layers: int) -> list[str]:
+        """Names of the basis functions, e.g. ``["t^0", "t^1", …]`` (ArviZ coordinates)."""
+        return [f"{self.label}{k}" for k in range(self.num_functions(num_layers))]
+
     def evaluate(self, t) -> np.ndarray:
         """``Φ(t)`` as a ``[len(t), K]`` array for depths ``t ∈ [0, 1]``."""
         raise NotImplementedError  # pragma: no cover - every continuous basis overrides
@@ -142,6 +149,7 @@ class PerLayer(Basis):
     """
 
     supports_depth_transfer = False
+    label = "layer"
 
     def num_functions(self, num_layers: int) -> int:
         check_int("num_layers", num_layers, minimum=1)
@@ -163,6 +171,7 @@ class Monomial(Basis):
     """Monomials ``Φ_k(t) = t^k``, ``k = 0 … degree``: ``W(t) = Σ_k t^k C_k`` exactly."""
 
     degree: int
+    label = "t^"
 
     def __post_init__(self):
         check_int("degree", self.degree, minimum=0)
@@ -204,6 +213,7 @@ class Legendre(Basis):
     """
 
     degree: int
+    label = "P"
 
     def __post_init__(self):
         check_int("degree", self.degree, minimum=0)
@@ -227,6 +237,7 @@ class PiecewiseLinear(Basis):
     """
 
     num_knots: int
+    label = "knot"
 
     def __post_init__(self):
         check_int("num_knots", self.num_knots, minimum=2)

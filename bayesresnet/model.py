@@ -180,6 +180,8 @@ def wp_resnet_model(
         noise = dist.StudentT(prior.student_t_df, f, scale)
     if y is not None:
         assert y.shape == (n, out), f"y has shape {y.shape}, expected {(n, out)}"
+    if n == 0:  # no observations: the model is its prior
+        return
     with numpyro.plate(sites.DATA_PLATE, n):
         if obs_weight is None:
             numpyro.sample(sites.OBS, noise.to_event(1), obs=y)

@@ -395,7 +395,8 @@ def load(path) -> Posterior:
     if not path.exists():
         raise FileNotFoundError(f"no posterior file at {path}.")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Read the bytes first: np.load leaves the file open when the archive is corrupt.
+        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
         meta = json.loads(str(arrays.pop("__meta__")))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:

@@ -35,7 +35,6 @@ import optax
 from numpyro import handlers
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
-from bayesresnet import sites
 from bayesresnet._validate import check_bool, check_choice, check_int, check_number
 from bayesresnet.infer.base import EngineResult, Timer, to_numpy
 
@@ -187,10 +186,12 @@ def _member_inputs(key, model, x, y, config: EnsembleConfig):
     u0 = sample_prior_unconstrained(k_init, model, x, y, m)
     anchors = None
     if config.anchored:
-        draws = jax.vmap(lambda k: _sample_prior(k, model, x, y, sites.NETWORK))(
+        # Each member's prior mean is a fresh prior draw of every latent site; the model
+        # reads the means of the sites it centres (the network weights) from it.
+        names = tuple(latent_sites(model, x, y))
+        anchors = jax.vmap(lambda k: _sample_prior(k, model, x, y, names))(
             jax.random.split(k_anchor, m)
         )
-        anchors = draws
     weights = None
     if config.bootstrap:
 

@@ -178,7 +178,7 @@ def run_svi(key, model, x, y, config: SVIConfig) -> EngineResult:
     guide = make_guide(model, config, num_latent, init)
     svi = SVI(model, guide, optimizer, Trace_ELBO(num_particles=config.num_particles))
     with timer("init_s"):
-        state = jax.jit(svi.init)(k_init, x, y)
+        state = svi.init(k_init, x, y)
     block = min(config.check_every, config.num_steps)
 
     def run_block(state, _):

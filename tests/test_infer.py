@@ -1,0 +1,346 @@
+"""Inference engines: known answers, vmapped ensemble vs one-by-one, NUTS on the prior, SBC."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.diagnostics import effective_sample_size
+from numpyro.infer import MCMC, NUTS, Predictive
+from numpyro.infer.util import constrain_fn, potential_energy
+
+import bayesresnet as brn
+from bayesresnet import bases, sites
+from bayesresnet.infer import EnsembleConfig, NUTSConfig, SVIConfig, run_ensemble, run_nuts, run_svi
+from bayesresnet.infer.ensemble import (
+    _make_optimizer,
+    _member_inputs,
+    make_member_trainer,
+    sample_prior_unconstrained,
+    train_members,
+)
+from bayesresnet.infer.nuts import resolve_chain_method, tree_depth
+
+# ---------------------------------------------------------------------------------------
+# A conjugate linear-Gaussian model with a closed-form posterior: θ ~ N(m, s² I),
+# y_i ~ N(x_i·θ, σ²) with σ known. It follows the engines' model protocol
+# (prior_loc, obs_weight keyword arguments).
+PRIOR_SD, NOISE_SD = 1.0, 0.5
+
+
+def linear_model(x, y=None, prior_loc=None, obs_weight=None):
+    loc = jnp.zeros(x.shape[1]) if prior_loc is None else prior_loc["theta"]
+    theta = numpyro.sample("theta", dist.Normal(loc, PRIOR_SD).to_event(1))
+    with numpyro.plate("data", x.shape[0]):
+        if obs_weight is None:
+            numpyro.sample("y", dist.Normal(x @ theta, NOISE_SD), obs=y)
+        else:
+            with numpyro.handlers.scale(scale=obs_weight):
+                numpyro.sample("y", dist.Normal(x @ theta, NOISE_SD), obs=y)
+
+
+def linear_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 2))
+    y = x @ np.array([1.0, -2.0]) + NOISE_SD * rng.normal(size=20)
+    return jnp.asarray(x, dtype=jnp.float32), jnp.asarray(y, dtype=jnp.float32)
+
+
+def linear_posterior(x, y, weights=None, anchor=None):
+    """Posterior (or weighted/anchored MAP) in closed form."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
+    m = np.zeros(x.shape[1]) if anchor is None else np.asarray(anchor, dtype=np.float64)
+    precision = (x.T * w) @ x / NOISE_SD**2 + np.eye(x.shape[1]) / PRIOR_SD**2
+    cov = np.linalg.inv(precision)
+    mean = cov @ ((x.T * w) @ y / NOISE_SD**2 + m / PRIOR_SD**2)
+    return mean, cov
+
+
+def test_ensemble_members_reach_the_map(key):
+    x, y = linear_data()
+    result = run_ensemble(key, linear_model, x, y, EnsembleConfig(num_members=6, num_steps=3000))
+    mean, cov = linear_posterior(x, y)
+    members = result.samples["theta"][0]  # [M, 2]
+    # Cosine decay ends at lr 1e-4, so Adam's final jitter is ~1e-4; float32 loss of a
+    # quadratic with curvature ~100 resolves θ to ~1e-4 too. Allow 1e-3 (≈ 0.02 posterior sd).
+    np.testing.assert_allclose(members, np.broadcast_to(mean, members.shape), atol=1e-3)
+    assert all(result.extra["member_converged"])
+    assert result.samples["theta"].shape == (1, 6, 2)
+
+
+def test_bootstrap_members_are_weighted_maps(key):
+    x, y = linear_data()
+    config = EnsembleConfig(num_members=4, num_steps=3000, bootstrap=True)
+    result = run_ensemble(key, linear_model, x, y, config)
+    _, _, weights = _member_inputs(key, linear_model, x, y, config)
+    weights = np.asarray(weights)
+    assert np.all(weights.sum(axis=1) == len(x))  # multinomial counts of N draws
+    for m in range(4):
+        expected, _ = linear_posterior(x, y, weights=weights[m])
+        np.testing.assert_allclose(result.samples["theta"][0, m], expected, atol=1e-3)
+    assert np.ptp(result.samples["theta"][0, :, 0]) > 1e-2  # members differ
+
+
+def test_anchored_members_are_anchored_maps(key):
+    x, y = linear_data()
+    config = EnsembleConfig(num_members=4, num_steps=3000, anchored=True)
+    result = run_ensemble(key, linear_model, x, y, config)
+    _, anchors, _ = _member_inputs(key, linear_model, x, y, config)
+    for m in range(4):
+        expected, _ = linear_posterior(x, y, anchor=np.asarray(anchors["theta"][m]))
+        np.testing.assert_allclose(result.samples["theta"][0, m], expected, atol=1e-3)
+
+
+def test_vmapped_ensemble_matches_members_trained_one_by_one(key):
+    spec = brn.ResNetSpec(2, 1, width=4, num_layers=5, basis=bases.Cubic())
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(15, 2))
+    y = np.sin(x.sum(axis=1, keepdims=True))
+    model = brn.make_model(spec, brn.PriorSpec(), brn.fit_scaler(x, y))
+    x, y = jnp.asarray(x, dtype=jnp.float32), jnp.asarray(y, dtype=jnp.float32)
+    config = EnsembleConfig(num_members=3, num_steps=200, bootstrap=True)
+    together = train_members(key, model, x, y, config)
+    u0, anchors, weights = _member_inputs(key, model, x, y, config)
+    train = jax.jit(make_member_trainer(model, x, y, _make_optimizer(config), config.num_steps))
+    for m in range(3):
+        u_m = jax.tree_util.tree_map(lambda a, m=m: a[m], u0)
+        u, losses = train(u_m, None, weights[m])
+        np.testing.assert_allclose(losses, together.losses[m], rtol=1e-4, atol=1e-4)
+        for name in u:
+            np.testing.assert_allclose(u[name], together.params[name][m], rtol=1e-4, atol=1e-5)
+
+
+def test_diverged_members_are_flagged_and_dropped(key):
+    x, y = linear_data()
+    bad_x = x.at[0, 0].set(1e30)  # one absurd row makes the loss overflow float32
+    with pytest.raises(FloatingPointError, match="all 2 ensemble members diverged"):
+        run_ensemble(key, linear_model, bad_x, y, EnsembleConfig(num_members=2, num_steps=10))
+
+
+def test_one_diverged_member_is_left_out(key, monkeypatch):
+    x, y = linear_data()
+    real = train_members
+
+    def poisoned(*args, **kwargs):
+        result = real(*args, **kwargs)
+        losses = result.losses.at[1, -5:].set(jnp.nan)
+        params = {k: v.at[1].set(jnp.nan) for k, v in result.params.items()}
+        return type(result)(params, losses)
+
+    monkeypatch.setattr("bayesresnet.infer.ensemble.train_members", poisoned)
+    config = EnsembleConfig(num_members=3, num_steps=2000)
+    with pytest.warns(RuntimeWarning, match=r"1 of 3 ensemble members diverged"):
+        result = run_ensemble(key, linear_model, x, y, config)
+    assert result.extra["member_diverged"] == [False, True, False]
+    assert result.samples["theta"].shape == (1, 2, 2)
+    assert np.all(np.isfinite(result.samples["theta"]))
+
+
+@pytest.mark.parametrize("guide", ["fullrank", "laplace"])
+def test_svi_recovers_gaussian_posterior(guide, key):
+    x, y = linear_data()
+    num_draws = 4000
+    config = SVIConfig(guide=guide, num_steps=4000, num_draws=num_draws, tol=0.0)
+    result = run_svi(key, linear_model, x, y, config)
+    mean, cov = linear_posterior(x, y)
+    draws = result.samples["theta"][0]
+    sd = np.sqrt(np.diag(cov))
+    # The exact posterior is in both guide families. Error budget per coordinate: the
+    # Monte-Carlo error of the draw mean (5·sd/√4000 ≈ 0.08 sd) plus 0.05 sd for the
+    # stochastic optimizer's stationary jitter (final learning rate 1e-4).
+    assert np.all(np.abs(draws.mean(axis=0) - mean) < 5 * sd / np.sqrt(num_draws) + 0.05 * sd)
+    # Sample sd of 4000 normal draws has relative error 1/√(2·4000) ≈ 1.1%; allow 5 of
+    # those plus 5% for the optimizer.
+    assert np.all(np.abs(draws.std(axis=0) / sd - 1) < 5 / np.sqrt(2 * num_draws) + 0.05)
+    assert result.extra["loss_history"].ndim == 1
+
+
+def test_svi_map_guide_gives_one_draw_at_the_mode(key):
+    x, y = linear_data()
+    result = run_svi(key, linear_model, x, y, SVIConfig(guide="map", num_steps=3000, tol=0.0))
+    mean, _ = linear_posterior(x, y)
+    assert result.samples["theta"].shape == (1, 1, 2)
+    np.testing.assert_allclose(result.samples["theta"][0, 0], mean, atol=2e-3)
+
+
+def test_nuts_on_gaussian_posterior(key):
+    x, y = linear_data()
+    result = run_nuts(key, linear_model, x, y, NUTSConfig(num_warmup=300, num_samples=1000))
+    mean, cov = linear_posterior(x, y)
+    draws = result.samples["theta"]  # [4, 1000, 2]
+    ess = effective_sample_size(draws)
+    sd = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(draws.mean(axis=(0, 1)) - mean) < 5 * sd / np.sqrt(ess))
+    for stat in ("diverging", "tree_depth", "step_size", "acceptance_rate", "energy", "n_steps"):
+        assert result.sample_stats[stat].shape == (4, 1000), stat
+    assert result.extra["num_gradient_evaluations"] == int(result.sample_stats["n_steps"].sum())
+    assert set(result.timings) >= {"init_s", "warmup_s", "sampling_s"}
+
+
+def test_tree_depth_from_steps():
+    np.testing.assert_array_equal(tree_depth([1, 2, 3, 4, 7, 8, 1023]), [1, 2, 2, 3, 3, 4, 10])
+
+
+def test_chain_method_resolution():
+    assert resolve_chain_method("auto", 4, num_devices=1) == "vectorized"
+    assert resolve_chain_method("auto", 4, num_devices=4) == "parallel"
+    assert resolve_chain_method("auto", 1, num_devices=1) == "sequential"
+    with pytest.warns(UserWarning, match=r"numpyro.set_host_device_count\(4\)"):
+        assert resolve_chain_method("parallel", 4, num_devices=1) == "vectorized"
+
+
+# ---------------------------------------------------------------------------------------
+# The full model.
+
+
+def tiny_spec():
+    return brn.ResNetSpec(1, 1, width=2, num_layers=2, basis=bases.Linear())
+
+
+@pytest.mark.slow
+def test_nuts_without_data_reproduces_the_prior(key):
+    spec = tiny_spec()
+    prior = brn.PriorSpec()
+    model = brn.make_model(spec, prior, brn.Scaler.identity(1, 1))
+    x, y = jnp.zeros((0, 1)), jnp.zeros((0, 1))
+    result = run_nuts(key, model, x, y, NUTSConfig(num_warmup=500, num_samples=2000, init="prior"))
+    scales = brn.model.prior_scales(spec, prior)
+    checks = {
+        "output_bias": (result.samples[sites.OUTPUT_BIAS][..., 0], 0.0, scales[sites.OUTPUT_BIAS]),
+        "hidden_weight[1,0,1]": (
+            result.samples[sites.HIDDEN_WEIGHT][..., 1, 0, 1],
+            0.0,
+            scales[sites.HIDDEN_WEIGHT],
+        ),
+        "input_weight[0,1]": (
+            result.samples[sites.INPUT_WEIGHT][..., 0, 1],
+            0.0,
+            scales[sites.INPUT_WEIGHT],
+        ),
+    }
+    for name, (draws, mean, sd) in checks.items():
+        # First moment: error over its MCSE = sd/√ESS; second moment: E[θ²] = sd².
+        ess = effective_sample_size(np.asarray(draws)[..., None])[0]
+        assert abs(draws.mean() - mean) < 5 * sd / np.sqrt(ess), name
+        sq = np.asarray(draws) ** 2
+        ess2 = effective_sample_size(sq[..., None])[0]
+        assert abs(sq.mean() - sd**2) < 5 * sq.std() / np.sqrt(ess2), name
+    # HalfNormal(0.5) noise scale: mean 0.5·√(2/π).
+    sigma = np.asarray(result.samples[sites.NOISE_SCALE][..., 0])
+    ess = effective_sample_size(sigma[..., None])[0]
+    expected = prior.noise_prior_scale * np.sqrt(2 / np.pi)
+    assert abs(sigma.mean() - expected) < 5 * sigma.std() / np.sqrt(ess)
+    assert result.extra["num_divergences"] < 0.01 * 4 * 2000
+
+
+@pytest.mark.slow
+def test_simulation_based_calibration(key):
+    """SBC (Talts et al. 2018): ranks of the true values among posterior draws are uniform.
+
+    ``R`` data sets are simulated from the prior and the likelihood. Their posteriors are
+    independent, so one NUTS run on the product of the ``R`` posteriors (a potential
+    summed over replicates, vectorized with ``vmap``) samples every replicate's
+    posterior at once: the same NUTS, and one compilation instead of ``R``.
+    """
+    spec = tiny_spec()
+    model = brn.make_model(spec, brn.PriorSpec(), brn.Scaler.identity(1, 1))
+    x = jnp.linspace(-1, 1, 8)[:, None]
+    probe = jnp.array([[0.3]])
+    num_replicates, num_kept, thin = 100, 29, 10
+    truths = Predictive(model, num_samples=num_replicates)(jax.random.key(1), x)
+    ys = truths[sites.OBS]  # [R, N, 1]
+
+    def potential(u):
+        per_replicate = jax.vmap(lambda ur, yr: potential_energy(model, (x, yr), {}, ur))
+        return jnp.sum(per_replicate(u, ys))
+
+    init = sample_prior_unconstrained(jax.random.key(2), model, x, ys[0], num_replicates)
+    mcmc = MCMC(
+        NUTS(potential_fn=potential, target_accept_prob=0.9, max_tree_depth=8),
+        num_warmup=1000,
+        num_samples=num_kept * thin,
+        progress_bar=False,
+    )
+    mcmc.run(key, init_params=init)
+    u = mcmc.get_samples()  # {site: [draws, R, ...]} unconstrained
+    constrain = jax.vmap(jax.vmap(lambda ur, yr: constrain_fn(model, (x, yr), {}, ur)), (0, None))
+    draws = constrain({k: v[::thin] for k, v in u.items()}, ys)  # [kept, R, ...]
+
+    def quantities(d):
+        """Scalar summaries [..., R]: four parameters and the function at a probe input."""
+        params = {k: d[k] for k in sites.NETWORK}
+        lead = d[sites.OUTPUT_BIAS].shape[:-1]
+        flat = jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[len(lead) :]), params)
+        f = jax.vmap(lambda p: brn.apply(p, probe, spec)[0, 0])(flat).reshape(lead)
+        return {
+            "output_bias": d[sites.OUTPUT_BIAS][..., 0],
+            "noise_scale": d[sites.NOISE_SCALE][..., 0],
+            "hidden_weight[1,0,1]": d[sites.HIDDEN_WEIGHT][..., 1, 0, 1],
+            "input_weight[0,0]": d[sites.INPUT_WEIGHT][..., 0, 0],
+            "f(0.3)": f,
+        }
+
+    true_q = quantities({k: v for k, v in truths.items() if k != sites.OBS})  # [R]
+    post_q = quantities(draws)  # [kept, R]
+    from scipy.stats import chisquare
+
+    for name in true_q:
+        ranks = np.sum(np.asarray(post_q[name]) < np.asarray(true_q[name])[None], axis=0)
+        # Ranks take num_kept + 1 = 30 values; 5 bins of 6 values, 20 expected per bin.
+        counts = np.bincount(ranks // 6, minlength=5)
+        p_value = chisquare(counts).pvalue
+        # Five quantities at α = 0.001 each: a family-wise false alarm rate of 0.5%.
+        assert p_value > 1e-3, (name, counts, p_value)
+    divergences = int(mcmc.get_extra_fields()["diverging"].sum())
+    assert divergences < 0.01 * num_kept * thin, divergences
+
+
+# ---------------------------------------------------------------------------------------
+# Entry point.
+
+
+def test_fit_errors():
+    spec = brn.ResNetSpec(2, 1, width=3, num_layers=2)
+    x, y = np.zeros((10, 2)), np.zeros((10, 1))
+    with pytest.raises(ValueError, match=r"`method` must be one of \['ensemble', 'nuts', 'svi'\]"):
+        brn.fit(spec, x, y, method="hmc")
+    with pytest.raises(ValueError, match=r"rows"):
+        brn.fit(spec, x, np.zeros((9, 1)), method="ensemble")
+    with pytest.raises(ValueError, match=r"`x` has 3 columns but spec.in_features=2"):
+        brn.fit(spec, np.zeros((10, 3)), y, method="ensemble")
+    with pytest.raises(ValueError, match=r"`y` has 2 columns but spec.out_features=1"):
+        brn.fit(spec, x, np.zeros((10, 2)), method="ensemble")
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['num_sample'\] for method='nuts'"):
+        brn.fit(spec, x, y, method="nuts", num_sample=10)
+    with pytest.raises(ValueError, match=r"`num_chains` must be ≥ 1; got 0"):
+        brn.fit(spec, x, y, method="nuts", num_chains=0)
+    with pytest.raises(ValueError, match=r"`guide` must be one of"):
+        brn.fit(spec, x, y, method="svi", guide="flow")
+    with pytest.raises(ValueError, match=r"`y` is required"):
+        brn.fit(spec, x)
+    with pytest.raises(TypeError, match=r"`spec` must be a ResNetSpec"):
+        brn.fit("spec", x, y)
+    with pytest.raises(TypeError, match=r"`prior` must be a PriorSpec"):
+        brn.fit(spec, x, y, prior={})
+
+
+def test_fit_accepts_a_dataset():
+    ds = brn.problems.get("sine").sample(0, 12, 5)
+    spec = brn.ResNetSpec(1, 1, width=3, num_layers=2)
+    post = brn.fit(spec, ds, method="svi", guide="map", num_steps=50, init_steps=10)
+    assert post.input_names == ds.input_names
+    assert post.output_names == ds.output_names
+    assert post.method == "svi"
+    with pytest.raises(ValueError, match="either a Dataset or"):
+        brn.fit(spec, ds, ds.y_train)
+
+
+def test_prior_draws_are_finite_and_independent(key):
+    x, y = linear_data()
+    u = sample_prior_unconstrained(key, linear_model, x, y, 500)
+    theta = np.asarray(u["theta"])
+    # 500 draws of N(0, 1): mean within 5/√500, sd within 5/√1000 relative.
+    assert np.all(np.abs(theta.mean(axis=0)) < 5 / np.sqrt(500))
+    assert np.all(np.abs(theta.std(axis=0) - 1) < 5 / np.sqrt(1000))
