@@ -9,8 +9,12 @@ comparison from it.
 from __future__ import annotations
 
 import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from bayesresnet import sites
+from bayesresnet.bases import layer_times
 
 with warnings.catch_warnings():
     # ArviZ 0.x announces its 1.x refactor on import, once a day; the move to 1.x is
@@ -18,7 +22,23 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
     import arviz as az
 
-__all__ = ["to_inference_data", "coords_of"]
+__all__ = [
+    "to_inference_data",
+    "coords_of",
+    "Check",
+    "DiagnosticsResult",
+    "convergence",
+    "probe_inputs",
+    "function_space_draws",
+    "parameter_draws",
+    "summarize_draws",
+    "pareto_khat",
+    "loo",
+    "waic",
+    "loo_pit",
+    "ppc_statistics",
+    "compare",
+]
 
 
 def coords_of(post) -> dict[str, list]:
@@ -69,7 +89,9 @@ def to_inference_data(
     if posterior_predictive:
         pred = post.predict(post.x_train, seed=seed, return_draws=True, levels=())
         shape = (post.num_chains, post.num_draws) + pred.y.shape[1:]
-        groups["posterior_predictive"] = {sites.OBS: pred.y.reshape(shape)}
+        # One noise draw per parameter draw (the first replicate), aligned with the chains.
+        y_rep = pred.y[: post.num_samples].reshape(shape)
+        groups["posterior_predictive"] = {sites.OBS: y_rep}
     idata = az.from_dict(**groups, coords=coords, dims=dims)
     if log_likelihood:
         ll = post.log_likelihood()  # [chains, draws, N]
@@ -78,3 +100,469 @@ def to_inference_data(
         )
         idata.add_groups(log_likelihood=dataset)
     return idata
+
+
+# ------------------------------------------------------------------------- thresholds
+RHAT_MAX = 1.01
+ESS_PER_CHAIN_MIN = 100
+EBFMI_MIN = 0.3
+TREE_DEPTH_SATURATION_MAX = 0.05
+PARETO_K_OK = 0.7
+
+
+@dataclass(frozen=True)
+class Check:
+    """One diagnostic check with its threshold and, when it fails, what to try."""
+
+    name: str
+    status: str  # "pass", "warn", "fail" or "n/a"
+    value: str
+    threshold: str
+    advice: str = ""
+
+
+@dataclass(frozen=True)
+class DiagnosticsResult:
+    """Convergence or fit diagnostics of a posterior, with a verdict.
+
+    Attributes:
+        method: the inference method.
+        checks: every check, in the order they were made.
+        table: one row per summarized quantity (name, kind, r_hat, ess_bulk, ess_tail,
+            mcse_mean, mean, sd), worst first.
+        verdict: ``"pass"`` (every check passed), ``"warn"`` or ``"fail"``.
+    """
+
+    method: str
+    checks: tuple[Check, ...]
+    table: tuple[dict, ...]
+    verdict: str
+
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status in ("fail", "warn")]
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "verdict": self.verdict,
+            "checks": [asdict(c) for c in self.checks],
+            "table": list(self.table),
+        }
+
+
+def _verdict(checks) -> str:
+    statuses = {c.status for c in checks}
+    if "fail" in statuses:
+        return "fail"
+    return "warn" if "warn" in statuses else "pass"
+
+
+def probe_inputs(post, num_probes: int = 20, seed: int = 0) -> np.ndarray:
+    """Probe inputs for function-space diagnostics: training inputs chosen at random."""
+    rng = np.random.default_rng(seed)
+    n = len(post.x_train)
+    return post.x_train[rng.choice(n, size=min(num_probes, n), replace=False)]
+
+
+def function_space_draws(post, x_probe, num_t: int = 11) -> dict[str, np.ndarray]:
+    """Quantities of function space, each ``[chains, draws]``.
+
+    ``f[o](probe p)``: the noise-free output at each probe input; ``|W(t)|`` at ``num_t``
+    depths: the Frobenius norm of the hidden weight matrix divided by ``width`` (per
+    layer for ``PerLayer``). Both are invariant to permutations of hidden units, unlike
+    single weights, so their R-hat measures mixing rather than label switching.
+    """
+    c, d = post.num_chains, post.num_draws
+    out = {}
+    f = post.predict_f(x_probe)  # [S, P, O]
+    for p in range(f.shape[1]):
+        for o, name in enumerate(post.output_names):
+            out[f"f[{name}](probe {p})"] = f[:, p, o].reshape(c, d)
+    basis, spec = post.spec.basis, post.spec
+    if basis.supports_depth_transfer:
+        t = np.linspace(0.0, 1.0, num_t)
+        phi = basis.evaluate(t)
+    else:
+        t = layer_times(spec.num_layers)
+        phi = basis.phi(spec.num_layers)
+    coef = post.flat_samples()[sites.HIDDEN_WEIGHT]  # [S, K, w, w]
+    w = np.einsum("tk,skij->stij", phi, coef)
+    norms = np.sqrt((w**2).sum(axis=(2, 3))) / spec.width  # [S, T]
+    for i, ti in enumerate(t):
+        out[f"|W(t={ti:.2f})|"] = norms[:, i].reshape(c, d)
+    return out
+
+
+def parameter_draws(post) -> dict[str, np.ndarray]:
+    """Every scalar parameter as ``[chains, draws]``, named ``site[i,j,…]``."""
+    out = {}
+    for name, v in post.samples.items():
+        flat = v.reshape(v.shape[:2] + (-1,))
+        for idx in range(flat.shape[-1]):
+            label = ",".join(map(str, np.unravel_index(idx, v.shape[2:]))) if v.ndim > 2 else ""
+            out[f"{name}[{label}]" if label else name] = flat[..., idx]
+    return out
+
+
+def summarize_draws(draws: dict[str, np.ndarray], kind: str) -> list[dict]:
+    """R-hat, bulk/tail ESS and MCSE of scalar quantities ``[chains, draws]`` (ArviZ)."""
+    names = list(draws)
+    if not names:
+        return []
+    stacked = np.stack([draws[n] for n in names], axis=-1)  # [C, D, Q]
+    ds = az.convert_to_dataset({"q": stacked})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant quantities give nan
+        rhat = az.rhat(ds)["q"].values
+        ess_bulk = az.ess(ds, method="bulk")["q"].values
+        ess_tail = az.ess(ds, method="tail")["q"].values
+        mcse = az.mcse(ds, method="mean")["q"].values
+    rows = []
+    for i, n in enumerate(names):
+        rows.append(
+            {
+                "name": n,
+                "kind": kind,
+                "r_hat": float(rhat[i]),
+                "ess_bulk": float(ess_bulk[i]),
+                "ess_tail": float(ess_tail[i]),
+                "mcse_mean": float(mcse[i]),
+                "mean": float(stacked[..., i].mean()),
+                "sd": float(stacked[..., i].std()),
+            }
+        )
+    return rows
+
+
+def _worst(rows, key, largest=True):
+    vals = [r[key] for r in rows if np.isfinite(r[key])]
+    if not vals:
+        return float("nan")
+    return max(vals) if largest else min(vals)
+
+
+def convergence(post, *, num_probes: int = 20, num_t: int = 11, seed: int = 0):
+    """Diagnostics of a posterior with a verdict and stated thresholds.
+
+    NUTS: rank-normalized split R-hat (≤ 1.01), bulk and tail ESS (≥ 100 per chain) and
+    MCSE on function-space quantities (predictions at probe inputs, ``|W(t)|`` over
+    depth) and on the parameters; divergences (none), tree-depth saturation (< 5% of
+    draws at the maximum), E-BFMI (≥ 0.3 per chain). Weight-level R-hat is a warning
+    only: hidden units can swap places between chains (symmetric modes) while the
+    function they compute agrees.
+
+    SVI: ELBO convergence and the Pareto k̂ of the importance weights log p − log q
+    (≤ 0.7; Yao et al. 2018). Ensemble: members that diverged or did not converge, and
+    the spread of their final losses.
+    """
+    if post.method == "nuts":
+        return _nuts_checks(post, num_probes, num_t, seed)
+    if post.method == "svi":
+        return _svi_checks(post)
+    return _ensemble_checks(post)
+
+
+def _nuts_checks(post, num_probes, num_t, seed):
+    x_probe = probe_inputs(post, num_probes, seed)
+    fs = summarize_draws(function_space_draws(post, x_probe, num_t), "function")
+    ps = summarize_draws(parameter_draws(post), "parameter")
+    rows = sorted(fs + ps, key=lambda r: -r["r_hat"] if np.isfinite(r["r_hat"]) else 0.0)
+    c = post.num_chains
+    ess_min = ESS_PER_CHAIN_MIN * c
+    checks = []
+    rhat_f = _worst(fs, "r_hat")
+    checks.append(
+        Check(
+            "R-hat, function space",
+            "pass" if rhat_f <= RHAT_MAX else "fail",
+            f"max {rhat_f:.3f}",
+            f"≤ {RHAT_MAX}",
+            ""
+            if rhat_f <= RHAT_MAX
+            else "chains disagree on the predictions: run longer warm-up (num_warmup), more "
+            "chains, or a smaller network/basis; check divergences first",
+        )
+    )
+    for key, label in (("ess_bulk", "bulk ESS"), ("ess_tail", "tail ESS")):
+        worst = _worst(fs, key, largest=False)
+        ok = worst >= ess_min
+        checks.append(
+            Check(
+                f"{label}, function space",
+                "pass" if ok else "fail",
+                f"min {worst:.0f}",
+                f"≥ {ESS_PER_CHAIN_MIN} per chain ({ess_min})",
+                ""
+                if ok
+                else "raise num_samples (or num_chains); a higher "
+                "target_accept_prob or max_tree_depth helps if trees are saturated",
+            )
+        )
+    rhat_p = _worst(ps, "r_hat")
+    checks.append(
+        Check(
+            "R-hat, parameters",
+            "pass" if rhat_p <= RHAT_MAX else "warn",
+            f"max {rhat_p:.3f}",
+            f"≤ {RHAT_MAX} (warning only)",
+            ""
+            if rhat_p <= RHAT_MAX
+            else "individual weights disagree between chains; with converged function-space "
+            "quantities this is usually hidden-unit symmetry (label switching), not a "
+            "failure",
+        )
+    )
+    stats = post.sample_stats
+    num_div = int(np.sum(stats["diverging"]))
+    checks.append(
+        Check(
+            "divergences",
+            "pass" if num_div == 0 else "fail",
+            f"{num_div} of {stats['diverging'].size}",
+            "0",
+            ""
+            if num_div == 0
+            else "raise target_accept_prob (e.g. 0.95), shrink the prior scales, or use "
+            "init='map'; divergences mean the sampler missed part of the posterior",
+        )
+    )
+    max_depth = post.settings.get("max_tree_depth", 10)
+    saturated = float(np.mean(stats["tree_depth"] >= max_depth))
+    ok = saturated < TREE_DEPTH_SATURATION_MAX
+    checks.append(
+        Check(
+            "tree-depth saturation",
+            "pass" if ok else "warn",
+            f"{100 * saturated:.1f}% at depth {max_depth}",
+            f"< {100 * TREE_DEPTH_SATURATION_MAX:.0f}% of draws",
+            ""
+            if ok
+            else "trajectories are cut short: raise max_tree_depth, or use "
+            "dense_mass=True for correlated posteriors",
+        )
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ebfmi = np.atleast_1d(az.bfmi(stats["energy"]))
+    ok = bool(np.all(ebfmi >= EBFMI_MIN))
+    checks.append(
+        Check(
+            "E-BFMI",
+            "pass" if ok else "fail",
+            "min " + f"{np.min(ebfmi):.2f}",
+            f"≥ {EBFMI_MIN} per chain",
+            ""
+            if ok
+            else "momentum resampling explores the energy poorly (heavy tails "
+            "or funnels): reparameterize, or shrink the prior on the noise scale",
+        )
+    )
+    return DiagnosticsResult("nuts", tuple(checks), tuple(rows), _verdict(checks))
+
+
+def pareto_khat(log_weights) -> float:
+    """Pareto k̂ of importance weights (PSIS; Vehtari et al. 2024)."""
+    lw = np.asarray(log_weights, dtype=np.float64)
+    lw = lw[np.isfinite(lw)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, k = az.psislw(lw)
+    return float(k)
+
+
+def _svi_checks(post):
+    checks = []
+    converged = bool(post.extra.get("converged", False))
+    checks.append(
+        Check(
+            "ELBO converged",
+            "pass" if converged else "warn",
+            f"{post.settings.get('steps_run', '?')} steps",
+            f"block-mean loss change < {post.settings.get('tol')} per observation",
+            ""
+            if converged
+            else "raise num_steps, or the learning rate if the loss still falls steadily",
+        )
+    )
+    lw = post.extra.get("log_weights")
+    if lw is None or len(lw) < 20:
+        checks.append(
+            Check("Pareto k̂", "n/a", "—", f"≤ {PARETO_K_OK}", "not defined for point guides")
+        )
+    else:
+        k = pareto_khat(lw)
+        ok = k <= PARETO_K_OK
+        checks.append(
+            Check(
+                "Pareto k̂",
+                "pass" if ok else "warn",
+                f"{k:.2f}",
+                f"≤ {PARETO_K_OK}",
+                ""
+                if ok
+                else "the guide misses mass of the posterior (typical for mean-"
+                "field guides of neural networks): its intervals are not to be trusted "
+                "without calibration checks; try guide='lowrank', an ensemble or NUTS",
+            )
+        )
+    return DiagnosticsResult("svi", tuple(checks), (), _verdict(checks))
+
+
+def _ensemble_checks(post):
+    flags = np.asarray(post.extra.get("member_diverged", []), dtype=bool)
+    conv = np.asarray(post.extra.get("member_converged", []), dtype=bool)
+    final = np.asarray(post.extra.get("member_final_loss", []), dtype=float)
+    m = len(flags)
+    checks = [
+        Check(
+            "members diverged",
+            "pass" if not flags.any() else "fail",
+            f"{int(flags.sum())} of {m}",
+            "0",
+            "" if not flags.any() else "lower learning_rate or clip_norm",
+        ),
+        Check(
+            "members converged",
+            "pass" if conv[~flags].all() else "warn",
+            f"{int(conv.sum())} of {m}",
+            f"all (tolerance {post.settings.get('convergence_tol')} per observation)",
+            ""
+            if conv[~flags].all()
+            else "raise num_steps; on noise-free data the noise "
+            "scale keeps shrinking and members may never meet the tolerance",
+        ),
+    ]
+    finite = final[np.isfinite(final)]
+    spread = float(np.ptp(finite) / len(post.x_train)) if len(finite) else float("nan")
+    checks.append(
+        Check(
+            "spread of member losses",
+            "pass" if spread < 1.0 else "warn",
+            f"{spread:.3f} per observation",
+            "< 1 per observation",
+            ""
+            if spread < 1.0
+            else "members found optima of different quality: more steps, or drop the worst members",
+        )
+    )
+    return DiagnosticsResult("ensemble", tuple(checks), (), _verdict(checks))
+
+
+# ------------------------------------------------------------ predictive checks
+def _with_arviz_warnings(fn, *args, **kwargs):
+    """Call an ArviZ function, returning its result and the texts of its warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn(*args, **kwargs)
+    return result, [str(w.message).strip() for w in caught]
+
+
+def loo(idata) -> dict:
+    """PSIS-LOO (Vehtari, Gelman, Gabry 2017) with Pareto k̂ per observation.
+
+    Returns ``elpd_loo``, its ``se``, ``p_loo``, the Pareto k̂ per observation
+    (``pareto_k``), how many exceed 0.7 (``num_bad_k``) and ArviZ's warnings.
+    """
+    result, notes = _with_arviz_warnings(az.loo, idata, pointwise=True)
+    k = np.asarray(result.pareto_k)
+    return {
+        "elpd_loo": float(result.elpd_loo),
+        "se": float(result.se),
+        "p_loo": float(result.p_loo),
+        "pareto_k": k.tolist(),
+        "num_bad_k": int(np.sum(k > PARETO_K_OK)),
+        "warnings": notes,
+    }
+
+
+def waic(idata) -> dict:
+    """WAIC (Watanabe 2010) on the log scale."""
+    result, notes = _with_arviz_warnings(az.waic, idata)
+    return {
+        "elpd_waic": float(result.elpd_waic),
+        "se": float(result.se),
+        "p_waic": float(result.p_waic),
+        "warnings": notes,
+    }
+
+
+def loo_pit(idata, seed: int = 0) -> np.ndarray:
+    """LOO-PIT values ``[N, O]`` with PSIS weights (Gabry et al. 2019).
+
+    ``PIT_i = Σ_s w_is 1[ỹ_s ≤ y_i]`` with the leave-one-out importance weights
+    ``w_is ∝ 1/p(y_i | θ_s)`` smoothed by PSIS; ties are randomized. A calibrated
+    model gives uniform values.
+    """
+    ll = idata.log_likelihood[sites.OBS].values  # [C, D, N]
+    y_rep = idata.posterior_predictive[sites.OBS].values  # [C, D, N, O]
+    y_obs = idata.observed_data[sites.OBS].values  # [N, O]
+    c, d, n = ll.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        log_w, _ = az.psislw(-ll.reshape(c * d, n).T.copy())  # [N, S], normalized
+    w = np.exp(log_w)
+    y_rep = y_rep.reshape(c * d, n, -1)
+    below = (y_rep < y_obs[None]).astype(float)  # [S, N, O]
+    equal = (y_rep == y_obs[None]).astype(float)
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(size=y_obs.shape)
+    return np.einsum("ns,sno->no", w, below) + u * np.einsum("ns,sno->no", w, equal)
+
+
+STATISTICS = {
+    "mean": np.mean,
+    "sd": np.std,
+    "min": np.min,
+    "max": np.max,
+}
+
+
+def ppc_statistics(idata) -> list[dict]:
+    """Posterior predictive test statistics per output.
+
+    For each output and statistic ``T`` (mean, sd, min, max over observations): the
+    observed ``T(y)``, the replicated distribution's mean, and the posterior predictive
+    p-value ``P(T(ỹ) ≥ T(y))``; values near 0 or 1 flag misfit.
+    """
+    y_rep = idata.posterior_predictive[sites.OBS].values  # [C, D, N, O]
+    y_obs = idata.observed_data[sites.OBS].values
+    outputs = list(idata.observed_data[sites.OBS].coords["output"].values)
+    y_rep = y_rep.reshape((-1,) + y_rep.shape[2:])  # [S, N, O]
+    rows = []
+    for o, name in enumerate(outputs):
+        for stat, fn in STATISTICS.items():
+            t_obs = float(fn(y_obs[:, o]))
+            t_rep = fn(y_rep[:, :, o], axis=1)
+            rows.append(
+                {
+                    "output": str(name),
+                    "statistic": stat,
+                    "observed": t_obs,
+                    "replicated_mean": float(np.mean(t_rep)),
+                    "p_value": float(np.mean(t_rep >= t_obs)),
+                }
+            )
+    return rows
+
+
+def compare(idatas: dict) -> list[dict]:
+    """LOO model comparison (``az.compare``, stacking weights), best first."""
+    if len(idatas) < 2:
+        raise ValueError(f"`compare` needs at least two runs; got {len(idatas)}.")
+    table, notes = _with_arviz_warnings(az.compare, dict(idatas), ic="loo")
+    rows = []
+    for name, row in table.iterrows():
+        rows.append(
+            {
+                "name": str(name),
+                "rank": int(row["rank"]),
+                "elpd_loo": float(row["elpd_loo"]),
+                "p_loo": float(row["p_loo"]),
+                "elpd_diff": float(row["elpd_diff"]),
+                "se": float(row["se"]),
+                "dse": float(row["dse"]),
+                "weight": float(row["weight"]),
+                "warning": bool(row["warning"]),
+            }
+        )
+    return rows

@@ -32,6 +32,7 @@ from bayesresnet.resnet import ResNetSpec, apply
 __all__ = ["Posterior", "Prediction", "load", "FORMAT_VERSION", "DEFAULT_LEVELS"]
 
 FORMAT_VERSION = 1
+MIN_Y_DRAWS = 1000
 DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95)
 
 
@@ -47,7 +48,9 @@ class Prediction:
             requested central intervals.
         f_quantiles: the same for ``f``.
         f: draws of ``f`` ``[S, N, O]`` or ``None`` when not kept.
-        y: draws of ``y`` ``[S, N, O]`` or ``None`` when not kept.
+        y: draws of ``y`` ``[S·R, N, O]`` or ``None`` when not kept: ``R`` noise draws per
+            parameter draw (``R = 1`` unless the posterior has few draws, see
+            :meth:`Posterior.predict`), replicate-major (``y[r·S + s]`` uses draw ``s``).
         output_names: names of the outputs.
     """
 
@@ -226,6 +229,8 @@ class Posterior:
         chunk by chunk over points, so memory stays at ``S × chunk_points`` floats
         however many points are asked for; the draws themselves are returned only when
         ``return_draws`` is true (by default when they hold at most 2·10⁷ numbers).
+        Noisy ``y`` draws use ``R = ⌈1000/S⌉`` noise draws per parameter draw, so
+        predictive quantiles stay resolved for a MAP fit or a small ensemble.
 
         Args:
             x: inputs ``[N, d]`` in raw units.
@@ -242,13 +247,19 @@ class Posterior:
             return_draws = s * n * o <= 2 * 10**7
         probs = sorted({p for lv in levels for p in _interval_probs(lv)})
         sigma = self.noise_scale()  # [S, O]
+        # With few parameter draws (a MAP fit, a small ensemble) one noise draw each would
+        # give coarse or zero-width predictive quantiles: take R draws each, so at least
+        # MIN_Y_DRAWS draws of y represent the predictive distribution.
+        reps = max(1, -(-MIN_Y_DRAWS // s))
         rng = np.random.default_rng(seed)
         out = {k: [] for k in ("mean", "f_std", "std", "f", "y")}
         qs = {p: [] for p in probs}
         fqs = {p: [] for p in probs}
         for f in self._f_chunks(x, chunk_points, chunk_draws):
-            eps = self._noise(rng, f.shape)
-            y = f + sigma[:, None, :] * eps
+            # [R·S, P, O]: R noise draws per parameter draw.
+            y = np.concatenate(
+                [f + sigma[:, None, :] * self._noise(rng, f.shape) for _ in range(reps)]
+            )
             out["mean"].append(f.mean(axis=0))
             out["f_std"].append(f.std(axis=0))
             out["std"].append(y.std(axis=0))

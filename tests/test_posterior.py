@@ -41,7 +41,7 @@ def test_predict_matches_direct_forward_pass(post, x_new):
         f = post.scaler.y_mean + post.scaler.y_std * np.asarray(brn.apply(params, xs, post.spec))
         np.testing.assert_allclose(pred.f[s], f, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(pred.mean, pred.f.mean(axis=0), rtol=1e-6)
-    assert pred.y.shape == (5, 23, 3)
+    assert pred.y.shape == (1000, 23, 3)  # 200 noise draws for each of the 5 members
 
 
 def test_chunked_prediction_equals_unchunked(post, x_new):
@@ -82,10 +82,25 @@ def test_interval_from_draws_and_noise(post, x_new):
 def test_noise_draws_have_the_posterior_noise_scale(post):
     x = np.repeat(post.x_train[:1], 4000, axis=0)
     pred = post.predict(x, return_draws=True, levels=())
-    resid = (pred.y - pred.f).reshape(post.num_samples, -1, 3)  # [S, 4000, O]
+    s = post.num_samples
+    assert pred.y.shape == (1000, 4000, 3)  # 200 noise replicates of each of the 5 draws
+    resid = pred.y.reshape(-1, s, 4000, 3) - pred.f[None]  # [R, S, 4000, O]
+    resid = resid.transpose(1, 0, 2, 3).reshape(s, -1, 3)  # [S, R·4000, O]
     sigma = post.noise_scale()  # [S, O]
-    # sd of 4000 normal draws: relative error 1/√8000 ≈ 1.1%; allow 5 of those.
-    np.testing.assert_allclose(resid.std(axis=1), sigma, rtol=5 / np.sqrt(8000))
+    # sd of 8·10⁵ normal draws: relative error 1/√(1.6·10⁶) < 0.1%; allow 5 of those.
+    np.testing.assert_allclose(resid.std(axis=1), sigma, rtol=5 / np.sqrt(1.6e6))
+
+
+def test_map_fit_has_nonzero_predictive_interval():
+    ds = brn.problems.get("sine").sample(0, 20, 5, noise=0.1)
+    spec = brn.ResNetSpec(1, 1, width=3, num_layers=2)
+    post = brn.fit(spec, ds, method="svi", guide="map", num_steps=100, init_steps=50)
+    pred = post.predict(ds.x_test)
+    lo, hi = pred.interval(0.9)
+    sigma = post.noise_scale()[0, 0]
+    # One draw: the 90% interval is f ± 1.645σ, resolved by 1000 noise draws (the 5% and
+    # 95% sample quantiles of 1000 normals have sd ≈ 0.07σ; allow 5 of those).
+    np.testing.assert_allclose(hi - lo, 2 * 1.645 * sigma, atol=5 * 0.07 * sigma * 2)
 
 
 def test_log_likelihood_by_hand(post):

@@ -114,13 +114,21 @@ def make_schedule(name: str, learning_rate: float, num_steps: int, warmup_steps:
 
 
 def latent_sites(model, x, y) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of the model's latent (unobserved) sample sites."""
-    tr = handlers.trace(handlers.seed(model, jax.random.key(0))).get_trace(x, y)
-    return {
-        name: site["value"].shape
-        for name, site in tr.items()
-        if site["type"] == "sample" and not site["is_observed"]
-    }
+    """Names and shapes of the model's latent (unobserved) sample sites.
+
+    Traced abstractly (``jax.eval_shape``), so nothing is compiled or run.
+    """
+    observed = {}
+
+    def values():
+        tr = handlers.trace(handlers.seed(model, jax.random.key(0))).get_trace(x, y)
+        for name, site in tr.items():
+            if site["type"] == "sample":
+                observed[name] = site["is_observed"]
+        return {name: site["value"] for name, site in tr.items() if site["type"] == "sample"}
+
+    shapes = jax.eval_shape(values)
+    return {name: shapes[name].shape for name in shapes if not observed[name]}
 
 
 def _sample_prior(key, model, x, y, names):
@@ -136,7 +144,7 @@ def sample_prior_unconstrained(key, model, x, y, num: int):
         params = _sample_prior(k, model, x, y, names)
         return unconstrain_fn(model, (x, y), {}, params)
 
-    return jax.vmap(one)(jax.random.split(key, num))
+    return jax.jit(jax.vmap(one))(jax.random.split(key, num))
 
 
 class MembersResult(NamedTuple):
@@ -189,7 +197,7 @@ def _member_inputs(key, model, x, y, config: EnsembleConfig):
         # Each member's prior mean is a fresh prior draw of every latent site; the model
         # reads the means of the sites it centres (the network weights) from it.
         names = tuple(latent_sites(model, x, y))
-        anchors = jax.vmap(lambda k: _sample_prior(k, model, x, y, names))(
+        anchors = jax.jit(jax.vmap(lambda k: _sample_prior(k, model, x, y, names)))(
             jax.random.split(k_anchor, m)
         )
     weights = None
@@ -199,7 +207,7 @@ def _member_inputs(key, model, x, y, config: EnsembleConfig):
             idx = jax.random.randint(k, (n,), 0, n)
             return jnp.zeros(n).at[idx].add(1.0)
 
-        weights = jax.vmap(counts)(jax.random.split(k_boot, m))
+        weights = jax.jit(jax.vmap(counts))(jax.random.split(k_boot, m))
     return u0, anchors, weights
 
 
@@ -241,7 +249,7 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
     result = train_members(key, model, x, y, config, timer)
     losses = np.asarray(result.losses)
     final, converged, diverged = _member_flags(losses, x.shape[0], config.convergence_tol)
-    constrained = jax.vmap(lambda u: constrain_fn(model, (x, y), {}, u))(result.params)
+    constrained = jax.jit(jax.vmap(lambda u: constrain_fn(model, (x, y), {}, u)))(result.params)
     samples = to_numpy(constrained)
     finite_params = np.all(
         np.stack([np.isfinite(v).reshape(len(final), -1).all(axis=1) for v in samples.values()]),

@@ -40,6 +40,9 @@ from bayesresnet.infer.ensemble import (
 __all__ = ["SVIConfig", "GUIDES", "make_guide", "run_svi"]
 
 GUIDES = ("meanfield", "lowrank", "fullrank", "iaf", "bnaf", "laplace", "map")
+#: Guides trained as a point mass (Laplace draws come from the Hessian afterwards), for
+#: which importance weights against the trained guide are not defined.
+POINT_GUIDES = ("laplace", "map")
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,14 @@ def run_svi(key, model, x, y, config: SVIConfig) -> EngineResult:
         draw_fn = jax.jit(lambda k, p: guide.sample_posterior(k, p, sample_shape=(num_draws,)))
         draws = draw_fn(k_draw, params)
     samples = {k: v[None] for k, v in to_numpy(draws).items() if k in names}
+    log_weights = None
+    if config.guide not in POINT_GUIDES:
+        # log p(y, θ) − log q(θ) for θ ~ q: a one-particle ELBO each, for the Pareto-k̂
+        # diagnostic of the guide (Yao et al. 2018).
+        elbo = Trace_ELBO(num_particles=1)
+        keys = jax.random.split(jax.random.fold_in(k_draw, 1), min(num_draws, 1000))
+        lw_fn = jax.jit(jax.vmap(lambda k: -elbo.loss(k, params, model, guide, x, y)))
+        log_weights = np.asarray(lw_fn(keys))
     history = np.concatenate(losses)
     settings = asdict(config) | {"steps_run": int(len(history)), "learning_rate": learning_rate}
     extra = {
@@ -222,4 +233,6 @@ def run_svi(key, model, x, y, config: SVIConfig) -> EngineResult:
         "final_loss": float(history[-block:].mean()),
         "converged": converged,
     }
+    if log_weights is not None:
+        extra["log_weights"] = log_weights
     return EngineResult(samples, {}, settings, dict(timer.times), extra)
