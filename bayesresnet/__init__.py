@@ -9,6 +9,18 @@ from bayesresnet.resnet import ResNetSpec, apply, init_params, num_params
 
 __version__ = "0.1.0"
 
+# Submodules with heavier imports (ArviZ, matplotlib) load on first use.
+_LAZY = ("calibration", "diagnostics", "plots", "report", "workflow", "runspec", "infer")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"bayesresnet.{name}")
+    raise AttributeError(f"module 'bayesresnet' has no attribute {name!r}")
+
+
 __all__ = [
     "bases",
     "problems",

@@ -702,6 +702,11 @@ class PITUniformityResult(NamedTuple):
     num_bins: int
 
 
+def chi2_bins(num_points: int, max_bins: int = 10) -> int:
+    """Bins of the PIT χ² test with at least 5 expected points each (2 at the least)."""
+    return int(min(max_bins, max(2, num_points // 5)))
+
+
 def pit_uniformity(pit_values, *, num_bins: int = 10) -> PITUniformityResult:
     """Tests whether PIT values are uniform: Kolmogorov–Smirnov and a χ² histogram test.
 
@@ -822,7 +827,9 @@ def summarize(
 ) -> dict[str, Any]:
     """Every metric of this module in one JSON-serializable dict.
 
-    Point metrics use the predictive mean of `draws`. Each metric is averaged over
+    Point metrics use the predictive mean of `loc_draws` when given (the noise-free
+    function draws: the same expectation without observation-noise Monte-Carlo error),
+    else of `draws`. Each metric is averaged over
     points per output (``"per_output"``, a list of O floats) and then over outputs
     (``"overall"``, a plain mean, meaningful when outputs share a scale). Non-finite
     values (an R² with constant ``y``, an infinite gap ratio) become None, so the dict
@@ -879,11 +886,13 @@ def summarize(
     if loc_draws is not None:
         nll_values = nll(t, loc_draws=loc_draws, scale_draws=scale_draws)
 
-    mean = _draw_mean(x)
+    # Same expectation; the noise-free draws carry no observation-noise Monte-Carlo error.
+    mean = _draw_mean(x) if loc_draws is None else _draw_mean(_as_draws(loc_draws, "loc_draws"))
     curve = calibration_curve(x, t, lv)
     headline = coverage(x, t, HEADLINE_LEVELS)
     lower, upper = central_interval(x, 0.9)
-    pit_test = pit_uniformity(pit(x, t, seed=0))
+    # At least 5 expected points per χ² bin: 10 bins from 50 points on, fewer below.
+    pit_test = pit_uniformity(pit(x, t, seed=0), num_bins=chi2_bins(t.shape[0]))
     bonferroni = lambda p: min(1.0, num_outputs * float(np.min(p)))
 
     summary: dict[str, Any] = {

@@ -32,6 +32,7 @@ __all__ = [
     "load_csv",
     "load_npz",
     "save_npz",
+    "read_table",
     "validate_xy",
 ]
 
@@ -368,6 +369,12 @@ def _split_rows(
 
 
 # --------------------------------------------------------------------------------- CSV
+
+
+def read_table(path) -> tuple[list[str], np.ndarray]:
+    """The header and values ``[N, C]`` of a numeric CSV file, validated like :func:`load_csv`."""
+    header, values, _ = _read_csv(_existing_file(path, "path"))
+    return header, values
 
 
 def _read_csv(path: Path) -> tuple[list[str], np.ndarray, list[int]]:

@@ -266,7 +266,12 @@ def _nuts_checks(post, num_probes, num_t, seed):
     x_probe = probe_inputs(post, num_probes, seed)
     fs = summarize_draws(function_space_draws(post, x_probe, num_t), "function")
     ps = summarize_draws(parameter_draws(post), "parameter")
-    rows = sorted(fs + ps, key=lambda r: -r["r_hat"] if np.isfinite(r["r_hat"]) else 0.0)
+
+    def worst_first(rows):
+        return sorted(rows, key=lambda r: -r["r_hat"] if np.isfinite(r["r_hat"]) else 0.0)
+
+    # Function-space quantities first: they decide the verdict.
+    rows = worst_first(fs) + worst_first(ps)
     c = post.num_chains
     ess_min = ESS_PER_CHAIN_MIN * c
     checks = []

@@ -397,7 +397,10 @@ def test_summarize_is_json_and_agrees_with_the_metrics():
         draws, y, loc_draws=loc, scale_draws=np.broadcast_to(noise, (num_draws, 2)), train=train
     )
     json.dumps(summary, allow_nan=False)
-    np.testing.assert_allclose(summary["rmse"]["per_output"], cal.rmse(draws.mean(0), y))
+    # Point metrics use the noise-free draws' mean when they are given.
+    np.testing.assert_allclose(summary["rmse"]["per_output"], cal.rmse(loc.mean(0), y))
+    plain = cal.summarize(draws, y)
+    np.testing.assert_allclose(plain["rmse"]["per_output"], cal.rmse(draws.mean(0), y))
     np.testing.assert_allclose(summary["crps"]["per_output"], cal.crps(draws, y).mean(0))
     assert summary["crps"]["overall"] == pytest.approx(cal.crps(draws, y).mean())
     nll = cal.nll(y, loc_draws=loc, scale_draws=np.broadcast_to(noise, (num_draws, 2)))
@@ -581,3 +584,10 @@ def test_pit_uniformity_warns_when_bins_are_too_sparse():
     with pytest.warns(UserWarning, match="fewer than 5 per bin for 10 bins"):
         result = cal.pit_uniformity(np.linspace(0.01, 0.99, 20))
     assert result.ks_pvalue.shape == (1,)
+
+
+def test_chi2_bins_keep_five_expected_points_per_bin():
+    assert [cal.chi2_bins(n) for n in (3, 10, 30, 49, 50, 1000)] == [2, 2, 6, 9, 10, 10]
+    rng = np.random.default_rng(0)
+    draws, y = rng.normal(size=(200, 30, 1)), rng.normal(size=(30, 1))
+    cal.summarize(draws, y)  # 30 points: 6 bins, so no small-sample warning (warnings are errors)

@@ -1,0 +1,3 @@
+from bayesresnet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1052 @@
+"""Figures of a fit: predictions, calibration, sampler diagnostics and the depth path W(t).
+
+Every function takes arrays (or a :class:`~bayesresnet.posterior.Posterior`) and returns
+a :class:`matplotlib.figure.Figure` built with matplotlib's object API: no pyplot state
+is touched, nothing is shown, and the caller decides whether to save, embed
+(:func:`figure_to_png`, :func:`figure_to_data_uri`) or discard the figure. Figures are
+laid out for 6.4 × 4.8 in (taller only for the trace/rank grid). Figures with one
+panel per output show at most :data:`MAX_PANELS` outputs and say so in their title when
+some were left out.
+
+Everything is drawn from NumPy arrays; ArviZ is left to
+:mod:`bayesresnet.diagnostics`, so a report can be drawn without it.
+
+References:
+    Vehtari, Gelman, Simpson, Carpenter, Bürkner (2021), Rank-normalization, folding,
+    and localization: an improved R̂ for assessing convergence of MCMC. Bayesian
+    Analysis 16(2). (Rank plots.)
+    Betancourt (2016), Diagnosing suboptimal cotangent disintegrations in Hamiltonian
+    Monte Carlo. arXiv:1604.00695. (Energy plot and E-BFMI.)
+    Gneiting, Balabdaoui, Raftery (2007), Probabilistic forecasts, calibration and
+    sharpness. JRSS B 69(2). (PIT histograms.)
+    Gabry, Simpson, Vehtari, Betancourt, Gelman (2019), Visualization in Bayesian
+    workflow. JRSS A 182(2). (Posterior predictive checks.)
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import operator
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from scipy import stats
+
+from bayesresnet import sites
+from bayesresnet._validate import check_bool, check_int, check_number
+from bayesresnet.bases import layer_times
+from bayesresnet.calibration import CalibrationCurve, miscalibration_area
+from bayesresnet.posterior import Posterior
+
+__all__ = [
+    "MAX_PANELS",
+    "MAX_TRACE_ROWS",
+    "plot_predictive_1d",
+    "plot_parity",
+    "plot_calibration_curve",
+    "plot_pit_histogram",
+    "plot_trace_rank",
+    "plot_energy",
+    "plot_loss",
+    "plot_weight_path",
+    "plot_weight_paths",
+    "plot_ppc",
+    "figure_to_png",
+    "figure_to_data_uri",
+]
+
+#: Most outputs drawn, one panel each, by the per-output figures.
+MAX_PANELS = 4
+#: Most quantities (rows) drawn by :func:`plot_trace_rank`.
+MAX_TRACE_ROWS = 6
+
+_FIGSIZE = (6.4, 4.8)
+_NORM_LABEL = r"$\Vert W(t)\Vert_F$ / width"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _new_figure(figsize=_FIGSIZE) -> Figure:
+    return Figure(figsize=figsize, layout="constrained")
+
+
+def _panels(num_outputs: int, what: str = "outputs") -> tuple[Figure, list[Axes]]:
+    """A figure with one panel per output (at most ``MAX_PANELS``, on a 1×2 or 2×2 grid)."""
+    shown = min(num_outputs, MAX_PANELS)
+    fig = _new_figure()
+    nrows, ncols = {1: (1, 1), 2: (1, 2)}.get(shown, (2, 2))
+    grid = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in grid[shown:]:
+        fig.delaxes(ax)
+    if num_outputs > shown:
+        fig.suptitle(f"first {shown} of {num_outputs} {what} shown", fontsize="small")
+    return fig, list(grid[:shown])
+
+
+def _as_float(value, name: str) -> np.ndarray:
+    """``value`` as a float64 array; ``TypeError`` naming ``name`` when it is not numeric."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"`{name}` must be a numeric array; got dtype {arr.dtype}.")
+    return arr.astype(np.float64, copy=False)
+
+
+def _check_finite(arr: np.ndarray, name: str) -> np.ndarray:
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.sum(~np.isfinite(arr)))
+        raise ValueError(f"`{name}` has {bad} non-finite values; all must be finite.")
+    return arr
+
+
+def _as_columns(value, name: str) -> np.ndarray:
+    """A ``[N, O]`` float array (a 1-D array becomes one column), at least one row."""
+    arr = _as_float(value, name)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"`{name}` must have shape [N, O] (or [N]) with N ≥ 1; got {arr.shape}.")
+    return arr
+
+
+def _names(names, count: int, argument: str, prefix: str) -> list[str]:
+    if names is None or len(names) == 0:
+        return [prefix] if count == 1 else [f"{prefix}{o}" for o in range(count)]
+    if isinstance(names, str):
+        raise TypeError(f"`{argument}` must be a sequence of str; got the str {names!r}.")
+    names = [str(n) for n in names]
+    if len(names) != count:
+        raise ValueError(f"`{argument}` must have {count} names (one per column); got {names}.")
+    return names
+
+
+def _level(value, name: str = "level") -> float:
+    return check_number(name, value, low=0.0, high=1.0)
+
+
+def _band_alpha(index: int, count: int) -> float:
+    """Fill transparency of the ``index``-th of ``count`` nested bands (widest first)."""
+    return 0.15 + 0.25 * (index + 1) / count
+
+
+def _quantile_band(values: np.ndarray, level: float, axis: int = 0):
+    """Median and central ``level`` band of ``values`` along ``axis``."""
+    lo, med, hi = np.quantile(values, [(1 - level) / 2, 0.5, (1 + level) / 2], axis=axis)
+    return med, lo, hi
+
+
+def _check_posterior(post) -> Posterior:
+    if not isinstance(post, Posterior):
+        raise TypeError(
+            f"`post` must be a bayesresnet Posterior (from `bayesresnet.fit` or "
+            f"`bayesresnet.load`); got {type(post).__name__}."
+        )
+    return post
+
+
+def _gaussian_kde(data: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Gaussian kernel density estimate of 1-D ``data`` on ``grid``.
+
+    Silverman's rule ``h = 0.9 · min(sd, IQR/1.34) · n^(−1/5)``, falling back to the sd
+    (or 1e-3 of the data's scale, or 1) when the data are (nearly) constant.
+    """
+    n = data.size
+    sd = data.std()
+    iqr = np.subtract(*np.percentile(data, [75, 25]))
+    spread = min(sd, iqr / 1.34) if iqr > 0 else sd
+    if not spread > 0:
+        spread = 1e-3 * max(abs(float(data.mean())), 1.0)
+    h = 0.9 * spread * n ** (-0.2)
+    density = np.zeros_like(grid)
+    for start in range(0, n, 2048):  # bound memory at 2048 × len(grid) floats
+        z = (grid[:, None] - data[None, start : start + 2048]) / h
+        density += np.exp(-0.5 * z**2).sum(axis=1)
+    return density / (n * h * np.sqrt(2 * np.pi))
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+def plot_predictive_1d(
+    post,
+    x_grid_column: int = 0,
+    *,
+    dataset=None,
+    truth: Callable[[np.ndarray], np.ndarray] | None = None,
+    num_points: int = 200,
+    levels: Sequence[float] = (0.5, 0.9),
+    other_inputs="mean",
+) -> Figure:
+    """Predictive mean and central bands against one input, the others held fixed.
+
+    Draws, per output (one panel each, at most :data:`MAX_PANELS`), the predictive mean,
+    the central credible bands of the noise-free output ``f`` (blue) and the wider
+    predictive bands of a new noisy observation ``y`` (orange) at each level in
+    ``levels``, the training points, the test points when ``dataset`` is given, and the
+    true function when ``truth`` is given. The grid spans the range of the chosen input
+    over the training (and test) points. With several inputs the points are projections
+    onto the chosen input, so they need not lie inside the bands.
+
+    Args:
+        post: a :class:`~bayesresnet.posterior.Posterior`.
+        x_grid_column: index of the input varied along the x axis.
+        dataset: optional :class:`~bayesresnet.Dataset` whose test points are drawn
+            (and whose range widens the grid).
+        truth: optional callable ``x [N, d] -> [N, O]`` (or ``[N]`` for one output)
+            drawn as a dashed line.
+        num_points: grid points (≥ 2).
+        levels: central levels of the bands, each in (0, 1).
+        other_inputs: values of the other inputs: ``"mean"`` or ``"median"`` of the
+            training inputs, or a sequence of ``d`` numbers (the entry of the varied
+            input is ignored).
+
+    Returns:
+        The figure.
+    """
+    post = _check_posterior(post)
+    d, o = post.spec.in_features, post.spec.out_features
+    col = check_int("x_grid_column", x_grid_column, minimum=0)
+    if col >= d:
+        raise ValueError(f"`x_grid_column` must be < {d} (the model has {d} inputs); got {col}.")
+    num_points = check_int("num_points", num_points, minimum=2)
+    if isinstance(levels, int | float):
+        levels = (levels,)
+    levels = sorted({_level(lv, "levels") for lv in levels}, reverse=True)
+    if not levels:
+        raise ValueError("`levels` must hold at least one level in (0, 1); got none.")
+    x_train = np.asarray(post.x_train, dtype=np.float64)
+    if isinstance(other_inputs, str):
+        if other_inputs not in ("mean", "median"):
+            raise ValueError(
+                f"`other_inputs` must be 'mean', 'median' or {d} numbers; got {other_inputs!r}."
+            )
+        fixed = getattr(np, other_inputs)(x_train, axis=0)
+    else:
+        fixed = _as_float(other_inputs, "other_inputs").ravel()
+        if fixed.shape != (d,):
+            raise ValueError(
+                f"`other_inputs` must hold {d} numbers (one per input); got shape {fixed.shape}."
+            )
+        _check_finite(fixed, "other_inputs")
+
+    x_test = y_test = None
+    if dataset is not None:
+        if not (hasattr(dataset, "x_test") and hasattr(dataset, "y_test")):
+            raise TypeError(
+                f"`dataset` must be a bayesresnet Dataset; got {type(dataset).__name__}."
+            )
+        x_test = np.asarray(dataset.x_test, dtype=np.float64)
+        y_test = np.asarray(dataset.y_test, dtype=np.float64)
+        if x_test.ndim != 2 or x_test.shape[1] != d or y_test.shape[-1] != o:
+            raise ValueError(
+                f"`dataset` must have {d} inputs and {o} outputs like the posterior; got "
+                f"x_test {x_test.shape} and y_test {y_test.shape}."
+            )
+    along = x_train[:, col] if x_test is None else np.r_[x_train[:, col], x_test[:, col]]
+    lo, hi = float(along.min()), float(along.max())
+    if hi == lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    x_grid = np.tile(fixed, (num_points, 1))
+    x_grid[:, col] = np.linspace(lo, hi, num_points)
+    pred = post.predict(x_grid, levels=tuple(levels), return_draws=False)
+
+    true_values = None
+    if truth is not None:
+        if not callable(truth):
+            raise TypeError(f"`truth` must be a callable x -> y; got {type(truth).__name__}.")
+        true_values = _as_float(truth(x_grid.copy()), "truth(x)")
+        if true_values.ndim == 1:
+            true_values = true_values[:, None]
+        if true_values.shape != (num_points, o):
+            raise ValueError(
+                f"`truth` must return shape [{num_points}, {o}] for x of shape "
+                f"{x_grid.shape}; got {true_values.shape}."
+            )
+
+    input_names = _names(post.input_names, d, "input_names", "x")
+    output_names = _names(post.output_names, o, "output_names", "y")
+    fig, axes = _panels(o)
+    t = x_grid[:, col]
+    for j, ax in enumerate(axes):
+        for i, lv in enumerate(levels):
+            y_lo, y_hi = pred.interval(lv, kind="y")
+            ax.fill_between(
+                t,
+                y_lo[:, j],
+                y_hi[:, j],
+                color="C1",
+                alpha=_band_alpha(i, len(levels)) * 0.7,
+                linewidth=0,
+                label=f"y {lv:.0%} predictive",
+            )
+        for i, lv in enumerate(levels):
+            f_lo, f_hi = pred.interval(lv, kind="f")
+            ax.fill_between(
+                t,
+                f_lo[:, j],
+                f_hi[:, j],
+                color="C0",
+                alpha=_band_alpha(i, len(levels)),
+                linewidth=0,
+                label=f"f {lv:.0%} credible",
+            )
+        ax.plot(t, pred.mean[:, j], color="C0", linewidth=1.8, label="predictive mean")
+        if true_values is not None:
+            ax.plot(t, true_values[:, j], "k--", linewidth=1.2, label="truth")
+        ax.scatter(
+            x_train[:, col],
+            post.y_train[:, j],
+            s=14,
+            color="k",
+            zorder=3,
+            label="training data",
+        )
+        if x_test is not None and len(x_test):
+            ax.scatter(
+                x_test[:, col],
+                y_test.reshape(len(x_test), o)[:, j],
+                s=18,
+                marker="x",
+                color="C3",
+                zorder=3,
+                label="test data",
+            )
+        ax.set_xlabel(input_names[col])
+        ax.set_ylabel(output_names[j])
+        ax.set_title(output_names[j] if o > 1 else f"{output_names[j]} against {input_names[col]}")
+        if j == 0:
+            ax.legend(fontsize="x-small", loc="best")
+    if d > 1:
+        note = "other inputs at " + (
+            f"their training {other_inputs}" if isinstance(other_inputs, str) else "given values"
+        )
+        fig.supxlabel(note, fontsize="small")
+    return fig
+
+
+def _parity_inputs(pred, level: float, num_points: int, num_outputs: int):
+    """``(mean, lower, upper)`` ``[N, O]`` from a Prediction or a ``(mean, lo, hi)`` tuple."""
+    if hasattr(pred, "mean") and hasattr(pred, "interval"):
+        mean = pred.mean
+        lower, upper = pred.interval(level, kind="y")
+    elif isinstance(pred, tuple | list) and len(pred) == 3:
+        mean, lower, upper = pred
+    else:
+        raise TypeError(
+            "`pred` must be a Prediction (from `Posterior.predict`) or a tuple "
+            f"(mean, lower, upper) of [N, O] arrays; got {type(pred).__name__}."
+        )
+    out = []
+    for name, arr in (("pred.mean", mean), ("pred lower", lower), ("pred upper", upper)):
+        arr = _as_float(arr, name)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.shape != (num_points, num_outputs):
+            raise ValueError(
+                f"`{name}` must have the shape of `y_true` {(num_points, num_outputs)}; "
+                f"got {arr.shape}."
+            )
+        out.append(_check_finite(arr, name))
+    return out
+
+
+def plot_parity(y_true, pred, *, level: float = 0.9, output_names=None) -> Figure:
+    """Predicted mean against the truth, with central predictive intervals.
+
+    One panel per output (at most :data:`MAX_PANELS`): the points ``(y_true, mean)``,
+    vertical bars for the central ``level`` interval of a new observation ``y``, and the
+    1:1 line. The title gives ``RMSE = sqrt(mean((mean − y)²))`` and the empirical
+    coverage (share of points whose truth lies inside its interval).
+
+    Args:
+        y_true: observed values ``[N, O]`` (or ``[N]``).
+        pred: a :class:`~bayesresnet.posterior.Prediction` at the same points (with
+            ``level`` among its levels or its draws kept), or a tuple
+            ``(mean, lower, upper)`` of ``[N, O]`` arrays.
+        level: level of the interval bars, in (0, 1).
+        output_names: names of the outputs (default ``pred.output_names`` or ``y0, y1…``).
+
+    Returns:
+        The figure.
+    """
+    y = _check_finite(_as_columns(y_true, "y_true"), "y_true")
+    level = _level(level)
+    n, o = y.shape
+    mean, lower, upper = _parity_inputs(pred, level, n, o)
+    if output_names is None:
+        output_names = getattr(pred, "output_names", None)
+    names = _names(output_names, o, "output_names", "y")
+    fig, axes = _panels(o)
+    for j, ax in enumerate(axes):
+        ax.scatter(y[:, j], mean[:, j], s=14, color="C0", zorder=3, label="predictive mean")
+        err = np.stack(
+            [np.maximum(mean[:, j] - lower[:, j], 0), np.maximum(upper[:, j] - mean[:, j], 0)]
+        )
+        ax.errorbar(
+            y[:, j],
+            mean[:, j],
+            yerr=err,
+            fmt="none",
+            ecolor="C0",
+            alpha=0.4,
+            linewidth=1,
+            label=f"{level:.0%} predictive interval",
+        )
+        span = np.r_[y[:, j], lower[:, j], upper[:, j]]
+        lo, hi = float(span.min()), float(span.max())
+        pad = 0.03 * (hi - lo) if hi > lo else 0.5
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", linewidth=1, label="1:1")
+        rmse = float(np.sqrt(np.mean((mean[:, j] - y[:, j]) ** 2)))
+        cover = float(np.mean((lower[:, j] <= y[:, j]) & (y[:, j] <= upper[:, j])))
+        ax.set_title(
+            f"{names[j]}: RMSE {rmse:.3g}, {level:.0%} coverage {cover:.0%}", fontsize="medium"
+        )
+        ax.set_xlabel(f"observed {names[j]}")
+        ax.set_ylabel(f"predicted {names[j]}")
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        if j == 0:
+            ax.legend(fontsize="x-small", loc="upper left")
+    return fig
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def plot_calibration_curve(curves: Mapping[str, tuple]) -> Figure:
+    """Observed against nominal coverage of central intervals, for one or several runs.
+
+    One panel per output (at most :data:`MAX_PANELS`), one line per run, and the
+    diagonal of perfect calibration. A curve above the diagonal is under-confident
+    (intervals too wide), below it over-confident. The legend gives each run's
+    miscalibration area ``(1/L) Σ_l |observed_l − level_l|``
+    (:func:`bayesresnet.calibration.miscalibration_area`).
+
+    Args:
+        curves: ``{name: (levels [L], observed [L, O] or [L])}``, e.g.
+            :class:`~bayesresnet.calibration.CalibrationCurve` values; every run must
+            have the same number of outputs.
+
+    Returns:
+        The figure.
+    """
+    if not isinstance(curves, Mapping):
+        raise TypeError(
+            f"`curves` must be a dict {{name: (levels, observed)}}; got {type(curves).__name__}."
+        )
+    if not curves:
+        raise ValueError("`curves` is empty; pass at least one {name: (levels, observed)}.")
+    checked = {}
+    for name, curve in curves.items():
+        if not (isinstance(curve, Sequence) and len(curve) == 2):
+            raise TypeError(
+                f"`curves[{name!r}]` must be a pair (levels, observed); got {type(curve).__name__}."
+            )
+        levels = _as_float(curve[0], f"curves[{name!r}] levels")
+        observed = _as_float(curve[1], f"curves[{name!r}] observed")
+        if observed.ndim == 1:
+            observed = observed[:, None]
+        if levels.ndim != 1 or observed.ndim != 2 or observed.shape[0] != levels.size:
+            raise ValueError(
+                f"`curves[{name!r}]` must be (levels [L], observed [L, O] or [L]); got "
+                f"levels {levels.shape} and observed {observed.shape}."
+            )
+        if levels.size == 0:
+            raise ValueError(f"`curves[{name!r}]` has no levels.")
+        for what, arr in (("levels", levels), ("observed", observed)):
+            if not np.all((arr >= 0) & (arr <= 1)):
+                raise ValueError(f"`curves[{name!r}]` {what} must lie in [0, 1].")
+        checked[str(name)] = (levels, observed)
+    widths = {name: obs.shape[1] for name, (_, obs) in checked.items()}
+    if len(set(widths.values())) > 1:
+        raise ValueError(
+            f"every run in `curves` must have the same number of outputs; got {widths}."
+        )
+    o = next(iter(widths.values()))
+    fig, axes = _panels(o)
+    for j, ax in enumerate(axes):
+        ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="ideal")
+        for c, (name, (levels, observed)) in enumerate(checked.items()):
+            order = np.argsort(levels)
+            area = float(miscalibration_area(CalibrationCurve(levels, observed))[j])
+            ax.plot(
+                levels[order],
+                observed[order, j],
+                marker="o",
+                markersize=3,
+                color=f"C{c % 10}",
+                label=f"{name} (area {area:.3f})",
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_xlabel("nominal coverage")
+        ax.set_ylabel("observed coverage")
+        if o > 1:
+            ax.set_title(f"output {j}")
+        ax.legend(fontsize="x-small", loc="upper left")
+    return fig
+
+
+def plot_pit_histogram(pit, *, bins: int = 10, output_names=None) -> Figure:
+    """Histogram of probability-integral-transform values, one panel per output.
+
+    A calibrated predictive gives U(0, 1) PIT values: a flat histogram at density 1.
+    A ∪ shape means over-confidence, a ∩ shape under-confidence, a slope bias. The
+    shaded band is ±2σ of a bin's density under uniformity: a bin count is
+    Binomial(N, 1/bins), so its density ``count · bins / N`` has sd
+    ``bins · sqrt(p(1 − p)/N)`` with ``p = 1/bins``.
+
+    Args:
+        pit: PIT values ``[N, O]`` (or ``[N]``) in [0, 1], e.g. from
+            :func:`bayesresnet.calibration.pit`.
+        bins: equal-width bins on [0, 1].
+        output_names: names of the outputs.
+
+    Returns:
+        The figure.
+    """
+    p = _check_finite(_as_columns(pit, "pit"), "pit")
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError(f"`pit` must lie in [0, 1]; got range [{p.min():.3g}, {p.max():.3g}].")
+    bins = check_int("bins", bins, minimum=1)
+    n, o = p.shape
+    names = _names(output_names, o, "output_names", "y")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    prob = 1.0 / bins
+    sd = bins * np.sqrt(prob * (1 - prob) / n)
+    fig, axes = _panels(o)
+    for j, ax in enumerate(axes):
+        counts, _ = np.histogram(p[:, j], bins=edges)
+        ax.axhspan(
+            max(1 - 2 * sd, 0), 1 + 2 * sd, color="0.85", zorder=0, label="±2σ under uniformity"
+        )
+        ax.bar(
+            edges[:-1],
+            counts * bins / n,
+            width=np.diff(edges),
+            align="edge",
+            color="C0",
+            alpha=0.8,
+            edgecolor="white",
+            label=f"PIT ({n} points)",
+        )
+        ax.axhline(1.0, color="k", linestyle="--", linewidth=1, label="uniform density")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(f"PIT of {names[j]}")
+        ax.set_ylabel("density")
+        if o > 1:
+            ax.set_title(names[j])
+        if j == 0:
+            ax.legend(fontsize="x-small", loc="upper center")
+    return fig
+
+
+# --------------------------------------------------------------------------- sampler diagnostics
+
+
+def _as_chains(value, name: str, *, min_draws: int = 1) -> np.ndarray:
+    arr = _as_float(value, name)
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < min_draws:
+        raise ValueError(
+            f"`{name}` must have shape [chains, draws] with ≥ 1 chain and ≥ {min_draws} "
+            f"draws; got {arr.shape}."
+        )
+    return _check_finite(arr, name)
+
+
+def plot_trace_rank(draws: Mapping[str, np.ndarray]) -> Figure:
+    """Trace and rank plots of scalar quantities, one row each.
+
+    Left: the trace of every chain. Right: for every chain, the histogram of its draws'
+    ranks among all chains' draws pooled (Vehtari et al. 2021): the draws are ranked
+    together (ties averaged), then each chain's ranks are binned. If the chains mix,
+    every chain's histogram is flat at the dashed line (the expected count); a chain
+    stuck in one region shows a slope or a hump. Chains are stacked vertically,
+    each bar scaled by the largest count. At most :data:`MAX_TRACE_ROWS` quantities
+    are drawn (the first ones); the title says when some were left out.
+
+    Args:
+        draws: ``{name: [chains, draws]}`` of finite values, at least 2 draws each.
+
+    Returns:
+        The figure, with two axes per row.
+    """
+    if not isinstance(draws, Mapping):
+        raise TypeError(
+            f"`draws` must be a dict {{name: [chains, draws]}}; got {type(draws).__name__}."
+        )
+    if not draws:
+        raise ValueError("`draws` is empty; pass at least one {name: [chains, draws]} array.")
+    items = [(str(k), _as_chains(v, f"draws[{k!r}]", min_draws=2)) for k, v in draws.items()]
+    shown = items[:MAX_TRACE_ROWS]
+    rows = len(shown)
+    fig = _new_figure((6.4, max(4.8, 1.6 * rows)))
+    axes = fig.subplots(rows, 2, squeeze=False, gridspec_kw={"width_ratios": (3, 2)})
+    if len(items) > rows:
+        fig.suptitle(f"first {rows} of {len(items)} quantities shown", fontsize="small")
+    for r, (name, x) in enumerate(shown):
+        num_chains, num_draws = x.shape
+        total = x.size
+        ranks = stats.rankdata(x, axis=None).reshape(x.shape)
+        num_bins = int(np.clip(round(np.sqrt(num_draws)), 1, 20))
+        edges = np.linspace(0.5, total + 0.5, num_bins + 1)
+        counts = np.stack([np.histogram(ranks[c], bins=edges)[0] for c in range(num_chains)])
+        scale = 0.9 / counts.max()
+        expected = num_draws / num_bins
+        ax_t, ax_r = axes[r]
+        for c in range(num_chains):
+            color = f"C{c % 10}"
+            ax_t.plot(np.arange(num_draws), x[c], color=color, linewidth=0.7, label=f"chain {c}")
+            ax_r.bar(
+                edges[:-1],
+                counts[c] * scale,
+                width=np.diff(edges),
+                bottom=c,
+                align="edge",
+                color=color,
+                alpha=0.8,
+                edgecolor="white",
+                linewidth=0.3,
+            )
+            ax_r.hlines(c + expected * scale, 0.5, total + 0.5, colors="k", linestyles="--", lw=0.8)
+        ax_t.set_title(name, fontsize="medium")
+        ax_t.set_ylabel(name)
+        ax_r.set_title(f"{name}: rank", fontsize="medium")
+        ax_r.set_ylabel("chain")
+        ax_r.set_yticks(np.arange(num_chains) + 0.45, [str(c) for c in range(num_chains)])
+        ax_r.set_xlim(0.5, total + 0.5)
+        ax_r.set_ylim(0, num_chains)
+        if r == rows - 1:
+            ax_t.set_xlabel("draw")
+            ax_r.set_xlabel("rank (all chains pooled)")
+        if r == 0 and num_chains > 1:
+            # Below the grid, so it never covers a trace.
+            fig.legend(
+                handles=ax_t.lines[:num_chains],
+                fontsize="x-small",
+                ncols=min(num_chains, 6),
+                loc="outside lower center",
+            )
+    return fig
+
+
+def _e_bfmi(energy: np.ndarray) -> np.ndarray:
+    """E-BFMI per chain: ``Σ_t (E_t − E_{t−1})² / Σ_t (E_t − Ē)²`` (nan for constant E)."""
+    num = np.sum(np.diff(energy, axis=1) ** 2, axis=1)
+    den = np.sum((energy - energy.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def plot_energy(energy) -> Figure:
+    """Marginal energy against energy transitions of HMC/NUTS (Betancourt 2016).
+
+    Overlaid density histograms of the marginal energy ``E − Ē`` (centred per chain)
+    and of the transitions ``ΔE = E_t − E_{t−1}``. When the ΔE distribution is much
+    narrower than the marginal one, the momentum resampling cannot move the sampler
+    across energy levels fast enough and the tails are explored poorly. The legend
+    gives the energy Bayesian fraction of missing information per chain,
+    ``E-BFMI = Σ_t (E_t − E_{t−1})² / Σ_t (E_t − Ē)²``, flagged below 0.3. (ArviZ's
+    ``bfmi`` uses means instead of sums, a factor ``N/(N − 1)`` larger.)
+
+    Args:
+        energy: Hamiltonian energy (nats) ``[chains, draws]``, at least 2 draws;
+            ``post.sample_stats["energy"]`` of a NUTS run.
+
+    Returns:
+        The figure.
+    """
+    e = _as_chains(energy, "energy", min_draws=2)
+    centred = (e - e.mean(axis=1, keepdims=True)).ravel()
+    delta = np.diff(e, axis=1).ravel()
+    both = np.r_[centred, delta]
+    lo, hi = float(both.min()), float(both.max())
+    if hi == lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.histogram_bin_edges(
+        both, bins=int(np.clip(np.sqrt(both.size), 10, 50)), range=(lo, hi)
+    )
+    fig = _new_figure()
+    ax = fig.subplots()
+    ax.hist(
+        centred, bins=edges, density=True, color="C0", alpha=0.55, label="marginal energy E − Ē"
+    )
+    ax.hist(delta, bins=edges, density=True, color="C1", alpha=0.55, label="energy transition ΔE")
+    for c, value in enumerate(_e_bfmi(e)):
+        flag = " (low)" if value < 0.3 else ""
+        ax.plot([], [], " ", label=f"E-BFMI chain {c}: {value:.2f}{flag}")
+    ax.set_xlabel("energy (nats), centred per chain")
+    ax.set_ylabel("density")
+    ax.set_title("energy: marginal vs transition")
+    ax.legend(fontsize="x-small", loc="upper right")
+    return fig
+
+
+def plot_loss(
+    history, *, label: str = "loss", log_steps: bool = False, step_every: int = 1
+) -> Figure:
+    """Optimization loss against step: the SVI ELBO loss or one line per ensemble member.
+
+    Non-finite values (diverged steps) are left out, and the title counts them. The y
+    axis is symmetric-log when the finite losses change sign, logarithmic when they are
+    positive and span more than two decades, linear otherwise.
+
+    Args:
+        history: losses ``[steps]`` or ``[members, steps]`` (``post.extra["loss_history"]``).
+        label: name of the quantity (y-axis label).
+        log_steps: logarithmic step axis.
+        step_every: optimizer steps between recorded values (ensembles record every 10th
+            step); the x axis shows ``1 + index · step_every``.
+
+    Returns:
+        The figure.
+    """
+    h = _as_float(history, "history")
+    if h.ndim == 1:
+        h = h[None]
+    if h.ndim != 2 or h.shape[1] == 0:
+        raise ValueError(f"`history` must have shape [steps] or [members, steps]; got {h.shape}.")
+    if not isinstance(label, str):
+        raise TypeError(f"`label` must be a str; got {type(label).__name__}.")
+    log_steps = check_bool("log_steps", log_steps)
+    step_every = check_int("step_every", step_every, minimum=1)
+    finite = np.isfinite(h)
+    if not finite.any():
+        raise ValueError("`history` has no finite values to plot.")
+    steps = 1 + np.arange(h.shape[1]) * step_every
+    members = h.shape[0]
+    fig = _new_figure()
+    ax = fig.subplots()
+    for m in range(members):
+        keep = finite[m]
+        if members == 1:
+            name = label
+        elif members <= 8:
+            name = f"member {m}"
+        else:
+            name = f"members 0–{members - 1}" if m == 0 else None
+        color = f"C{m % 10}" if members <= 10 else "C0"
+        ax.plot(steps[keep], h[m, keep], color=color, linewidth=1, alpha=0.9, label=name)
+    values = h[finite]
+    lo, hi = float(values.min()), float(values.max())
+    if lo < 0 < hi:
+        ax.set_yscale("symlog", linthresh=max(float(np.percentile(np.abs(values), 10)), 1e-12))
+    elif lo > 0 and hi / lo > 100:
+        ax.set_yscale("log")
+    if log_steps:
+        ax.set_xscale("log")
+    ax.set_xlabel("optimization step")
+    ax.set_ylabel(label)
+    dropped = int((~finite).sum())
+    ax.set_title(label + (f" ({dropped} non-finite values omitted)" if dropped else ""))
+    if members > 1:
+        ax.legend(fontsize="x-small", loc="upper right")
+    return fig
+
+
+# --------------------------------------------------------------------------- weight paths
+
+
+def _weight_path(post, num_t: int, entries) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Depths, ``‖W(t)‖_F / width`` draws ``[S, T]`` and entry draws ``[S, T, E]``.
+
+    Continuous bases are evaluated on ``num_t`` depths in [0, 1]; ``PerLayer`` gives one
+    matrix per layer at ``t_l = l/L`` (returned as ``steps=True``).
+    """
+    spec = post.spec
+    basis, width, num_layers = spec.basis, spec.width, spec.num_layers
+    if sites.HIDDEN_WEIGHT not in post.samples:
+        raise ValueError(
+            f"`post` has no {sites.HIDDEN_WEIGHT!r} draws (sites: {sorted(post.samples)})."
+        )
+    coef = np.asarray(post.flat_samples()[sites.HIDDEN_WEIGHT], dtype=np.float64)  # [S, K, w, w]
+    if basis.supports_depth_transfer:
+        t = np.linspace(0.0, 1.0, num_t)
+        phi = basis.evaluate(t)  # [T, K]
+        steps = False
+    else:
+        t = layer_times(num_layers)
+        phi = basis.phi(num_layers)  # [L, K]
+        steps = True
+    if coef.ndim != 4 or coef.shape[1:] != (phi.shape[1], width, width):
+        raise ValueError(
+            f"`post` {sites.HIDDEN_WEIGHT!r} draws must have shape [S, {phi.shape[1]}, "
+            f"{width}, {width}] for {basis!r}; got {coef.shape}."
+        )
+    rows = np.array([i for i, _ in entries], dtype=int)
+    cols = np.array([j for _, j in entries], dtype=int)
+    s = coef.shape[0]
+    norms = np.empty((s, len(t)))
+    picked = np.empty((s, len(t), len(entries)))
+    # Chunk over draws so W stays near 4·10⁶ floats whatever S, T and the width.
+    chunk = max(1, 4_000_000 // (len(t) * width * width))
+    for start in range(0, s, chunk):
+        w = np.tensordot(phi, coef[start : start + chunk], axes=([1], [1]))  # [T, s, w, w]
+        w = np.moveaxis(w, 0, 1)  # [s, T, w, w]
+        norms[start : start + chunk] = np.sqrt(np.sum(w**2, axis=(2, 3))) / width
+        picked[start : start + chunk] = w[:, :, rows, cols]
+    return t, norms, picked, steps
+
+
+def _check_entries(entries, width: int) -> list[tuple[int, int]] | None:
+    if entries is None:
+        return None
+    if isinstance(entries, str) or not isinstance(entries, Sequence):
+        raise TypeError(f"`entries` must be a list of (i, j) pairs; got {type(entries).__name__}.")
+    out = []
+    for pair in entries:
+        try:
+            i, j = (operator.index(v) for v in pair)
+        except (TypeError, ValueError):
+            raise TypeError(f"`entries` must hold (i, j) pairs of ints; got {pair!r}.") from None
+        if not (0 <= i < width and 0 <= j < width):
+            raise ValueError(
+                f"`entries` indices must lie in [0, {width}) (the hidden width); got {(i, j)}."
+            )
+        out.append((i, j))
+    return out
+
+
+def _default_entries(post, count: int = 3) -> list[tuple[int, int]]:
+    """The ``count`` entries of largest posterior-mean magnitude, averaged over depth."""
+    width = post.spec.width
+    all_pairs = [(i, j) for i in range(width) for j in range(width)]
+    _, _, draws, _ = _weight_path(post, 21, all_pairs)
+    score = np.abs(draws.mean(axis=0)).mean(axis=0)  # [w²]
+    order = np.argsort(-score, kind="stable")[:count]
+    return [all_pairs[k] for k in order]
+
+
+def _draw_band(ax: Axes, t, values, level: float, color: str, label: str, steps: bool) -> None:
+    med, lo, hi = _quantile_band(values, level)
+    if steps:
+        # Layer l acts on [t_l, t_{l+1}); repeat the last value to close the step at t = 1.
+        t = np.r_[t, 1.0]
+        med, lo, hi = (np.r_[v, v[-1:]] for v in (med, lo, hi))
+        ax.fill_between(t, lo, hi, step="post", color=color, alpha=0.25, linewidth=0)
+        ax.plot(t, med, drawstyle="steps-post", color=color, linewidth=1.6, label=label)
+    else:
+        ax.fill_between(t, lo, hi, color=color, alpha=0.25, linewidth=0)
+        ax.plot(t, med, color=color, linewidth=1.6, label=label)
+
+
+def _check_weight_args(num_t, level) -> tuple[int, float]:
+    return check_int("num_t", num_t, minimum=2), _level(level)
+
+
+def plot_weight_path(
+    post, *, num_t: int = 101, entries=None, norm: bool = True, level: float = 0.9
+) -> Figure:
+    """The posterior of the hidden weights ``W(t) = Σ_k Φ_k(t) C_k`` over depth ``t``.
+
+    For every draw, ``W(t)`` is evaluated on ``num_t`` depths in [0, 1] with one
+    ``tensordot``; the figure shows the median and the central ``level`` band over
+    draws of the RMS entry ``‖W(t)‖_F / width`` (top, when ``norm``) and of a few single
+    entries ``W_ij(t)`` (bottom). A smooth basis gives smooth paths whose band shows how
+    well the data pin the depth dependence down; ``PerLayer`` (a plain ResNet) has one
+    free matrix per layer, drawn as steps at ``t_l = l/L``.
+
+    Args:
+        post: a :class:`~bayesresnet.posterior.Posterior`.
+        num_t: depths evaluated for continuous bases (≥ 2).
+        entries: ``(i, j)`` entries to draw; default the 3 entries with the largest
+            posterior-mean magnitude averaged over depth. ``[]`` draws none.
+        norm: draw the RMS-entry panel.
+        level: level of the bands, in (0, 1).
+
+    Returns:
+        The figure (one axis per drawn panel).
+    """
+    post = _check_posterior(post)
+    num_t, level = _check_weight_args(num_t, level)
+    norm = check_bool("norm", norm)
+    entries = _check_entries(entries, post.spec.width)
+    if entries is None:
+        entries = _default_entries(post, min(3, post.spec.width**2))
+    if not norm and not entries:
+        raise ValueError("nothing to draw: `norm` is False and `entries` is empty.")
+    t, norms, picked, steps = _weight_path(post, num_t, entries)
+    panels = int(norm) + int(bool(entries))
+    fig = _new_figure()
+    axes = list(fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0])
+    basis = post.spec.basis
+    fig.suptitle(
+        f"posterior of W(t): {basis!r}, {post.spec.num_layers} layers, width {post.spec.width}",
+        fontsize="medium",
+    )
+    if norm:
+        ax = axes[0]
+        _draw_band(ax, t, norms, level, "C0", f"median, {level:.0%} band", steps)
+        ax.set_ylabel(_NORM_LABEL)
+        ax.legend(fontsize="x-small", loc="best")
+    if entries:
+        ax = axes[-1]
+        for e, (i, j) in enumerate(entries):
+            _draw_band(ax, t, picked[:, :, e], level, f"C{(e + 1) % 10}", f"W[{i},{j}]", steps)
+        ax.set_ylabel("entry of W(t)")
+        ax.plot([], [], " ", label=f"lines: median; bands: {level:.0%}")
+        ax.legend(fontsize="x-small", loc="best")
+    axes[-1].set_xlabel("depth t (0 = first layer, 1 = output)")
+    axes[-1].set_xlim(0, 1)
+    return fig
+
+
+def plot_weight_paths(
+    posts: Mapping[str, Posterior],
+    *,
+    num_t: int = 101,
+    entry: tuple[int, int] | None = None,
+    level: float = 0.9,
+) -> Figure:
+    """``‖W(t)‖_F / width`` over depth for several posteriors (e.g. bases), one colour each.
+
+    Draws the median and central ``level`` band of the RMS entry of ``W(t)`` per
+    posterior (see :func:`plot_weight_path`), and, when ``entry`` is given, of that
+    single entry in a second panel.
+
+    Args:
+        posts: ``{name: Posterior}``.
+        num_t: depths evaluated for continuous bases (≥ 2).
+        entry: one ``(i, j)`` entry to compare as well (must exist in every posterior).
+        level: level of the bands, in (0, 1).
+
+    Returns:
+        The figure.
+    """
+    if not isinstance(posts, Mapping):
+        raise TypeError(f"`posts` must be a dict {{name: Posterior}}; got {type(posts).__name__}.")
+    if not posts:
+        raise ValueError("`posts` is empty; pass at least one {name: Posterior}.")
+    num_t, level = _check_weight_args(num_t, level)
+    for name, post in posts.items():
+        if not isinstance(post, Posterior):
+            raise TypeError(f"`posts[{name!r}]` must be a Posterior; got {type(post).__name__}.")
+    if entry is not None:
+        min_width = min(p.spec.width for p in posts.values())
+        entry = _check_entries([entry], min_width)[0]
+    fig = _new_figure()
+    axes = list(fig.subplots(1 + (entry is not None), 1, sharex=True, squeeze=False)[:, 0])
+    for c, (name, post) in enumerate(posts.items()):
+        t, norms, picked, steps = _weight_path(post, num_t, [entry] if entry else [])
+        color = f"C{c % 10}"
+        _draw_band(axes[0], t, norms, level, color, str(name), steps)
+        if entry is not None:
+            _draw_band(axes[1], t, picked[:, :, 0], level, color, str(name), steps)
+    axes[0].set_ylabel(_NORM_LABEL)
+    axes[0].set_title(f"posterior of W(t): medians and {level:.0%} bands", fontsize="medium")
+    axes[0].legend(fontsize="x-small", loc="best")
+    if entry is not None:
+        axes[1].set_ylabel(f"W[{entry[0]},{entry[1]}](t)")
+    axes[-1].set_xlabel("depth t (0 = first layer, 1 = output)")
+    axes[-1].set_xlim(0, 1)
+    return fig
+
+
+# --------------------------------------------------------------------------- predictive checks
+
+
+def plot_ppc(y_obs, y_rep, *, num_draws: int = 50, output_names=None) -> Figure:
+    """Posterior predictive check: densities of replicated data sets against the observed.
+
+    Per output (one panel each, at most :data:`MAX_PANELS`): Gaussian kernel density
+    estimates of up to ``num_draws`` replicated data sets (thin lines, evenly spaced
+    draws), their pointwise mean (dashed) and the observed data (thick black). Observed
+    data outside the cloud of replicates show a misfit the model cannot reproduce.
+
+    Args:
+        y_obs: observed data ``[N, O]`` (or ``[N]``).
+        y_rep: replicated data sets ``[S, N, O]`` (or ``[S, N]``), e.g. ``Prediction.y``
+            at the observed inputs.
+        num_draws: most replicated data sets drawn (≥ 1).
+        output_names: names of the outputs.
+
+    Returns:
+        The figure.
+    """
+    y = _check_finite(_as_columns(y_obs, "y_obs"), "y_obs")
+    rep = _as_float(y_rep, "y_rep")
+    if rep.ndim == 2:
+        rep = rep[:, :, None]
+    if rep.ndim != 3 or rep.shape[1:] != y.shape or rep.shape[0] == 0:
+        raise ValueError(
+            f"`y_rep` must have shape [S, N, O] = [S, {y.shape[0]}, {y.shape[1]}] matching "
+            f"`y_obs` {y.shape}, S ≥ 1; got {rep.shape}."
+        )
+    _check_finite(rep, "y_rep")
+    num_draws = check_int("num_draws", num_draws, minimum=1)
+    o = y.shape[1]
+    names = _names(output_names, o, "output_names", "y")
+    picks = np.unique(np.linspace(0, rep.shape[0] - 1, min(num_draws, rep.shape[0])).round())
+    picks = picks.astype(int)
+    fig, axes = _panels(o)
+    for j, ax in enumerate(axes):
+        data = rep[picks, :, j]
+        lo = float(min(data.min(), y[:, j].min()))
+        hi = float(max(data.max(), y[:, j].max()))
+        pad = 0.1 * (hi - lo) if hi > lo else 0.5
+        grid = np.linspace(lo - pad, hi + pad, 200)
+        dens = np.stack([_gaussian_kde(d, grid) for d in data])
+        for k, curve in enumerate(dens):
+            ax.plot(
+                grid,
+                curve,
+                color="C0",
+                alpha=0.2,
+                linewidth=0.8,
+                label=f"replicated ({len(picks)} draws)" if k == 0 else None,
+            )
+        ax.plot(grid, dens.mean(axis=0), "C1--", linewidth=1.4, label="replicated mean")
+        ax.plot(grid, _gaussian_kde(y[:, j], grid), color="k", linewidth=2, label="observed")
+        ax.set_xlabel(names[j])
+        ax.set_ylabel("density")
+        if o > 1:
+            ax.set_title(names[j])
+        if j == 0:
+            ax.legend(fontsize="x-small", loc="upper right")
+    return fig
+
+
+# --------------------------------------------------------------------------- export
+
+
+def figure_to_png(fig: Figure, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes; the figure is closed (cleared) afterwards.
+
+    Args:
+        fig: a matplotlib figure.
+        dpi: resolution in dots per inch (> 0).
+
+    Returns:
+        The PNG file's bytes.
+    """
+    if not isinstance(fig, Figure):
+        raise TypeError(f"`fig` must be a matplotlib Figure; got {type(fig).__name__}.")
+    dpi = check_number("dpi", dpi, low=0.0)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi)
+    finally:
+        if getattr(fig.canvas, "manager", None) is not None:
+            # Created through pyplot: unregister it there too (pyplot is already loaded).
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+        fig.clear()
+    return buffer.getvalue()
+
+
+def figure_to_data_uri(fig: Figure, dpi: int = 110) -> str:
+    """The figure as a ``data:image/png;base64,…`` URI for HTML; the figure is closed.
+
+    Args:
+        fig: a matplotlib figure.
+        dpi: resolution in dots per inch (> 0).
+
+    Returns:
+        The data URI.
+    """
+    return "data:image/png;base64," + base64.b64encode(figure_to_png(fig, dpi)).decode("ascii")

@@ -1,0 +1,226 @@
+"""The Bayesian workflow after inference, as one function call.
+
+``analyze(post, dataset)`` answers the four questions a user asks of a fit (did the
+sampler converge, does the model reproduce the data, are the error bars honest, how does
+it compare) and returns every number (``metrics``, JSON-ready) and every figure (PNG data
+URIs). It computes; it writes nothing: the command line and :mod:`bayesresnet.report`
+write the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+
+from bayesresnet import __version__, calibration, diagnostics, plots
+from bayesresnet.data import Dataset
+from bayesresnet.posterior import Posterior, Prediction
+from bayesresnet.resnet import num_params
+
+__all__ = ["Analysis", "analyze", "describe_model", "describe_method"]
+
+
+class Analysis(NamedTuple):
+    """Everything a report shows: numbers, figures and the held-out prediction."""
+
+    metrics: dict
+    figures: dict[str, tuple[str, str]]
+    prediction: Prediction | None
+
+
+def describe_model(post: Posterior) -> str:
+    spec = post.spec
+    kind = "ResNet" if spec.residual else "MLP baseline"
+    return (
+        f"{kind}, width {spec.width}, {spec.num_layers} layers, basis {spec.basis!r} "
+        f"({spec.num_basis_functions} coefficient matrices), activation {spec.activation}"
+    )
+
+
+def describe_method(post: Posterior) -> str:
+    s = post.settings
+    if post.method == "nuts":
+        return (
+            f"NUTS, {s['num_chains']} chains × {s['num_samples']} draws after "
+            f"{s['num_warmup']} warm-up ({s.get('chain_method_used')}), target acceptance "
+            f"{s['target_accept_prob']}, max tree depth {s['max_tree_depth']}, init {s['init']}"
+        )
+    if post.method == "svi":
+        return (
+            f"SVI, guide {s['guide']}, {s.get('steps_run')} steps, learning rate "
+            f"{s.get('learning_rate')} ({s['schedule']}), {post.num_draws} draws"
+        )
+    extras = [k for k in ("bootstrap", "anchored") if s.get(k)]
+    return (
+        f"deep ensemble of {post.num_draws} MAP fits ({s['num_members']} trained), "
+        f"{s['num_steps']} Adam steps each{', ' + ', '.join(extras) if extras else ''}"
+    )
+
+
+def _uri(fig) -> str:
+    return plots.figure_to_data_uri(fig)
+
+
+def analyze(
+    post: Posterior,
+    dataset: Dataset | None = None,
+    *,
+    name: str = "run",
+    levels=(0.5, 0.9),
+    num_probes: int = 20,
+    truth=None,
+    seed: int = 0,
+    data_description: str = "",
+) -> Analysis:
+    """Diagnostics, calibration, predictive checks and figures of one fit.
+
+    Args:
+        post: the posterior.
+        dataset: the data it was fitted on, with its held-out split (calibration is
+            computed on ``x_test``/``y_test`` when there are test rows).
+        name: the run's name (report title).
+        levels: central-interval levels drawn in the figures.
+        num_probes: probe inputs for function-space convergence diagnostics.
+        truth: optional callable ``x -> y`` (a built-in problem's ``evaluate``) drawn in
+            the 1-D predictive figure.
+        seed: seed of predictive noise draws and of probe selection.
+        data_description: one line on where the data came from.
+    """
+    figures: dict[str, tuple[str, str]] = {}
+    conv = diagnostics.convergence(post, num_probes=num_probes, seed=seed)
+    idata = post.to_inference_data(seed=seed)
+    loo = diagnostics.loo(idata)
+    waic = diagnostics.waic(idata)
+    pit_loo = diagnostics.loo_pit(idata, seed=seed)
+    ppc = diagnostics.ppc_statistics(idata)
+
+    metrics = {
+        "run": {"name": name, "version": __version__, "seed": post.seed},
+        "data": {
+            "description": data_description or (dataset.name if dataset else "training data"),
+            "num_train": int(len(post.x_train)),
+            "num_test": int(dataset.num_test) if dataset is not None else 0,
+            "input_names": list(post.input_names),
+            "output_names": list(post.output_names),
+        },
+        "model": {
+            "description": describe_model(post),
+            "num_params": num_params(post.spec),
+            "spec": {
+                **{k: v for k, v in dataclasses.asdict(post.spec).items() if k != "basis"},
+                "basis": repr(post.spec.basis),
+            },
+            "prior": ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(post.prior).items()),
+        },
+        "inference": {
+            "method": post.method,
+            "description": describe_method(post),
+            "settings": post.settings,
+            "timings": dict(post.timings),
+        },
+        "diagnostics": conv.to_dict(),
+        "loo": loo,
+        "waic": waic,
+        "loo_pit_ks_pvalue": _min_ks(pit_loo),
+        "ppc": ppc,
+    }
+
+    prediction = None
+    train_pred = post.predict(post.x_train, seed=seed, return_draws=True)
+    calib = {}
+    if dataset is not None and dataset.num_test > 0:
+        prediction = post.predict(dataset.x_test, seed=seed, return_draws=True)
+        calib["test"] = calibration.summarize(
+            prediction.y,
+            dataset.y_test,
+            loc_draws=prediction.f,
+            scale_draws=post.noise_scale(),
+            train=(train_pred.y, post.y_train),
+        )
+        curve = calibration.calibration_curve(prediction.y, dataset.y_test)
+        figures["Parity plot, held-out data"] = (
+            _uri(
+                plots.plot_parity(
+                    dataset.y_test, prediction, level=0.9, output_names=post.output_names
+                )
+            ),
+            "Predictive mean against the held-out truth with 90% predictive intervals; "
+            "points on the diagonal are predicted exactly.",
+        )
+        figures["Calibration curve"] = (
+            _uri(plots.plot_calibration_curve({name: (curve.levels, curve.observed)})),
+            "Observed coverage of central predictive intervals against their nominal "
+            "level on held-out data; the diagonal is perfect calibration, below it the "
+            "intervals are too narrow.",
+        )
+        figures["PIT histogram, held-out data"] = (
+            _uri(plots.plot_pit_histogram(calibration.pit(prediction.y, dataset.y_test))),
+            "Probability integral transform of held-out observations; uniform when the "
+            "predictive distributions are calibrated (U shape: too narrow, hump: too wide).",
+        )
+    calib["train"] = calibration.summarize(
+        train_pred.y, post.y_train, loc_draws=train_pred.f, scale_draws=post.noise_scale()
+    )
+    metrics["calibration"] = calib
+
+    if post.spec.in_features == 1:
+        figures["Posterior predictive"] = (
+            _uri(plots.plot_predictive_1d(post, dataset=dataset, truth=truth, levels=levels)),
+            "Predictive mean with central bands of the noise-free function (dark) and of "
+            "new noisy observations (light), training data as points.",
+        )
+    figures["Posterior of W(t) over depth"] = (
+        _uri(plots.plot_weight_path(post)),
+        "Median and 90% band of the hidden-weight matrix over depth t (its Frobenius norm "
+        "per unit, and a few entries): how the depth basis shapes the network.",
+    )
+    figures["Posterior predictive check"] = (
+        _uri(plots.plot_ppc(post.y_train, train_pred.y[: post.num_samples])),
+        "Density of the observed outputs against replicated data sets from the "
+        "posterior predictive.",
+    )
+    figures["LOO-PIT"] = (
+        _uri(plots.plot_pit_histogram(pit_loo)),
+        "Leave-one-out PIT of the training data (PSIS weights): uniform for a calibrated model.",
+    )
+    if post.method == "nuts":
+        # The two worst function-space quantities and the two worst parameters.
+        worst = [r["name"] for r in conv.table if r["kind"] == "function"][:2]
+        worst += [r["name"] for r in conv.table if r["kind"] == "parameter"][:2]
+        draws = {
+            **diagnostics.function_space_draws(
+                post, diagnostics.probe_inputs(post, num_probes, seed)
+            ),
+            **diagnostics.parameter_draws(post),
+        }
+        figures["Trace and rank plots, worst-converged quantities"] = (
+            _uri(plots.plot_trace_rank({n: draws[n] for n in worst})),
+            "Traces per chain (left) and rank histograms per chain (right; flat when "
+            "chains agree) of the quantities with the largest R-hat.",
+        )
+        figures["Energy"] = (
+            _uri(plots.plot_energy(post.sample_stats["energy"])),
+            "Marginal energy against energy transitions; similar widths (E-BFMI near 1) "
+            "mean the momentum resampling explores the posterior well.",
+        )
+    history = post.extra.get("loss_history")
+    if history is not None and np.size(history) > 1:
+        figures["Loss"] = (
+            _uri(
+                plots.plot_loss(
+                    np.asarray(history),
+                    label="negative ELBO" if post.method == "svi" else "negative log posterior",
+                    step_every=post.settings.get("history_every", 1),
+                )
+            ),
+            "Optimization loss over steps (one line per ensemble member).",
+        )
+    return Analysis(metrics, figures, prediction)
+
+
+def _min_ks(pit_values) -> float:
+    bins = calibration.chi2_bins(len(pit_values))
+    result = calibration.pit_uniformity(pit_values, num_bins=bins)
+    return float(np.min(result.ks_pvalue))
