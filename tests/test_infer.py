@@ -93,6 +93,7 @@ def test_anchored_members_are_anchored_maps(key):
         np.testing.assert_allclose(result.samples["theta"][0, m], expected, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_vmapped_ensemble_matches_members_trained_one_by_one(key):
     spec = brn.ResNetSpec(2, 1, width=4, num_layers=5, basis=bases.Cubic())
     rng = np.random.default_rng(0)
@@ -138,6 +139,7 @@ def test_one_diverged_member_is_left_out(key, monkeypatch):
     assert np.all(np.isfinite(result.samples["theta"]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("guide", ["fullrank", "laplace"])
 def test_svi_recovers_gaussian_posterior(guide, key):
     x, y = linear_data()
@@ -165,6 +167,7 @@ def test_svi_map_guide_gives_one_draw_at_the_mode(key):
     np.testing.assert_allclose(result.samples["theta"][0, 0], mean, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_nuts_on_gaussian_posterior(key):
     x, y = linear_data()
     result = run_nuts(key, linear_model, x, y, NUTSConfig(num_warmup=300, num_samples=1000))

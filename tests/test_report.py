@@ -12,6 +12,9 @@ import pytest
 import bayesresnet as brn
 from bayesresnet import report, workflow
 
+# One small NUTS fit (about 40 s on two cores) feeds every test here.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def analysis():

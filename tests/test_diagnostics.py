@@ -1,0 +1,200 @@
+"""Diagnostics: verdicts on posteriors with known defects, Pareto k̂, LOO-PIT, PPC p-values."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import bayesresnet as brn
+from bayesresnet import diagnostics, sites
+from bayesresnet.posterior import Posterior
+
+
+def fake_nuts_posterior(rng, *, shift_chain=0.0, num_chains=4, num_draws=400, divergent=0):
+    """A NUTS-like posterior of a tiny network with iid draws (optionally one shifted chain)."""
+    spec = brn.ResNetSpec(1, 1, width=2, num_layers=2, basis=brn.bases.Linear())
+    shapes = brn.resnet.param_shapes(spec)
+    samples = {}
+    for name, shape in shapes.items():
+        draws = 0.3 * rng.normal(size=(num_chains, num_draws) + shape)
+        draws[0] += shift_chain
+        samples[name] = draws
+    samples[sites.NOISE_SCALE] = np.abs(rng.normal(0.1, 0.01, size=(num_chains, num_draws, 1)))
+    diverging = np.zeros((num_chains, num_draws), bool)
+    diverging.flat[:divergent] = True
+    energy = rng.normal(size=(num_chains, num_draws))  # iid energies: E-BFMI ≈ 2
+    stats = {
+        "diverging": diverging,
+        "tree_depth": np.full((num_chains, num_draws), 3),
+        "energy": energy,
+        "n_steps": np.full((num_chains, num_draws), 7),
+    }
+    x = np.linspace(-1, 1, 30)[:, None]
+    return Posterior(
+        spec=spec,
+        prior=brn.PriorSpec(),
+        scaler=brn.fit_scaler(x, np.sin(3 * x)),
+        samples=samples,
+        method="nuts",
+        settings={"max_tree_depth": 10, "num_chains": num_chains},
+        sample_stats=stats,
+        timings={},
+        extra={},
+        x_train=x,
+        y_train=np.sin(3 * x),
+        input_names=("x",),
+        output_names=("y",),
+    )
+
+
+def statuses(result):
+    return {c.name: c.status for c in result.checks}
+
+
+def test_well_mixed_iid_chains_pass():
+    result = diagnostics.convergence(fake_nuts_posterior(np.random.default_rng(0)))
+    s = statuses(result)
+    assert s["R-hat, function space"] == "pass"
+    assert s["bulk ESS, function space"] == "pass"
+    assert s["divergences"] == "pass" and s["E-BFMI"] == "pass"
+    assert result.verdict == "pass", result.failed()
+    kinds = [r["kind"] for r in result.table]
+    assert kinds.index("parameter") > 0 and set(kinds) == {"function", "parameter"}
+
+
+def test_a_stuck_chain_fails_rhat_with_advice():
+    result = diagnostics.convergence(fake_nuts_posterior(np.random.default_rng(0), shift_chain=1.0))
+    s = statuses(result)
+    assert s["R-hat, function space"] == "fail"
+    assert s["R-hat, parameters"] == "warn"  # parameters only warn (hidden-unit symmetry)
+    assert result.verdict == "fail"
+    failed = {c.name: c for c in result.failed()}
+    assert "num_warmup" in failed["R-hat, function space"].advice
+
+
+def test_divergences_and_saturated_trees_are_reported():
+    post = fake_nuts_posterior(np.random.default_rng(1), divergent=3)
+    stats = dict(post.sample_stats, tree_depth=np.full((4, 400), 10))
+    post = dataclasses.replace(post, sample_stats=stats)
+    s = statuses(diagnostics.convergence(post))
+    assert s["divergences"] == "fail"
+    assert s["tree-depth saturation"] == "warn"
+
+
+def test_low_ebfmi_fails():
+    post = fake_nuts_posterior(np.random.default_rng(2))
+    # A random walk with tiny steps: energy transitions are much smaller than the spread.
+    walk = np.cumsum(0.05 * np.random.default_rng(3).normal(size=(4, 400)), axis=1)
+    post = dataclasses.replace(post, sample_stats=dict(post.sample_stats, energy=walk))
+    assert statuses(diagnostics.convergence(post))["E-BFMI"] == "fail"
+
+
+def test_function_space_quantities_are_invariant_to_hidden_unit_permutation():
+    post = fake_nuts_posterior(np.random.default_rng(4))
+    perm = np.array([1, 0])
+    s = dict(post.samples)
+    s[sites.INPUT_WEIGHT] = s[sites.INPUT_WEIGHT][..., perm]
+    s[sites.INPUT_BIAS] = s[sites.INPUT_BIAS][..., perm]
+    s[sites.HIDDEN_WEIGHT] = s[sites.HIDDEN_WEIGHT][..., perm, :][..., perm]
+    s[sites.HIDDEN_BIAS] = s[sites.HIDDEN_BIAS][..., perm]
+    s[sites.OUTPUT_WEIGHT] = s[sites.OUTPUT_WEIGHT][..., perm, :]
+    permuted = dataclasses.replace(post, samples=s)
+    x_probe = post.x_train[:5]
+    a = diagnostics.function_space_draws(post, x_probe)
+    b = diagnostics.function_space_draws(permuted, x_probe)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
+def test_pareto_khat_small_for_good_weights_large_for_heavy_tails():
+    rng = np.random.default_rng(0)
+    # log w ~ N(0, 0.1²): nearly equal weights, k̂ well below 0.5.
+    assert diagnostics.pareto_khat(0.1 * rng.normal(size=4000)) < 0.3
+    # w ~ Pareto with tail index 1/k, k = 1: the fitted k̂ is near 1 (4000 draws: the
+    # estimator's sd is about 0.1 for the 20% tail used).
+    lw = np.log(rng.pareto(1.0, size=4000) + 1.0)
+    assert 0.7 < diagnostics.pareto_khat(lw) < 1.4
+
+
+def test_ppc_p_values_by_hand():
+    import arviz as az
+
+    y_obs = np.array([[0.0], [1.0], [2.0]])
+    y_rep = np.stack([y_obs + d for d in (-1.0, 0.0, 1.0, 2.0)])[None]  # [1, 4, 3, 1]
+    idata = az.from_dict(
+        posterior_predictive={"y": y_rep},
+        observed_data={"y": y_obs},
+        coords={"obs": [0, 1, 2], "output": ["y"]},
+        dims={"y": ["obs", "output"]},
+    )
+    rows = {r["statistic"]: r for r in diagnostics.ppc_statistics(idata)}
+    # Shifts -1, 0, 1, 2 of the data: T(ỹ) ≥ T(y) for shifts ≥ 0 → p = 3/4 for location
+    # statistics; the sd is identical for every shift → p = 1.
+    assert rows["mean"]["p_value"] == 0.75 and rows["max"]["p_value"] == 0.75
+    assert rows["sd"]["p_value"] == 1.0
+    assert rows["mean"]["observed"] == 1.0
+
+
+def test_loo_pit_of_a_calibrated_model_is_uniform():
+    """Exact Normal model: draws of θ, and y_obs from the same predictive."""
+    import arviz as az
+    from scipy.stats import kstest
+
+    rng = np.random.default_rng(0)
+    n, s = 400, 1000
+    mu = rng.normal(0, 0.05, size=(1, s, 1))  # posterior draws of a mean, sd 1 noise
+    y_obs = rng.normal(size=(n, 1))
+    y_rep = mu[..., None] + rng.normal(size=(1, s, n, 1))
+    ll = -0.5 * (y_obs[None, None, :, 0] - mu) ** 2 - 0.5 * np.log(2 * np.pi)
+    idata = az.from_dict(
+        posterior_predictive={"y": y_rep},
+        observed_data={"y": y_obs},
+        log_likelihood={"y": ll},
+        coords={"obs": np.arange(n), "output": ["y"]},
+        dims={"y": ["obs", "output"]},
+    )
+    pit = diagnostics.loo_pit(idata)
+    assert pit.shape == (n, 1)
+    # 400 independent uniforms: the KS test at α = 0.001 fails with probability 0.001.
+    assert kstest(pit[:, 0], "uniform").pvalue > 1e-3
+    # A model twice too narrow gives a U-shaped PIT: rejected.
+    narrow = az.from_dict(
+        posterior_predictive={"y": 0.5 * y_rep},
+        observed_data={"y": y_obs},
+        log_likelihood={"y": ll},
+        coords={"obs": np.arange(n), "output": ["y"]},
+        dims={"y": ["obs", "output"]},
+    )
+    assert kstest(diagnostics.loo_pit(narrow)[:, 0], "uniform").pvalue < 1e-6
+
+
+def test_ensemble_and_svi_checks():
+    post = fake_nuts_posterior(np.random.default_rng(5), num_chains=1, num_draws=4)
+    ens = dataclasses.replace(
+        post,
+        method="ensemble",
+        settings={"convergence_tol": 1e-3},
+        sample_stats={},
+        extra={
+            "member_diverged": [False, True, False, False],
+            "member_converged": [True, False, True, True],
+            "member_final_loss": [-10.0, float("nan"), -10.5, -9.8],
+        },
+    )
+    s = statuses(diagnostics.convergence(ens))
+    assert s["members diverged"] == "fail" and s["members converged"] == "pass"
+    svi = dataclasses.replace(
+        post,
+        method="svi",
+        settings={"steps_run": 500, "tol": 1e-4},
+        sample_stats={},
+        extra={"converged": True, "log_weights": 0.1 * np.random.default_rng(0).normal(size=500)},
+    )
+    result = diagnostics.convergence(svi)
+    assert statuses(result) == {"ELBO converged": "pass", "Pareto k̂": "pass"}
+    assert result.verdict == "pass"
+
+
+def test_compare_needs_two_runs():
+    with pytest.raises(ValueError, match=r"`compare` needs at least two runs; got 1"):
+        diagnostics.compare({"a": None})
