@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import shutil
 import sys
 import tempfile
@@ -66,10 +67,35 @@ def _prediction_csv(x, pred, input_names, output_names, levels=(0.9,)) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _write_run_files(folder: Path, rs_text: str, post, dataset, analysis, progress) -> None:
+def _run_info(runspec) -> dict:
+    """What re-rendering a run's report needs, stored in the run folder as run.json."""
+    data = runspec.data
+    if data.problem:
+        description = (
+            f"built-in problem {data.problem!r}"
+            + (f" {dict(data.problem_options)}" if data.problem_options else "")
+            + f", {data.num_train} training / {data.num_test} held-out points "
+            f"({data.design} design), noise {data.noise} × output sd, seed {data.seed}"
+        )
+    else:
+        description = f"CSV/NPZ data {data.train}" + (
+            f" with test file {data.test}" if data.test else ""
+        )
+    return {
+        "name": runspec.name,
+        "levels": list(runspec.report.levels),
+        "num_probes": runspec.report.num_probes,
+        "problem": data.problem,
+        "problem_options": dict(data.problem_options),
+        "data_description": description,
+    }
+
+
+def _write_run_files(folder: Path, rs_text: str, info, post, dataset, analysis, progress):
     from bayesresnet.report import write_json, write_report
 
     write_atomic(folder / "spec.toml", rs_text.encode())
+    write_json(folder / "run.json", info)
     post.save(folder / "posterior.npz")
     save_npz(dataset, folder / "data.npz")
     if analysis.prediction is not None:
@@ -84,21 +110,21 @@ def _write_run_files(folder: Path, rs_text: str, post, dataset, analysis, progre
     progress(f"wrote {', '.join(sorted(p.name for p in folder.iterdir()))}")
 
 
-def _analyze(post, dataset, runspec, progress):
+def _analyze(post, dataset, info, progress):
     from bayesresnet.workflow import analyze
 
     truth = None
-    if runspec.data.problem:
-        truth = problems.get(runspec.data.problem, **dict(runspec.data.problem_options)).evaluate
+    if info["problem"]:
+        truth = problems.get(info["problem"], **info["problem_options"]).evaluate
     progress("diagnostics, calibration, figures")
     return analyze(
         post,
         dataset,
-        name=runspec.name,
-        levels=tuple(runspec.report.levels),
-        num_probes=runspec.report.num_probes,
+        name=info["name"],
+        levels=tuple(info["levels"]),
+        num_probes=info["num_probes"],
         truth=truth,
-        data_description=runspec.data.describe(),
+        data_description=info["data_description"],
     )
 
 
@@ -132,11 +158,15 @@ def cmd_fit(args) -> int:
     for w in caught:
         progress(f"warning: {w.message}")
     progress("fit done (" + ", ".join(f"{k} {v:.1f} s" for k, v in post.timings.items()) + ")")
-    analysis = _analyze(post, dataset, runspec, progress)
+    info = _run_info(runspec)
+    analysis = _analyze(post, dataset, info, progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run folder is not
     try:
-        _write_run_files(staging, spec_path.read_text(), post, dataset, analysis, progress)
+        _write_run_files(staging, spec_path.read_text(), info, post, dataset, analysis, progress)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -149,13 +179,13 @@ def cmd_fit(args) -> int:
 
 
 def _load_run(folder: Path):
-    from bayesresnet.runspec import load_runspec
+    import json
 
-    for name in ("spec.toml", "posterior.npz", "data.npz"):
+    for name in ("run.json", "posterior.npz", "data.npz"):
         if not (folder / name).exists():
             raise SystemExit(f"error: {folder} is not a run folder: {name} is missing.")
-    runspec = load_runspec(folder / "spec.toml", check_files=False)
-    return runspec, load(folder / "posterior.npz"), load_npz(folder / "data.npz", test_fraction=0)
+    info = json.loads((folder / "run.json").read_text())
+    return info, load(folder / "posterior.npz"), load_npz(folder / "data.npz", test_fraction=0)
 
 
 def cmd_report(args) -> int:
@@ -163,8 +193,8 @@ def cmd_report(args) -> int:
 
     progress = _Progress(args.quiet)
     folder = Path(args.run)
-    runspec, post, dataset = _load_run(folder)
-    analysis = _analyze(post, dataset, runspec, progress)
+    info, post, dataset = _load_run(folder)
+    analysis = _analyze(post, dataset, info, progress)
     write_json(folder / "metrics.json", analysis.metrics)
     write_report(folder / "report.html", analysis.metrics, analysis.figures)
     progress(f"report: {folder / 'report.html'}")
@@ -204,7 +234,7 @@ def cmd_compare(args) -> int:
     idatas, metrics, curves, posts = {}, {}, {}, {}
     for run in args.runs:
         folder = Path(run)
-        runspec, post, dataset = _load_run(folder)
+        _, post, dataset = _load_run(folder)
         name = folder.name
         if name in idatas:
             name = str(folder)
