@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The main job: a Bayesian fit of the built-in default problem, with its report.
 demo: install
-	$(BIN)/bayesresnet fit models/default.toml --out runs/demo
+	$(BIN)/bayesresnet fit models/default.toml --out runs/demo --overwrite
 
 # The whole suite, statistical tests included. pytest's exit code 5 (no tests) fails too.
 test: install

@@ -222,7 +222,7 @@ def _calibration_table(cal: dict, metrics: dict) -> str:
         ("R²", "r2"),
         ("CRPS", "crps"),
         ("NLL", "nll"),
-        ("interval score (90%)", "interval_score"),
+        ("interval score (90%)", "interval_score_90"),
         ("sharpness (mean sd)", "sharpness"),
         ("miscalibration area", "miscalibration_area"),
     ]
@@ -267,7 +267,7 @@ def render_compare_html(rows: list[dict], runs: dict[str, dict], figures) -> str
             ),
         ]
     header = ["metric", *runs]
-    keys = ["rmse", "crps", "nll", "miscalibration_area", "interval_score", "sharpness"]
+    keys = ["rmse", "crps", "nll", "miscalibration_area", "interval_score_90", "sharpness"]
     table_rows = []
     for key in keys:
         row = [key]

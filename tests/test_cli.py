@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -132,6 +133,8 @@ def test_compare_two_runs(runs):
     assert run_main(["compare", out["cubic"], out["per_layer"], "--out", page]) == 0
     text = page.read_text()
     assert "cubic" in text and "per_layer" in text and "elpd LOO" in text
+    row = re.search(r"<td>interval_score_90</td>(.*?)</tr>", text).group(1)
+    assert len(re.findall(r'<td class="num">[0-9]', row)) == 2  # a number for each run
     with pytest.raises(SystemExit, match=r"needs at least two run folders"):
         run_main(["compare", out["cubic"]])
 

@@ -69,6 +69,19 @@ def test_html_is_self_contained(analysis, tmp_path):
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert "http://" not in text and "https://" not in text  # nothing fetched from outside
     assert f'Verdict: <span class="verdict {result.metrics["diagnostics"]["verdict"]}' in text
+    # Every calibration row carries a number for the one output.
+    labels = (
+        "RMSE",
+        "CRPS",
+        "NLL",
+        "interval score (90%)",
+        "sharpness (mean sd)",
+        "coverage of 90% interval",
+        "PIT KS p-value",
+        "test/train RMSE ratio",
+    )
+    for label in labels:
+        assert re.search(rf'<td>{re.escape(label)}</td><td class="num">-?[0-9]', text), label
 
 
 CHECK_SCRIPT = """
