@@ -88,9 +88,11 @@ def test_shipped_model_parses_loads_and_builds(path):
 def test_default_model_is_the_documented_run():
     spec = load_runspec(MODELS / "default.toml")
     assert spec.data == DataSpec(problem="sine", num_train=100, num_test=500, noise=0.1)
-    assert spec.network == NetworkSpec(width=8, num_layers=10, basis="cubic")
+    assert spec.network == NetworkSpec(width=8, num_layers=8, basis="cubic")
     assert spec.method == "nuts"
-    assert spec.method_config() == NUTSConfig(num_warmup=300, num_samples=300, num_chains=4)
+    assert spec.method_config() == NUTSConfig(
+        num_warmup=500, num_samples=700, num_chains=4, max_tree_depth=8, target_accept_prob=0.9
+    )
 
 
 def test_oscillator_model_is_multi_output():
