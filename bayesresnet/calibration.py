@@ -57,6 +57,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 __all__ = [
+    "log_density",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_LEVELS",
     "HEADLINE_LEVELS",
@@ -377,7 +378,7 @@ def _as_df(value) -> float:
     return df
 
 
-def _log_density(y: np.ndarray, loc: np.ndarray, scale: np.ndarray, df: float | None):
+def log_density(y, loc, scale, df: float | None = None):
     """log N(y; loc, scale²), or log Student-t(y; df, loc, scale) when `df` is given."""
     z = (y - loc) / scale
     if df is None:
@@ -430,7 +431,7 @@ def nll(
     chunk_size = _as_chunk_size(chunk_size)
 
     def chunk_nll(c: np.ndarray, sl: slice) -> np.ndarray:
-        log_p = _log_density(t[sl], c, scale[:, sl, :], df)
+        log_p = log_density(t[sl], c, scale[:, sl, :], df)
         return math.log(num_draws) - special.logsumexp(log_p, axis=0)
 
     return _map_points(loc, chunk_nll, chunk_size)
@@ -461,7 +462,7 @@ def nll_gaussian(mean, sd, y) -> np.ndarray:
         ) from None
     if (s <= 0).any():
         raise ValueError(f"`sd` must be > 0; got {int(np.count_nonzero(s <= 0))} values ≤ 0.")
-    return -_log_density(t, m, s, None)
+    return -log_density(t, m, s, None)
 
 
 # --------------------------------------------------------------------------- intervals

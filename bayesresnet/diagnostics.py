@@ -57,7 +57,12 @@ def coords_of(post) -> dict[str, list]:
 
 
 def to_inference_data(
-    post, *, log_likelihood: bool = True, posterior_predictive: bool = True, seed: int = 0
+    post,
+    *,
+    log_likelihood: bool = True,
+    posterior_predictive: bool = True,
+    seed: int = 0,
+    train_prediction=None,
 ):
     """An ``arviz.InferenceData`` of a posterior.
 
@@ -74,6 +79,8 @@ def to_inference_data(
         log_likelihood: include the pointwise log-likelihood.
         posterior_predictive: include posterior predictive draws at the training inputs.
         seed: seed of the observation noise of the predictive draws.
+        train_prediction: a ``post.predict(post.x_train, return_draws=True)`` already
+            at hand, reused instead of predicting again.
     """
     coords = coords_of(post)
     dims = {name: list(sites.DIMS[name]) for name in post.samples}
@@ -87,7 +94,9 @@ def to_inference_data(
     if post.sample_stats:
         groups["sample_stats"] = dict(post.sample_stats)
     if posterior_predictive:
-        pred = post.predict(post.x_train, seed=seed, return_draws=True, levels=())
+        pred = train_prediction
+        if pred is None:
+            pred = post.predict(post.x_train, seed=seed, return_draws=True, levels=())
         shape = (post.num_chains, post.num_draws) + pred.y.shape[1:]
         # One noise draw per parameter draw (the first replicate), aligned with the chains.
         y_rep = pred.y[: post.num_samples].reshape(shape)

@@ -26,6 +26,7 @@ import numpy as np
 
 from bayesresnet import bases, sites
 from bayesresnet._validate import check_int, check_number
+from bayesresnet.calibration import log_density
 from bayesresnet.model import PriorSpec, Scaler
 from bayesresnet.resnet import ResNetSpec, apply
 
@@ -306,20 +307,8 @@ class Posterior:
         for f in self._f_chunks(x, chunk_points, 1024):
             yy = y[start : start + f.shape[1]][None]
             start += f.shape[1]
-            z = (yy - f) / sigma
-            if self.prior.likelihood == "student_t":
-                nu = self.prior.student_t_df
-                from scipy.special import gammaln
-
-                lp = (
-                    gammaln((nu + 1) / 2)
-                    - gammaln(nu / 2)
-                    - 0.5 * np.log(nu * np.pi)
-                    - np.log(sigma)
-                    - (nu + 1) / 2 * np.log1p(z**2 / nu)
-                )
-            else:
-                lp = -0.5 * z**2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+            df = self.prior.student_t_df if self.prior.likelihood == "student_t" else None
+            lp = log_density(yy, f, sigma, df)
             parts.append(lp.sum(axis=-1))
         ll = np.concatenate(parts, axis=1)
         return ll.reshape(self.num_chains, self.num_draws, -1)

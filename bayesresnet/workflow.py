@@ -90,7 +90,8 @@ def analyze(
     """
     figures: dict[str, tuple[str, str]] = {}
     conv = diagnostics.convergence(post, num_probes=num_probes, seed=seed)
-    idata = post.to_inference_data(seed=seed)
+    train_pred = post.predict(post.x_train, seed=seed, return_draws=True)
+    idata = diagnostics.to_inference_data(post, seed=seed, train_prediction=train_pred)
     loo = diagnostics.loo(idata)
     waic = diagnostics.waic(idata)
     pit_loo = diagnostics.loo_pit(idata, seed=seed)
@@ -128,7 +129,6 @@ def analyze(
     }
 
     prediction = None
-    train_pred = post.predict(post.x_train, seed=seed, return_draws=True)
     calib = {}
     if dataset is not None and dataset.num_test > 0:
         prediction = post.predict(dataset.x_test, seed=seed, return_draws=True)

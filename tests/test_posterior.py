@@ -217,3 +217,24 @@ def test_inference_data(post):
     assert idata.posterior_predictive[sites.OBS].shape == (1, 5, 40, 3)
     assert idata.constant_data["x"].shape == (40, 4)
     np.testing.assert_allclose(idata.log_likelihood[sites.OBS].values, post.log_likelihood())
+
+
+def test_inference_data_reuses_a_training_prediction(post):
+    pred = post.predict(post.x_train, seed=4, return_draws=True)
+    reused = post.to_inference_data(seed=4, train_prediction=pred)
+    fresh = post.to_inference_data(seed=4)
+    np.testing.assert_array_equal(
+        reused.posterior_predictive[sites.OBS].values, fresh.posterior_predictive[sites.OBS].values
+    )
+
+
+def test_student_t_log_likelihood_by_hand(post):
+    import dataclasses
+
+    from scipy.stats import t as student_t
+
+    post_t = dataclasses.replace(post, prior=brn.PriorSpec(likelihood="student_t"))
+    f = post_t.predict_f(post.x_train)
+    sigma = post_t.noise_scale()[:, None, :]
+    expected = student_t.logpdf(post.y_train, 4.0, loc=f, scale=sigma).sum(axis=-1)
+    np.testing.assert_allclose(post_t.log_likelihood()[0], expected, rtol=1e-5, atol=1e-4)
