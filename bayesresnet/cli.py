@@ -6,31 +6,67 @@
     bayesresnet compare DIR DIR ... [--out FILE] LOO and calibration side by side
     bayesresnet problems                         the built-in problems
 
-A run directory holds ``spec.toml`` (the run specification as given), ``posterior.npz``,
-``data.npz`` (the training and held-out data), ``predictions.csv`` (held-out
-predictions), ``metrics.json`` and ``report.html``. It is assembled in a temporary
-folder beside its destination and moved into place only when complete, so an
-interrupted run leaves no half-written files.
+    bayesresnet --debug …                        show the traceback of an error
+
+A run folder (see :mod:`bayesresnet._io`) holds ``spec.toml``, ``run.json`` (the
+provenance record), ``posterior.npz`` and ``data.npz``, written as soon as the fit is
+done and moved into place only when complete; then ``predictions.csv``, ``metrics.json``
+and ``report.html`` from the analysis. If the analysis fails, the fit is kept, the
+traceback is left in ``analysis_error.txt`` and ``bayesresnet report DIR`` retries it.
+
+Errors in what the user gave (spec, data, files, settings) are one line ``error: …`` on
+standard error with exit status 2; a failed analysis exits with 1; anything else is a
+bug and shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import os
-import shutil
+import contextlib
+import functools
+import json
 import sys
-import tempfile
 import time
+import traceback
 import warnings
 from pathlib import Path
 
-from bayesresnet import __version__, problems
-from bayesresnet.data import load_npz, save_npz
-from bayesresnet.posterior import load, write_atomic
+from bayesresnet import __version__, _io, problems
 
-__all__ = ["main"]
+__all__ = ["main", "UserInputError"]
+
+
+class UserInputError(Exception):
+    """A problem with what the user gave (spec, data, files, settings), not a bug.
+
+    ``main`` prints it as one line ``error: …`` and exits with status 2, without a
+    traceback (``--debug`` shows one).
+    """
+
+
+@contextlib.contextmanager
+def _user_input():
+    """Errors raised while validating the user's input become :class:`UserInputError`.
+
+    The library validates where a value enters (spec parsing, the data loaders, posterior
+    loading, argument checks) and raises ``ValueError``/``TypeError`` naming the value,
+    or ``OSError`` for files. Only those calls run inside this context: the same
+    exception types raised later (fit, analysis) are bugs and keep their traceback.
+    """
+    try:
+        yield
+    except (ValueError, TypeError, OSError) as error:
+        raise UserInputError(str(error)) from error
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr():
+    """Warnings about the user's data as ``warning: …`` lines (shown even with --quiet)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr, flush=True)
 
 
 class _Progress:
@@ -46,29 +82,12 @@ class _Progress:
             print(f"[{elapsed:7.1f} s] {message}", file=sys.stderr, flush=True)
 
 
-def _prediction_csv(x, pred, input_names, output_names, levels=(0.9,)) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    header = list(input_names)
-    for name in output_names:
-        header += [f"{name}_mean", f"{name}_sd", f"{name}_f_sd"]
-        for level in levels:
-            pct = f"{100 * level:g}"
-            header += [f"{name}_lower{pct}", f"{name}_upper{pct}"]
-    writer.writerow(header)
-    bounds = [pred.interval(level) for level in levels]
-    for i in range(len(x)):
-        row = [f"{v:.10g}" for v in x[i]]
-        for o in range(len(output_names)):
-            row += [f"{pred.mean[i, o]:.10g}", f"{pred.std[i, o]:.10g}", f"{pred.f_std[i, o]:.10g}"]
-            for lo, hi in bounds:
-                row += [f"{lo[i, o]:.10g}", f"{hi[i, o]:.10g}"]
-        writer.writerow(row)
-    return buffer.getvalue().encode()
-
-
 def _run_info(runspec) -> dict:
-    """What re-rendering a run's report needs, stored in the run folder as run.json."""
+    """The run's provenance record (run.json): the resolved spec and what the report needs.
+
+    The report is re-rendered from this record, ``posterior.npz`` and ``data.npz`` alone,
+    so ``bayesresnet report DIR`` works when the original data files have moved.
+    """
     data = runspec.data
     if data.problem:
         description = (
@@ -88,26 +107,9 @@ def _run_info(runspec) -> dict:
         "problem": data.problem,
         "problem_options": dict(data.problem_options),
         "data_description": description,
+        "version": __version__,
+        "spec": runspec.to_dict(),
     }
-
-
-def _write_run_files(folder: Path, rs_text: str, info, post, dataset, analysis, progress):
-    from bayesresnet.report import write_json, write_report
-
-    write_atomic(folder / "spec.toml", rs_text.encode())
-    write_json(folder / "run.json", info)
-    post.save(folder / "posterior.npz")
-    save_npz(dataset, folder / "data.npz")
-    if analysis.prediction is not None:
-        write_atomic(
-            folder / "predictions.csv",
-            _prediction_csv(
-                dataset.x_test, analysis.prediction, post.input_names, post.output_names
-            ),
-        )
-    write_json(folder / "metrics.json", analysis.metrics)
-    write_report(folder / "report.html", analysis.metrics, analysis.figures)
-    progress(f"wrote {', '.join(sorted(p.name for p in folder.iterdir()))}")
 
 
 def _analyze(post, dataset, info, progress):
@@ -128,22 +130,55 @@ def _analyze(post, dataset, info, progress):
     )
 
 
+def _analyze_into(folder: Path, run: _io.Run, progress, debug: bool) -> int:
+    """Analyse a saved run and write its report; a failure is recorded, the fit kept."""
+    try:
+        analysis = _analyze(run.posterior, run.dataset, run.info, progress)
+        names = _io.write_analysis(folder, analysis, run.posterior, run.dataset)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted during the analysis; the fit is saved in {folder}: "
+            f"`bayesresnet report {folder}` finishes the report.",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as error:
+        text = traceback.format_exc()
+        _io.record_analysis_error(folder, text)
+        if debug:
+            print(text, file=sys.stderr, end="")
+        print(
+            f"error: the analysis failed ({type(error).__name__}: {_one_line(error)}); the fit "
+            f"is saved in {folder} and the traceback in {folder / _io.ANALYSIS_ERROR}. "
+            f"Retry with `bayesresnet report {folder}`.",
+            file=sys.stderr,
+        )
+        return 1
+    progress(f"wrote {', '.join(names)}")
+    verdict = analysis.metrics["diagnostics"]["verdict"]
+    progress(f"verdict: {verdict}; report: {folder / 'report.html'}")
+    return 0
+
+
 def cmd_fit(args) -> int:
     from bayesresnet.infer import fit
     from bayesresnet.runspec import load_runspec
 
     progress = _Progress(args.quiet)
     spec_path = Path(args.spec)
-    runspec = load_runspec(spec_path)  # validated before any work
+    with _user_input():
+        runspec = load_runspec(spec_path)  # validated before any work
+        spec_text = spec_path.read_text(encoding="utf-8-sig")
     out = Path(args.out) if args.out else Path("runs") / runspec.name
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise SystemExit(
-            f"error: output folder {out} exists and is not empty; pass --overwrite to "
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
+        raise UserInputError(
+            f"output folder {out} exists and is not empty; pass --overwrite to "
             "replace it, or choose another --out."
         )
     progress(f"run {runspec.name!r} from {spec_path}")
-    dataset = runspec.load_dataset()
-    spec = runspec.resnet_spec(dataset)
+    with _user_input(), _warnings_to_stderr():
+        dataset = runspec.load_dataset()
+        spec = runspec.resnet_spec(dataset)
     kwargs = runspec.fit_kwargs()
     if kwargs["method"] == "nuts" and "progress_bar" not in runspec.options:
         kwargs["progress_bar"] = sys.stderr.isatty() and not args.quiet
@@ -159,87 +194,68 @@ def cmd_fit(args) -> int:
         progress(f"warning: {w.message}")
     progress("fit done (" + ", ".join(f"{k} {v:.1f} s" for k, v in post.timings.items()) + ")")
     info = _run_info(runspec)
-    analysis = _analyze(post, dataset, info, progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run folder is not
-    try:
-        _write_run_files(staging, spec_path.read_text(), info, post, dataset, analysis, progress)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    verdict = analysis.metrics["diagnostics"]["verdict"]
-    progress(f"verdict: {verdict}; report: {out / 'report.html'}")
-    return 0
+    # The fit is kept before anything can fail in the analysis.
+    _io.save_run(out, spec_text=spec_text, info=info, posterior=post, dataset=dataset)
+    progress(f"saved {', '.join(_io.RUN_FILES)} in {out}")
+    return _analyze_into(out, _io.Run(info, post, dataset), progress, args.debug)
 
 
-def _load_run(folder: Path):
-    import json
-
-    for name in ("run.json", "posterior.npz", "data.npz"):
-        if not (folder / name).exists():
-            raise SystemExit(f"error: {folder} is not a run folder: {name} is missing.")
-    info = json.loads((folder / "run.json").read_text())
-    return info, load(folder / "posterior.npz"), load_npz(folder / "data.npz", test_fraction=0)
+def _load_run(folder) -> _io.Run:
+    with _user_input():
+        return _io.load_run(folder)
 
 
 def cmd_report(args) -> int:
-    from bayesresnet.report import write_json, write_report
-
-    progress = _Progress(args.quiet)
     folder = Path(args.run)
-    info, post, dataset = _load_run(folder)
-    analysis = _analyze(post, dataset, info, progress)
-    write_json(folder / "metrics.json", analysis.metrics)
-    write_report(folder / "report.html", analysis.metrics, analysis.figures)
-    progress(f"report: {folder / 'report.html'}")
-    return 0
+    return _analyze_into(folder, _load_run(folder), _Progress(args.quiet), args.debug)
 
 
 def cmd_predict(args) -> int:
+    from bayesresnet._validate import check_number
     from bayesresnet.data import read_table
+    from bayesresnet.posterior import load
 
     folder = Path(args.run)
-    post = load(folder / "posterior.npz")
-    header, values = read_table(args.input)
+    with _user_input():
+        post = load(folder / "posterior.npz")
+        header, values = read_table(args.input)
+        levels = tuple(
+            check_number(f"--levels[{i}]", float(v), low=0.0, high=1.0)
+            for i, v in enumerate(args.levels.split(","))
+        )
     names = list(post.input_names)
     missing = [n for n in names if n not in header]
     if missing:
-        raise SystemExit(
-            f"error: {args.input} lacks the input column(s) {missing}; the model needs "
+        raise UserInputError(
+            f"{args.input} lacks the input column(s) {missing}; the model needs "
             f"{names} (found {header})."
         )
     x = values[:, [header.index(n) for n in names]]
-    levels = tuple(float(v) for v in args.levels.split(","))
     pred = post.predict(x, levels=levels, return_draws=False)
-    write_atomic(Path(args.output), _prediction_csv(x, pred, names, post.output_names, levels))
+    _io.write_predictions(Path(args.output), x, pred, names, post.output_names, levels)
     print(f"wrote {len(x)} predictions to {args.output}", file=sys.stderr)
     return 0
 
 
 def cmd_compare(args) -> int:
-    import json
-
     from bayesresnet import diagnostics, plots
     from bayesresnet.calibration import calibration_curve
     from bayesresnet.report import render_compare_html
 
     if len(args.runs) < 2:
-        raise SystemExit("error: `compare` needs at least two run folders.")
+        raise UserInputError("`compare` needs at least two run folders.")
     idatas, metrics, curves, posts = {}, {}, {}, {}
     for run in args.runs:
         folder = Path(run)
         _, post, dataset = _load_run(folder)
+        with _user_input():
+            metrics_json = (folder / "metrics.json").read_text(encoding="utf-8")
+            run_metrics = json.loads(metrics_json)
         name = folder.name
         if name in idatas:
             name = str(folder)
         idatas[name] = post.to_inference_data()
-        metrics[name] = json.loads((folder / "metrics.json").read_text())
+        metrics[name] = run_metrics
         posts[name] = post
         if dataset.num_test:
             pred = post.predict(dataset.x_test, return_draws=True)
@@ -257,7 +273,7 @@ def cmd_compare(args) -> int:
         "Median and 90% band of ‖W(t)‖/width over depth for each run.",
     )
     out = Path(args.out)
-    write_atomic(out, render_compare_html(rows, metrics, figures).encode())
+    _io.write_atomic(out, render_compare_html(rows, metrics, figures).encode())
     print(f"comparison: {out}", file=sys.stderr)
     return 0
 
@@ -270,12 +286,21 @@ def cmd_problems(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --debug is global: accepted before or after the command. The subcommands' copy
+    # defaults to SUPPRESS so that it does not reset a --debug given before the command.
+    def debug(default) -> argparse.ArgumentParser:
+        flag = argparse.ArgumentParser(add_help=False)
+        flag.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
+        return flag
+
     parser = argparse.ArgumentParser(
         prog="bayesresnet",
         description="Bayesian surrogate models with weight-parameterized ResNets.",
+        parents=[debug(False)],
     )
     parser.add_argument("--version", action="version", version=f"bayesresnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, parents=[debug(argparse.SUPPRESS)])
 
     p = sub.add_parser("fit", help="fit a model from a TOML spec and write a run folder")
     p.add_argument("spec", help="run specification (TOML), e.g. models/default.toml")
@@ -306,14 +331,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    from bayesresnet.runspec import SpecError
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status (2 for the user's errors)."""
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SpecError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except UserInputError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; no partial run folder was left behind", file=sys.stderr)

@@ -6,18 +6,17 @@ counts, finite values and column names. Error messages name the file (or array),
 column by index and name, and the offending rows, so the user can fix the data directly.
 
 Only `load_csv`, `load_npz` and `save_npz` touch the filesystem. `save_npz` writes
-atomically (temporary file in the target directory, then `os.replace`), so an interrupted
-save never leaves a truncated archive behind.
+atomically (`_io.write_atomic`), so an interrupted save never leaves a truncated archive
+behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import io
 import numbers
 import operator
 import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -25,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from bayesresnet._io import write_atomic
+from bayesresnet._validate import check_values
 
 __all__ = [
     "MIN_TRAIN_ROWS",
@@ -38,8 +40,6 @@ __all__ = [
 
 MIN_TRAIN_ROWS = 3
 """The fewest training rows a `Dataset` accepts (a posterior needs something to condition on)."""
-
-_MAX_ROWS_SHOWN = 5  # rows listed per column in a non-finite error before "... (k more)"
 
 _NPZ_REQUIRED = ("x_train", "y_train")
 _NPZ_OPTIONAL = ("x_test", "y_test", "input_names", "output_names", "name")
@@ -64,44 +64,6 @@ def _as_float_array(value, name: str) -> np.ndarray:
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def _nonfinite_message(
-    values: np.ndarray,
-    *,
-    what: str,
-    column_names: Sequence[str] | None = None,
-    row_numbers: Sequence[int] | None = None,
-    row_word: str = "row",
-) -> str | None:
-    """Describes the non-finite entries of a 2-D array, or returns None if there are none.
-
-    Args:
-        values: Array of shape [N, C].
-        what: How to name the array in the message ("x_train", "train.csv").
-        column_names: Optional names of the C columns.
-        row_numbers: Optional label of each row (e.g. CSV line numbers); defaults to the
-            0-based row index.
-        row_word: The noun for a row label ("row" or "line").
-    """
-    bad = ~np.isfinite(values)
-    if not bad.any():
-        return None
-    parts = []
-    for j in np.flatnonzero(bad.any(axis=0)):
-        rows = np.flatnonzero(bad[:, j])
-        labels = [int(row_numbers[i]) if row_numbers is not None else int(i) for i in rows]
-        shown = ", ".join(str(r) for r in labels[:_MAX_ROWS_SHOWN])
-        if len(labels) > _MAX_ROWS_SHOWN:
-            shown += f", ... ({len(labels) - _MAX_ROWS_SHOWN} more)"
-        word = row_word if len(labels) == 1 else row_word + "s"
-        column = f"column {j}" + (f" ({column_names[j]!r})" if column_names is not None else "")
-        parts.append(f"{column} has {_plural(len(labels), 'non-finite value')} ({word} {shown})")
-    return (
-        f"{what} contains NaN or infinite values: "
-        + "; ".join(parts)
-        + ". Remove or impute these rows before fitting."
-    )
 
 
 def validate_xy(
@@ -134,8 +96,9 @@ def validate_xy(
     Raises:
         TypeError: If either array is not numeric.
         ValueError: If `x` is not 2-D, `y` is not 1-D or 2-D, either has no columns, the
-            row counts differ, or any value is NaN or infinite (the message lists the
-            columns by index and name, and the first few 0-based row indices).
+            row counts differ, or any value is NaN, infinite or too large to square
+            (above `_validate.MAX_ABS_VALUE`; the message lists the columns by index and
+            name, and the first few 0-based row indices).
     """
     x_arr = _as_float_array(x, name_x)
     y_arr = _as_float_array(y, name_y)
@@ -163,11 +126,7 @@ def validate_xy(
     for arr, name, columns in ((x_arr, name_x, input_names), (y_arr, name_y, output_names)):
         if columns is not None and len(columns) != arr.shape[1]:
             columns = None  # a length mismatch is the caller's to report; index only here
-        message = _nonfinite_message(
-            arr, what=f"`{name}`", column_names=columns, row_word="0-based row"
-        )
-        if message is not None:
-            raise ValueError(message)
+        check_values(arr, what=f"`{name}`", column_names=columns)
     return x_arr, y_arr
 
 
@@ -425,11 +384,7 @@ def _read_csv(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
     if not rows:
         raise ValueError(f"{path} has a header but no data rows.")
     table = np.array(rows, dtype=np.float64)
-    message = _nonfinite_message(
-        table, what=str(path), column_names=header, row_numbers=lines, row_word="line"
-    )
-    if message is not None:
-        raise ValueError(message)
+    check_values(table, what=str(path), column_names=header, row_labels=lines, row_word="line")
     return header, table, lines
 
 
@@ -526,8 +481,8 @@ def load_csv(
         TypeError: If `outputs` or `test_fraction` has the wrong type.
         ValueError: If a file is empty, not UTF-8 text, has empty or duplicate header names,
             a line with the wrong number of fields (line number, expected and found
-            counts), a cell that is not a number (line and column), NaN or infinite values
-            (1-based file line numbers and columns), if `outputs` names an unknown column
+            counts), a cell that is not a number (line and column), NaN, infinite or
+            too large values (1-based file line numbers and columns), if `outputs` names an unknown column
             (the available ones are listed) or leaves no input, if the train and test
             headers differ, or if fewer than `MIN_TRAIN_ROWS` training rows remain.
     """
@@ -684,9 +639,8 @@ def load_npz(
 def save_npz(dataset: Dataset, path: str | os.PathLike) -> Path:
     """Writes `dataset` to an uncompressed `.npz` archive that `load_npz` reads back.
 
-    The write is atomic: the archive is written to a temporary file in the same directory,
-    flushed to disk, then moved over `path` with `os.replace`, so readers see either the
-    old file or the complete new one. `path` is used as given (no `.npz` is appended).
+    The write is atomic (`_io.write_atomic`): readers see either the old file or the
+    complete new one. `path` is used as given (no `.npz` is appended).
 
     Args:
         dataset: The data set to save.
@@ -705,25 +659,16 @@ def save_npz(dataset: Dataset, path: str | os.PathLike) -> Path:
     directory = path.parent
     if not directory.is_dir():
         raise FileNotFoundError(f"cannot save to {path}: directory {directory} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                x_train=dataset.x_train,
-                y_train=dataset.y_train,
-                x_test=dataset.x_test,
-                y_test=dataset.y_test,
-                input_names=np.array(dataset.input_names, dtype=str),
-                output_names=np.array(dataset.output_names, dtype=str),
-                name=np.array(dataset.name, dtype=str),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a data file should be readable like others
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        x_train=dataset.x_train,
+        y_train=dataset.y_train,
+        x_test=dataset.x_test,
+        y_test=dataset.y_test,
+        input_names=np.array(dataset.input_names, dtype=str),
+        output_names=np.array(dataset.output_names, dtype=str),
+        name=np.array(dataset.name, dtype=str),
+    )
+    write_atomic(path, buffer.getvalue())
     return path

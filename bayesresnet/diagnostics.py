@@ -520,7 +520,9 @@ def loo_pit(idata, seed: int = 0) -> np.ndarray:
     equal = (y_rep == y_obs[None]).astype(float)
     rng = np.random.default_rng(seed)
     u = rng.uniform(size=y_obs.shape)
-    return np.einsum("ns,sno->no", w, below) + u * np.einsum("ns,sno->no", w, equal)
+    pit = np.einsum("ns,sno->no", w, below) + u * np.einsum("ns,sno->no", w, equal)
+    # The weights sum to 1 only up to rounding (1 + 2e-16 is common): keep PIT in [0, 1].
+    return np.clip(pit, 0.0, 1.0)
 
 
 STATISTICS = {

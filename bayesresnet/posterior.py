@@ -13,8 +13,6 @@ import dataclasses
 import functools
 import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesresnet import bases, sites
+from bayesresnet._io import write_atomic
 from bayesresnet._validate import check_int, check_number
 from bayesresnet.calibration import log_density
 from bayesresnet.model import PriorSpec, Scaler
@@ -354,30 +353,6 @@ class Posterior:
         np.savez_compressed(buffer, __meta__=np.array(json.dumps(meta)), **arrays)
         write_atomic(path, buffer.getvalue())
         return path
-
-
-def write_atomic(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``.
-
-    A crash leaves either the old file or none, never a partial one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates the file 0600; give it the permissions of a normal new file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _spec_to_dict(spec: ResNetSpec) -> dict:

@@ -32,7 +32,7 @@ from functools import cached_property
 
 import numpy as np
 
-from bayesresnet._validate import check_int, check_number
+from bayesresnet._validate import check_int, check_number, check_values
 from bayesresnet.data import Dataset
 
 __all__ = [
@@ -149,12 +149,12 @@ class Problem:
                 f"`x` for problem {self.name!r} must have shape [N, {self.num_inputs}] "
                 f"(inputs {list(self.input_names)}); got shape {arr.shape}.{hint}"
             )
-        if not np.isfinite(arr).all():
-            rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
-            raise ValueError(
-                f"`x` for problem {self.name!r} contains NaN or infinite values (0-based rows "
-                f"{rows[:5].tolist()}{', ...' if rows.size > 5 else ''})."
-            )
+        check_values(
+            arr,
+            what=f"`x` for problem {self.name!r}",
+            column_names=self.input_names,
+            fix="Evaluate the problem at finite inputs.",
+        )
         y = np.asarray(self._evaluate(arr), dtype=np.float64)
         assert y.shape == (arr.shape[0], self.num_outputs), (y.shape, arr.shape)
         return y

@@ -8,12 +8,19 @@ what was fitted, the verdict, the diagnostics table, the calibration table, the 
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
-from bayesresnet.posterior import write_atomic
+from bayesresnet._io import write_atomic, write_json, write_predictions
 
-__all__ = ["render_html", "write_report", "write_json", "render_compare_html"]
+# write_json and write_predictions live in bayesresnet._io; they are re-exported here, beside
+# write_report, as the public way to write a run's files.
+__all__ = [
+    "render_html",
+    "write_report",
+    "write_json",
+    "write_predictions",
+    "render_compare_html",
+]
 
 _CSS = """
 *{box-sizing:border-box}
@@ -285,23 +292,6 @@ def render_compare_html(rows: list[dict], runs: dict[str, dict], figures) -> str
     parts += ["<h2>Held-out calibration (averaged over outputs)</h2>", _table(header, table_rows)]
     parts += ["<h2>Figures</h2>", _figures(figures)]
     return _page("bayesresnet comparison", "\n".join(parts))
-
-
-def write_json(path, obj) -> Path:
-    """Write JSON atomically (non-finite numbers become null)."""
-    text = json.dumps(_finite(obj), indent=2, allow_nan=False)
-    write_atomic(path, text.encode())
-    return Path(path)
-
-
-def _finite(obj):
-    if isinstance(obj, float):
-        return obj if obj == obj and abs(obj) != float("inf") else None
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def write_report(path, metrics: dict, figures: dict[str, tuple[str, str]]) -> Path:

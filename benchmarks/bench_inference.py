@@ -37,7 +37,7 @@ from bayesresnet.infer.ensemble import (
     make_member_trainer,
     train_members,
 )
-from bayesresnet.posterior import write_atomic
+from bayesresnet._io import write_atomic
 
 
 def _timeit(fn, repeat: int) -> float:

@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -40,6 +41,13 @@ RUN_FILES = {
 }
 
 
+def _err(capsys) -> str:
+    """Standard error of the last command, which must be exactly one line."""
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
 def run_main(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # unconverged tiny ensembles
@@ -75,8 +83,8 @@ def test_fit_writes_a_complete_run_folder(runs):
 
 def test_existing_folder_is_not_overwritten_without_flag(runs, capsys):
     root, out = runs
-    with pytest.raises(SystemExit, match=r"exists and is not empty; pass --overwrite"):
-        run_main(["fit", root / "cubic.toml", "--out", out["cubic"], "--quiet"])
+    assert run_main(["fit", root / "cubic.toml", "--out", out["cubic"], "--quiet"]) == 2
+    assert re.search(r"^error: .*exists and is not empty; pass --overwrite", _err(capsys))
 
 
 def test_interrupted_fit_leaves_no_files(runs, monkeypatch):
@@ -100,7 +108,7 @@ def test_report_rerenders(runs):
     assert (folder / "report.html").read_text().startswith("<!DOCTYPE html>")
 
 
-def test_predict_from_csv(runs, tmp_path):
+def test_predict_from_csv(runs, tmp_path, capsys):
     _, out = runs
     x = tmp_path / "x.csv"
     x.write_text("x\n-0.5\n0.0\n0.5\n")
@@ -123,11 +131,12 @@ def test_predict_from_csv(runs, tmp_path):
     np.testing.assert_allclose([float(r["y_mean"]) for r in rows], mean, rtol=1e-8)
     bad = tmp_path / "bad.csv"
     bad.write_text("z\n1.0\n")
-    with pytest.raises(SystemExit, match=r"lacks the input column\(s\) \['x'\]"):
-        run_main(["predict", out["cubic"], "--input", bad, "--output", pred])
+    capsys.readouterr()
+    assert run_main(["predict", out["cubic"], "--input", bad, "--output", pred]) == 2
+    assert re.search(r"^error: .*lacks the input column\(s\) \['x'\]", _err(capsys))
 
 
-def test_compare_two_runs(runs):
+def test_compare_two_runs(runs, capsys):
     root, out = runs
     page = root / "comparison.html"
     assert run_main(["compare", out["cubic"], out["per_layer"], "--out", page]) == 0
@@ -135,13 +144,14 @@ def test_compare_two_runs(runs):
     assert "cubic" in text and "per_layer" in text and "elpd LOO" in text
     row = re.search(r"<td>interval_score_90</td>(.*?)</tr>", text).group(1)
     assert len(re.findall(r'<td class="num">[0-9]', row)) == 2  # a number for each run
-    with pytest.raises(SystemExit, match=r"needs at least two run folders"):
-        run_main(["compare", out["cubic"]])
+    capsys.readouterr()
+    assert run_main(["compare", out["cubic"]]) == 2
+    assert re.search(r"^error: .*needs at least two run folders", _err(capsys))
 
 
-def test_not_a_run_folder(tmp_path):
-    with pytest.raises(SystemExit, match=r"is not a run folder: run.json is missing"):
-        run_main(["report", tmp_path])
+def test_not_a_run_folder(tmp_path, capsys):
+    assert run_main(["report", tmp_path]) == 2
+    assert re.search(r"^error: .*is not a run folder: run.json is missing", _err(capsys))
 
 
 def test_spec_error_names_key_and_line(tmp_path, capsys):
@@ -163,3 +173,199 @@ def test_problems_and_entry_point():
     names = [line.split()[0] for line in out.stdout.splitlines()]
     assert names == ["borehole", "friedman1", "ishigami", "oscillator", "sine", "sobol_g"]
     assert Path(sys.executable).with_name("bayesresnet").exists()  # console script installed
+
+
+# ----------------------------------------------------------- ensemble on CSV data, kept fits
+
+MODELS_DATA = Path(__file__).resolve().parent.parent / "models" / "data"
+
+CSV_SPEC = """name = "csv"
+[data]
+train = "{train}"
+test = "{test}"
+outputs = ["y"]
+[network]
+width = 4
+num_layers = 2
+basis = "legendre"
+degree = 1
+[inference]
+method = "ensemble"
+num_members = 3
+num_steps = {steps}
+"""
+
+
+def _csv_spec(folder: Path, steps: int = 100, train=None) -> Path:
+    spec = folder / f"csv{steps}.toml"
+    train = train or MODELS_DATA / "train.csv"
+    spec.write_text(CSV_SPEC.format(train=train, test=MODELS_DATA / "test.csv", steps=steps))
+    return spec
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("csv")
+    assert run_main(["fit", _csv_spec(root), "--out", root / "run", "--quiet"]) == 0
+    return root / "run"
+
+
+def test_ensemble_on_csv_data_gets_its_run_folder(csv_run):
+    # Regression: LOO-PIT of an ensemble summed PSIS weights to 1 + 2e-16, the analysis
+    # crashed on "`pit_values` must lie in [0, 1]" and no run folder was written.
+    assert {p.name for p in csv_run.iterdir()} == RUN_FILES
+    metrics = json.loads((csv_run / "metrics.json").read_text())
+    assert 0.0 <= metrics["loo_pit_ks_pvalue"] <= 1.0
+    info = json.loads((csv_run / "run.json").read_text())
+    assert info["spec"]["network"] == {
+        "width": 4,
+        "num_layers": 2,
+        "basis": "legendre",
+        "degree": 1,
+        "activation": "tanh",
+        "residual": True,
+    }
+
+
+def test_failed_analysis_keeps_the_fit_and_report_retries(tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("analysis broke")
+
+    monkeypatch.setattr("bayesresnet.workflow.analyze", broken)
+    out = tmp_path / "run"
+    assert run_main(["fit", _csv_spec(tmp_path, steps=20), "--out", out, "--quiet"]) == 1
+    err = _err(capsys)
+    assert err.startswith("error: the analysis failed (RuntimeError: analysis broke)")
+    assert f"bayesresnet report {out}" in err
+    assert {p.name for p in out.iterdir()} == {
+        "spec.toml",
+        "run.json",
+        "posterior.npz",
+        "data.npz",
+        "analysis_error.txt",
+    }
+    assert "RuntimeError: analysis broke" in (out / "analysis_error.txt").read_text()
+    monkeypatch.undo()
+    assert run_main(["report", out, "--quiet"]) == 0
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+
+
+# -------------------------------------------------------------- the user's errors: one line
+
+
+def _bad_csv(tmp_path, text):
+    path = tmp_path / "train.csv"
+    path.write_text(text)
+    return ["fit", _csv_spec(tmp_path, train=path), "--out", tmp_path / "out", "--quiet"]
+
+
+def _run_folder_with_posterior(tmp_path, csv_run, data: bytes):
+    folder = tmp_path / "run"
+    shutil.copytree(csv_run, folder)
+    (folder / "posterior.npz").write_bytes(data)
+    return ["report", folder, "--quiet"]
+
+
+GOOD_ROWS = "x1,x2,y\n" + "".join(f"{i / 10},{i % 3},{i * i / 50}\n" for i in range(10))
+
+BAD_INPUTS = {
+    "nan cell": (
+        lambda tmp, run: _bad_csv(tmp, GOOD_ROWS + "0.5,nan,1\n"),
+        r"train\.csv contains NaN or infinite values: column 1 \('x2'\) has 1 non-finite value "
+        r"\(line 12\)\. Remove or impute",
+    ),
+    "empty cell": (
+        lambda tmp, run: _bad_csv(tmp, GOOD_ROWS + "0.5,,1\n"),
+        r"train\.csv: line 12, column 1 \('x2'\): cannot parse '' as a number",
+    ),
+    "duplicate header": (
+        lambda tmp, run: _bad_csv(tmp, GOOD_ROWS.replace("x1,x2,y", "x1,x1,y")),
+        r"train\.csv: the header has duplicate column names: \['x1'\]",
+    ),
+    "empty file": (
+        lambda tmp, run: _bad_csv(tmp, ""),
+        r"train\.csv is empty; expected a header row",
+    ),
+    "huge values": (
+        lambda tmp, run: _bad_csv(tmp, GOOD_ROWS + "0.5,1,1e300\n"),
+        r"train\.csv contains values too large .*column 2 \('y'\) has 1 too-large value "
+        r"\(line 12\)\. Rescale",
+    ),
+    "truncated posterior": (
+        lambda tmp, run: _run_folder_with_posterior(
+            tmp, run, (run / "posterior.npz").read_bytes()[:2000]
+        ),
+        r"posterior\.npz is not a readable bayesresnet posterior file \(corrupt or truncated\)",
+    ),
+    "garbage posterior": (
+        lambda tmp, run: _run_folder_with_posterior(tmp, run, b"not a zip archive"),
+        r"posterior\.npz is not a readable bayesresnet posterior file",
+    ),
+    "missing spec": (
+        lambda tmp, run: ["fit", tmp / "nope.toml"],
+        r"no run specification file .*nope\.toml",
+    ),
+    "predict input with nan": (
+        lambda tmp, run: [
+            "predict",
+            run,
+            "--input",
+            _write(tmp / "x.csv", "x1,x2\n0.1,0.2\nnan,0.3\n"),
+            "--output",
+            tmp / "p.csv",
+        ],
+        r"x\.csv contains NaN or infinite values: column 0 \('x1'\) has 1 non-finite value "
+        r"\(line 3\)",
+    ),
+    "bad levels": (
+        lambda tmp, run: [
+            "predict",
+            run,
+            "--input",
+            _write(tmp / "x.csv", "x1,x2\n0.1,0.2\n"),
+            "--output",
+            tmp / "p.csv",
+            "--levels",
+            "0.5,1.5",
+        ],
+        r"`--levels\[1\]` must be a finite number in \(0, 1\); got 1\.5",
+    ),
+}
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_user_errors_are_one_line_with_exit_status_2(case, tmp_path, csv_run, capsys):
+    make_args, pattern = BAD_INPUTS[case]
+    args = make_args(tmp_path, csv_run)
+    assert run_main(args) == 2
+    err = _err(capsys)
+    assert err.startswith("error: ")
+    assert re.search(pattern, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_debug_shows_the_traceback_of_a_user_error(tmp_path, capsys):
+    assert run_main(["--debug", "fit", tmp_path / "nope.toml"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.splitlines()[-1].startswith("error: ")
+    assert run_main(["fit", tmp_path / "nope.toml", "--debug"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_constant_output_is_warned_about_before_the_fit_and_bugs_keep_tracebacks(
+    tmp_path, monkeypatch, capsys
+):
+    def bug(*args, **kwargs):
+        raise ValueError("a bug inside the fit")
+
+    monkeypatch.setattr("bayesresnet.infer.fit", bug)
+    rows = "x1,x2,y\n" + "".join(f"{i / 10},{i % 3},2.5\n" for i in range(10))
+    with pytest.raises(ValueError, match="a bug inside the fit"):  # not turned into exit 2
+        run_main(_bad_csv(tmp_path, rows))
+    err = capsys.readouterr().err
+    assert re.search(r"^warning: training output column 0 \('y'\) .* is constant", err, re.M)

@@ -234,6 +234,29 @@ def test_load_csv_non_finite_names_lines_and_columns(tmp_path):
         load_csv(path, outputs=["y"])
 
 
+def test_load_csv_refuses_values_whose_squares_overflow(tmp_path):
+    path = _write(tmp_path / "huge.csv", "a,b,y\n1,2,3\n4,5,1e300\n7,8,9\n1,2,-2e200\n")
+    pattern = re.escape(
+        "huge.csv contains values too large in magnitude (|value| > 1e+150, whose squares "
+        "overflow float64): column 2 ('y') has 2 too-large values (lines 3, 5). Rescale "
+        "these columns"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        load_csv(path, outputs=["y"])
+
+
+def test_dataset_refuses_values_whose_squares_overflow():
+    x = np.zeros((6, 2))
+    x[4, 1] = 1e151
+    with pytest.raises(
+        ValueError,
+        match=r"`x_train of dataset 'toy'` contains values too large in magnitude .*"
+        r"column 1 \('b'\) has 1 too-large value \(0-based row 4\)",
+    ):
+        _dataset(x_train=x)
+    _dataset(x_train=np.full((6, 2), 1e149) * np.arange(6)[:, None])  # large but squarable
+
+
 def test_load_csv_rejects_non_utf8_and_oversized_fields(tmp_path):
     path = tmp_path / "binary.csv"
     path.write_bytes(b"a,y\n\xff\xfe,1\n")

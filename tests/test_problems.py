@@ -305,7 +305,11 @@ def test_evaluate_rejects_non_numeric_and_non_finite():
         problem.evaluate(np.array([["a", "b", "c"]]))
     x = np.zeros((8, 3))
     x[[2, 6], 1] = np.nan
-    with pytest.raises(ValueError, match=r"NaN or infinite values \(0-based rows \[2, 6\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"NaN or infinite values: column 1 \('x2'\) has 2 non-finite values "
+        r"\(0-based rows 2, 6\)",
+    ):
         problem.evaluate(x)
 
 
