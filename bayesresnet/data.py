@@ -482,9 +482,9 @@ def load_csv(
         ValueError: If a file is empty, not UTF-8 text, has empty or duplicate header names,
             a line with the wrong number of fields (line number, expected and found
             counts), a cell that is not a number (line and column), NaN, infinite or
-            too large values (1-based file line numbers and columns), if `outputs` names an unknown column
-            (the available ones are listed) or leaves no input, if the train and test
-            headers differ, or if fewer than `MIN_TRAIN_ROWS` training rows remain.
+            too large values (1-based file line numbers and columns), if `outputs` names
+            an unknown column (the available ones are listed) or leaves no input, if the
+            train and test headers differ, or if fewer than `MIN_TRAIN_ROWS` training rows remain.
     """
     fraction = _check_fraction(test_fraction)
     path = _existing_file(path, "path")

@@ -29,6 +29,7 @@ from numpyro.diagnostics import effective_sample_size
 from numpyro.infer.util import potential_energy
 
 import bayesresnet as brn
+from bayesresnet._io import write_atomic
 from bayesresnet.infer.base import Timer
 from bayesresnet.infer.ensemble import (
     EnsembleConfig,
@@ -37,7 +38,6 @@ from bayesresnet.infer.ensemble import (
     make_member_trainer,
     train_members,
 )
-from bayesresnet._io import write_atomic
 
 
 def _timeit(fn, repeat: int) -> float:
