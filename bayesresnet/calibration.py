@@ -823,6 +823,7 @@ def summarize(
     *,
     loc_draws=None,
     scale_draws=None,
+    df: float | None = None,
     levels=DEFAULT_LEVELS,
     train: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
@@ -853,6 +854,8 @@ def summarize(
         y: Held-out observations, [N, O] or [N].
         loc_draws: Optional noise-free function draws for the NLL (see :func:`nll`).
         scale_draws: Optional noise sds for the NLL (see :func:`nll`).
+        df: Student-t degrees of freedom of the likelihood for the NLL, or None for a
+            Normal likelihood (see :func:`nll`).
         levels: Levels of the calibration curve.
         train: Optional ``(train_draws, train_y)`` for the generalization gap.
 
@@ -885,7 +888,7 @@ def summarize(
     # The NLL validates `loc_draws`/`scale_draws`: run it before any other work.
     nll_values = None
     if loc_draws is not None:
-        nll_values = nll(t, loc_draws=loc_draws, scale_draws=scale_draws)
+        nll_values = nll(t, loc_draws=loc_draws, scale_draws=scale_draws, df=df)
 
     # Same expectation; the noise-free draws carry no observation-noise Monte-Carlo error.
     mean = _draw_mean(x) if loc_draws is None else _draw_mean(_as_draws(loc_draws, "loc_draws"))

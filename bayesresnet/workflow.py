@@ -130,6 +130,8 @@ def analyze(
 
     prediction = None
     calib = {}
+    # The held-out NLL is the mixture of the model's own likelihood over the draws.
+    df = post.prior.student_t_df if post.prior.likelihood == "student_t" else None
     if dataset is not None and dataset.num_test > 0:
         prediction = post.predict(dataset.x_test, seed=seed, return_draws=True)
         calib["test"] = calibration.summarize(
@@ -137,6 +139,7 @@ def analyze(
             dataset.y_test,
             loc_draws=prediction.f,
             scale_draws=post.noise_scale(),
+            df=df,
             train=(train_pred.y, post.y_train),
         )
         curve = calibration.calibration_curve(prediction.y, dataset.y_test)
@@ -161,7 +164,7 @@ def analyze(
             "predictive distributions are calibrated (U shape: too narrow, hump: too wide).",
         )
     calib["train"] = calibration.summarize(
-        train_pred.y, post.y_train, loc_draws=train_pred.f, scale_draws=post.noise_scale()
+        train_pred.y, post.y_train, loc_draws=train_pred.f, scale_draws=post.noise_scale(), df=df
     )
     metrics["calibration"] = calib
 

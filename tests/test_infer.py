@@ -352,3 +352,13 @@ def test_prior_draws_are_finite_and_independent(key):
     # 500 draws of N(0, 1): mean within 5/√500, sd within 5/√1000 relative.
     assert np.all(np.abs(theta.mean(axis=0)) < 5 / np.sqrt(500))
     assert np.all(np.abs(theta.std(axis=0) - 1) < 5 / np.sqrt(1000))
+
+
+def test_svi_rising_loss_is_not_convergence():
+    from bayesresnet.infer.svi import _plateaued
+
+    n, tol = 100, 1e-3
+    assert _plateaued(50.0, 50.05, n, tol)  # changed by 5e-4 per observation: a plateau
+    assert _plateaued(50.05, 50.0, n, tol)
+    assert not _plateaued(50.0, 40.0, n, tol)  # still improving
+    assert not _plateaued(40.0, 50.0, n, tol)  # rose: not converged, keep optimizing

@@ -6,7 +6,7 @@ Guides: ``"meanfield"`` (AutoNormal), ``"lowrank"`` (AutoLowRankMultivariateNorm
 MAP with the inverse Hessian as covariance) and ``"map"`` (AutoDelta: a point mass).
 
 Optimization runs in blocks of ``check_every`` steps, each a compiled ``lax.scan``; it
-stops when the mean ELBO loss of a block improves on the previous block's by less than
+stops when the mean ELBO loss of a block differs from the previous block's by less than
 ``tol`` per observation, or after ``num_steps``.
 
 References:
@@ -62,7 +62,7 @@ class SVIConfig:
         init_scale: initial sd of the Gaussian guides.
         clip_norm: global gradient-norm clipping.
         check_every: steps per compiled block; convergence is checked between blocks.
-        tol: stop when the block-mean loss improves by less than this per observation.
+        tol: stop when the block-mean loss changes by less than this per observation.
         laplace_min_precision: eigenvalue floor of the ``"laplace"`` precision matrix.
         init: ``"map"`` centres the guide at a MAP fit (``init_steps`` Adam steps, run by
             the ensemble engine) before SVI starts, which keeps Gaussian guides of
@@ -155,6 +155,15 @@ def _make_laplace_hessian(min_precision: float):
     return hessian_fn
 
 
+def _plateaued(previous: float, current: float, num_obs: int, tol: float) -> bool:
+    """Whether the block-mean loss changed by less than ``tol`` per observation.
+
+    A loss that rose by more than ``tol`` has not converged (the step size may be too
+    large for the current region), so optimization goes on.
+    """
+    return abs(previous - current) / num_obs < tol
+
+
 def run_svi(key, model, x, y, config: SVIConfig) -> EngineResult:
     """Fit a guide by SVI and draw from it (see module docstring)."""
     timer = Timer()
@@ -208,7 +217,7 @@ def run_svi(key, model, x, y, config: SVIConfig) -> EngineResult:
                     f"SVI diverged (non-finite ELBO) after {steps} steps; lower "
                     f"`learning_rate` (now {learning_rate})."
                 )
-            if prev is not None and (prev - mean) / n < config.tol:
+            if prev is not None and _plateaued(prev, mean, n, config.tol):
                 converged = True
                 break
             prev = mean
