@@ -161,7 +161,7 @@ def _analyze_into(folder: Path, run: _io.Run, progress, debug: bool) -> int:
 
 
 def cmd_fit(args) -> int:
-    from bayesresnet.infer import fit
+    from bayesresnet.infer import fit, show_progress
     from bayesresnet.runspec import load_runspec
 
     progress = _Progress(args.quiet)
@@ -180,8 +180,6 @@ def cmd_fit(args) -> int:
         dataset = runspec.load_dataset()
         spec = runspec.resnet_spec(dataset)
     kwargs = runspec.fit_kwargs()
-    if kwargs["method"] == "nuts" and "progress_bar" not in runspec.options:
-        kwargs["progress_bar"] = sys.stderr.isatty() and not args.quiet
     progress(
         f"data: {dataset.num_train} training / {dataset.num_test} held-out rows, "
         f"{dataset.num_inputs} inputs, {dataset.num_outputs} outputs"
@@ -189,7 +187,8 @@ def cmd_fit(args) -> int:
     progress(f"fitting by {kwargs['method']} …")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        post = fit(spec, dataset, **kwargs)
+        with show_progress("off" if args.quiet else "auto"):
+            post = fit(spec, dataset, **kwargs)
     for w in caught:
         progress(f"warning: {w.message}")
     progress("fit done (" + ", ".join(f"{k} {v:.1f} s" for k, v in post.timings.items()) + ")")

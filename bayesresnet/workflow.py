@@ -47,6 +47,14 @@ def describe_method(post: Posterior) -> str:
             f"{s['num_warmup']} warm-up ({s.get('chain_method_used')}), target acceptance "
             f"{s['target_accept_prob']}, max tree depth {s['max_tree_depth']}, init {s['init']}"
         )
+    if post.method == "mclmc":
+        return (
+            f"MCLMC ({s['variant']}), {s['num_chains']} chains started at MAP fits × "
+            f"{s['num_samples']} draws (every {s['thinning']}th step) after "
+            f"{s['num_warmup']} tuning steps, step size "
+            f"{np.mean(post.extra.get('step_size', [np.nan])):.3g}, L "
+            f"{np.mean(post.extra.get('L', [np.nan])):.3g} (chain means)"
+        )
     if post.method == "svi":
         return (
             f"SVI, guide {s['guide']}, {s.get('steps_run')} steps, learning rate "
@@ -188,7 +196,7 @@ def analyze(
         _uri(plots.plot_pit_histogram(pit_loo)),
         "Leave-one-out PIT of the training data (PSIS weights): uniform for a calibrated model.",
     )
-    if post.method == "nuts":
+    if post.method in ("nuts", "mclmc"):
         # The two worst function-space quantities and the two worst parameters.
         worst = [r["name"] for r in conv.table if r["kind"] == "function"][:2]
         worst += [r["name"] for r in conv.table if r["kind"] == "parameter"][:2]
@@ -203,6 +211,7 @@ def analyze(
             "Traces per chain (left) and rank histograms per chain (right; flat when "
             "chains agree) of the quantities with the largest R-hat.",
         )
+    if post.method == "nuts":
         figures["Energy"] = (
             _uri(plots.plot_energy(post.sample_stats["energy"])),
             "Marginal energy against energy transitions; similar widths (E-BFMI near 1) "

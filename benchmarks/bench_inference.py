@@ -31,11 +31,11 @@ from numpyro.infer.util import potential_energy
 import bayesresnet as brn
 from bayesresnet._io import write_atomic
 from bayesresnet.infer.base import Timer
-from bayesresnet.infer.ensemble import (
+from bayesresnet.infer.core import (
     EnsembleConfig,
-    _make_optimizer,
-    _member_inputs,
+    _config_optimizer,
     make_member_trainer,
+    member_inputs,
     train_members,
 )
 
@@ -116,8 +116,8 @@ def bench_ensemble(model, x, y, args) -> dict:
     train_members(key, model, x, y, config, timer)  # compiled ahead of time, then run
     vmapped_total = timer.times["run_s"]
     # The same members, one after another, with one compiled single-member trainer.
-    u0, _, _ = _member_inputs(key, model, x, y, config)
-    train = jax.jit(make_member_trainer(model, x, y, _make_optimizer(config), config.num_steps))
+    u0, _, _ = member_inputs(key, model, x, y, config)
+    train = jax.jit(make_member_trainer(model, x, y, _config_optimizer(config), config.num_steps))
     first = jax.tree_util.tree_map(lambda a: a[0], u0)
     jax.block_until_ready(train(first, None, None))  # compile
     start = time.perf_counter()

@@ -14,10 +14,10 @@ from numpyro.infer.util import constrain_fn, potential_energy
 import bayesresnet as brn
 from bayesresnet import bases, sites
 from bayesresnet.infer import EnsembleConfig, NUTSConfig, SVIConfig, run_ensemble, run_nuts, run_svi
-from bayesresnet.infer.ensemble import (
-    _make_optimizer,
-    _member_inputs,
+from bayesresnet.infer.core import (
+    _config_optimizer,
     make_member_trainer,
+    member_inputs,
     sample_prior_unconstrained,
     train_members,
 )
@@ -75,7 +75,7 @@ def test_bootstrap_members_are_weighted_maps(key):
     x, y = linear_data()
     config = EnsembleConfig(num_members=4, num_steps=3000, bootstrap=True)
     result = run_ensemble(key, linear_model, x, y, config)
-    _, _, weights = _member_inputs(key, linear_model, x, y, config)
+    _, _, weights = member_inputs(key, linear_model, x, y, config)
     weights = np.asarray(weights)
     assert np.all(weights.sum(axis=1) == len(x))  # multinomial counts of N draws
     for m in range(4):
@@ -88,7 +88,7 @@ def test_anchored_members_are_anchored_maps(key):
     x, y = linear_data()
     config = EnsembleConfig(num_members=4, num_steps=3000, anchored=True)
     result = run_ensemble(key, linear_model, x, y, config)
-    _, anchors, _ = _member_inputs(key, linear_model, x, y, config)
+    _, anchors, _ = member_inputs(key, linear_model, x, y, config)
     for m in range(4):
         expected, _ = linear_posterior(x, y, anchor=np.asarray(anchors["theta"][m]))
         np.testing.assert_allclose(result.samples["theta"][0, m], expected, atol=1e-3)
@@ -104,8 +104,8 @@ def test_vmapped_ensemble_matches_members_trained_one_by_one(key):
     x, y = jnp.asarray(x, dtype=jnp.float32), jnp.asarray(y, dtype=jnp.float32)
     config = EnsembleConfig(num_members=3, num_steps=200, bootstrap=True)
     together = train_members(key, model, x, y, config)
-    u0, anchors, weights = _member_inputs(key, model, x, y, config)
-    train = jax.jit(make_member_trainer(model, x, y, _make_optimizer(config), config.num_steps))
+    u0, anchors, weights = member_inputs(key, model, x, y, config)
+    train = jax.jit(make_member_trainer(model, x, y, _config_optimizer(config), config.num_steps))
     for m in range(3):
         u_m = jax.tree_util.tree_map(lambda a, m=m: a[m], u0)
         u, losses = train(u_m, None, weights[m])

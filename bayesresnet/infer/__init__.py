@@ -1,6 +1,6 @@
-"""Inference: ``fit(spec, x, y, method=...)`` runs NUTS, SVI or a deep ensemble.
+"""Inference: ``fit(spec, x, y, method=...)`` runs NUTS, MCLMC, SVI or a deep ensemble.
 
-All three return the same :class:`~bayesresnet.posterior.Posterior`.
+All four return the same :class:`~bayesresnet.posterior.Posterior`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import numpy as np
 
 from bayesresnet._validate import check_int
 from bayesresnet.data import Dataset, validate_xy
-from bayesresnet.infer.base import EngineResult, config_from_options
+from bayesresnet.infer.base import EngineResult, config_from_options, show_progress
 from bayesresnet.infer.ensemble import EnsembleConfig, run_ensemble
+from bayesresnet.infer.mclmc import MCLMCConfig, run_mclmc
 from bayesresnet.infer.nuts import NUTSConfig, run_nuts
 from bayesresnet.infer.svi import SVIConfig, run_svi
 from bayesresnet.model import PriorSpec, fit_scaler, make_model
@@ -23,9 +24,12 @@ __all__ = [
     "METHODS",
     "EngineResult",
     "NUTSConfig",
+    "MCLMCConfig",
+    "show_progress",
     "SVIConfig",
     "EnsembleConfig",
     "run_nuts",
+    "run_mclmc",
     "run_svi",
     "run_ensemble",
 ]
@@ -33,6 +37,7 @@ __all__ = [
 #: method name → (config class, engine)
 METHODS = {
     "nuts": (NUTSConfig, run_nuts),
+    "mclmc": (MCLMCConfig, run_mclmc),
     "svi": (SVIConfig, run_svi),
     "ensemble": (EnsembleConfig, run_ensemble),
 }
@@ -55,11 +60,11 @@ def fit(
         x: training inputs ``[N, d]`` (raw units), or a :class:`~bayesresnet.Dataset`
             (then ``y`` is omitted and its training split is used).
         y: training outputs ``[N, out]`` or ``[N]``.
-        method: ``"nuts"``, ``"svi"`` or ``"ensemble"``.
+        method: ``"nuts"``, ``"mclmc"``, ``"svi"`` or ``"ensemble"``.
         seed: seed of every random choice of the run.
         prior: prior and likelihood (default :class:`~bayesresnet.PriorSpec`).
-        **options: the method's settings: see :class:`NUTSConfig`, :class:`SVIConfig`,
-            :class:`EnsembleConfig`.
+        **options: the method's settings: see :class:`NUTSConfig`, :class:`MCLMCConfig`,
+            :class:`SVIConfig`, :class:`EnsembleConfig`.
 
     Returns:
         A :class:`~bayesresnet.posterior.Posterior`.

@@ -12,6 +12,7 @@ statistics ``[chains, draws]``, its settings, wall times and anything else worth
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -19,7 +20,16 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-__all__ = ["EngineResult", "config_from_options", "Timer", "to_numpy"]
+__all__ = [
+    "EngineResult",
+    "config_from_options",
+    "Timer",
+    "to_numpy",
+    "PROGRESS_MODES",
+    "show_progress",
+    "progress_bar",
+    "progress_active",
+]
 
 
 class EngineResult(NamedTuple):
@@ -69,3 +79,85 @@ class Timer:
 def to_numpy(tree):
     """Block on and convert a pytree of JAX arrays to NumPy."""
     return jax.tree_util.tree_map(lambda a: np.asarray(jax.block_until_ready(a)), tree)
+
+
+#: ``"off"`` (the library's default: silent), ``"bar"`` (a tqdm bar on stderr),
+#: ``"lines"`` (a line about every 10 %, for logs) or ``"auto"`` (a bar when stderr is a
+#: terminal, lines otherwise).
+PROGRESS_MODES = ("off", "bar", "lines", "auto")
+_progress_mode = ["off"]
+
+
+@contextmanager
+def show_progress(mode: str = "auto"):
+    """Report the progress of long engine work (warm-up, sampling, optimizer steps) within.
+
+    ``with show_progress(): brn.fit(...)``; the command line does this unless ``--quiet``.
+    """
+    if mode not in PROGRESS_MODES:
+        raise ValueError(f"`mode` must be one of {list(PROGRESS_MODES)}; got {mode!r}.")
+    previous = _progress_mode[0]
+    _progress_mode[0] = mode
+    try:
+        yield
+    finally:
+        _progress_mode[0] = previous
+
+
+class _Lines:
+    """Progress as plain lines on stderr, one about every 10 % (for logs and pipes)."""
+
+    def __init__(self, total: int, desc: str, file):
+        self.total, self.desc, self.file = max(int(total), 1), desc, file
+        self.done, self.next_tenth, self.start = 0, 1, time.perf_counter()
+
+    def update(self, n: int = 1):
+        self.done += int(n)
+        tenth = min(10, (10 * self.done) // self.total)
+        if tenth >= self.next_tenth:
+            elapsed = time.perf_counter() - self.start
+            print(
+                f"{self.desc}: {10 * tenth}% ({self.done}/{self.total}, {elapsed:.0f} s)",
+                file=self.file,
+                flush=True,
+            )
+            self.next_tenth = tenth + 1
+
+    def close(self):
+        pass
+
+
+class _Silent:
+    def update(self, n: int = 1):
+        pass
+
+    def close(self):
+        pass
+
+
+def progress_active() -> bool:
+    """Whether engines report progress now (inside :func:`show_progress`, not ``"off"``)."""
+    return _progress_mode[0] != "off"
+
+
+@contextmanager
+def progress_bar(total: int, desc: str):
+    """A progress reporter with ``update(n)`` for ``total`` units of work, per the mode.
+
+    Silent unless inside :func:`show_progress` (so library calls and tests stay quiet).
+    """
+    mode = _progress_mode[0]
+    if mode == "auto":
+        mode = "bar" if sys.stderr.isatty() else "lines"
+    if mode == "bar":
+        from tqdm.auto import tqdm
+
+        reporter = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
+    elif mode == "lines":
+        reporter = _Lines(total, desc, sys.stderr)
+    else:
+        reporter = _Silent()
+    try:
+        yield reporter
+    finally:
+        reporter.close()

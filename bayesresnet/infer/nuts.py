@@ -1,4 +1,4 @@
-"""NUTS through NumPyro's ``MCMC``, with an optional MAP start for every chain.
+"""NUTS through NumPyro's functional kernel, every chain in one program, started at MAP fits.
 
 References:
     Hoffman, Gelman (2014), The No-U-Turn sampler. JMLR.
@@ -8,22 +8,34 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import asdict, dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer import MCMC, NUTS, init_to_median, init_to_sample
+from numpyro.infer import init_to_median, init_to_sample
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import constrain_fn, initialize_model
 
 from bayesresnet._validate import check_bool, check_choice, check_int, check_number
-from bayesresnet.infer.base import EngineResult, Timer, to_numpy
-from bayesresnet.infer.ensemble import EnsembleConfig, train_members
+from bayesresnet.infer.base import EngineResult, Timer, progress_bar, show_progress, to_numpy
+from bayesresnet.infer.core import (
+    EnsembleConfig,
+    flatten_members,
+    make_log_density,
+    run_chains,
+    train_members,
+)
 
-__all__ = ["NUTSConfig", "resolve_chain_method", "run_nuts", "tree_depth"]
+__all__ = ["NUTSConfig", "DENSE_MASS_MAX", "resolve_chain_method", "run_nuts", "tree_depth"]
 
 CHAIN_METHODS = ("auto", "parallel", "vectorized", "sequential")
 INITS = ("map", "prior", "median")
+INIT_MASSES = ("identity", "spread")
+#: ``dense_mass="auto"`` adapts a dense mass matrix up to this many parameters.
+DENSE_MASS_MAX = 2000
 
 
 @dataclass(frozen=True)
@@ -34,18 +46,27 @@ class NUTSConfig:
         num_warmup: adaptation steps per chain (step size and mass matrix).
         num_samples: kept draws per chain.
         num_chains: number of chains.
-        chain_method: ``"auto"`` (parallel over devices when there are enough, else
-            vectorized), ``"parallel"``, ``"vectorized"`` or ``"sequential"``.
+        chain_method: ``"auto"`` or ``"vectorized"`` (all chains in one vmapped
+            program, sharded over the devices when there are several), ``"parallel"``
+            (the same, and a warning when there are fewer devices than chains) or
+            ``"sequential"`` (one chain after another).
         target_accept_prob: target mean acceptance probability of warmup.
         max_tree_depth: maximum NUTS tree depth (at most ``2^depth − 1`` leapfrog steps).
-        dense_mass: adapt a dense (``True``) or diagonal mass matrix.
-        init: ``"map"`` (each chain starts at its own short MAP fit from a prior draw,
-            so warmup does not start in the tails), ``"prior"`` (a prior draw) or
-            ``"median"`` (prior medians, i.e. zero weights).
+        dense_mass: adapt a dense (``True``) or diagonal (``False``) mass matrix;
+            ``"auto"`` is dense up to :data:`DENSE_MASS_MAX` parameters.
+        init: ``"map"`` (each chain starts at a MAP fit from a prior draw, so warmup
+            does not start in the tails), ``"prior"`` (a prior draw) or ``"median"``
+            (prior medians, i.e. zero weights).
+        init_members: MAP fits trained (one vmapped program) for ``init="map"``; the
+            chains start at the ``num_chains`` with the lowest loss. ``None``: as many
+            as chains.
+        init_mass: initial inverse mass matrix of warmup: ``"identity"``, or
+            ``"spread"`` (the variance of the MAP fits, per coordinate; needs
+            ``init="map"`` and at least 3 MAP fits).
         init_steps: optimizer steps of the MAP start.
         init_learning_rate: Adam learning rate of the MAP start.
         thinning: keep every ``thinning``-th draw.
-        progress_bar: show NumPyro's progress bar.
+        progress_bar: show progress (also on within :func:`~bayesresnet.infer.show_progress`).
     """
 
     num_warmup: int = 500
@@ -54,8 +75,10 @@ class NUTSConfig:
     chain_method: str = "auto"
     target_accept_prob: float = 0.8
     max_tree_depth: int = 10
-    dense_mass: bool = False
+    dense_mass: bool | str = "auto"
     init: str = "map"
+    init_members: int | None = None
+    init_mass: str = "identity"
     init_steps: int = 1000
     init_learning_rate: float = 1e-2
     thinning: int = 1
@@ -68,12 +91,30 @@ class NUTSConfig:
         check_choice("chain_method", self.chain_method, CHAIN_METHODS)
         check_number("target_accept_prob", self.target_accept_prob, low=0.0, high=1.0)
         check_int("max_tree_depth", self.max_tree_depth, minimum=1)
-        check_bool("dense_mass", self.dense_mass)
+        if self.dense_mass != "auto":
+            check_bool("dense_mass", self.dense_mass)
         check_choice("init", self.init, INITS)
+        if self.init_members is not None:
+            check_int("init_members", self.init_members, minimum=self.num_chains)
+        check_choice("init_mass", self.init_mass, INIT_MASSES)
+        if self.init_mass == "spread" and self.init != "map":
+            raise ValueError(
+                f"`init_mass='spread'` needs init='map' (the spread of the MAP fits); "
+                f"got init={self.init!r}."
+            )
+        if self.init_mass == "spread" and (self.init_members or self.num_chains) < 3:
+            raise ValueError(
+                "`init_mass='spread'` needs at least 3 MAP fits: raise `init_members`."
+            )
         check_int("init_steps", self.init_steps, minimum=1)
         check_number("init_learning_rate", self.init_learning_rate, low=0.0)
         check_int("thinning", self.thinning, minimum=1)
         check_bool("progress_bar", self.progress_bar)
+
+    @classmethod
+    def baseline(cls, **changes) -> NUTSConfig:
+        """The settings before the scaling work: diagonal mass, identity start, 4 MAP fits."""
+        return cls(**({"dense_mass": False, "init_mass": "identity"} | changes))
 
 
 def resolve_chain_method(requested: str, num_chains: int, num_devices: int | None = None) -> str:
@@ -102,82 +143,170 @@ def tree_depth(num_steps) -> np.ndarray:
     return (np.floor(np.log2(n)) + 1).astype(np.int64)
 
 
-EXTRA_FIELDS = (
-    "diverging",
-    "num_steps",
-    "accept_prob",
-    "energy",
-    "potential_energy",
-    "adapt_state.step_size",
-)
+def _regularized_variance(flat) -> np.ndarray:
+    """Per-coordinate variance of ``flat [M, D]``, shrunk towards 1e-3 as NumPyro does."""
+    m = flat.shape[0]
+    var = np.var(np.asarray(flat, dtype=np.float64), axis=0, ddof=1)
+    return (m / (m + 5.0)) * var + 1e-3 * (5.0 / (m + 5.0))
 
 
-def run_nuts(key, model, x, y, config: NUTSConfig) -> EngineResult:
-    """Run NUTS and return draws ``[chains, draws, ...]`` with per-draw statistics."""
-    timer = Timer()
-    chain_method = resolve_chain_method(config.chain_method, config.num_chains)
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    k_init, k_run = jax.random.split(key)
-    init_params = None
-    init_strategy = init_to_median if config.init == "median" else init_to_sample
-    init_info = {}
+def _start(key, model, x, y, config: NUTSConfig, timer: Timer):
+    """Initial unconstrained values ``[C, ...]``, initial inverse mass, and what to record."""
+    c = config.num_chains
     if config.init == "map":
+        num_members = config.init_members or c
         with timer("init_s"):
             members = train_members(
-                k_init,
+                key,
                 model,
                 x,
                 y,
                 EnsembleConfig(
-                    num_members=config.num_chains,
+                    num_members=num_members,
                     num_steps=config.init_steps,
                     learning_rate=config.init_learning_rate,
                 ),
             )
-        init_params = members.params
-        if config.num_chains == 1:
-            init_params = jax.tree_util.tree_map(lambda a: a[0], init_params)
-        init_info["init_final_loss"] = np.asarray(members.losses[:, -1]).tolist()
-    kernel = NUTS(
-        model,
-        target_accept_prob=config.target_accept_prob,
-        max_tree_depth=config.max_tree_depth,
-        dense_mass=config.dense_mass,
-        init_strategy=init_strategy,
-    )
-    mcmc = MCMC(
-        kernel,
-        num_warmup=config.num_warmup,
-        num_samples=config.num_samples,
-        num_chains=config.num_chains,
-        chain_method=chain_method,
-        thinning=config.thinning,
-        progress_bar=config.progress_bar,
-    )
-    k_warm, k_sample = jax.random.split(k_run)
-    # Warm-up and sampling are timed apart; each includes its own compilation.
-    if config.num_warmup > 0:
-        with timer("warmup_s"):
-            mcmc.warmup(k_warm, x, y, init_params=init_params, extra_fields=EXTRA_FIELDS)
-            jax.block_until_ready(mcmc.post_warmup_state)
-        init_params = None
+        final = np.asarray(members.losses[:, -1])
+        order = np.argsort(np.where(np.isfinite(final), final, np.inf))
+        flat, _ = flatten_members(members.params)
+        finite = np.isfinite(final) & np.all(np.isfinite(np.asarray(flat)), axis=1)
+        if finite.sum() < c:
+            raise FloatingPointError(
+                f"only {int(finite.sum())} of {num_members} MAP starts are finite; lower "
+                f"`init_learning_rate` (now {config.init_learning_rate})."
+            )
+        chosen = jnp.asarray(order[:c])
+        u0 = jax.tree_util.tree_map(lambda a: a[chosen], members.params)
+        inverse_mass = None
+        if config.init_mass == "spread":
+            inverse_mass = _regularized_variance(np.asarray(flat)[finite])
+        info = {"init_final_loss": final[order[:c]].tolist(), "init_members": num_members}
+        return u0, inverse_mass, info
+    strategy = init_to_median if config.init == "median" else init_to_sample
+    starts = [
+        initialize_model(k, model, init_strategy=strategy, model_args=(x, y)).param_info.z
+        for k in jax.random.split(key, c)
+    ]
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *starts), None, {}
+
+
+def run_nuts(key, model, x, y, config: NUTSConfig) -> EngineResult:
+    """Run NUTS and return draws ``[chains, draws, ...]`` with per-draw statistics.
+
+    NumPyro's functional NUTS kernel (``numpyro.infer.hmc.hmc``) runs every chain in one
+    vmapped program through :func:`~bayesresnet.infer.core.run_chains`: warmup (step
+    size by dual averaging, mass matrix by Welford windows) and sampling, each chain with
+    its own adaptation.
+    """
+    timer = Timer()
+    chain_method = resolve_chain_method(config.chain_method, config.num_chains)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    k_init, k_run = jax.random.split(key)
+    u0, inverse_mass, init_info = _start(k_init, model, x, y, config, timer)
+    num_latent = int(flatten_members(u0)[0].shape[1])
+    dense = num_latent <= DENSE_MASS_MAX if config.dense_mass == "auto" else config.dense_mass
+    if inverse_mass is not None and dense:
+        inverse_mass = np.diag(inverse_mass)
+    log_density = make_log_density(model, x, y)
+    init_kernel, sample_kernel = hmc(potential_fn=lambda u: -log_density(u), algo="NUTS")
+
+    def init_one(k, u):
+        return init_kernel(
+            u,
+            config.num_warmup,
+            inverse_mass_matrix=None if inverse_mass is None else jnp.asarray(inverse_mass),
+            dense_mass=dense,
+            target_accept_prob=config.target_accept_prob,
+            max_tree_depth=config.max_tree_depth,
+            rng_key=k,
+        )
+
+    def step(k, state):
+        state = sample_kernel(state._replace(rng_key=k))
+        return state, None
+
+    def collect_warmup(state, _):
+        return state.num_steps
+
+    def collect_draw(state, _):
+        return {
+            "z": state.z,
+            "diverging": state.diverging,
+            "num_steps": state.num_steps,
+            "accept_prob": state.accept_prob,
+            "energy": state.energy,
+            "potential_energy": state.potential_energy,
+            "step_size": state.adapt_state.step_size,
+        }
+
+    k_start, k_warm, k_sample = jax.random.split(k_run, 3)
+    c = config.num_chains
+    groups = [np.arange(c)] if chain_method != "sequential" else [np.array([i]) for i in range(c)]
+    progress = show_progress("auto") if config.progress_bar else contextlib.nullcontext()
+    total = c * (config.num_warmup + config.num_samples * config.thinning)
+    warm_steps, draws = [], []
+    with progress, progress_bar(total, "NUTS") as bar:
+        for idx in groups:
+            u_g = jax.tree_util.tree_map(lambda a, idx=idx: a[idx], u0)
+            keys_start = jax.random.split(jax.random.fold_in(k_start, int(idx[0])), len(idx))
+            states = jax.jit(jax.vmap(init_one))(keys_start, u_g)
+            keys = jax.random.split(jax.random.fold_in(k_warm, int(idx[0])), len(idx))
+            if config.num_warmup > 0:
+                # Warm-up and sampling are timed apart; each includes its compilation.
+                states, steps = run_chains(
+                    step,
+                    states,
+                    keys,
+                    config.num_warmup,
+                    collect=collect_warmup,
+                    progress=bar,
+                    num_blocks=10,
+                    timer=timer,
+                    label="warmup_s",
+                )
+                warm_steps.append(np.asarray(steps))
+            keys = jax.random.split(jax.random.fold_in(k_sample, int(idx[0])), len(idx))
+            states, out = run_chains(
+                step,
+                states,
+                keys,
+                config.num_samples,
+                collect=collect_draw,
+                thinning=config.thinning,
+                progress=bar,
+                num_blocks=10,
+                timer=timer,
+                label="sampling_s",
+            )
+            draws.append(to_numpy(out))
+    out = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=0), *draws)
     with timer("sampling_s"):
-        mcmc.run(k_sample, x, y, init_params=init_params, extra_fields=EXTRA_FIELDS)
-        samples = to_numpy(mcmc.get_samples(group_by_chain=True))
-    extra = to_numpy(mcmc.get_extra_fields(group_by_chain=True))
+        flat_z = jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:]), out["z"])
+        constrained = jax.jit(jax.vmap(lambda u: constrain_fn(model, (x, y), {}, u)))(flat_z)
+        samples = {
+            k: v.reshape((c, config.num_samples) + v.shape[1:])
+            for k, v in to_numpy(constrained).items()
+        }
     sample_stats = {
-        "diverging": extra["diverging"].astype(bool),
-        "n_steps": extra["num_steps"].astype(np.int64),
-        "tree_depth": tree_depth(extra["num_steps"]),
-        "acceptance_rate": extra["accept_prob"],
-        "energy": extra["energy"],
-        "lp": -extra["potential_energy"],
-        "step_size": extra["adapt_state.step_size"],
+        "diverging": out["diverging"].astype(bool),
+        "n_steps": out["num_steps"].astype(np.int64),
+        "tree_depth": tree_depth(out["num_steps"]),
+        "acceptance_rate": out["accept_prob"],
+        "energy": out["energy"],
+        "lp": -out["potential_energy"],
+        "step_size": out["step_size"],
     }
-    settings = asdict(config) | {"chain_method_used": chain_method}
+    settings = asdict(config) | {
+        "chain_method_used": chain_method,
+        "dense_mass_used": bool(dense),
+        "num_devices": jax.device_count(),
+    }
+    warmup_gradients = int(sum(s.sum() for s in warm_steps))
     extra_out = {
         "num_divergences": int(sample_stats["diverging"].sum()),
         "num_gradient_evaluations": int(sample_stats["n_steps"].sum()),
+        "num_warmup_gradient_evaluations": warmup_gradients,
         **init_info,
     }
     return EngineResult(samples, sample_stats, settings, dict(timer.times), extra_out)

@@ -22,18 +22,17 @@ from dataclasses import asdict, dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_median, init_to_value
 from numpyro.infer.util import constrain_fn
 from numpyro.optim import optax_to_numpyro
 
 from bayesresnet._validate import check_choice, check_int, check_number
-from bayesresnet.infer.base import EngineResult, Timer, to_numpy
-from bayesresnet.infer.ensemble import (
+from bayesresnet.infer.base import EngineResult, Timer, progress_bar, to_numpy
+from bayesresnet.infer.core import (
     SCHEDULES,
     EnsembleConfig,
     latent_sites,
-    make_schedule,
+    make_optimizer,
     train_members,
 )
 
@@ -54,7 +53,7 @@ class SVIConfig:
         num_steps: maximum optimizer steps.
         learning_rate: peak Adam learning rate (default 1e-3 for the flows, whose
             autoregressive networks diverge at larger rates, 1e-2 otherwise).
-        schedule: learning-rate schedule (see :func:`~bayesresnet.infer.ensemble.make_schedule`).
+        schedule: learning-rate schedule (see :func:`~bayesresnet.infer.core.make_schedule`).
         warmup_steps: linear warm-up steps of the cosine schedule.
         num_particles: Monte-Carlo samples per ELBO gradient.
         num_draws: draws taken from the fitted guide (1 for ``"map"``).
@@ -173,9 +172,14 @@ def run_svi(key, model, x, y, config: SVIConfig) -> EngineResult:
     learning_rate = config.learning_rate
     if learning_rate is None:
         learning_rate = 1e-3 if config.guide in ("iaf", "bnaf") else 1e-2
-    schedule = make_schedule(config.schedule, learning_rate, config.num_steps, config.warmup_steps)
     optimizer = optax_to_numpyro(
-        optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.adam(schedule))
+        make_optimizer(
+            learning_rate,
+            config.num_steps,
+            schedule=config.schedule,
+            warmup_steps=config.warmup_steps,
+            clip_norm=config.clip_norm,
+        )
     )
     names = latent_sites(model, x, y)
     num_latent = int(sum(np.prod(s) for s in names.values()))
@@ -204,10 +208,11 @@ def run_svi(key, model, x, y, config: SVIConfig) -> EngineResult:
     with timer("compile_s"):
         compiled = program.lower(state, None).compile()
     losses, converged, prev = [], False, None
-    with timer("run_s"):
+    with timer("run_s"), progress_bar(config.num_steps, "SVI") as bar:
         steps = 0
         while steps < config.num_steps:
             state, block_losses = compiled(state, None)
+            bar.update(block)
             block_losses = np.asarray(block_losses)
             losses.append(block_losses)
             steps += block

@@ -1,0 +1,421 @@
+"""The functional core every engine imports: MAP training, the optimizer, latent shapes, chains.
+
+* :func:`make_optimizer`: the one optax chain (clipped Adam on a schedule) of MAP,
+  ensemble and SVI fits;
+* :func:`latent_sites`, :func:`sample_prior_unconstrained`: the model's latent sites and
+  prior draws in unconstrained space;
+* :func:`make_member_trainer`, :func:`train_members`: ``M`` MAP fits as one vmapped,
+  jitted ``lax.scan`` (deep ensembles, and the start of NUTS, MCLMC and SVI);
+* :func:`run_chains`: a pure kernel ``step(key, state) -> (state, info)`` run for many
+  chains at once: vmapped over chains, sharded over devices when there are several, in
+  compiled blocks so that long runs report progress. NUTS and MCLMC both sample with it.
+
+Kernels follow blackjax: the random key first, states are NamedTuples, nothing is jitted
+at definition time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from numpyro import handlers
+from numpyro.infer.util import potential_energy, unconstrain_fn
+
+from bayesresnet._validate import check_bool, check_choice, check_int, check_number
+from bayesresnet.infer.base import Timer, progress_active, progress_bar
+
+__all__ = [
+    "SCHEDULES",
+    "EnsembleConfig",
+    "MembersResult",
+    "make_schedule",
+    "make_optimizer",
+    "latent_sites",
+    "sample_prior_unconstrained",
+    "member_inputs",
+    "make_member_trainer",
+    "train_members",
+    "make_log_density",
+    "flatten_members",
+    "shard_leading",
+    "run_chains",
+]
+
+SCHEDULES = ("constant", "cosine", "exponential")
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Settings of a deep ensemble.
+
+    Args:
+        num_members: number ``M`` of MAP fits.
+        num_steps: optimizer steps per member.
+        learning_rate: peak Adam learning rate.
+        schedule: ``"cosine"`` (linear warm-up then cosine decay to 1% of the peak),
+            ``"exponential"`` (decay to 1% of the peak) or ``"constant"``.
+        warmup_steps: linear warm-up steps of the cosine schedule.
+        bootstrap: resample the data per member (multinomial likelihood weights).
+        anchored: draw each member's prior mean from the prior (anchored ensemble).
+        clip_norm: global gradient-norm clipping.
+        convergence_tol: a member has converged when its mean loss over the last 10% of
+            steps differs from the 10% before by less than ``convergence_tol`` per
+            observation.
+        history_every: keep every ``history_every``-th loss in the history.
+    """
+
+    num_members: int = 8
+    num_steps: int = 3000
+    learning_rate: float = 1e-2
+    schedule: str = "cosine"
+    warmup_steps: int = 100
+    bootstrap: bool = False
+    anchored: bool = False
+    clip_norm: float = 100.0
+    convergence_tol: float = 1e-3
+    history_every: int = 10
+
+    def __post_init__(self):
+        check_int("num_members", self.num_members, minimum=1)
+        check_int("num_steps", self.num_steps, minimum=1)
+        check_number("learning_rate", self.learning_rate, low=0.0)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_int("warmup_steps", self.warmup_steps, minimum=0)
+        check_bool("bootstrap", self.bootstrap)
+        check_bool("anchored", self.anchored)
+        check_number("clip_norm", self.clip_norm, low=0.0)
+        check_number("convergence_tol", self.convergence_tol, low=0.0)
+        check_int("history_every", self.history_every, minimum=1)
+
+
+def make_schedule(name: str, learning_rate: float, num_steps: int, warmup_steps: int = 0):
+    """An optax learning-rate schedule by name (see :class:`EnsembleConfig`)."""
+    check_choice("schedule", name, SCHEDULES)
+    if name == "constant":
+        return optax.constant_schedule(learning_rate)
+    if name == "exponential":
+        return optax.exponential_decay(learning_rate, num_steps, decay_rate=0.01)
+    warmup = min(warmup_steps, max(num_steps - 1, 0))
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0 if warmup else learning_rate,
+        peak_value=learning_rate,
+        warmup_steps=warmup,
+        decay_steps=max(num_steps, warmup + 1),
+        end_value=0.01 * learning_rate,
+    )
+
+
+def latent_sites(model, x, y) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the model's latent (unobserved) sample sites.
+
+    Traced abstractly (``jax.eval_shape``), so nothing is compiled or run.
+    """
+    observed = {}
+
+    def values():
+        tr = handlers.trace(handlers.seed(model, jax.random.key(0))).get_trace(x, y)
+        for name, site in tr.items():
+            if site["type"] == "sample":
+                observed[name] = site["is_observed"]
+        return {name: site["value"] for name, site in tr.items() if site["type"] == "sample"}
+
+    shapes = jax.eval_shape(values)
+    return {name: shapes[name].shape for name in shapes if not observed[name]}
+
+
+def _sample_prior(key, model, x, y, names):
+    tr = handlers.trace(handlers.seed(model, key)).get_trace(x, y)
+    return {name: tr[name]["value"] for name in names}
+
+
+def sample_prior_unconstrained(key, model, x, y, num: int):
+    """``num`` independent prior draws of every latent site, in unconstrained space."""
+    names = tuple(latent_sites(model, x, y))
+
+    def one(k):
+        params = _sample_prior(k, model, x, y, names)
+        return unconstrain_fn(model, (x, y), {}, params)
+
+    return jax.jit(jax.vmap(one))(jax.random.split(key, num))
+
+
+class MembersResult(NamedTuple):
+    """Unconstrained parameters ``[M, ...]`` and loss histories ``[M, num_steps]``."""
+
+    params: dict
+    losses: jax.Array
+
+
+def _member_steps(model, x, y, optimizer):
+    """``run(u, opt_state, prior_loc, obs_weight, length) -> ((u, opt_state), losses)``."""
+
+    def loss_fn(u, prior_loc, obs_weight):
+        kwargs = {"prior_loc": prior_loc, "obs_weight": obs_weight}
+        return potential_energy(model, (x, y), kwargs, u)
+
+    grad_fn = jax.value_and_grad(loss_fn)
+
+    def run(u, opt_state, prior_loc, obs_weight, length):
+        def step(carry, _):
+            u, opt_state = carry
+            loss, grads = grad_fn(u, prior_loc, obs_weight)
+            updates, opt_state = optimizer.update(grads, opt_state, u)
+            return (optax.apply_updates(u, updates), opt_state), loss
+
+        return jax.lax.scan(step, (u, opt_state), None, length=length)
+
+    return run
+
+
+def make_member_trainer(model, x, y, optimizer, num_steps: int):
+    """``train(u0, prior_loc, obs_weight) -> (u, losses)`` for one member.
+
+    ``prior_loc`` and ``obs_weight`` may be ``None`` (plain MAP) or arrays (anchors,
+    bootstrap counts). The function is pure and traceable: vmap it over members.
+    """
+    run = _member_steps(model, x, y, optimizer)
+
+    def train(u0, prior_loc, obs_weight):
+        (u, _), losses = run(u0, optimizer.init(u0), prior_loc, obs_weight, num_steps)
+        return u, losses
+
+    return train
+
+
+def make_optimizer(
+    learning_rate: float,
+    num_steps: int,
+    *,
+    schedule: str = "cosine",
+    warmup_steps: int = 0,
+    clip_norm: float = 100.0,
+):
+    """The optimizer of every MAP, ensemble and SVI fit: clipped Adam on a schedule.
+
+    ``optax.chain(clip_by_global_norm(clip_norm), adam(schedule))``.
+    """
+    return optax.chain(
+        optax.clip_by_global_norm(clip_norm),
+        optax.adam(make_schedule(schedule, learning_rate, num_steps, warmup_steps)),
+    )
+
+
+def _config_optimizer(config: EnsembleConfig):
+    return make_optimizer(
+        config.learning_rate,
+        config.num_steps,
+        schedule=config.schedule,
+        warmup_steps=config.warmup_steps,
+        clip_norm=config.clip_norm,
+    )
+
+
+def member_inputs(key, model, x, y, config: EnsembleConfig):
+    """Initial values, anchors and bootstrap weights of every member (leading axis M)."""
+    k_init, k_anchor, k_boot = jax.random.split(key, 3)
+    m, n = config.num_members, x.shape[0]
+    u0 = sample_prior_unconstrained(k_init, model, x, y, m)
+    anchors = None
+    if config.anchored:
+        # Each member's prior mean is a fresh prior draw of every latent site; the model
+        # reads the means of the sites it centres (the network weights) from it.
+        names = tuple(latent_sites(model, x, y))
+        anchors = jax.jit(jax.vmap(lambda k: _sample_prior(k, model, x, y, names)))(
+            jax.random.split(k_anchor, m)
+        )
+    weights = None
+    if config.bootstrap:
+
+        def counts(k):
+            idx = jax.random.randint(k, (n,), 0, n)
+            return jnp.zeros(n).at[idx].add(1.0)
+
+        weights = jax.jit(jax.vmap(counts))(jax.random.split(k_boot, m))
+    return u0, anchors, weights
+
+
+def train_members(key, model, x, y, config: EnsembleConfig, timer: Timer | None = None):
+    """Train all members as one jitted, vmapped program (sharded over devices).
+
+    Within :func:`~bayesresnet.infer.show_progress` the steps run in about ten compiled
+    blocks, with progress reported between them; otherwise in one.
+
+    Returns:
+        :class:`MembersResult` with unconstrained parameters ``[M, ...]`` and the full
+        loss history ``[M, num_steps]``.
+    """
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    timer = timer or Timer()
+    u0, anchors, weights = member_inputs(key, model, x, y, config)
+    u0, anchors, weights = shard_leading((u0, anchors, weights), name="members")
+    optimizer = _config_optimizer(config)
+    in_axes = (0, None if anchors is None else 0, None if weights is None else 0)
+    if not progress_active():
+        train = make_member_trainer(model, x, y, optimizer, config.num_steps)
+        program = jax.jit(jax.vmap(train, in_axes=in_axes))
+        with timer("compile_s"):
+            compiled = program.lower(u0, anchors, weights).compile()
+        with timer("run_s"):
+            u, losses = jax.block_until_ready(compiled(u0, anchors, weights))
+        return MembersResult(u, losses)
+    run = _member_steps(model, x, y, optimizer)
+    programs = {}
+
+    def program(length):
+        if length not in programs:
+            programs[length] = jax.jit(
+                jax.vmap(lambda u, s, a, w: run(u, s, a, w, length), in_axes=(0, 0) + in_axes[1:])
+            )
+        return programs[length]
+
+    size = -(-config.num_steps // 10)
+    done, losses, u = 0, [], u0
+    state = jax.jit(jax.vmap(optimizer.init))(u0)
+    with progress_bar(config.num_members * config.num_steps, "MAP fits") as bar:
+        with timer("run_s"):
+            while done < config.num_steps:
+                length = min(size, config.num_steps - done)
+                (u, state), block = program(length)(u, state, anchors, weights)
+                losses.append(jax.block_until_ready(block))
+                done += length
+                bar.update(config.num_members * length)
+    return MembersResult(u, jnp.concatenate(losses, axis=1))
+
+
+def make_log_density(model, x, y) -> Callable:
+    """``log_density(u)``: the model's log joint density at unconstrained values ``u``.
+
+    The negative of NumPyro's potential energy (Jacobians of the constraining transforms
+    included), so samplers written for a log density (blackjax) see the same target as
+    NumPyro's NUTS.
+    """
+
+    def log_density(u):
+        return -potential_energy(model, (x, y), {}, u)
+
+    return log_density
+
+
+def flatten_members(params):
+    """Stacked parameter dicts ``{site: [M, ...]}`` as a matrix ``[M, D]`` and the inverse.
+
+    Returns:
+        ``(flat, unravel)``: ``flat[m]`` is ``ravel_pytree`` of member ``m`` and
+        ``unravel(flat[m])`` gives its dict back.
+    """
+    first = jax.tree_util.tree_map(lambda a: a[0], params)
+    _, unravel = ravel_pytree(first)
+    flat = jax.vmap(lambda p: ravel_pytree(p)[0])(params)
+    return flat, unravel
+
+
+def shard_leading(tree, *, name: str = "chains"):
+    """Place a pytree's leading axis (chains, members) across ``jax.devices()``.
+
+    With one device, or a leading size that is not a multiple of the device count, the
+    tree is returned unchanged (the latter with a warning naming the fix). Computations
+    jitted on sharded inputs run on every device at once (``jax.sharding``).
+    """
+    devices = jax.devices()
+    leaves = jax.tree_util.tree_leaves(tree)
+    if len(devices) < 2 or not leaves:
+        return tree
+    size = leaves[0].shape[0]
+    if size % len(devices):
+        import warnings
+
+        warnings.warn(
+            f"{size} {name} cannot be split evenly over {len(devices)} devices; running "
+            f"them on one device. Use a multiple of {len(devices)} {name} to use them all.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return tree
+    mesh = Mesh(np.asarray(devices), (name,))
+    sharding = NamedSharding(mesh, PartitionSpec(name))
+    return jax.device_put(tree, sharding)
+
+
+def run_chains(
+    step: Callable,
+    states,
+    keys,
+    num_kept: int,
+    *,
+    collect: Callable,
+    thinning: int = 1,
+    progress=None,
+    num_blocks: int = 1,
+    timer: Timer | None = None,
+    label: str = "run_s",
+):
+    """Run a pure kernel for many chains at once and collect every ``thinning``-th step.
+
+    Args:
+        step: ``step(key, state) -> (state, info)`` for one chain.
+        states: initial states, a pytree with a leading chain axis ``C``.
+        keys: ``[C]`` random keys, one per chain; step ``i`` uses ``fold_in(key, i)``.
+        num_kept: number of collected values per chain (``num_kept · thinning`` steps).
+        collect: ``collect(state, info) -> pytree`` kept at every ``thinning``-th step.
+        thinning: steps per kept value.
+        progress: an object with ``update(n)`` (e.g. tqdm) told the steps done after
+            each block, or ``None``.
+        num_blocks: the run is cut into about this many compiled blocks (equal ones and
+            at most one shorter), so that progress can be reported between them.
+        timer: accumulates the wall time under ``label`` (compilation included).
+
+    Returns:
+        ``(states, collected)``: the final states and the collected pytree, each leaf
+        ``[C, num_kept, ...]``.
+    """
+    check_int("num_kept", num_kept, minimum=0)
+    check_int("thinning", thinning, minimum=1)
+    timer = timer or Timer()
+    states, keys = shard_leading((states, keys))
+
+    def block(key, state, start, length):
+        def kept(state, j):
+            def inner(state, i):
+                k = jax.random.fold_in(key, (start + j) * thinning + i)
+                state, info = step(k, state)
+                return state, info
+
+            state, infos = jax.lax.scan(inner, state, jnp.arange(thinning))
+            last = jax.tree_util.tree_map(lambda a: a[-1], infos)
+            return state, collect(state, last)
+
+        return jax.lax.scan(kept, state, jnp.arange(length))
+
+    compiled = {}
+
+    def program(length):
+        if length not in compiled:
+            compiled[length] = jax.jit(
+                jax.vmap(lambda k, s, start: block(k, s, start, length), in_axes=(0, 0, None))
+            )
+        return compiled[length]
+
+    num_blocks = max(1, min(int(num_blocks), num_kept))
+    size = -(-num_kept // num_blocks) if num_kept else 0
+    outputs, done = [], 0
+    with timer(label):
+        while done < num_kept:
+            length = min(size, num_kept - done)
+            states, out = program(length)(keys, states, done)
+            jax.block_until_ready(out)
+            outputs.append(out)
+            done += length
+            if progress is not None:
+                progress.update(length * thinning)
+    if not outputs:
+        return states, None
+    collected = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=1), *outputs)
+    return states, collected

@@ -1,0 +1,184 @@
+"""MCLMC engine: a conjugate posterior, SBC on a tiny network, bad runs flagged, bad settings."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.diagnostics import effective_sample_size
+from numpyro.infer import Predictive
+from numpyro.infer.util import constrain_fn
+from scipy.stats import chisquare
+from test_infer import linear_data, linear_model, linear_posterior, tiny_spec
+
+import bayesresnet as brn
+from bayesresnet import sites
+from bayesresnet.infer import MCLMCConfig, run_mclmc
+from bayesresnet.infer.core import flatten_members, make_log_density, sample_prior_unconstrained
+from bayesresnet.infer.mclmc import _unadjusted
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["unadjusted", "adjusted"])
+def test_mclmc_on_gaussian_posterior(key, variant):
+    """Mean and variance of a 2-d conjugate posterior within 5 Monte-Carlo standard errors.
+
+    8 chains × 1000 kept draws (every 5th step); the errors use each coordinate's ESS.
+    """
+    x, y = linear_data()
+    config = MCLMCConfig(variant=variant, num_samples=1000, thinning=5, init_steps=500)
+    result = run_mclmc(key, linear_model, x, y, config)
+    mean, cov = linear_posterior(x, y)
+    draws = np.asarray(result.samples["theta"])  # [8, 1000, 2]
+    assert draws.shape == (8, 1000, 2)
+    sd = np.sqrt(np.diag(cov))
+    ess = effective_sample_size(draws)
+    assert np.all(np.abs(draws.mean(axis=(0, 1)) - mean) < 5 * sd / np.sqrt(ess))
+    sq = (draws - mean) ** 2  # its mean estimates the variance
+    ess2 = effective_sample_size(sq)
+    se2 = sq.reshape(-1, 2).std(axis=0) / np.sqrt(ess2)
+    assert np.all(np.abs(sq.mean(axis=(0, 1)) - sd**2) < 5 * se2)
+    for stat in ("lp", "energy_change", "diverging", "n_steps", "step_size"):
+        assert result.sample_stats[stat].shape == (8, 1000), stat
+    assert not result.sample_stats["diverging"].any()
+    assert result.extra["num_gradient_evaluations"] > 0
+    assert set(result.timings) >= {"init_s", "warmup_s", "sampling_s"}
+
+
+@pytest.mark.slow
+def test_mclmc_simulation_based_calibration(key):
+    """SBC (Talts et al. 2018) of unadjusted MCLMC on the full model at tiny size.
+
+    ``R = 100`` data sets from the prior predictive; each gets its own chain, started
+    at a prior draw and tuned on its own (BlackJAX's tuner), all vmapped in one program.
+    29 kept draws per chain, 10 steps apart.
+    """
+    spec = tiny_spec()
+    model = brn.make_model(spec, brn.PriorSpec(), brn.Scaler.identity(1, 1))
+    x = jnp.linspace(-1, 1, 8)[:, None]
+    num_replicates, num_kept, thin = 100, 29, 10
+    truths = Predictive(model, num_samples=num_replicates)(jax.random.key(1), x)
+    ys = truths[sites.OBS]  # [R, N, 1]
+    init = sample_prior_unconstrained(jax.random.key(2), model, x, ys[0], num_replicates)
+    flat, unravel = flatten_members(init)
+    dim = flat.shape[1]
+    config = MCLMCConfig(num_warmup=1000, num_samples=num_kept, thinning=thin)
+
+    def chain(k, z0, y):
+        density = make_log_density(model, x, y)
+
+        def log_density(z):
+            return density(unravel(z))
+
+        init_fn, tune, step = _unadjusted(config, log_density, dim)
+        k_init, k_tune, k_run = jax.random.split(k, 3)
+        state, params = tune(k_tune, init_fn(k_init, z0))
+
+        def kept(carry, i):
+            def inner(carry, j):
+                return step(jax.random.fold_in(k_run, i * thin + j), carry)[0], None
+
+            carry, _ = jax.lax.scan(inner, carry, jnp.arange(thin))
+            return carry, carry[0].position
+
+        _, zs = jax.lax.scan(kept, (state, params), jnp.arange(num_kept))
+        return jax.vmap(lambda z: constrain_fn(model, (x, y), {}, unravel(z)))(zs)
+
+    keys = jax.random.split(key, num_replicates)
+    draws = jax.jit(jax.vmap(chain))(keys, flat, ys)  # [R, kept, ...]
+
+    def quantities(d):
+        lead = d[sites.OUTPUT_BIAS].shape[:-1]
+        params = {k: d[k] for k in sites.NETWORK}
+        flat_p = jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[len(lead) :]), params)
+        probe = jnp.array([[0.3]])
+        f = jax.vmap(lambda p: brn.apply(p, probe, spec)[0, 0])(flat_p).reshape(lead)
+        return {
+            "output_bias": d[sites.OUTPUT_BIAS][..., 0],
+            "noise_scale": d[sites.NOISE_SCALE][..., 0],
+            "hidden_weight[1,0,1]": d[sites.HIDDEN_WEIGHT][..., 1, 0, 1],
+            "f(0.3)": f,
+        }
+
+    true_q = quantities({k: v for k, v in truths.items() if k != sites.OBS})
+    post_q = quantities(draws)
+    for name in true_q:
+        ranks = np.sum(np.asarray(post_q[name]) < np.asarray(true_q[name])[:, None], axis=1)
+        # 30 rank values in 5 bins of 6: 20 expected per bin.
+        counts = np.bincount(ranks // 6, minlength=5)
+        # Four quantities at α = 0.001 each: a family-wise false alarm rate of 0.4%.
+        assert chisquare(counts).pvalue > 1e-3, (name, counts)
+
+
+@pytest.mark.slow
+def test_mclmc_fit_gives_a_posterior_with_diagnostics():
+    data = brn.problems.get("sine").sample(seed=0, num_train=30, num_test=20)
+    spec = brn.ResNetSpec(1, 1, width=3, num_layers=2, basis=brn.bases.Linear())
+    post = brn.fit(
+        spec,
+        data,
+        method="mclmc",
+        num_chains=4,
+        num_warmup=200,
+        num_samples=50,
+        thinning=2,
+        init_steps=300,
+    )
+    assert post.method == "mclmc"
+    assert post.samples[sites.HIDDEN_WEIGHT].shape == (4, 50, 2, 3, 3)
+    pred = post.predict(data.x_test)
+    assert pred.mean.shape == (20, 1)
+    diag = brn.diagnostics.convergence(post)
+    names = [c.name for c in diag.checks]
+    assert "R-hat, function space" in names
+    assert "energy error variance per dimension" in names
+
+
+def test_mclmc_diagnostics_flag_chains_stuck_in_their_modes():
+    """A step size far too small leaves each chain at its own MAP fit: R-hat fails."""
+    data = brn.problems.get("sine").sample(seed=0, num_train=30, num_test=20)
+    spec = brn.ResNetSpec(1, 1, width=3, num_layers=2, basis=brn.bases.Linear())
+    post = brn.fit(
+        spec,
+        data,
+        method="mclmc",
+        num_chains=4,
+        num_warmup=0,
+        step_size=1e-6,
+        L=1e-5,
+        num_samples=50,
+        init_steps=300,
+    )
+    diag = brn.diagnostics.convergence(post)
+    rhat = next(c for c in diag.checks if c.name == "R-hat, function space")
+    assert rhat.status == "fail"
+    assert diag.verdict == "fail"
+
+
+@pytest.mark.slow
+def test_adjusted_kernel_reports_acceptance():
+    x, y = linear_data()
+    config = MCLMCConfig(variant="adjusted", num_warmup=100, num_samples=20, init_steps=200)
+    result = run_mclmc(jax.random.key(0), linear_model, x, y, config)
+    rate = result.sample_stats["acceptance_rate"]
+    assert rate.shape == (8, 20)
+    assert np.all((rate >= 0) & (rate <= 1))
+
+
+def test_mclmc_settings_are_checked():
+    with pytest.raises(ValueError, match=r"`step_size` must be a finite number > 0; got -0.1"):
+        MCLMCConfig(step_size=-0.1)
+    with pytest.raises(ValueError, match=r"`step_size` must be a finite number > 0; got 0"):
+        MCLMCConfig(step_size=0.0)
+    with pytest.raises(ValueError, match=r"`num_chains` must be ≥ 1; got 0"):
+        MCLMCConfig(num_chains=0)
+    with pytest.raises(ValueError, match=r"`variant` must be one of"):
+        MCLMCConfig(variant="metropolis")
+    with pytest.raises(ValueError, match=r"`L` must be a finite number > 0"):
+        MCLMCConfig(L=0.0)
+    with pytest.raises(ValueError, match=r"`num_warmup` must be ≥ 20 to tune"):
+        MCLMCConfig(num_warmup=5)
+    spec = brn.ResNetSpec(1, 1, width=2, num_layers=2)
+    with pytest.raises(
+        TypeError, match=r"unknown option\(s\) \['num_members'\] for method='mclmc'"
+    ):
+        brn.fit(spec, np.zeros((5, 1)), np.zeros((5, 1)), method="mclmc", num_members=3)
