@@ -782,6 +782,16 @@ def _import_ray():
 
 
 def _run_ray(tasks, workers: int | None, address, on_done: Callable[[dict], None]) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        # Ray starts its processes by fork + exec, which JAX's at-fork hook warns about;
+        # nothing JAX-threaded runs in the child before the exec.
+        warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+        _run_ray_tasks(tasks, workers, address, on_done)
+
+
+def _run_ray_tasks(tasks, workers, address, on_done) -> None:
     ray = _import_ray()
     started = False
     pending = {}
