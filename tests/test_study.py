@@ -327,3 +327,9 @@ def test_ray_backend_gives_the_same_rows(local_study, tmp_path):
     assert [r["run_id"] for r in ray_rows] == [r["run_id"] for r in local]
     assert [[r[m] for m in METRICS] for r in ray_rows] == [[r[m] for m in METRICS] for r in local]
     assert [r["status"] for r in rows] == ["ok", "ok", "invalid", "invalid"]
+
+
+@pytest.mark.parametrize("name, count", [("smoke", 8), ("parameterization", 240)])
+def test_shipped_studies_are_valid(name, count):
+    s = study.load_study(ROOT / "models" / "studies" / f"{name}.toml", strict=True)
+    assert len(s.runs) == count
