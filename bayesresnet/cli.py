@@ -4,6 +4,9 @@
     bayesresnet report DIR                       re-render a run's report
     bayesresnet predict DIR --input x.csv --output pred.csv
     bayesresnet compare DIR DIR ... [--out FILE] LOO and calibration side by side
+    bayesresnet study SPEC.toml --out DIR [--backend local|ray] [--workers N]
+                                                 a grid of runs (exit 1: some failed)
+    bayesresnet study-report DIR                 re-render a study's report
     bayesresnet problems                         the built-in problems
 
     bayesresnet --debug …                        show the traceback of an error
@@ -130,11 +133,20 @@ def _analyze(post, dataset, info, progress):
     )
 
 
+def analyze_run(folder, run: _io.Run, progress=None):
+    """Analyse a saved run and write its analysis files; returns ``(analysis, file names)``.
+
+    The analysis half of ``bayesresnet fit`` (and of ``bayesresnet study``); errors
+    propagate (:func:`_analyze_into` records them).
+    """
+    analysis = _analyze(run.posterior, run.dataset, run.info, progress or (lambda m: None))
+    return analysis, _io.write_analysis(folder, analysis, run.posterior, run.dataset)
+
+
 def _analyze_into(folder: Path, run: _io.Run, progress, debug: bool) -> int:
     """Analyse a saved run and write its report; a failure is recorded, the fit kept."""
     try:
-        analysis = _analyze(run.posterior, run.dataset, run.info, progress)
-        names = _io.write_analysis(folder, analysis, run.posterior, run.dataset)
+        analysis, names = analyze_run(folder, run, progress)
     except KeyboardInterrupt:
         print(
             f"interrupted during the analysis; the fit is saved in {folder}: "
@@ -161,7 +173,6 @@ def _analyze_into(folder: Path, run: _io.Run, progress, debug: bool) -> int:
 
 
 def cmd_fit(args) -> int:
-    from bayesresnet.infer import fit, show_progress
     from bayesresnet.runspec import load_runspec
 
     progress = _Progress(args.quiet)
@@ -176,6 +187,28 @@ def cmd_fit(args) -> int:
             "replace it, or choose another --out."
         )
     progress(f"run {runspec.name!r} from {spec_path}")
+    progress_bar = not args.quiet  # a bar on a terminal, lines in a log
+    run = fit_run(runspec, out, spec_text=spec_text, progress=progress, progress_bar=progress_bar)
+    return _analyze_into(out, run, progress, args.debug)
+
+
+def fit_run(runspec, out, *, spec_text: str, progress=None, progress_bar: bool = False) -> _io.Run:
+    """Fit a validated run spec and save its run folder ``out``: the fit half of ``fit``.
+
+    Args:
+        runspec: a validated :class:`~bayesresnet.runspec.RunSpec`.
+        out: the run folder (replaced atomically, see :func:`_io.save_run`).
+        spec_text: the spec as TOML, written as ``spec.toml``.
+        progress: a callable taking stage messages (default: silent).
+        progress_bar: report the engine's progress on stderr (a tqdm bar on a terminal,
+            a line about every 10 % otherwise).
+
+    Raises:
+        UserInputError: if the data cannot be loaded or do not fit the network.
+    """
+    from bayesresnet.infer import fit, show_progress
+
+    progress = progress or (lambda message: None)
     with _user_input(), _warnings_to_stderr():
         dataset = runspec.load_dataset()
         spec = runspec.resnet_spec(dataset)
@@ -187,7 +220,7 @@ def cmd_fit(args) -> int:
     progress(f"fitting by {kwargs['method']} …")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        with show_progress("off" if args.quiet else "auto"):
+        with show_progress("auto" if progress_bar else "off"):
             post = fit(spec, dataset, **kwargs)
     for w in caught:
         progress(f"warning: {w.message}")
@@ -196,7 +229,7 @@ def cmd_fit(args) -> int:
     # The fit is kept before anything can fail in the analysis.
     _io.save_run(out, spec_text=spec_text, info=info, posterior=post, dataset=dataset)
     progress(f"saved {', '.join(_io.RUN_FILES)} in {out}")
-    return _analyze_into(out, _io.Run(info, post, dataset), progress, args.debug)
+    return _io.Run(info, post, dataset)
 
 
 def _load_run(folder) -> _io.Run:
@@ -277,6 +310,49 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_study(args) -> int:
+    from bayesresnet import study
+    from bayesresnet._validate import check_int
+
+    with _user_input():
+        spec = study.load_study(args.spec, strict=args.strict)  # every run validated first
+        if args.workers is not None:
+            check_int("--workers", args.workers, minimum=1)
+        if args.address is not None and args.backend != "ray":
+            raise ValueError("--address applies only to --backend ray.")
+        if args.backend == "ray":
+            try:
+                study._import_ray()
+            except ImportError as error:
+                raise ValueError(str(error)) from None
+    rows = study.run(
+        spec,
+        args.out,
+        backend=args.backend,
+        workers=args.workers,
+        address=args.address,
+        progress=not args.quiet,
+    )
+    failed = [r for r in rows if r["status"] != "ok"]
+    for r in failed:
+        print(f"failed: run {r['run_id']} ({r['name']}): {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_study_report(args) -> int:
+    from bayesresnet import study
+    from bayesresnet.study_report import write_study_report
+
+    folder = Path(args.dir)
+    with _user_input():
+        rows = study.read_results(folder)
+    title = folder.name
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        title = json.loads((folder / "study.json").read_text(encoding="utf-8"))["name"]
+    print(f"study report: {write_study_report(folder, rows, title=title)}", file=sys.stderr)
+    return 0
+
+
 def cmd_problems(args) -> int:
     for name in problems.names():
         p = problems.get(name)
@@ -324,6 +400,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+")
     p.add_argument("--out", default="comparison.html")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("study", help="run a study (a grid of runs) in parallel, resumably")
+    p.add_argument("spec", help="study specification (TOML), e.g. models/studies/smoke.toml")
+    p.add_argument("--out", required=True, help="study folder (runs/, results.csv, report)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--workers", type=int, help="runs at once (default: the CPU count)")
+    p.add_argument("--address", help="address of a running Ray cluster (--backend ray)")
+    p.add_argument("--strict", action="store_true", help="refuse a study with an invalid run")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("study-report", help="re-render a study's report from results.csv")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_study_report)
 
     p = sub.add_parser("problems", help="list the built-in problems")
     p.set_defaults(func=cmd_problems)
