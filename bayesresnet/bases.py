@@ -104,6 +104,11 @@ class Basis(abc.ABC):
         """Design matrix ``Φ[l, k] = Φ_k(t_l)``, shape ``[num_layers, K]`` (NumPy, float64)."""
         return self.evaluate(layer_times(num_layers))
 
+    def evaluate_traced(self, t):
+        """``Φ(t)`` ``[K]`` at one depth ``t`` that may be a traced JAX scalar (an ODE solver's
+        time); the traceable twin of :meth:`evaluate`, without its checks."""
+        raise NotImplementedError  # pragma: no cover - every continuous basis overrides
+
     def coefficient_scale(self, num_layers: int) -> float:
         """Prior scale ``s`` of each coefficient so that ``mean_l Var W(t_l) = 1``.
 
@@ -162,6 +167,9 @@ class PerLayer(Basis):
             "to evaluate W(t) at arbitrary depths."
         )
 
+    def evaluate_traced(self, t):
+        self.evaluate(t)  # raises: no value between layers
+
     def phi(self, num_layers: int) -> np.ndarray:
         return np.eye(self.num_functions(num_layers))
 
@@ -182,6 +190,9 @@ class Monomial(Basis):
     def evaluate(self, t) -> np.ndarray:
         t = self._check_t(t)
         return t[:, None] ** np.arange(self.degree + 1)[None, :]
+
+    def evaluate_traced(self, t):
+        return jnp.asarray(t) ** jnp.arange(self.degree + 1)
 
 
 def Constant() -> Monomial:  # noqa: N802 - reads as a type at the call site
@@ -227,6 +238,14 @@ class Legendre(Basis):
         # legvander gives P_k(x) for k = 0..degree as columns.
         return _np_legendre.legvander(2.0 * t - 1.0, self.degree) * np.sqrt(2 * k + 1)
 
+    def evaluate_traced(self, t):
+        # Bonnet's recursion (n+1) P_{n+1}(x) = (2n+1) x P_n(x) − n P_{n−1}(x).
+        x = 2.0 * jnp.asarray(t) - 1.0
+        p = [jnp.ones_like(x), x][: self.degree + 1]
+        for n in range(1, self.degree):
+            p.append(((2 * n + 1) * x * p[n] - n * p[n - 1]) / (n + 1))
+        return jnp.stack(p) * jnp.sqrt(2.0 * jnp.arange(self.degree + 1) + 1.0)
+
 
 @dataclass(frozen=True)
 class PiecewiseLinear(Basis):
@@ -250,6 +269,11 @@ class PiecewiseLinear(Basis):
         knots = np.linspace(0.0, 1.0, self.num_knots)
         h = knots[1] - knots[0]
         return np.clip(1.0 - np.abs(t[:, None] - knots[None, :]) / h, 0.0, None)
+
+    def evaluate_traced(self, t):
+        knots = jnp.linspace(0.0, 1.0, self.num_knots)
+        h = 1.0 / (self.num_knots - 1)
+        return jnp.clip(1.0 - jnp.abs(jnp.asarray(t) - knots) / h, 0.0, None)
 
 
 def make_basis(name: str, **kwargs) -> Basis:

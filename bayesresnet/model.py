@@ -150,6 +150,7 @@ def wp_resnet_model(
     scaler: Scaler,
     prior_loc=None,
     obs_weight=None,
+    forward=None,
 ):
     """NumPyro model of a Bayesian WP-ResNet regression.
 
@@ -163,13 +164,17 @@ def wp_resnet_model(
             zero when ``None``.
         obs_weight: optional weight ``[N]`` of each observation's log-likelihood
             (bootstrap counts for ensemble members); one when ``None``.
+        forward: the network ``forward(params, x̃, spec)``; default
+            :func:`~bayesresnet.resnet.apply` (e.g. :func:`bayesresnet.ode.adjoint_forward`
+            to train through the ODE).
     """
     n, d = x.shape
     assert d == spec.in_features, f"x has {d} columns, spec.in_features={spec.in_features}"
     out = spec.out_features
     params = _sample_network(spec, prior, prior_loc)
     x_std = (x - scaler.x_mean) / scaler.x_std  # [N, d]
-    f = scaler.y_mean + scaler.y_std * apply(params, x_std, spec)  # [N, out], raw units
+    f_std = (apply if forward is None else forward)(params, x_std, spec)  # [N, out]
+    f = scaler.y_mean + scaler.y_std * f_std  # [N, out], raw units
     sigma = numpyro.sample(
         sites.NOISE_SCALE, dist.HalfNormal(jnp.full(out, prior.noise_prior_scale)).to_event(1)
     )  # [out], standardized units
@@ -193,10 +198,10 @@ def wp_resnet_model(
 def make_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler, prior_loc=None):
     """The model with its static arguments bound.
 
-    Returns ``model(x, y=None, prior_loc=prior_loc, obs_weight=None)``.
+    Returns ``model(x, y=None, prior_loc=prior_loc, obs_weight=None, forward=None)``.
     """
 
-    def model(x, y=None, prior_loc=prior_loc, obs_weight=None):
+    def model(x, y=None, prior_loc=prior_loc, obs_weight=None, forward=None):
         return wp_resnet_model(
             x,
             y,
@@ -205,6 +210,7 @@ def make_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler, prior_loc=Non
             scaler=scaler,
             prior_loc=prior_loc,
             obs_weight=obs_weight,
+            forward=forward,
         )
 
     return model

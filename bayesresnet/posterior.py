@@ -94,9 +94,41 @@ def _interval_probs(level: float) -> tuple[float, float]:
 
 
 @functools.lru_cache(maxsize=32)
-def _forward_program(spec: ResNetSpec):
-    """Jitted ``(params [D, ...], x̃ [P, d]) -> f̃ [D, P, O]`` for one spec; cached."""
-    return jax.jit(jax.vmap(lambda p, x: apply(p, x, spec), in_axes=(0, None)))
+def _forward_program(spec: ResNetSpec, depth=None):
+    """Jitted ``(params [D, ...], x̃ [P, d]) -> f̃ [D, P, O]`` for one spec and depth; cached."""
+    if depth == "ode":
+        from bayesresnet import ode
+
+        # float32 predictions: tolerances well above its resolution (1e-7).
+        def forward(p, x):
+            return ode.solve(p, x, spec, rtol=1e-5, atol=1e-6)
+    else:
+
+        def forward(p, x):
+            return apply(p, x, spec, num_layers=depth)
+
+    return jax.jit(jax.vmap(forward, in_axes=(0, None)))
+
+
+def _check_depth(spec: ResNetSpec, depth):
+    """``None`` (the spec's depth), an int number of layers, or ``"ode"`` (the ODE limit)."""
+    if depth is None:
+        return None
+    if isinstance(depth, str):
+        if depth != "ode":
+            raise ValueError(f'`depth` must be None, a number of layers or "ode"; got {depth!r}.')
+        from bayesresnet import ode
+
+        ode.check_ode_spec(spec)
+        return depth
+    depth = check_int("depth", depth, minimum=1)
+    if depth != spec.num_layers and not spec.basis.supports_depth_transfer:
+        raise ValueError(
+            f"`depth={depth}` differs from the spec's {spec.num_layers} layers, but "
+            f"{spec.basis!r} has one matrix per layer and cannot be evaluated at another "
+            "depth; use a continuous basis (Cubic, Legendre, PiecewiseLinear, …)."
+        )
+    return depth
 
 
 def _next_pow2(n: int) -> int:
@@ -176,20 +208,26 @@ class Posterior:
             raise ValueError(f"`x` has non-finite values in rows {rows[:10].tolist()}.")
         return x
 
-    def predict_f(self, x, *, chunk_points: int = 4096, chunk_draws: int = 1024) -> np.ndarray:
-        """Draws of the noise-free output ``f`` ``[S, N, O]`` (raw units), computed in chunks."""
+    def predict_f(
+        self, x, *, chunk_points: int = 4096, chunk_draws: int = 1024, depth=None
+    ) -> np.ndarray:
+        """Draws of the noise-free output ``f`` ``[S, N, O]`` (raw units), computed in chunks.
+
+        ``depth`` as in :meth:`predict`.
+        """
         x = self._check_x(x)
+        depth = _check_depth(self.spec, depth)
         return (
-            np.concatenate(list(self._f_chunks(x, chunk_points, chunk_draws)), axis=1)
+            np.concatenate(list(self._f_chunks(x, chunk_points, chunk_draws, depth)), axis=1)
             if len(x)
             else np.zeros((self.num_samples, 0, self.spec.out_features))
         )
 
-    def _f_chunks(self, x, chunk_points: int, chunk_draws: int):
+    def _f_chunks(self, x, chunk_points: int, chunk_draws: int, depth=None):
         """Yield ``f`` draws ``[S, P, O]`` for consecutive chunks of at most ``chunk_points``."""
         check_int("chunk_points", chunk_points, minimum=1)
         check_int("chunk_draws", chunk_draws, minimum=1)
-        program = _forward_program(self.spec)
+        program = _forward_program(self.spec, depth)
         flat = {k: v for k, v in self.flat_samples().items() if k in sites.NETWORK}
         s = self.num_samples
         d_size = min(chunk_draws, s)
@@ -222,6 +260,7 @@ class Posterior:
         return_draws: bool | None = None,
         chunk_points: int = 4096,
         chunk_draws: int = 1024,
+        depth=None,
     ) -> Prediction:
         """Predictive distribution at ``x`` (raw units).
 
@@ -239,8 +278,13 @@ class Posterior:
             return_draws: keep the ``f`` and ``y`` draws ``[S, N, O]``.
             chunk_points: points per chunk.
             chunk_draws: draws per compiled call.
+            depth: evaluate the network with this many layers (``Δt = 1/depth``; a
+                continuous basis only), or ``"ode"`` for the continuous-depth limit, the
+                neural ODE with the same coefficients (:func:`bayesresnet.ode.solve`,
+                Tsit5 with ``rtol=1e-5``, ``atol=1e-6``); default the spec's depth.
         """
         x = self._check_x(x)
+        depth = _check_depth(self.spec, depth)
         levels = tuple(check_number("levels", lv, low=0.0, high=1.0) for lv in levels)
         n, o, s = len(x), self.spec.out_features, self.num_samples
         if return_draws is None:
@@ -255,7 +299,7 @@ class Posterior:
         out = {k: [] for k in ("mean", "f_std", "std", "f", "y")}
         qs = {p: [] for p in probs}
         fqs = {p: [] for p in probs}
-        for f in self._f_chunks(x, chunk_points, chunk_draws):
+        for f in self._f_chunks(x, chunk_points, chunk_draws, depth):
             # [R·S, P, O]: R noise draws per parameter draw.
             y = np.concatenate(
                 [f + sigma[:, None, :] * self._noise(rng, f.shape) for _ in range(reps)]

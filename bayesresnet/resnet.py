@@ -13,6 +13,13 @@ with more layers converges (at first order in ``Δt``) to the ODE solution. With
 ``residual=False`` the update is ``h_{l+1} = σ(h_l W(t_l) + b(t_l))``: the MLP baseline
 with the same parameter structure.
 
+``scheme="heun"`` replaces each Euler step by Heun's (explicit trapezoidal) step
+
+    h_{l+1} = h_l + Δt/2 · (F(t_l, h_l) + F(t_{l+1}, h_l + Δt F(t_l, h_l))),
+
+``F(t, h) = σ(h W(t) + b(t))``, which converges to the ODE at second order; it needs
+``W(t_{l+1})`` and is therefore defined for continuous bases only.
+
 Weights act on row vectors (``h @ W``), so ``hidden_weight[k, i, j]`` connects unit ``i``
 to unit ``j``.
 """
@@ -29,7 +36,15 @@ from bayesresnet import sites
 from bayesresnet._validate import check_bool, check_choice, check_int
 from bayesresnet.bases import Basis, Monomial
 
-__all__ = ["ACTIVATIONS", "ResNetSpec", "init_params", "apply", "num_params", "param_shapes"]
+__all__ = [
+    "ACTIVATIONS",
+    "SCHEMES",
+    "ResNetSpec",
+    "init_params",
+    "apply",
+    "num_params",
+    "param_shapes",
+]
 
 ACTIVATIONS = {
     "tanh": jnp.tanh,
@@ -38,6 +53,9 @@ ACTIVATIONS = {
     "softplus": jax.nn.softplus,
     "identity": lambda z: z,
 }
+
+#: Time-stepping schemes of the residual update.
+SCHEMES = ("euler", "heun")
 
 # Below this many layers the loop is unrolled at trace time (faster on CPU for small L);
 # above it a single ``lax.scan`` keeps compile time flat in L.
@@ -56,6 +74,8 @@ class ResNetSpec:
         basis: depth basis of the hidden weights and biases (default cubic monomials).
         activation: one of ``tanh``, ``relu``, ``gelu``, ``softplus``, ``identity``.
         residual: ``True`` for the ResNet update, ``False`` for the MLP baseline.
+        scheme: ``"euler"`` (the ResNet update) or ``"heun"`` (a second-order step of
+            the same ODE; continuous bases and ``residual=True`` only).
     """
 
     in_features: int
@@ -65,6 +85,7 @@ class ResNetSpec:
     basis: Basis = Monomial(3)
     activation: str = "tanh"
     residual: bool = True
+    scheme: str = "euler"
 
     def __post_init__(self):
         for name in ("in_features", "out_features", "width", "num_layers"):
@@ -76,6 +97,18 @@ class ResNetSpec:
             )
         check_choice("activation", self.activation, ACTIVATIONS)
         check_bool("residual", self.residual)
+        check_choice("scheme", self.scheme, SCHEMES)
+        if self.scheme == "heun" and not self.basis.supports_depth_transfer:
+            raise ValueError(
+                f'`scheme` "heun" needs W(t) at t_(l+1) between layers, but {self.basis!r} '
+                'has one matrix per layer (per-layer basis); use scheme="euler" or a '
+                "continuous basis (Cubic, Legendre, PiecewiseLinear, …)."
+            )
+        if self.scheme == "heun" and not self.residual:
+            raise ValueError(
+                '`scheme` "heun" is a step of the residual ODE; it does not apply to '
+                'residual=False (the MLP baseline): use scheme="euler".'
+            )
 
     @property
     def num_basis_functions(self) -> int:
@@ -163,7 +196,19 @@ def apply(params, x, spec: ResNetSpec, num_layers: int | None = None):
     h = act(x @ params[sites.INPUT_WEIGHT] + params[sites.INPUT_BIAS])  # [N, w]
     dt = 1.0 / num_layers
 
-    if spec.residual:
+    if spec.scheme == "heun":
+        # W and b at the right ends t_{l+1} = (l+1)Δt of the steps.
+        phi_next = spec.basis.evaluate(np.arange(1, num_layers + 1) / num_layers)  # [L, K]
+        phi_next = jnp.asarray(phi_next, dtype=params[sites.HIDDEN_WEIGHT].dtype)
+        weights = (weights, jnp.tensordot(phi_next, params[sites.HIDDEN_WEIGHT], axes=1))
+        biases = (biases, jnp.tensordot(phi_next, params[sites.HIDDEN_BIAS], axes=1))
+
+        def step(h, wb):
+            (w, w_next), (b, b_next) = wb
+            k1 = act(h @ w + b)
+            k2 = act((h + dt * k1) @ w_next + b_next)
+            return h + 0.5 * dt * (k1 + k2), None
+    elif spec.residual:
 
         def step(h, wb):
             w, b = wb
@@ -176,7 +221,7 @@ def apply(params, x, spec: ResNetSpec, num_layers: int | None = None):
 
     if num_layers <= _UNROLL_MAX_LAYERS:
         for layer in range(num_layers):
-            h, _ = step(h, (weights[layer], biases[layer]))
+            h, _ = step(h, jax.tree.map(lambda a, i=layer: a[i], (weights, biases)))
     else:
         h, _ = jax.lax.scan(step, h, (weights, biases))
     return h @ params[sites.OUTPUT_WEIGHT] + params[sites.OUTPUT_BIAS]  # [N, out]

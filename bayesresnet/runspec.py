@@ -24,6 +24,7 @@ left out; the values shown are the defaults)::
     basis = "cubic"             # plus degree (monomial, legendre) or num_knots (piecewise_linear)
     activation = "tanh"
     residual = true
+    scheme = "euler"            # or "heun" (second order; continuous bases only)
     [prior]                     # the fields of PriorSpec
     [inference]
     method = "nuts"             # one of infer.METHODS
@@ -138,6 +139,7 @@ _NETWORK_TYPES = {
     "num_knots": "int",
     "activation": "str",
     "residual": "bool",
+    "scheme": "str",
 }
 _REPORT_TYPES = {"levels": "float_list", "num_probes": "int"}
 _FIXED_BASES = ("per_layer", "constant", "linear", "quadratic", "cubic")
@@ -488,6 +490,7 @@ class NetworkSpec:
         num_knots: Knots of a ``"piecewise_linear"`` basis (None for others).
         activation: One of the activations of ``bayesresnet.resnet``.
         residual: ResNet update (True) or MLP baseline (False).
+        scheme: ``"euler"`` or ``"heun"`` (see ``ResNetSpec``).
     """
 
     width: int = _RESNET_DEFAULTS["width"]
@@ -497,6 +500,7 @@ class NetworkSpec:
     num_knots: int | None = None
     activation: str = _RESNET_DEFAULTS["activation"]
     residual: bool = _RESNET_DEFAULTS["residual"]
+    scheme: str = _RESNET_DEFAULTS["scheme"]
 
     def make_basis(self) -> bases.Basis:
         """The depth basis, ``bases.make_basis(basis, degree=... | num_knots=...)``."""
@@ -513,6 +517,7 @@ class NetworkSpec:
             basis=self.make_basis(),
             activation=self.activation,
             residual=self.residual,
+            scheme=self.scheme,
         )
 
     def to_dict(self) -> dict[str, Any]:

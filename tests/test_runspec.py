@@ -383,7 +383,7 @@ def test_unknown_key_names_section_suggestion_allowed_keys_and_line():
         SpecError,
         match=r"spec\.toml, line 6: unknown key 'num_layer' in \[network\]\. "
         r"Did you mean 'num_layers'\? Allowed keys in \[network\]: activation, basis, "
-        r"degree, num_knots, num_layers, residual, width\.",
+        r"degree, num_knots, num_layers, residual, scheme, width\.",
     ):
         _parse(text)
 
@@ -811,3 +811,12 @@ def test_table_where_a_value_is_expected():
         SpecError, match=r"line 4: `width` in \[network\] must be an integer; got a "
     ):
         _parse(SINE + "[network]\nwidth = { a = 1 }\n")
+
+
+def test_scheme_round_trips_and_heun_with_per_layer_is_refused():
+    spec = _parse(SINE + '[network]\nscheme = "heun"\n')
+    assert spec.network.scheme == "heun"
+    assert spec.resnet_spec(spec.load_dataset()).scheme == "heun"
+    assert from_dict(spec.to_dict(), path="spec.toml") == spec
+    with pytest.raises(SpecError, match='line 5.*`scheme` "heun" needs W'):
+        _parse(SINE + '[network]\nbasis = "per_layer"\nscheme = "heun"\n')

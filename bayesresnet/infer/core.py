@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 SCHEDULES = ("constant", "cosine", "exponential")
+GRADIENTS = ("backprop", "adjoint")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,10 @@ class EnsembleConfig:
             steps differs from the 10% before by less than ``convergence_tol`` per
             observation.
         history_every: keep every ``history_every``-th loss in the history.
+        gradient: ``"backprop"`` (through the network's layers) or ``"adjoint"``: the
+            loss is computed through the neural ODE with the same coefficients
+            (:func:`bayesresnet.ode.solve`) and differentiated by the continuous adjoint
+            (``diffrax.BacksolveAdjoint``); continuous bases with ``residual=True`` only.
     """
 
     num_members: int = 8
@@ -82,6 +87,7 @@ class EnsembleConfig:
     clip_norm: float = 100.0
     convergence_tol: float = 1e-3
     history_every: int = 10
+    gradient: str = "backprop"
 
     def __post_init__(self):
         check_int("num_members", self.num_members, minimum=1)
@@ -94,6 +100,7 @@ class EnsembleConfig:
         check_number("clip_norm", self.clip_norm, low=0.0)
         check_number("convergence_tol", self.convergence_tol, low=0.0)
         check_int("history_every", self.history_every, minimum=1)
+        check_choice("gradient", self.gradient, GRADIENTS)
 
 
 def make_schedule(name: str, learning_rate: float, num_steps: int, warmup_steps: int = 0):
@@ -154,11 +161,13 @@ class MembersResult(NamedTuple):
     losses: jax.Array
 
 
-def _member_steps(model, x, y, optimizer):
+def _member_steps(model, x, y, optimizer, forward=None):
     """``run(u, opt_state, prior_loc, obs_weight, length) -> ((u, opt_state), losses)``."""
 
     def loss_fn(u, prior_loc, obs_weight):
         kwargs = {"prior_loc": prior_loc, "obs_weight": obs_weight}
+        if forward is not None:
+            kwargs["forward"] = forward
         return potential_energy(model, (x, y), kwargs, u)
 
     grad_fn = jax.value_and_grad(loss_fn)
@@ -175,13 +184,14 @@ def _member_steps(model, x, y, optimizer):
     return run
 
 
-def make_member_trainer(model, x, y, optimizer, num_steps: int):
+def make_member_trainer(model, x, y, optimizer, num_steps: int, forward=None):
     """``train(u0, prior_loc, obs_weight) -> (u, losses)`` for one member.
 
     ``prior_loc`` and ``obs_weight`` may be ``None`` (plain MAP) or arrays (anchors,
-    bootstrap counts). The function is pure and traceable: vmap it over members.
+    bootstrap counts). ``forward`` replaces the model's network (``model(...,
+    forward=...)``) when given. The function is pure and traceable: vmap it over members.
     """
-    run = _member_steps(model, x, y, optimizer)
+    run = _member_steps(model, x, y, optimizer, forward)
 
     def train(u0, prior_loc, obs_weight):
         (u, _), losses = run(u0, optimizer.init(u0), prior_loc, obs_weight, num_steps)
@@ -257,16 +267,21 @@ def train_members(key, model, x, y, config: EnsembleConfig, timer: Timer | None 
     u0, anchors, weights = member_inputs(key, model, x, y, config)
     u0, anchors, weights = shard_leading((u0, anchors, weights), name="members")
     optimizer = _config_optimizer(config)
+    forward = None
+    if config.gradient == "adjoint":
+        from bayesresnet import ode
+
+        forward = ode.adjoint_forward
     in_axes = (0, None if anchors is None else 0, None if weights is None else 0)
     if not progress_active():
-        train = make_member_trainer(model, x, y, optimizer, config.num_steps)
+        train = make_member_trainer(model, x, y, optimizer, config.num_steps, forward)
         program = jax.jit(jax.vmap(train, in_axes=in_axes))
         with timer("compile_s"):
             compiled = program.lower(u0, anchors, weights).compile()
         with timer("run_s"):
             u, losses = jax.block_until_ready(compiled(u0, anchors, weights))
         return MembersResult(u, losses)
-    run = _member_steps(model, x, y, optimizer)
+    run = _member_steps(model, x, y, optimizer, forward)
     programs = {}
 
     def program(length):
