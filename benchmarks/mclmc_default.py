@@ -1,4 +1,4 @@
-"""MCLMC (8 ensemble-started chains) on the default problem: verdict, R-hat, ESS, gradients, RMSE."""
+"""MCLMC (8 ensemble-started chains) on the default problem: verdict, R-hat, ESS, RMSE."""
 
 import json
 import time
