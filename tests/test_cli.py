@@ -224,6 +224,7 @@ def test_ensemble_on_csv_data_gets_its_run_folder(csv_run):
         "degree": 1,
         "activation": "tanh",
         "residual": True,
+        "scheme": "euler",
     }
 
 
