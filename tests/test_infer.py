@@ -312,7 +312,9 @@ def test_simulation_based_calibration(key):
 def test_fit_errors():
     spec = brn.ResNetSpec(2, 1, width=3, num_layers=2)
     x, y = np.zeros((10, 2)), np.zeros((10, 1))
-    with pytest.raises(ValueError, match=r"`method` must be one of \['ensemble', 'nuts', 'svi'\]"):
+    with pytest.raises(
+        ValueError, match=r"`method` must be one of \['ensemble', 'mclmc', 'nuts', 'svi'\]"
+    ):
         brn.fit(spec, x, y, method="hmc")
     with pytest.raises(ValueError, match=r"rows"):
         brn.fit(spec, x, np.zeros((9, 1)), method="ensemble")

@@ -442,7 +442,7 @@ def test_option_of_another_method_names_that_method():
     with pytest.raises(
         SpecError,
         match=r"line 5: unknown key 'num_warmup' in \[inference\]: it is an option of method "
-        r"'nuts', not of method = \"svi\"",
+        r"'nuts' and 'mclmc', not of method = \"svi\"",
     ):
         _parse(SINE + '[inference]\nmethod = "svi"\nnum_warmup = 300\n')
 
@@ -576,7 +576,8 @@ def test_invalid_name(name):
         ),
         (
             '[inference]\nmethod = "hmc"',
-            r"line 4: \[inference\] `method` must be one of \['ensemble', 'nuts', 'svi'\]; got "
+            r"line 4: \[inference\] `method` must be one of "
+            r"\['ensemble', 'mclmc', 'nuts', 'svi'\]; got "
             r'the string "hmc"',
         ),
         ("[inference]\nseed = -1", r"line 4: \[inference\] `seed` must be ≥ 0; got -1"),
