@@ -50,6 +50,7 @@ def test_progress_is_reported_by_block_and_silent_by_default(capsys):
             pass
 
 
+@pytest.mark.slow
 def test_chains_are_sharded_over_two_devices():
     """In a process with two (host) devices the chains run sharded, with the same draws."""
     code = textwrap.dedent(

@@ -133,6 +133,7 @@ def test_mclmc_fit_gives_a_posterior_with_diagnostics():
     assert "energy error variance per dimension" in names
 
 
+@pytest.mark.slow
 def test_mclmc_diagnostics_flag_chains_stuck_in_their_modes():
     """A step size far too small leaves each chain at its own MAP fit: R-hat fails."""
     data = brn.problems.get("sine").sample(seed=0, num_train=30, num_test=20)
