@@ -38,12 +38,12 @@ def test_progress_is_reported_by_block_and_silent_by_default(capsys):
     with progress_bar(40, "walk") as bar:
         run_chains(random_walk, jnp.zeros((2, 1)), keys, 20, collect=collect, progress=bar)
     assert capsys.readouterr().err == ""
-    with show_progress("lines"), progress_bar(20, "walk") as bar:
+    with show_progress("lines"), progress_bar(40, "walk") as bar:  # 2 chains × 20 steps
         run_chains(
             random_walk, jnp.zeros((2, 1)), keys, 20, collect=collect, progress=bar, num_blocks=4
         )
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[-1].startswith("walk: 100% (20/20")
+    assert lines[-1].startswith("walk: 100% (40/40")
     assert len(lines) == 4  # one line per block of 25 %
     with pytest.raises(ValueError, match=r"`mode` must be one of"):
         with show_progress("loud"):

@@ -381,8 +381,8 @@ def run_chains(
         num_kept: number of collected values per chain (``num_kept · thinning`` steps).
         collect: ``collect(state, info) -> pytree`` kept at every ``thinning``-th step.
         thinning: steps per kept value.
-        progress: an object with ``update(n)`` (e.g. tqdm) told the steps done after
-            each block, or ``None``.
+        progress: an object with ``update(n)`` (e.g. tqdm) told the steps done by all
+            chains after each block, or ``None``.
         num_blocks: the run is cut into about this many compiled blocks (equal ones and
             at most one shorter), so that progress can be reported between them.
         timer: accumulates the wall time under ``label`` (compilation included).
@@ -394,6 +394,7 @@ def run_chains(
     check_int("num_kept", num_kept, minimum=0)
     check_int("thinning", thinning, minimum=1)
     timer = timer or Timer()
+    num_chains = int(keys.shape[0])
     states, keys = shard_leading((states, keys))
 
     def block(key, state, start, length):
@@ -428,8 +429,8 @@ def run_chains(
             jax.block_until_ready(out)
             outputs.append(out)
             done += length
-            if progress is not None:
-                progress.update(length * thinning)
+            if progress is not None:  # steps of all chains
+                progress.update(length * thinning * num_chains)
     if not outputs:
         return states, None
     collected = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=1), *outputs)
