@@ -27,7 +27,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpyro import handlers
-from numpyro.infer.util import potential_energy, unconstrain_fn
+from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
 from bayesresnet._validate import check_bool, check_choice, check_int, check_number
 from bayesresnet.infer.base import Timer, progress_active, progress_bar
@@ -45,6 +45,7 @@ __all__ = [
     "train_members",
     "make_log_density",
     "flatten_members",
+    "constrain_draws",
     "shard_leading",
     "run_chains",
 ]
@@ -330,6 +331,26 @@ def flatten_members(params):
     _, unravel = ravel_pytree(first)
     flat = jax.vmap(lambda p: ravel_pytree(p)[0])(params)
     return flat, unravel
+
+
+def constrain_draws(model, x, y, z, unravel=None) -> dict:
+    """Constrained values of every site for unconstrained draws ``z`` ``[C, S, ...]``.
+
+    Args:
+        z: a dict of unconstrained sites, each ``[C, S, ...]``, or (with ``unravel``)
+            flat vectors ``[C, S, D]``.
+        unravel: turns one flat vector into the dict of sites (see
+            :func:`flatten_members`); ``None`` when ``z`` is already a dict.
+
+    Returns:
+        ``{site: np.ndarray [C, S, ...]}``.
+    """
+    leaves = jax.tree_util.tree_leaves(z)
+    lead = leaves[0].shape[:2]
+    flat = jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:]), z)
+    unravel = unravel or (lambda u: u)
+    constrained = jax.jit(jax.vmap(lambda u: constrain_fn(model, (x, y), {}, unravel(u))))(flat)
+    return {k: np.asarray(v).reshape(lead + v.shape[1:]) for k, v in constrained.items()}
 
 
 def shard_leading(tree, *, name: str = "chains"):

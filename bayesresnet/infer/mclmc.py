@@ -37,12 +37,12 @@ import numpy as np
 from blackjax.adaptation.adjusted_mclmc_adaptation import adjusted_mclmc_find_L_and_step_size
 from blackjax.adaptation.mclmc_adaptation import MCLMCAdaptationState, mclmc_find_L_and_step_size
 from blackjax.mcmc import adjusted_mclmc_dynamic, mclmc
-from numpyro.infer.util import constrain_fn
 
 from bayesresnet._validate import check_bool, check_choice, check_int, check_number
 from bayesresnet.infer.base import EngineResult, Timer, progress_bar, show_progress, to_numpy
 from bayesresnet.infer.core import (
     EnsembleConfig,
+    constrain_draws,
     flatten_members,
     make_log_density,
     run_chains,
@@ -308,12 +308,7 @@ def run_mclmc(key, model, x, y, config: MCLMCConfig) -> EngineResult:
         )
     out = to_numpy(out)
     with timer("sampling_s"):
-        z = out["z"].reshape((-1, dim))
-        constrained = jax.jit(jax.vmap(lambda v: constrain_fn(model, (x, y), {}, unravel(v))))(z)
-        samples = {
-            k: v.reshape((c, config.num_samples) + v.shape[1:])
-            for k, v in to_numpy(constrained).items()
-        }
+        samples = constrain_draws(model, x, y, out["z"], unravel)
     params = to_numpy(params)
     sample_stats = {
         "lp": out["lp"],

@@ -17,12 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import init_to_median, init_to_sample
 from numpyro.infer.hmc import hmc
-from numpyro.infer.util import constrain_fn, initialize_model
+from numpyro.infer.util import initialize_model
 
 from bayesresnet._validate import check_bool, check_choice, check_int, check_number
 from bayesresnet.infer.base import EngineResult, Timer, progress_bar, show_progress, to_numpy
 from bayesresnet.infer.core import (
     EnsembleConfig,
+    constrain_draws,
     flatten_members,
     make_log_density,
     run_chains,
@@ -285,12 +286,7 @@ def run_nuts(key, model, x, y, config: NUTSConfig) -> EngineResult:
             draws.append(to_numpy(out))
     out = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=0), *draws)
     with timer("sampling_s"):
-        flat_z = jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:]), out["z"])
-        constrained = jax.jit(jax.vmap(lambda u: constrain_fn(model, (x, y), {}, u)))(flat_z)
-        samples = {
-            k: v.reshape((c, config.num_samples) + v.shape[1:])
-            for k, v in to_numpy(constrained).items()
-        }
+        samples = constrain_draws(model, x, y, out["z"])
     sample_stats = {
         "diverging": out["diverging"].astype(bool),
         "n_steps": out["num_steps"].astype(np.int64),
