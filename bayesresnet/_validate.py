@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_int", "check_number", "check_bool", "check_choice"]
+__all__ = ["check_int", "check_number", "check_bool", "check_auto_bool", "check_choice"]
 
 
 def check_int(name: str, value, *, minimum: int | None = None) -> int:
@@ -49,6 +49,17 @@ def check_number(
 def check_bool(name: str, value) -> bool:
     if not isinstance(value, bool | np.bool_):
         raise TypeError(f"`{name}` must be a bool; got {type(value).__name__} {value!r}.")
+    return bool(value)
+
+
+def check_auto_bool(name: str, value) -> bool | str:
+    """A bool, or ``"auto"`` (the library decides)."""
+    if isinstance(value, str) and value == "auto":
+        return value
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(
+            f'`{name}` must be true, false or "auto"; got {type(value).__name__} {value!r}.'
+        )
     return bool(value)
 
 

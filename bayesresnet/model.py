@@ -122,8 +122,9 @@ def prior_scales(spec: ResNetSpec, prior: PriorSpec) -> dict[str, float]:
     }
 
 
-def _sample_network(spec: ResNetSpec, prior: PriorSpec, prior_loc) -> dict:
-    """Sample every network parameter; returns the parameter dict for ``apply``."""
+def _sample_network(spec: ResNetSpec, prior: PriorSpec, prior_loc, exclude=()) -> dict:
+    """Sample every network parameter but those in ``exclude``; returns the parameter
+    dict for ``apply``."""
     shapes = param_shapes(spec)
     scales = prior_scales(spec, prior)
     k = spec.num_basis_functions
@@ -132,6 +133,8 @@ def _sample_network(spec: ResNetSpec, prior: PriorSpec, prior_loc) -> dict:
         tau = numpyro.sample(sites.BASIS_SCALE, dist.HalfNormal(jnp.ones(k)).to_event(1))  # [K]
     params = {}
     for name in sites.NETWORK:
+        if name in exclude:
+            continue
         shape = shapes[name]
         scale = jnp.full(shape, scales[name])
         if tau is not None and name in (sites.HIDDEN_WEIGHT, sites.HIDDEN_BIAS):
@@ -139,6 +142,12 @@ def _sample_network(spec: ResNetSpec, prior: PriorSpec, prior_loc) -> dict:
         loc = jnp.zeros(shape) if prior_loc is None else jnp.asarray(prior_loc[name])
         params[name] = numpyro.sample(name, dist.Normal(loc, scale).to_event(len(shape)))
     return params
+
+
+def _sample_noise(spec: ResNetSpec, prior: PriorSpec):
+    """The observation noise sd per output, in standardized units ``[out]``."""
+    scale = jnp.full(spec.out_features, prior.noise_prior_scale)
+    return numpyro.sample(sites.NOISE_SCALE, dist.HalfNormal(scale).to_event(1))
 
 
 def wp_resnet_model(
@@ -175,9 +184,7 @@ def wp_resnet_model(
     x_std = (x - scaler.x_mean) / scaler.x_std  # [N, d]
     f_std = (apply if forward is None else forward)(params, x_std, spec)  # [N, out]
     f = scaler.y_mean + scaler.y_std * f_std  # [N, out], raw units
-    sigma = numpyro.sample(
-        sites.NOISE_SCALE, dist.HalfNormal(jnp.full(out, prior.noise_prior_scale)).to_event(1)
-    )  # [out], standardized units
+    sigma = _sample_noise(spec, prior)  # [out], standardized units
     scale = scaler.y_std * sigma  # [out], raw units
     if prior.likelihood == "normal":
         noise = dist.Normal(f, scale)

@@ -15,6 +15,7 @@ from bayesresnet.infer.ensemble import EnsembleConfig, run_ensemble
 from bayesresnet.infer.mclmc import MCLMCConfig, run_mclmc
 from bayesresnet.infer.nuts import NUTSConfig, run_nuts
 from bayesresnet.infer.svi import SVIConfig, run_svi
+from bayesresnet.marginal import collapsed_model, sample_output_layer, supports
 from bayesresnet.model import PriorSpec, fit_scaler, make_model
 from bayesresnet.posterior import Posterior
 from bayesresnet.resnet import ResNetSpec
@@ -41,6 +42,20 @@ METHODS = {
     "svi": (SVIConfig, run_svi),
     "ensemble": (EnsembleConfig, run_ensemble),
 }
+
+
+def _resolve_marginal(config, prior: PriorSpec) -> bool:
+    """Whether the engine samples with the output layer integrated out."""
+    requested = getattr(config, "marginalize_output", False)
+    if requested == "auto":
+        return supports(prior)
+    if requested and not supports(prior):
+        raise ValueError(
+            f"`marginalize_output=True` needs likelihood='normal' (the output layer is "
+            f"integrated out in closed form); got likelihood={prior.likelihood!r}. Set "
+            f'`marginalize_output` to false or "auto".'
+        )
+    return bool(requested)
 
 
 def fit(
@@ -92,16 +107,28 @@ def fit(
         raise ValueError(f"`y` has {y.shape[1]} columns but spec.out_features={spec.out_features}.")
     config_cls, engine = METHODS[method]
     config = config_from_options(config_cls, method, options)
+    marginal = _resolve_marginal(config, prior)
     scaler = fit_scaler(x, y)
-    model = make_model(spec, prior, scaler)
-    result = engine(jax.random.key(seed), model, x, y, config)
+    key = jax.random.key(seed)
+    if marginal:
+        model = collapsed_model(spec, prior, scaler)
+    else:
+        model = make_model(spec, prior, scaler)
+    result = engine(key, model, x, y, config)
+    samples, settings = result.samples, result.settings
+    if hasattr(config, "marginalize_output"):
+        settings = settings | {"marginalize_output_used": marginal}
+    if marginal:
+        samples = sample_output_layer(
+            jax.random.fold_in(key, 1), samples, x, y, spec, prior, scaler
+        )
     return Posterior(
         spec=spec,
         prior=prior,
         scaler=scaler,
-        samples=result.samples,
+        samples=samples,
         method=method,
-        settings=result.settings,
+        settings=settings,
         sample_stats=result.sample_stats,
         timings=result.timings,
         extra=result.extra,

@@ -38,7 +38,13 @@ from blackjax.adaptation.adjusted_mclmc_adaptation import adjusted_mclmc_find_L_
 from blackjax.adaptation.mclmc_adaptation import MCLMCAdaptationState, mclmc_find_L_and_step_size
 from blackjax.mcmc import adjusted_mclmc_dynamic, mclmc
 
-from bayesresnet._validate import check_bool, check_choice, check_int, check_number
+from bayesresnet._validate import (
+    check_auto_bool,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+)
 from bayesresnet.infer.base import EngineResult, Timer, progress_bar, show_progress, to_numpy
 from bayesresnet.infer.core import (
     EnsembleConfig,
@@ -77,6 +83,9 @@ class MCLMCConfig:
         diagonal_preconditioning: tune a diagonal preconditioner.
         init_steps: Adam steps of each MAP fit.
         init_learning_rate: peak Adam learning rate of the MAP fits.
+        marginalize_output: sample with the output layer integrated out and draw it
+            afterwards from its exact conditional (:mod:`bayesresnet.marginal`).
+            ``"auto"``: whenever the likelihood is Normal.
         progress_bar: show progress (also on within :func:`~bayesresnet.infer.show_progress`).
     """
 
@@ -92,10 +101,12 @@ class MCLMCConfig:
     diagonal_preconditioning: bool = True
     init_steps: int = 2000
     init_learning_rate: float = 1e-2
+    marginalize_output: bool | str = "auto"
     progress_bar: bool = False
 
     def __post_init__(self):
         check_int("num_chains", self.num_chains, minimum=1)
+        check_auto_bool("marginalize_output", self.marginalize_output)
         check_int("num_warmup", self.num_warmup, minimum=0)
         check_int("num_samples", self.num_samples, minimum=1)
         check_int("thinning", self.thinning, minimum=1)

@@ -19,7 +19,13 @@ from numpyro.infer import init_to_median, init_to_sample
 from numpyro.infer.hmc import hmc
 from numpyro.infer.util import initialize_model
 
-from bayesresnet._validate import check_bool, check_choice, check_int, check_number
+from bayesresnet._validate import (
+    check_auto_bool,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+)
 from bayesresnet.infer.base import EngineResult, Timer, progress_bar, show_progress, to_numpy
 from bayesresnet.infer.core import (
     EnsembleConfig,
@@ -69,6 +75,10 @@ class NUTSConfig:
         init_steps: optimizer steps of the MAP start.
         init_learning_rate: Adam learning rate of the MAP start.
         thinning: keep every ``thinning``-th draw.
+        marginalize_output: sample with the output layer integrated out and draw it
+            afterwards from its exact conditional (:mod:`bayesresnet.marginal`; the same
+            posterior, far better geometry: on the default problem it ended the tree-depth
+            saturation). ``"auto"``: whenever the likelihood is Normal.
         progress_bar: show progress (also on within :func:`~bayesresnet.infer.show_progress`).
     """
 
@@ -85,17 +95,18 @@ class NUTSConfig:
     init_steps: int = 1000
     init_learning_rate: float = 1e-2
     thinning: int = 1
+    marginalize_output: bool | str = "auto"
     progress_bar: bool = False
 
     def __post_init__(self):
         check_int("num_warmup", self.num_warmup, minimum=0)
         check_int("num_samples", self.num_samples, minimum=1)
         check_int("num_chains", self.num_chains, minimum=1)
+        check_auto_bool("marginalize_output", self.marginalize_output)
         check_choice("chain_method", self.chain_method, CHAIN_METHODS)
         check_number("target_accept_prob", self.target_accept_prob, low=0.0, high=1.0)
         check_int("max_tree_depth", self.max_tree_depth, minimum=1)
-        if self.dense_mass != "auto":
-            check_bool("dense_mass", self.dense_mass)
+        check_auto_bool("dense_mass", self.dense_mass)
         check_choice("init", self.init, INITS)
         if self.init_members is not None:
             check_int("init_members", self.init_members, minimum=self.num_chains)
@@ -118,7 +129,8 @@ class NUTSConfig:
     def baseline(cls, **changes) -> NUTSConfig:
         """The settings before the scaling work (diagonal mass, identity start), named
         so that benchmarks keep comparing against them when the defaults change."""
-        return cls(**({"dense_mass": False, "init_mass": "identity"} | changes))
+        baseline = {"dense_mass": False, "init_mass": "identity", "marginalize_output": False}
+        return cls(**(baseline | changes))
 
 
 def resolve_chain_method(requested: str, num_chains: int, num_devices: int | None = None) -> str:
