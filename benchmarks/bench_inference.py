@@ -1,24 +1,41 @@
-"""Inference throughput on the default problem, measured side by side in one run.
+"""Every inference method on two problems, side by side in one run.
 
-Measures, for one network on the built-in default problem:
+Methods: ``nuts_baseline`` (the NUTS settings before the scaling work, kept by name:
+diagonal mass, identity start, the output layer sampled), ``nuts`` (today's defaults),
+``mclmc``, ``ensemble`` and ``svi``. Problems: the 1-D default (``models/default.toml``)
+and borehole (8 inputs, width 16, 8 layers, cubic, 200 points).
 
-* log-density-with-gradient evaluations per second (one point, and a vmapped batch);
-* NUTS wall time, and bulk ESS per second of the predictions at held-out points;
-* SVI steps per second;
-* ensemble member-steps per second, vmapped, against the same members trained one
-  after another (the ratio is the point of training the ensemble as one program).
+For each method and problem: the bulk ESS of the predictions at 20 held-out probes (the
+worst probe) per 1 000 gradient evaluations and per second of wall time, wall time, test
+RMSE and 90 % coverage; for NUTS the share of draws at the maximum tree depth. Ensemble
+members and SVI draws are independent, so their ESS is close to their count (computed the
+same way, as one chain).
 
-Prints a table and writes JSON (atomically). The same code runs on a GPU unchanged.
+Also, on the default problem's network:
+
+* the log-density gradient's FLOP/s (XLA's cost analysis over measured time) as a
+  fraction of this machine's matmul rate, float32 and float64 (float64 in a subprocess
+  with ``JAX_ENABLE_X64=1``), for one chain and 64 vmapped chains;
+* ensemble member-steps/s for 1, 8, 64 and 256 members;
+* predict throughput (points × draws per second);
+* compile time as a fraction of a default NUTS fit (JAX's compile-duration events).
+
+Prints a table, writes JSON (atomically) and a figure.
 
 Usage:
-    python benchmarks/bench_inference.py [--quick] [--out benchmarks/results/inference.json]
+    python benchmarks/bench_inference.py [--quick] [--problems default,borehole]
+        [--methods nuts_baseline,nuts,mclmc,ensemble,svi]
+        [--out benchmarks/results/inference.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,18 +46,105 @@ from numpyro.diagnostics import effective_sample_size
 from numpyro.infer.util import potential_energy
 
 import bayesresnet as brn
-from bayesresnet._io import write_atomic
+from bayesresnet._io import write_json
+from bayesresnet.infer import NUTSConfig
 from bayesresnet.infer.base import Timer
-from bayesresnet.infer.core import (
-    EnsembleConfig,
-    _config_optimizer,
-    make_member_trainer,
-    member_inputs,
-    train_members,
-)
+from bayesresnet.infer.core import EnsembleConfig, sample_prior_unconstrained, train_members
+from bayesresnet.runspec import load_runspec
+
+ROOT = Path(__file__).resolve().parent.parent
+METHODS = ("nuts_baseline", "nuts", "mclmc", "ensemble", "svi")
+NUM_PROBES = 20
 
 
-def _timeit(fn, repeat: int) -> float:
+# --------------------------------------------------------------------------- problems
+
+
+def problem(name: str, quick: bool):
+    """``(spec, dataset, {method: (fit method, options)})`` of a problem."""
+    if name == "default":
+        run = load_runspec(ROOT / "models" / "default.toml")
+        data = run.load_dataset()
+        spec = run.resnet_spec(data)
+        nuts = dict(run.options)
+    else:
+        data = brn.problems.get("borehole").sample(seed=0, num_train=200, num_test=1000, noise=0.01)
+        spec = brn.ResNetSpec(8, 1, width=16, num_layers=8, basis=brn.bases.Cubic())
+        nuts = dict(num_warmup=500, num_samples=500, num_chains=4, target_accept_prob=0.95)
+    if quick:
+        spec = brn.ResNetSpec(spec.in_features, 1, width=4, num_layers=2, basis=brn.bases.Linear())
+        nuts = dict(num_warmup=30, num_samples=30, num_chains=2, init_steps=50)
+    # The baseline: the settings before the scaling work (tree depth and target as today).
+    baseline = {f: getattr(NUTSConfig.baseline(), f) for f in ("dense_mass", "init_mass")}
+    baseline |= {"marginalize_output": False, "target_accept_prob": 0.9}
+    mclmc = dict(num_chains=8) if not quick else dict(num_chains=2, num_warmup=40, init_steps=50)
+    ensemble = dict(num_members=16) if not quick else dict(num_members=2, num_steps=50)
+    svi = dict(num_steps=5000) if not quick else dict(num_steps=100, init_steps=50)
+    methods = {
+        "nuts_baseline": ("nuts", nuts | baseline),
+        "nuts": ("nuts", nuts),
+        "mclmc": ("mclmc", mclmc),
+        "ensemble": ("ensemble", ensemble),
+        "svi": ("svi", svi),
+    }
+    return spec, data, methods
+
+
+def gradient_evaluations(post) -> int:
+    """Every log-density gradient of a fit: MAP starts, warm-up, sampling, training."""
+    s, e = post.settings, post.extra
+    if post.method in ("nuts", "mclmc"):
+        init = s["init_steps"] * (s.get("init_members") or s["num_chains"])
+        if s.get("init", "map") != "map":
+            init = 0
+        return int(init + e["num_warmup_gradient_evaluations"] + e["num_gradient_evaluations"])
+    if post.method == "ensemble":
+        return int(s["num_members"] * s["num_steps"])
+    init = s["init_steps"] if s.get("init") == "map" else 0
+    return int(init + s["steps_run"] * s["num_particles"])
+
+
+def bench_method(spec, data, method: str, options: dict) -> dict:
+    start = time.perf_counter()
+    post = brn.fit(spec, data, method=method, seed=0, **options)
+    wall = time.perf_counter() - start
+    probes = data.x_test[:NUM_PROBES]
+    f = post.predict_f(probes)[..., 0].reshape(post.num_chains, post.num_draws, -1)
+    ess = effective_sample_size(np.asarray(f, dtype=np.float64))  # per probe
+    pred = post.predict(data.x_test, levels=(0.9,))
+    lo, hi = pred.interval(0.9)
+    grads = gradient_evaluations(post)
+    row = {
+        "wall_s": wall,
+        "timings": {k: float(v) for k, v in post.timings.items()},
+        "gradient_evaluations": grads,
+        "ess_min": float(np.min(ess)),
+        "ess_per_1000_gradients": float(1000 * np.min(ess) / grads),
+        "ess_per_s": float(np.min(ess) / wall),
+        "test_rmse": float(np.sqrt(np.mean((pred.mean - data.y_test) ** 2))),
+        "coverage_90": float(np.mean((data.y_test >= lo) & (data.y_test <= hi))),
+    }
+    if method in ("nuts", "mclmc"):
+        diag = brn.diagnostics.convergence(post)
+        fs = [r for r in diag.table if r["kind"] == "function"]
+        row |= {
+            "verdict": diag.verdict,
+            "rhat_f_max": float(max(r["r_hat"] for r in fs)),
+            "divergences": int(np.sum(post.sample_stats["diverging"])),
+        }
+    if method == "nuts":
+        depth = post.sample_stats["tree_depth"]
+        row |= {
+            "saturated": float(np.mean(depth >= post.settings["max_tree_depth"])),
+            "mean_steps": float(np.mean(post.sample_stats["n_steps"])),
+        }
+    return row
+
+
+# --------------------------------------------------------------------------- hardware
+
+
+def _best_time(fn, repeat: int) -> float:
     """Best-of-3 seconds per call of ``fn`` (called ``repeat`` times per trial)."""
     jax.block_until_ready(fn())  # compile and warm
     best = np.inf
@@ -53,154 +157,232 @@ def _timeit(fn, repeat: int) -> float:
     return best
 
 
-def bench_gradients(model, x, y, u, batch: int) -> dict:
-    grad = jax.jit(jax.value_and_grad(lambda p: potential_energy(model, (x, y), {}, p)))
-    one = _timeit(lambda: grad(u), repeat=200)
-    batched_u = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (batch,) + a.shape), u)
-    vgrad = jax.jit(jax.vmap(jax.value_and_grad(lambda p: potential_energy(model, (x, y), {}, p))))
-    many = _timeit(lambda: vgrad(batched_u), repeat=20)
-    return {
-        "grad_evals_per_s": 1.0 / one,
-        "grad_evals_per_s_batched": batch / many,
-        "batch": batch,
-    }
+def _flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    return float(cost.get("flops", np.nan))
 
 
-def bench_nuts(spec, ds, args) -> dict:
+def matmul_rate(n: int = 1024) -> float:
+    """FLOP/s of an ``n × n`` matmul in the default float dtype."""
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    a = jnp.ones((n, n), dtype)
+    mm = jax.jit(lambda a: a @ a)
+    return 2.0 * n**3 / _best_time(lambda: mm(a), repeat=5)
+
+
+def gradient_rate(quick: bool) -> dict:
+    """The default network's log-density gradient: FLOP/s, one chain and 64 vmapped."""
+    spec, data, _ = problem("default", quick)
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    x, y = jnp.asarray(data.x_train, dtype), jnp.asarray(data.y_train, dtype)
+    model = brn.make_model(spec, brn.PriorSpec(), brn.fit_scaler(data.x_train, data.y_train))
+    u = sample_prior_unconstrained(jax.random.key(0), model, x, y, 64)
+    u = jax.tree_util.tree_map(lambda a: a.astype(dtype), u)
+    grad = jax.value_and_grad(lambda p: potential_energy(model, (x, y), {}, p))
+    out = {"dtype": str(np.dtype(dtype)), "matmul_flops_per_s": matmul_rate()}
+    for name, fn, arg in (
+        ("one", grad, jax.tree_util.tree_map(lambda a: a[0], u)),
+        ("vmap64", jax.vmap(grad), u),
+    ):
+        compiled = jax.jit(fn).lower(arg).compile()
+        seconds = _best_time(lambda c=compiled, a=arg: c(a), repeat=50)
+        flops = _flops(compiled)
+        out[name] = {
+            "flops_per_call": flops,
+            "seconds_per_call": seconds,
+            "flops_per_s": flops / seconds,
+            "fraction_of_matmul": flops / seconds / out["matmul_flops_per_s"],
+        }
+    return out
+
+
+def gradient_rate_float64(quick: bool) -> dict:
+    """:func:`gradient_rate` in a subprocess with 64-bit JAX."""
+    env = os.environ | {"JAX_ENABLE_X64": "1"}
+    cmd = [sys.executable, __file__, "--gradients-only"] + (["--quick"] if quick else [])
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ensemble_scaling(quick: bool) -> list[dict]:
+    spec, data, _ = problem("default", quick)
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    model = brn.make_model(spec, brn.PriorSpec(), brn.fit_scaler(data.x_train, data.y_train))
+    steps = 50 if quick else 500
+    rows = []
+    for members in (1, 8) if quick else (1, 8, 64, 256):
+        timer = Timer()
+        config = EnsembleConfig(num_members=members, num_steps=steps)
+        train_members(jax.random.key(0), model, x, y, config, timer)  # compiled, then run
+        rows.append(
+            {
+                "members": members,
+                "steps": steps,
+                "run_s": timer.times["run_s"],
+                "member_steps_per_s": members * steps / timer.times["run_s"],
+            }
+        )
+    return rows
+
+
+def default_fit_profile(quick: bool) -> dict:
+    """A default NUTS fit: its compile share, and predict throughput from its posterior."""
+    spec, data, methods = problem("default", quick)
+    compile_s = []
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if "compile" in event and "backend" in event:
+            compile_s.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
     start = time.perf_counter()
-    post = brn.fit(
-        spec,
-        ds,
-        method="nuts",
-        seed=0,
-        num_warmup=args.nuts_warmup,
-        num_samples=args.nuts_samples,
-        num_chains=args.nuts_chains,
-    )
+    post = brn.fit(spec, data, method="nuts", seed=0, **methods["nuts"][1])
     wall = time.perf_counter() - start
-    x_probe = ds.x_test[: args.num_probe]
-    f = post.predict_f(x_probe)[..., 0]  # [S, P]
-    f = f.reshape(post.num_chains, post.num_draws, -1)
-    ess = effective_sample_size(f)  # bulk ESS per probe point
-    sampling = post.timings["sampling_s"]
-    pred = post.predict(ds.x_test)
-    rmse = float(np.sqrt(np.mean((pred.mean - ds.y_test) ** 2)))
+    compiled = float(np.sum(compile_s))
+    points = np.tile(data.x_test, (4, 1))  # 2 000 points
+    post.predict_f(points[:10])  # compile
+    start = time.perf_counter()
+    post.predict_f(points)
+    seconds = time.perf_counter() - start
     return {
         "wall_s": wall,
-        **{k: float(v) for k, v in post.timings.items()},
-        "min_bulk_ess": float(np.min(ess)),
-        "median_bulk_ess": float(np.median(ess)),
-        "min_ess_per_s_sampling": float(np.min(ess) / sampling),
-        "divergences": int(post.sample_stats["diverging"].sum()),
-        "mean_tree_depth": float(post.sample_stats["tree_depth"].mean()),
-        "gradient_evaluations": int(post.sample_stats["n_steps"].sum()),
-        "test_rmse": rmse,
+        "compile_s": compiled,
+        "compile_fraction": compiled / wall,
+        "predict_points": int(len(points)),
+        "predict_draws": int(post.num_samples),
+        "predict_points_x_draws_per_s": len(points) * post.num_samples / seconds,
     }
 
 
-def bench_svi(spec, ds, args) -> dict:
-    post = brn.fit(spec, ds, method="svi", seed=0, num_steps=args.svi_steps, tol=0.0, init="median")
-    steps = post.settings["steps_run"]
-    return {
-        "steps": steps,
-        "compile_s": post.timings["compile_s"],
-        "run_s": post.timings["run_s"],
-        "steps_per_s": steps / post.timings["run_s"],
-    }
+# --------------------------------------------------------------------------- output
 
 
-def bench_ensemble(model, x, y, args) -> dict:
-    config = EnsembleConfig(num_members=args.members, num_steps=args.ensemble_steps)
-    key = jax.random.key(0)
-    timer = Timer()
-    train_members(key, model, x, y, config, timer)  # compiled ahead of time, then run
-    vmapped_total = timer.times["run_s"]
-    # The same members, one after another, with one compiled single-member trainer.
-    u0, _, _ = member_inputs(key, model, x, y, config)
-    train = jax.jit(make_member_trainer(model, x, y, _config_optimizer(config), config.num_steps))
-    first = jax.tree_util.tree_map(lambda a: a[0], u0)
-    jax.block_until_ready(train(first, None, None))  # compile
-    start = time.perf_counter()
-    for m in range(config.num_members):
-        u_m = jax.tree_util.tree_map(lambda a, m=m: a[m], u0)
-        out = train(u_m, None, None)
-    jax.block_until_ready(out)
-    sequential = time.perf_counter() - start
-    member_steps = config.num_members * config.num_steps
-    return {
-        "members": config.num_members,
-        "steps": config.num_steps,
-        "vmapped_s": vmapped_total,
-        "sequential_s": sequential,
-        "member_steps_per_s_vmapped": member_steps / vmapped_total,
-        "member_steps_per_s_sequential": member_steps / sequential,
-        "speedup": sequential / vmapped_total,
-    }
+def format_table(r: dict) -> str:
+    lines = [f"device: {r['device']}  ({r['platform']}, jax {r['jax']})", ""]
+    head = (
+        f"{'problem':<9} {'method':<14} {'wall s':>7} {'grads':>10} {'ESS':>6} "
+        f"{'ESS/1k grad':>11} {'ESS/s':>7} {'RMSE':>8} {'cov90':>6} {'sat':>5} {'R-hat f':>7}"
+    )
+    lines.append(head)
+    for prob, rows in r["methods"].items():
+        for name, m in rows.items():
+            sat = f"{m['saturated']:.2f}" if "saturated" in m else ""
+            rhat = f"{m['rhat_f_max']:.3f}" if "rhat_f_max" in m else ""
+            lines.append(
+                f"{prob:<9} {name:<14} {m['wall_s']:>7.1f} {m['gradient_evaluations']:>10,} "
+                f"{m['ess_min']:>6.0f} {m['ess_per_1000_gradients']:>11.2f} "
+                f"{m['ess_per_s']:>7.2f} {m['test_rmse']:>8.4f} {m['coverage_90']:>6.3f} "
+                f"{sat:>5} {rhat:>7}"
+            )
+        base = rows.get("nuts_baseline")
+        if base:
+            best = max(rows, key=lambda k: rows[k]["ess_per_s"])
+            ratio = rows[best]["ess_per_s"] / base["ess_per_s"]
+            line = f"  {prob}: best ESS/s {best} = {ratio:.1f}x the baseline"
+            if "mclmc" in rows:
+                per_grad = "ess_per_1000_gradients"
+                ratio = rows["mclmc"][per_grad] / base[per_grad]
+                line += f"; mclmc ESS per gradient = {ratio:.1f}x"
+            lines.append(line)
+    lines.append("")
+    for g in r.get("gradients", []):
+        for k in ("one", "vmap64"):
+            lines.append(
+                f"gradient {g['dtype']} {k}: {g[k]['flops_per_s'] / 1e9:.2f} GFLOP/s = "
+                f"{100 * g[k]['fraction_of_matmul']:.1f} % of matmul "
+                f"({g['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s)"
+            )
+    for e in r.get("ensemble_scaling", []):
+        lines.append(
+            f"ensemble {e['members']:>4} members: {e['member_steps_per_s']:,.0f} member-steps/s"
+        )
+    p = r.get("default_fit")
+    if p:
+        lines.append(
+            f"default NUTS fit: {p['wall_s']:.1f} s, compile {p['compile_s']:.1f} s "
+            f"({100 * p['compile_fraction']:.0f} %); predict "
+            f"{p['predict_points_x_draws_per_s']:,.0f} points×draws/s"
+        )
+    return "\n".join(lines)
+
+
+def plot(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, key, label in (
+        (axes[0], "ess_per_s", "ESS of predictions per second"),
+        (axes[1], "ess_per_1000_gradients", "ESS per 1 000 gradients"),
+    ):
+        probs = list(r["methods"])
+        names = [m for m in METHODS if any(m in r["methods"][p] for p in probs)]
+        width = 0.8 / max(len(probs), 1)
+        for i, prob in enumerate(probs):
+            vals = [r["methods"][prob].get(m, {}).get(key, np.nan) for m in names]
+            ax.bar(np.arange(len(names)) + i * width, vals, width, label=prob)
+        ax.set_xticks(np.arange(len(names)) + width * (len(probs) - 1) / 2, names, rotation=30)
+        ax.set_yscale("log")
+        ax.set_title(label)
+        ax.legend()
+    scaling = r.get("ensemble_scaling", [])
+    if scaling:
+        m = [e["members"] for e in scaling]
+        axes[2].loglog(m, [e["member_steps_per_s"] for e in scaling], "o-", label="vmapped")
+        axes[2].loglog(m, [scaling[0]["member_steps_per_s"] * k for k in m], "k:", label="linear")
+        axes[2].set_xlabel("ensemble members")
+        axes[2].set_title("member-steps per second")
+        axes[2].legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    parser.add_argument("--out", default="benchmarks/results/inference.json")
+    parser.add_argument("--problems", default="default,borehole")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "inference.json"))
+    parser.add_argument("--gradients-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    quick = args.quick
-    args.nuts_warmup = 20 if quick else 300
-    args.nuts_samples = 20 if quick else 300
-    args.nuts_chains = 2 if quick else 4
-    args.svi_steps = 200 if quick else 5000
-    args.members = 2 if quick else 16
-    args.ensemble_steps = 50 if quick else 2000
-    args.num_probe = 10
-
-    problem = brn.problems.get(brn.problems.DEFAULT)
-    ds = problem.sample(0, 100, 200, noise=0.1)
-    spec = brn.ResNetSpec(1, 1, width=8, num_layers=10, basis=brn.bases.Cubic())
-    model = brn.make_model(spec, brn.PriorSpec(), brn.fit_scaler(ds.x_train, ds.y_train))
-    x, y = jnp.asarray(ds.x_train, jnp.float32), jnp.asarray(ds.y_train, jnp.float32)
-    u = jax.tree_util.tree_map(
-        lambda a: a[0],
-        brn.infer.ensemble.sample_prior_unconstrained(jax.random.key(0), model, x, y, 1),
-    )
+    if args.gradients_only:  # the float64 subprocess
+        print(json.dumps(gradient_rate(args.quick)))
+        return {}
+    methods = args.methods.split(",")
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     results = {
-        "problem": problem.name,
-        "num_train": int(ds.num_train),
-        "spec": {"width": spec.width, "num_layers": spec.num_layers, "basis": repr(spec.basis)},
-        "num_params": brn.num_params(spec),
         "device": str(jax.devices()[0]),
         "platform": platform.platform(),
         "jax": jax.__version__,
-        "quick": quick,
+        "quick": args.quick,
+        "methods": {},
     }
-    results["gradients"] = bench_gradients(model, x, y, u, batch=64)
-    results["ensemble"] = bench_ensemble(model, x, y, args)
-    results["svi"] = bench_svi(spec, ds, args)
-    results["nuts"] = bench_nuts(spec, ds, args)
+    for prob in args.problems.split(","):
+        spec, data, settings = problem(prob, args.quick)
+        results["methods"][prob] = {}
+        for name in methods:
+            method, options = settings[name]
+            print(f"{prob}: {name} ...", flush=True)
+            row = bench_method(spec, data, method, options)
+            results["methods"][prob][name] = row | {"options": options}
+    results["gradients"] = [gradient_rate(args.quick), gradient_rate_float64(args.quick)]
+    results["ensemble_scaling"] = ensemble_scaling(args.quick)
+    results["default_fit"] = default_fit_profile(args.quick)
     print(format_table(results))
     out = Path(args.out)
-    write_atomic(out, json.dumps(results, indent=2).encode())
-    print(f"wrote {out}")
+    write_json(out, results)
+    plot(results, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
     return results
-
-
-def format_table(r: dict) -> str:
-    g, e, s, n = r["gradients"], r["ensemble"], r["svi"], r["nuts"]
-    rows = [
-        ("device", r["device"]),
-        ("network", f"{r['spec']} ({r['num_params']} parameters), N={r['num_train']}"),
-        ("log-density+grad evals/s (one point)", f"{g['grad_evals_per_s']:,.0f}"),
-        (f"log-density+grad evals/s (vmap {g['batch']})", f"{g['grad_evals_per_s_batched']:,.0f}"),
-        ("ensemble member-steps/s, vmapped", f"{e['member_steps_per_s_vmapped']:,.0f}"),
-        ("ensemble member-steps/s, one by one", f"{e['member_steps_per_s_sequential']:,.0f}"),
-        ("ensemble speed-up (vmapped / one by one)", f"{e['speedup']:.1f}x"),
-        ("SVI steps/s (meanfield)", f"{s['steps_per_s']:,.0f}"),
-        ("NUTS wall time (s)", f"{n['wall_s']:.1f}"),
-        ("NUTS warmup / sampling (s)", f"{n['warmup_s']:.1f} / {n['sampling_s']:.1f}"),
-        ("NUTS min bulk ESS of f at probes", f"{n['min_bulk_ess']:.0f}"),
-        ("NUTS min ESS/s (sampling phase)", f"{n['min_ess_per_s_sampling']:.1f}"),
-        ("NUTS divergences, mean tree depth", f"{n['divergences']}, {n['mean_tree_depth']:.1f}"),
-    ]
-    width = max(len(a) for a, _ in rows)
-    return "\n".join(f"{a:<{width}}  {b}" for a, b in rows)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """The output layer integrated out: the collapsed density, the conditional draws, SBC."""
 
+import _sbc
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from numpyro.infer import Predictive
-from numpyro.infer.hmc import hmc
-from numpyro.infer.util import constrain_fn, log_density, potential_energy
-from scipy.stats import chisquare, multivariate_normal
+from numpyro.infer.util import log_density
+from scipy.stats import multivariate_normal
 
 import bayesresnet as brn
 from bayesresnet import bases, sites
@@ -140,56 +140,17 @@ def test_simulation_based_calibration_of_the_collapsed_sampler(key):
     full = brn.make_model(spec, PRIOR, scaler)
     model = collapsed_model(spec, PRIOR, scaler)
     x = jnp.linspace(-1, 1, 8)[:, None]
-    probe = jnp.array([[0.3]])
-    num_replicates, num_kept, thin, num_warmup = 100, 29, 10, 500
-    truths = Predictive(full, num_samples=num_replicates)(jax.random.key(1), x)
+    truths = Predictive(full, num_samples=100)(jax.random.key(1), x)
     ys = truths[sites.OBS]  # [R, N, 1]
-    init_kernel, sample_kernel = hmc(
-        potential_fn_gen=lambda y: lambda u: potential_energy(model, (x, y), {}, u), algo="NUTS"
-    )
 
-    def run_chain(k, u0, y):
-        k_init, k_out = jax.random.split(k)
-        state = init_kernel(u0, num_warmup, target_accept_prob=0.9, model_args=(y,), rng_key=k_init)
-
-        def step(state, _):
-            state = sample_kernel(state, model_args=(y,))
-            return state, (state.z, state.diverging)
-
-        _, (z, diverging) = jax.lax.scan(step, state, None, length=num_warmup + num_kept * thin)
-        keep = jax.tree_util.tree_map(lambda a: a[num_warmup::thin], z)
-        draws = jax.vmap(lambda u: constrain_fn(model, (x, y), {}, u))(keep)
-        out_keys = jax.random.split(k_out, num_kept)
+    def complete(k, draws, y):
+        keys = jax.random.split(k, draws[sites.NOISE_SCALE].shape[0])
         weight, bias = jax.vmap(lambda kk, d: draw_output_layer(kk, d, x, y, spec, PRIOR, scaler))(
-            out_keys, draws
+            keys, draws
         )
-        draws = draws | {sites.OUTPUT_WEIGHT: weight, sites.OUTPUT_BIAS: bias}
-        return draws, diverging[num_warmup:]
+        return draws | {sites.OUTPUT_WEIGHT: weight, sites.OUTPUT_BIAS: bias}
 
-    init = sample_prior_unconstrained(jax.random.key(2), model, x, ys[0], num_replicates)
-    keys = jax.random.split(key, num_replicates)
-    draws, diverging = jax.jit(jax.vmap(run_chain))(keys, init, ys)  # [R, kept, ...]
-
-    def quantities(d):
-        params = {k: d[k] for k in sites.NETWORK}
-        lead = d[sites.OUTPUT_BIAS].shape[:-1]
-        flat = jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[len(lead) :]), params)
-        f = jax.vmap(lambda p: brn.apply(p, probe, spec)[0, 0])(flat).reshape(lead)
-        return {
-            "output_bias": d[sites.OUTPUT_BIAS][..., 0],
-            "output_weight[1,0]": d[sites.OUTPUT_WEIGHT][..., 1, 0],
-            "noise_scale": d[sites.NOISE_SCALE][..., 0],
-            "hidden_weight[1,0,1]": d[sites.HIDDEN_WEIGHT][..., 1, 0, 1],
-            "f(0.3)": f,
-        }
-
-    true_q = quantities({k: v for k, v in truths.items() if k != sites.OBS})  # [R]
-    post_q = quantities(draws)  # [R, kept]
-    for name in true_q:
-        ranks = np.sum(np.asarray(post_q[name]) < np.asarray(true_q[name])[:, None], axis=1)
-        # Ranks take num_kept + 1 = 30 values; 5 bins of 6 values, 20 expected per bin.
-        counts = np.bincount(ranks // 6, minlength=5)
-        p_value = chisquare(counts).pvalue
-        # Five quantities at α = 0.001 each: a family-wise false alarm rate of 0.5%.
-        assert p_value > 1e-3, (name, counts, p_value)
+    init = sample_prior_unconstrained(jax.random.key(2), model, x, ys[0], 100)
+    draws, diverging = _sbc.nuts_draws(key, model, x, ys, init, complete=complete)
+    _sbc.assert_uniform_ranks(truths, draws, spec)
     assert int(np.sum(diverging)) < 0.01 * diverging.size

@@ -1,5 +1,6 @@
 """MCLMC engine: a conjugate posterior, SBC on a tiny network, bad runs flagged, bad settings."""
 
+import _sbc
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +8,6 @@ import pytest
 from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import Predictive
 from numpyro.infer.util import constrain_fn
-from scipy.stats import chisquare
 from test_infer import linear_data, linear_model, linear_posterior, tiny_spec
 
 import bayesresnet as brn
@@ -85,28 +85,7 @@ def test_mclmc_simulation_based_calibration(key):
 
     keys = jax.random.split(key, num_replicates)
     draws = jax.jit(jax.vmap(chain))(keys, flat, ys)  # [R, kept, ...]
-
-    def quantities(d):
-        lead = d[sites.OUTPUT_BIAS].shape[:-1]
-        params = {k: d[k] for k in sites.NETWORK}
-        flat_p = jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[len(lead) :]), params)
-        probe = jnp.array([[0.3]])
-        f = jax.vmap(lambda p: brn.apply(p, probe, spec)[0, 0])(flat_p).reshape(lead)
-        return {
-            "output_bias": d[sites.OUTPUT_BIAS][..., 0],
-            "noise_scale": d[sites.NOISE_SCALE][..., 0],
-            "hidden_weight[1,0,1]": d[sites.HIDDEN_WEIGHT][..., 1, 0, 1],
-            "f(0.3)": f,
-        }
-
-    true_q = quantities({k: v for k, v in truths.items() if k != sites.OBS})
-    post_q = quantities(draws)
-    for name in true_q:
-        ranks = np.sum(np.asarray(post_q[name]) < np.asarray(true_q[name])[:, None], axis=1)
-        # 30 rank values in 5 bins of 6: 20 expected per bin.
-        counts = np.bincount(ranks // 6, minlength=5)
-        # Four quantities at α = 0.001 each: a family-wise false alarm rate of 0.4%.
-        assert chisquare(counts).pvalue > 1e-3, (name, counts)
+    _sbc.assert_uniform_ranks(truths, draws, spec)
 
 
 @pytest.mark.slow
