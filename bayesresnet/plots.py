@@ -37,7 +37,7 @@ from scipy import stats
 
 from bayesresnet import sites
 from bayesresnet._validate import check_bool, check_int, check_number
-from bayesresnet.bases import layer_times
+from bayesresnet.bases import ContinuousBasis, weights
 from bayesresnet.calibration import CalibrationCurve, miscalibration_area
 from bayesresnet.posterior import Posterior
 
@@ -764,14 +764,8 @@ def _weight_path(post, num_t: int, entries) -> tuple[np.ndarray, np.ndarray, np.
             f"`post` has no {sites.HIDDEN_WEIGHT!r} draws (sites: {sorted(post.samples)})."
         )
     coef = np.asarray(post.flat_samples()[sites.HIDDEN_WEIGHT], dtype=np.float64)  # [S, K, w, w]
-    if basis.supports_depth_transfer:
-        t = np.linspace(0.0, 1.0, num_t)
-        phi = basis.evaluate(t)  # [T, K]
-        steps = False
-    else:
-        t = layer_times(num_layers)
-        phi = basis.phi(num_layers)  # [L, K]
-        steps = True
+    t, phi = basis.depth_grid(num_layers, num_t)  # [T], [T, K]
+    steps = not isinstance(basis, ContinuousBasis)
     if coef.ndim != 4 or coef.shape[1:] != (phi.shape[1], width, width):
         raise ValueError(
             f"`post` {sites.HIDDEN_WEIGHT!r} draws must have shape [S, {phi.shape[1]}, "
@@ -785,8 +779,7 @@ def _weight_path(post, num_t: int, entries) -> tuple[np.ndarray, np.ndarray, np.
     # Chunk over draws so W stays near 4·10⁶ floats whatever S, T and the width.
     chunk = max(1, 4_000_000 // (len(t) * width * width))
     for start in range(0, s, chunk):
-        w = np.tensordot(phi, coef[start : start + chunk], axes=([1], [1]))  # [T, s, w, w]
-        w = np.moveaxis(w, 0, 1)  # [s, T, w, w]
+        w = weights(phi, coef[start : start + chunk], axis=1)  # [s, T, w, w]
         norms[start : start + chunk] = np.sqrt(np.sum(w**2, axis=(2, 3))) / width
         picked[start : start + chunk] = w[:, :, rows, cols]
     return t, norms, picked, steps

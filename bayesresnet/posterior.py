@@ -122,7 +122,7 @@ def _check_depth(spec: ResNetSpec, depth):
         ode.check_ode_spec(spec)
         return depth
     depth = check_int("depth", depth, minimum=1)
-    if depth != spec.num_layers and not spec.basis.supports_depth_transfer:
+    if depth != spec.num_layers and not isinstance(spec.basis, bases.ContinuousBasis):
         raise ValueError(
             f"`depth={depth}` differs from the spec's {spec.num_layers} layers, but "
             f"{spec.basis!r} has one matrix per layer and cannot be evaluated at another "
