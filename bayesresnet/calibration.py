@@ -53,8 +53,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 from scipy import optimize, special, stats
+
+from bayesresnet.model import PriorSpec, observation_dist
 
 __all__ = [
     "log_density",
@@ -378,18 +381,15 @@ def _as_df(value) -> float:
     return df
 
 
-def log_density(y, loc, scale, df: float | None = None):
-    """log N(y; loc, scale²), or log Student-t(y; df, loc, scale) when `df` is given."""
-    z = (y - loc) / scale
-    if df is None:
-        return -0.5 * z * z - np.log(scale) - 0.5 * math.log(2.0 * math.pi)
-    return (
-        special.gammaln(0.5 * (df + 1.0))
-        - special.gammaln(0.5 * df)
-        - 0.5 * math.log(df * math.pi)
-        - np.log(scale)
-        - 0.5 * (df + 1.0) * np.log1p(z * z / df)
-    )
+def log_density(y, loc, scale, df: float | None = None) -> np.ndarray:
+    """log N(y; loc, scale²), or log Student-t(y; df, loc, scale) when `df` is given.
+
+    The model's own likelihood (:func:`bayesresnet.model.observation_dist`), evaluated
+    in float64 whatever JAX's default precision.
+    """
+    prior = PriorSpec() if df is None else PriorSpec(likelihood="student_t", student_t_df=df)
+    with jax.enable_x64(True):
+        return np.asarray(observation_dist(prior, loc, scale).log_prob(y))
 
 
 def nll(

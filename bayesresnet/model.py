@@ -34,7 +34,15 @@ from bayesresnet import sites
 from bayesresnet._validate import check_bool, check_choice, check_number
 from bayesresnet.resnet import ResNetSpec, apply, param_shapes
 
-__all__ = ["PriorSpec", "Scaler", "fit_scaler", "wp_resnet_model", "make_model", "prior_scales"]
+__all__ = [
+    "PriorSpec",
+    "Scaler",
+    "fit_scaler",
+    "observation_dist",
+    "wp_resnet_model",
+    "make_model",
+    "prior_scales",
+]
 
 LIKELIHOODS = ("normal", "student_t")
 
@@ -77,6 +85,12 @@ class PriorSpec:
         check_choice("likelihood", self.likelihood, LIKELIHOODS)
         check_bool("learn_basis_scale", self.learn_basis_scale)
 
+    @property
+    def likelihood_df(self) -> float | None:
+        """Degrees of freedom of a Student-t likelihood; ``None`` for a Normal one (the
+        ``df`` of :func:`bayesresnet.calibration.nll` and ``summarize``)."""
+        return self.student_t_df if self.likelihood == "student_t" else None
+
 
 class Scaler(NamedTuple):
     """Per-column standardization ``x̃ = (x − x_mean)/x_std`` (and the same for y)."""
@@ -107,6 +121,25 @@ def fit_scaler(x, y) -> Scaler:
         return mean, np.where(std > 0, std, 1.0)
 
     return Scaler(*stats(x), *stats(y))
+
+
+def observation_dist(prior: PriorSpec, loc, scale) -> dist.Distribution:
+    """The likelihood of one observation, ``p(y | f, σ)``: the one definition of it.
+
+    ``Normal(loc, scale)``, or ``StudentT(prior.student_t_df, loc, scale)`` when
+    ``prior.likelihood == "student_t"``. Its ``log_prob`` and ``sample`` serve the model,
+    :meth:`~bayesresnet.posterior.Posterior.log_likelihood`, the noise of
+    :meth:`~bayesresnet.posterior.Posterior.predict` and the mixture NLL of
+    :mod:`bayesresnet.calibration`.
+
+    Args:
+        prior: the prior and likelihood settings.
+        loc: the noise-free output ``f``, any shape.
+        scale: the noise sd ``σ`` (raw units), broadcastable against ``loc``.
+    """
+    if prior.likelihood == "student_t":
+        return dist.StudentT(prior.student_t_df, loc, scale)
+    return dist.Normal(loc, scale)
 
 
 def prior_scales(spec: ResNetSpec, prior: PriorSpec) -> dict[str, float]:
@@ -178,11 +211,7 @@ def wp_resnet_model(
     sigma = numpyro.sample(
         sites.NOISE_SCALE, dist.HalfNormal(jnp.full(out, prior.noise_prior_scale)).to_event(1)
     )  # [out], standardized units
-    scale = scaler.y_std * sigma  # [out], raw units
-    if prior.likelihood == "normal":
-        noise = dist.Normal(f, scale)
-    else:
-        noise = dist.StudentT(prior.student_t_df, f, scale)
+    noise = observation_dist(prior, f, scaler.y_std * sigma)  # [N, out], raw units
     if y is not None:
         assert y.shape == (n, out), f"y has shape {y.shape}, expected {(n, out)}"
     if n == 0:  # no observations: the model is its prior
