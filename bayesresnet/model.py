@@ -1,6 +1,6 @@
 """The NumPyro model of a Bayesian WP-ResNet.
 
-Priors (all Normal, centred at zero unless a ``prior_loc`` anchor is given):
+Priors (all Normal, centred at zero):
 
 * input layer ``W_in ~ N(0, (input_scale/√d)²)``, ``b_in ~ N(0, bias_scale²)``;
 * hidden coefficients ``C_k ~ N(0, (weight_scale · s_basis · τ_k / √width)²)`` and bias
@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from numpyro import handlers
 
 from bayesresnet import sites
 from bayesresnet._validate import check_bool, check_choice, check_number
@@ -155,7 +154,7 @@ def prior_scales(spec: ResNetSpec, prior: PriorSpec) -> dict[str, float]:
     }
 
 
-def _sample_network(spec: ResNetSpec, prior: PriorSpec, prior_loc) -> dict:
+def _sample_network(spec: ResNetSpec, prior: PriorSpec) -> dict:
     """Sample every network parameter; returns the parameter dict for ``apply``."""
     shapes = param_shapes(spec)
     scales = prior_scales(spec, prior)
@@ -169,8 +168,9 @@ def _sample_network(spec: ResNetSpec, prior: PriorSpec, prior_loc) -> dict:
         scale = jnp.full(shape, scales[name])
         if tau is not None and name in (sites.HIDDEN_WEIGHT, sites.HIDDEN_BIAS):
             scale = scale * tau.reshape((k,) + (1,) * (len(shape) - 1))
-        loc = jnp.zeros(shape) if prior_loc is None else jnp.asarray(prior_loc[name])
-        params[name] = numpyro.sample(name, dist.Normal(loc, scale).to_event(len(shape)))
+        params[name] = numpyro.sample(
+            name, dist.Normal(jnp.zeros(shape), scale).to_event(len(shape))
+        )
     return params
 
 
@@ -181,8 +181,6 @@ def wp_resnet_model(
     spec: ResNetSpec,
     prior: PriorSpec,
     scaler: Scaler,
-    prior_loc=None,
-    obs_weight=None,
     forward=None,
 ):
     """NumPyro model of a Bayesian WP-ResNet regression.
@@ -193,10 +191,6 @@ def wp_resnet_model(
         spec: the network architecture.
         prior: prior and likelihood settings.
         scaler: standardization statistics (from the training data).
-        prior_loc: optional dict of prior means per network site (anchored ensembles);
-            zero when ``None``.
-        obs_weight: optional weight ``[N]`` of each observation's log-likelihood
-            (bootstrap counts for ensemble members); one when ``None``.
         forward: the network ``forward(params, x̃, spec)``; default
             :func:`~bayesresnet.resnet.apply` (e.g. :func:`bayesresnet.ode.adjoint_forward`
             to train through the ODE).
@@ -204,7 +198,7 @@ def wp_resnet_model(
     n, d = x.shape
     assert d == spec.in_features, f"x has {d} columns, spec.in_features={spec.in_features}"
     out = spec.out_features
-    params = _sample_network(spec, prior, prior_loc)
+    params = _sample_network(spec, prior)
     x_std = (x - scaler.x_mean) / scaler.x_std  # [N, d]
     f_std = (apply if forward is None else forward)(params, x_std, spec)  # [N, out]
     f = scaler.y_mean + scaler.y_std * f_std  # [N, out], raw units
@@ -217,29 +211,24 @@ def wp_resnet_model(
     if n == 0:  # no observations: the model is its prior
         return
     with numpyro.plate(sites.DATA_PLATE, n):
-        if obs_weight is None:
-            numpyro.sample(sites.OBS, noise.to_event(1), obs=y)
-        else:
-            with handlers.scale(scale=obs_weight):
-                numpyro.sample(sites.OBS, noise.to_event(1), obs=y)
+        numpyro.sample(sites.OBS, noise.to_event(1), obs=y)
 
 
 def make_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler, prior_loc=None):
-    """The model with its static arguments bound.
+    """The model with its static arguments bound: ``model(x, y=None, forward=None)``.
 
-    Returns ``model(x, y=None, prior_loc=prior_loc, obs_weight=None, forward=None)``.
+    Args:
+        spec, prior, scaler: as in :func:`wp_resnet_model`.
+        prior_loc: optional dict of prior means per network site (an anchored
+            ensemble member's prior, :func:`bayesresnet.infer.core.anchor_prior`);
+            zero when ``None``.
     """
 
-    def model(x, y=None, prior_loc=prior_loc, obs_weight=None, forward=None):
-        return wp_resnet_model(
-            x,
-            y,
-            spec=spec,
-            prior=prior,
-            scaler=scaler,
-            prior_loc=prior_loc,
-            obs_weight=obs_weight,
-            forward=forward,
-        )
+    def model(x, y=None, forward=None):
+        return wp_resnet_model(x, y, spec=spec, prior=prior, scaler=scaler, forward=forward)
 
-    return model
+    if prior_loc is None:
+        return model
+    from bayesresnet.infer.core import anchor_prior  # the engines' handler; infer imports model
+
+    return anchor_prior(model, prior_loc)
