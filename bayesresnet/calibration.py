@@ -64,6 +64,11 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_LEVELS",
     "HEADLINE_LEVELS",
+    "INTERVAL_LEVEL",
+    "INTERVAL_SCORE_KEY",
+    "INTERVAL_WIDTH_KEY",
+    "PREDICTION_LEVELS",
+    "level_key",
     "RECALIBRATION_METHODS",
     "CalibrationCurve",
     "GeneralizationGap",
@@ -96,7 +101,25 @@ DEFAULT_LEVELS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 DEFAULT_LEVELS.setflags(write=False)
 
 HEADLINE_LEVELS = (0.5, 0.9, 0.95)
-"""Levels whose coverage :func:`summarize` reports by name."""
+"""Levels whose coverage :func:`summarize` reports by name (keys :func:`level_key`)."""
+
+INTERVAL_LEVEL = 0.9
+"""Level of the one interval whose score and width :func:`summarize` reports, and of the
+intervals drawn in parity plots."""
+
+PREDICTION_LEVELS = (0.5, 0.8, 0.9, 0.95)
+"""Central intervals :meth:`bayesresnet.posterior.Posterior.predict` computes by default."""
+
+
+def level_key(level: float) -> str:
+    """The key of a level in :func:`summarize`'s ``coverage`` dict, e.g. ``"0.9"``."""
+    return str(float(level))
+
+
+INTERVAL_SCORE_KEY = f"interval_score_{round(100 * INTERVAL_LEVEL)}"
+"""``"interval_score_90"``: :func:`summarize`'s key of the interval score."""
+INTERVAL_WIDTH_KEY = f"interval_width_{round(100 * INTERVAL_LEVEL)}"
+"""``"interval_width_90"``: :func:`summarize`'s key of the mean interval width."""
 
 DEFAULT_CHUNK_SIZE = 4096
 """(point, output) pairs processed at once: temporary memory is about S × this many floats."""
@@ -894,7 +917,7 @@ def summarize(
     mean = _draw_mean(x) if loc_draws is None else _draw_mean(_as_draws(loc_draws, "loc_draws"))
     curve = calibration_curve(x, t, lv)
     headline = coverage(x, t, HEADLINE_LEVELS)
-    lower, upper = central_interval(x, 0.9)
+    lower, upper = central_interval(x, INTERVAL_LEVEL)
     # At least 5 expected points per χ² bin: 10 bins from 50 points on, fewer below.
     pit_test = pit_uniformity(pit(x, t, seed=0), num_bins=chi2_bins(t.shape[0]))
     bonferroni = lambda p: min(1.0, num_outputs * float(np.min(p)))
@@ -911,7 +934,7 @@ def summarize(
     if nll_values is not None:
         summary["nll"] = _per_output(nll_values.mean(axis=0))
     summary["coverage"] = {
-        str(level): _per_output(row) for level, row in zip(HEADLINE_LEVELS, headline)
+        level_key(level): _per_output(row) for level, row in zip(HEADLINE_LEVELS, headline)
     }
     summary["calibration_curve"] = {
         "levels": _json_list(curve.levels),
@@ -929,9 +952,10 @@ def summarize(
             "overall": bonferroni(pit_test.chi2_pvalue),
         },
     }
-    summary["interval_score_90"] = _per_output(interval_score(lower, upper, t, 0.9).mean(axis=0))
+    score = interval_score(lower, upper, t, INTERVAL_LEVEL)
+    summary[INTERVAL_SCORE_KEY] = _per_output(score.mean(axis=0))
     summary["sharpness"] = _per_output(sharpness(x))
-    summary["interval_width_90"] = _per_output(np.mean(upper - lower, axis=0))
+    summary[INTERVAL_WIDTH_KEY] = _per_output(np.mean(upper - lower, axis=0))
     if train is not None:
         train_rmse = rmse(_draw_mean(train_x), train_y)
         test_rmse = rmse(mean, t)

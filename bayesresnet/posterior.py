@@ -25,14 +25,14 @@ import numpy as np
 from bayesresnet import bases, sites
 from bayesresnet._io import write_atomic
 from bayesresnet._validate import check_int, check_number
+from bayesresnet.calibration import PREDICTION_LEVELS
 from bayesresnet.model import PriorSpec, Scaler, observation_dist
 from bayesresnet.resnet import ResNetSpec, apply
 
-__all__ = ["Posterior", "Prediction", "load", "FORMAT_VERSION", "DEFAULT_LEVELS"]
+__all__ = ["Posterior", "Prediction", "load", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 MIN_Y_DRAWS = 1000
-DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95)
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,7 @@ class Posterior:
         x,
         *,
         seed: int = 0,
-        levels=DEFAULT_LEVELS,
+        levels=PREDICTION_LEVELS,
         return_draws: bool | None = None,
         chunk_points: int = 4096,
         chunk_draws: int = 1024,
@@ -272,7 +272,8 @@ class Posterior:
         Args:
             x: inputs ``[N, d]`` in raw units.
             seed: seed of the observation-noise draws.
-            levels: central-interval levels to precompute.
+            levels: central-interval levels to precompute (default
+                :data:`bayesresnet.calibration.PREDICTION_LEVELS`).
             return_draws: keep the ``f`` and ``y`` draws ``[S, N, O]``.
             chunk_points: points per chunk.
             chunk_draws: draws per compiled call.

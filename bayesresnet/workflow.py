@@ -154,7 +154,10 @@ def analyze(
         figures["Parity plot, held-out data"] = (
             _uri(
                 plots.plot_parity(
-                    dataset.y_test, prediction, level=0.9, output_names=post.output_names
+                    dataset.y_test,
+                    prediction,
+                    level=calibration.INTERVAL_LEVEL,
+                    output_names=post.output_names,
                 )
             ),
             "Predictive mean against the held-out truth with 90% predictive intervals; "
