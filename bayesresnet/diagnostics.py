@@ -28,6 +28,7 @@ __all__ = [
     "Check",
     "DiagnosticsResult",
     "convergence",
+    "e_bfmi",
     "probe_inputs",
     "function_space_draws",
     "parameter_draws",
@@ -329,6 +330,22 @@ def _chain_checks(post, num_probes, num_t, seed):
     return checks, rows
 
 
+def e_bfmi(energy) -> np.ndarray:
+    """E-BFMI per chain (``az.bfmi``): ``Σ_t (E_t − E_{t−1})² / Σ_t (E_t − Ē)²``; nan for a
+    constant chain. The one E-BFMI of the package: the verdict and the energy figure.
+
+    Args:
+        energy: Hamiltonian energy ``[chains, draws]``.
+
+    References:
+        Betancourt (2016), Diagnosing suboptimal cotangent disintegrations in Hamiltonian
+        Monte Carlo. arXiv:1604.00695.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a constant chain: 0/0
+        return np.atleast_1d(az.bfmi(np.asarray(energy, dtype=np.float64)))
+
+
 def _nuts_checks(post, num_probes, num_t, seed):
     checks, rows = _chain_checks(post, num_probes, num_t, seed)
     stats = post.sample_stats
@@ -360,9 +377,7 @@ def _nuts_checks(post, num_probes, num_t, seed):
             "dense_mass=True for correlated posteriors",
         )
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ebfmi = np.atleast_1d(az.bfmi(stats["energy"]))
+    ebfmi = e_bfmi(stats["energy"])
     ok = bool(np.all(ebfmi >= EBFMI_MIN))
     checks.append(
         Check(
