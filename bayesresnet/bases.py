@@ -5,9 +5,10 @@ A WP-ResNet layer at depth ``t`` uses weights ``W(t) = Σ_k Φ_k(t) C_k``: a fix
 Depth runs over ``t ∈ [0, 1]``; layer ``l = 0 … L−1`` sits at ``t_l = l·Δt`` with
 ``Δt = 1/L`` (the left end of its Euler step).
 
-Every basis supplies only its design matrix ``Φ`` (layers × K); the abstract
-:class:`Basis` turns coefficients into per-layer weights with one ``tensordot`` for
-all layers at once.
+Every basis supplies only its design matrix ``Φ`` (layers × K), or, as a
+:class:`ContinuousBasis`, the functions ``Φ(t)`` at any depth; :func:`weights` turns
+coefficients into weights at every depth with one ``tensordot``, for the network's
+layers (:meth:`Basis.weights`) and for figures and diagnostics of ``W(t)`` alike.
 
 Prior scaling
 -------------
@@ -46,6 +47,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy.polynomial import legendre as _np_legendre
@@ -54,6 +56,8 @@ from bayesresnet._validate import check_int
 
 __all__ = [
     "Basis",
+    "ContinuousBasis",
+    "Polynomial",
     "PerLayer",
     "Constant",
     "Monomial",
@@ -63,6 +67,7 @@ __all__ = [
     "Legendre",
     "PiecewiseLinear",
     "layer_times",
+    "weights",
     "make_basis",
 ]
 
@@ -73,41 +78,61 @@ def layer_times(num_layers: int) -> np.ndarray:
     return np.arange(num_layers, dtype=np.float64) / num_layers
 
 
+def weights(phi, coefficients, axis: int = 0):
+    """``W(t) = Σ_k Φ_k(t) C_k`` at every depth of ``phi``, as one ``tensordot``.
+
+    Args:
+        phi: ``Φ`` ``[T, K]``: basis functions (columns) at ``T`` depths (rows).
+        coefficients: coefficient arrays with the basis axis ``K`` at ``axis``, e.g.
+            ``[K, w, w]`` or draws ``[S, K, w, w]`` (``axis=1``); a JAX array (traceable,
+            ``phi`` is cast to its dtype) or a NumPy array.
+
+    Returns:
+        ``coefficients``' shape with ``K`` replaced by ``T`` at ``axis``: the weights at
+        every depth.
+    """
+    xp = jnp if isinstance(coefficients, jax.Array) else np
+    phi = xp.asarray(phi, dtype=coefficients.dtype)
+    return xp.moveaxis(xp.tensordot(phi, coefficients, axes=([1], [axis])), 0, axis)
+
+
 class Basis(abc.ABC):
-    """Abstract depth basis: ``W(t) = Σ_k Φ_k(t) C_k``.
+    """Abstract depth basis: ``W(t) = Σ_k Φ_k(t) C_k``, defined on the layer grid.
 
     Subclasses are frozen dataclasses holding only Python numbers (hashable, safe to
-    close over under ``jit``). They implement :meth:`num_functions` and either
-    :meth:`evaluate` (continuous bases, which support depth transfer) or :meth:`phi`.
+    close over under ``jit``). They supply :meth:`num_functions` and the design matrix
+    :meth:`phi`; a basis whose functions are defined at every depth ``t ∈ [0, 1]``
+    derives from :class:`ContinuousBasis` instead, and supplies ``Φ(t)``.
     """
 
-    #: Whether the coefficients define ``W(t)`` for every ``t`` (so the same
-    #: coefficients can be evaluated at another depth).
-    supports_depth_transfer: bool = True
+    #: Prefix of the basis functions' names (``function_names``).
+    label: str = "phi"
 
     @abc.abstractmethod
     def num_functions(self, num_layers: int) -> int:
         """Number ``K`` of basis functions (coefficient arrays) for ``num_layers`` layers."""
 
-    #: Prefix of the basis functions' names (``function_names``).
-    label: str = "phi"
+    @abc.abstractmethod
+    def phi(self, num_layers: int) -> np.ndarray:
+        """Design matrix ``Φ[l, k] = Φ_k(t_l)``, shape ``[num_layers, K]`` (NumPy, float64)."""
+
+    @property
+    def supports_depth_transfer(self) -> bool:
+        """Whether the coefficients define ``W(t)`` at every ``t`` (a :class:`ContinuousBasis`),
+        so that they can be evaluated at another depth."""
+        return isinstance(self, ContinuousBasis)
 
     def function_names(self, num_layers: int) -> list[str]:
         """Names of the basis functions, e.g. ``["t^0", "t^1", …]`` (ArviZ coordinates)."""
         return [f"{self.label}{k}" for k in range(self.num_functions(num_layers))]
 
-    def evaluate(self, t) -> np.ndarray:
-        """``Φ(t)`` as a ``[len(t), K]`` array for depths ``t ∈ [0, 1]``."""
-        raise NotImplementedError  # pragma: no cover - every continuous basis overrides
+    def depth_grid(self, num_layers: int, num_t: int) -> tuple[np.ndarray, np.ndarray]:
+        """Depths ``t`` ``[T]`` and ``Φ(t)`` ``[T, K]`` at which to look at ``W(t)``.
 
-    def phi(self, num_layers: int) -> np.ndarray:
-        """Design matrix ``Φ[l, k] = Φ_k(t_l)``, shape ``[num_layers, K]`` (NumPy, float64)."""
-        return self.evaluate(layer_times(num_layers))
-
-    def evaluate_traced(self, t):
-        """``Φ(t)`` ``[K]`` at one depth ``t`` that may be a traced JAX scalar (an ODE solver's
-        time); the traceable twin of :meth:`evaluate`, without its checks."""
-        raise NotImplementedError  # pragma: no cover - every continuous basis overrides
+        Here the ``num_layers`` layer depths ``t_l = l/L`` (one matrix each, whatever
+        ``num_t``); a :class:`ContinuousBasis` gives ``num_t`` even depths in [0, 1].
+        """
+        return layer_times(num_layers), self.phi(num_layers)
 
     def coefficient_scale(self, num_layers: int) -> float:
         """Prior scale ``s`` of each coefficient so that ``mean_l Var W(t_l) = 1``.
@@ -134,7 +159,32 @@ class Basis(abc.ABC):
                 f"{self!r} with {num_layers} layers has {phi.shape[1]} basis functions, "
                 f"but the coefficients have leading dimension {k}."
             )
-        return jnp.tensordot(jnp.asarray(phi, dtype=coefficients.dtype), coefficients, axes=1)
+        return weights(phi, jnp.asarray(coefficients))  # traceable: the network's layers
+
+
+class ContinuousBasis(Basis):
+    """Abstract basis of functions ``Φ_k(t)`` defined at every depth ``t ∈ [0, 1]``.
+
+    Subclasses supply :meth:`evaluate` (NumPy, checked) and :meth:`evaluate_traced`
+    (JAX, one traced depth); the layer grid's :meth:`phi` follows. The same
+    coefficients then define a network of any depth, or its neural-ODE limit.
+    """
+
+    @abc.abstractmethod
+    def evaluate(self, t) -> np.ndarray:
+        """``Φ(t)`` as a ``[len(t), K]`` array for depths ``t ∈ [0, 1]``."""
+
+    @abc.abstractmethod
+    def evaluate_traced(self, t):
+        """``Φ(t)`` ``[K]`` at one depth ``t`` that may be a traced JAX scalar (an ODE solver's
+        time); the traceable twin of :meth:`evaluate`, without its checks."""
+
+    def phi(self, num_layers: int) -> np.ndarray:
+        return self.evaluate(layer_times(num_layers))
+
+    def depth_grid(self, num_layers: int, num_t: int) -> tuple[np.ndarray, np.ndarray]:
+        t = np.linspace(0.0, 1.0, num_t)
+        return t, self.evaluate(t)
 
     def _check_t(self, t) -> np.ndarray:
         t = np.atleast_1d(np.asarray(t, dtype=np.float64))
@@ -150,42 +200,46 @@ class PerLayer(Basis):
     """One free matrix per layer: a plain ResNet. ``Φ = I`` (layers × layers).
 
     Layers are indexed by their integer position, so the coefficients have no meaning
-    at another depth and depth transfer is refused.
+    at another depth: it is not a :class:`ContinuousBasis`, and depth transfer is
+    refused.
     """
 
-    supports_depth_transfer = False
     label = "layer"
 
     def num_functions(self, num_layers: int) -> int:
         check_int("num_layers", num_layers, minimum=1)
         return num_layers
 
-    def evaluate(self, t) -> np.ndarray:
+    def phi(self, num_layers: int) -> np.ndarray:
+        return np.eye(self.num_functions(num_layers))
+
+    def evaluate(self, t):
+        """Refused, naming the fix: there is no ``W(t)`` between integer layers."""
         raise ValueError(
             "PerLayer has one matrix per integer layer and no value between layers; "
             "use a continuous basis (Constant, Monomial, Legendre, PiecewiseLinear) "
             "to evaluate W(t) at arbitrary depths."
         )
 
-    def evaluate_traced(self, t):
-        self.evaluate(t)  # raises: no value between layers
-
-    def phi(self, num_layers: int) -> np.ndarray:
-        return np.eye(self.num_functions(num_layers))
-
 
 @dataclass(frozen=True)
-class Monomial(Basis):
-    """Monomials ``Φ_k(t) = t^k``, ``k = 0 … degree``: ``W(t) = Σ_k t^k C_k`` exactly."""
+class Polynomial(ContinuousBasis):
+    """Abstract polynomial basis of ``degree + 1`` functions of depth, ``k = 0 … degree``."""
 
     degree: int
-    label = "t^"
 
     def __post_init__(self):
         check_int("degree", self.degree, minimum=0)
 
     def num_functions(self, num_layers: int) -> int:
         return self.degree + 1
+
+
+@dataclass(frozen=True)
+class Monomial(Polynomial):
+    """Monomials ``Φ_k(t) = t^k``, ``k = 0 … degree``: ``W(t) = Σ_k t^k C_k`` exactly."""
+
+    label = "t^"
 
     def evaluate(self, t) -> np.ndarray:
         t = self._check_t(t)
@@ -216,21 +270,14 @@ def Cubic() -> Monomial:  # noqa: N802
 
 
 @dataclass(frozen=True)
-class Legendre(Basis):
+class Legendre(Polynomial):
     """Shifted Legendre polynomials ``Φ_k(t) = √(2k+1) P_k(2t − 1)``, ``k = 0 … degree``.
 
     Orthonormal on [0, 1]: ``∫₀¹ Φ_j Φ_k dt = δ_jk``; better conditioned than monomials at
     high degree.
     """
 
-    degree: int
     label = "P"
-
-    def __post_init__(self):
-        check_int("degree", self.degree, minimum=0)
-
-    def num_functions(self, num_layers: int) -> int:
-        return self.degree + 1
 
     def evaluate(self, t) -> np.ndarray:
         t = self._check_t(t)
@@ -248,7 +295,7 @@ class Legendre(Basis):
 
 
 @dataclass(frozen=True)
-class PiecewiseLinear(Basis):
+class PiecewiseLinear(ContinuousBasis):
     """Hat functions on ``num_knots`` uniform knots ``τ_j = j/(n−1)`` of [0, 1].
 
     ``W(t)`` interpolates linearly between the knot values ``C_j = W(τ_j)``; the hats

@@ -53,14 +53,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 from scipy import optimize, special, stats
+
+from bayesresnet.model import PriorSpec, observation_dist
 
 __all__ = [
     "log_density",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_LEVELS",
     "HEADLINE_LEVELS",
+    "INTERVAL_LEVEL",
+    "INTERVAL_SCORE_KEY",
+    "INTERVAL_WIDTH_KEY",
+    "PREDICTION_LEVELS",
+    "level_key",
     "RECALIBRATION_METHODS",
     "CalibrationCurve",
     "GeneralizationGap",
@@ -93,7 +101,25 @@ DEFAULT_LEVELS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 DEFAULT_LEVELS.setflags(write=False)
 
 HEADLINE_LEVELS = (0.5, 0.9, 0.95)
-"""Levels whose coverage :func:`summarize` reports by name."""
+"""Levels whose coverage :func:`summarize` reports by name (keys :func:`level_key`)."""
+
+INTERVAL_LEVEL = 0.9
+"""Level of the one interval whose score and width :func:`summarize` reports, and of the
+intervals drawn in parity plots."""
+
+PREDICTION_LEVELS = (0.5, 0.8, 0.9, 0.95)
+"""Central intervals :meth:`bayesresnet.posterior.Posterior.predict` computes by default."""
+
+
+def level_key(level: float) -> str:
+    """The key of a level in :func:`summarize`'s ``coverage`` dict, e.g. ``"0.9"``."""
+    return str(float(level))
+
+
+INTERVAL_SCORE_KEY = f"interval_score_{round(100 * INTERVAL_LEVEL)}"
+"""``"interval_score_90"``: :func:`summarize`'s key of the interval score."""
+INTERVAL_WIDTH_KEY = f"interval_width_{round(100 * INTERVAL_LEVEL)}"
+"""``"interval_width_90"``: :func:`summarize`'s key of the mean interval width."""
 
 DEFAULT_CHUNK_SIZE = 4096
 """(point, output) pairs processed at once: temporary memory is about S × this many floats."""
@@ -378,18 +404,15 @@ def _as_df(value) -> float:
     return df
 
 
-def log_density(y, loc, scale, df: float | None = None):
-    """log N(y; loc, scale²), or log Student-t(y; df, loc, scale) when `df` is given."""
-    z = (y - loc) / scale
-    if df is None:
-        return -0.5 * z * z - np.log(scale) - 0.5 * math.log(2.0 * math.pi)
-    return (
-        special.gammaln(0.5 * (df + 1.0))
-        - special.gammaln(0.5 * df)
-        - 0.5 * math.log(df * math.pi)
-        - np.log(scale)
-        - 0.5 * (df + 1.0) * np.log1p(z * z / df)
-    )
+def log_density(y, loc, scale, df: float | None = None) -> np.ndarray:
+    """log N(y; loc, scale²), or log Student-t(y; df, loc, scale) when `df` is given.
+
+    The model's own likelihood (:func:`bayesresnet.model.observation_dist`), evaluated
+    in float64 whatever JAX's default precision.
+    """
+    prior = PriorSpec() if df is None else PriorSpec(likelihood="student_t", student_t_df=df)
+    with jax.enable_x64(True):
+        return np.asarray(observation_dist(prior, loc, scale).log_prob(y))
 
 
 def nll(
@@ -894,7 +917,7 @@ def summarize(
     mean = _draw_mean(x) if loc_draws is None else _draw_mean(_as_draws(loc_draws, "loc_draws"))
     curve = calibration_curve(x, t, lv)
     headline = coverage(x, t, HEADLINE_LEVELS)
-    lower, upper = central_interval(x, 0.9)
+    lower, upper = central_interval(x, INTERVAL_LEVEL)
     # At least 5 expected points per χ² bin: 10 bins from 50 points on, fewer below.
     pit_test = pit_uniformity(pit(x, t, seed=0), num_bins=chi2_bins(t.shape[0]))
     bonferroni = lambda p: min(1.0, num_outputs * float(np.min(p)))
@@ -911,7 +934,7 @@ def summarize(
     if nll_values is not None:
         summary["nll"] = _per_output(nll_values.mean(axis=0))
     summary["coverage"] = {
-        str(level): _per_output(row) for level, row in zip(HEADLINE_LEVELS, headline)
+        level_key(level): _per_output(row) for level, row in zip(HEADLINE_LEVELS, headline)
     }
     summary["calibration_curve"] = {
         "levels": _json_list(curve.levels),
@@ -929,9 +952,10 @@ def summarize(
             "overall": bonferroni(pit_test.chi2_pvalue),
         },
     }
-    summary["interval_score_90"] = _per_output(interval_score(lower, upper, t, 0.9).mean(axis=0))
+    score = interval_score(lower, upper, t, INTERVAL_LEVEL)
+    summary[INTERVAL_SCORE_KEY] = _per_output(score.mean(axis=0))
     summary["sharpness"] = _per_output(sharpness(x))
-    summary["interval_width_90"] = _per_output(np.mean(upper - lower, axis=0))
+    summary[INTERVAL_WIDTH_KEY] = _per_output(np.mean(upper - lower, axis=0))
     if train is not None:
         train_rmse = rmse(_draw_mean(train_x), train_y)
         test_rmse = rmse(mean, t)

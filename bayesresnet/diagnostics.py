@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from bayesresnet import sites
-from bayesresnet.bases import layer_times
+from bayesresnet.bases import weights
 
 with warnings.catch_warnings():
     # ArviZ 0.x announces its 1.x refactor on import, once a day; the move to 1.x is
@@ -28,6 +28,7 @@ __all__ = [
     "Check",
     "DiagnosticsResult",
     "convergence",
+    "e_bfmi",
     "probe_inputs",
     "function_space_draws",
     "parameter_draws",
@@ -189,15 +190,10 @@ def function_space_draws(post, x_probe, num_t: int = 11) -> dict[str, np.ndarray
     for p in range(f.shape[1]):
         for o, name in enumerate(post.output_names):
             out[f"f[{name}](probe {p})"] = f[:, p, o].reshape(c, d)
-    basis, spec = post.spec.basis, post.spec
-    if basis.supports_depth_transfer:
-        t = np.linspace(0.0, 1.0, num_t)
-        phi = basis.evaluate(t)
-    else:
-        t = layer_times(spec.num_layers)
-        phi = basis.phi(spec.num_layers)
-    coef = post.flat_samples()[sites.HIDDEN_WEIGHT]  # [S, K, w, w]
-    w = np.einsum("tk,skij->stij", phi, coef)
+    spec = post.spec
+    t, phi = spec.basis.depth_grid(spec.num_layers, num_t)  # [T], [T, K]
+    coef = np.asarray(post.flat_samples()[sites.HIDDEN_WEIGHT], dtype=np.float64)  # [S, K, w, w]
+    w = weights(phi, coef, axis=1)  # [S, T, w, w]
     norms = np.sqrt((w**2).sum(axis=(2, 3))) / spec.width  # [S, T]
     for i, ti in enumerate(t):
         out[f"|W(t={ti:.2f})|"] = norms[:, i].reshape(c, d)
@@ -334,6 +330,22 @@ def _chain_checks(post, num_probes, num_t, seed):
     return checks, rows
 
 
+def e_bfmi(energy) -> np.ndarray:
+    """E-BFMI per chain (``az.bfmi``): ``Σ_t (E_t − E_{t−1})² / Σ_t (E_t − Ē)²``; nan for a
+    constant chain. The one E-BFMI of the package: the verdict and the energy figure.
+
+    Args:
+        energy: Hamiltonian energy ``[chains, draws]``.
+
+    References:
+        Betancourt (2016), Diagnosing suboptimal cotangent disintegrations in Hamiltonian
+        Monte Carlo. arXiv:1604.00695.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a constant chain: 0/0
+        return np.atleast_1d(az.bfmi(np.asarray(energy, dtype=np.float64)))
+
+
 def _nuts_checks(post, num_probes, num_t, seed):
     checks, rows = _chain_checks(post, num_probes, num_t, seed)
     stats = post.sample_stats
@@ -365,9 +377,7 @@ def _nuts_checks(post, num_probes, num_t, seed):
             "dense_mass=True for correlated posteriors",
         )
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ebfmi = np.atleast_1d(az.bfmi(stats["energy"]))
+    ebfmi = e_bfmi(stats["energy"])
     ok = bool(np.all(ebfmi >= EBFMI_MIN))
     checks.append(
         Check(

@@ -107,8 +107,7 @@ def collapsed_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler):
     raw units, like the full model's) plus the priors of the other sites.
 
     Returns:
-        ``model(x, y, prior_loc=None, obs_weight=None, forward=None)``, with the
-        signature the engines call (the MAP start passes ``None`` for both).
+        ``model(x, y=None, forward=None)``, with the signature the engines call.
     """
     if not supports(prior):
         raise ValueError(
@@ -116,12 +115,10 @@ def collapsed_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler):
             f"{prior.likelihood!r}. Set `marginalize_output=False`."
         )
 
-    def model(x, y=None, prior_loc=None, obs_weight=None, forward=None):
-        # Anchors and bootstrap weights belong to ensembles, which keep the output layer.
-        assert prior_loc is None and obs_weight is None, "plain MAP and sampling only"
+    def model(x, y=None, forward=None):
         n, d = x.shape
         assert d == spec.in_features, f"x has {d} columns, spec.in_features={spec.in_features}"
-        params = _sample_network(spec, prior, None, exclude=OUTPUT_SITES)
+        params = _sample_network(spec, prior, exclude=OUTPUT_SITES)
         sigma = _sample_noise(spec, prior)  # [out], standardized units
         if y is None or n == 0:
             return

@@ -1,6 +1,6 @@
 """The NumPyro model of a Bayesian WP-ResNet.
 
-Priors (all Normal, centred at zero unless a ``prior_loc`` anchor is given):
+Priors (all Normal, centred at zero):
 
 * input layer ``W_in ~ N(0, (input_scale/√d)²)``, ``b_in ~ N(0, bias_scale²)``;
 * hidden coefficients ``C_k ~ N(0, (weight_scale · s_basis · τ_k / √width)²)`` and bias
@@ -28,13 +28,20 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from numpyro import handlers
 
 from bayesresnet import sites
 from bayesresnet._validate import check_bool, check_choice, check_number
 from bayesresnet.resnet import ResNetSpec, apply, param_shapes
 
-__all__ = ["PriorSpec", "Scaler", "fit_scaler", "wp_resnet_model", "make_model", "prior_scales"]
+__all__ = [
+    "PriorSpec",
+    "Scaler",
+    "fit_scaler",
+    "observation_dist",
+    "wp_resnet_model",
+    "make_model",
+    "prior_scales",
+]
 
 LIKELIHOODS = ("normal", "student_t")
 
@@ -77,6 +84,12 @@ class PriorSpec:
         check_choice("likelihood", self.likelihood, LIKELIHOODS)
         check_bool("learn_basis_scale", self.learn_basis_scale)
 
+    @property
+    def likelihood_df(self) -> float | None:
+        """Degrees of freedom of a Student-t likelihood; ``None`` for a Normal one (the
+        ``df`` of :func:`bayesresnet.calibration.nll` and ``summarize``)."""
+        return self.student_t_df if self.likelihood == "student_t" else None
+
 
 class Scaler(NamedTuple):
     """Per-column standardization ``x̃ = (x − x_mean)/x_std`` (and the same for y)."""
@@ -109,6 +122,25 @@ def fit_scaler(x, y) -> Scaler:
     return Scaler(*stats(x), *stats(y))
 
 
+def observation_dist(prior: PriorSpec, loc, scale) -> dist.Distribution:
+    """The likelihood of one observation, ``p(y | f, σ)``: the one definition of it.
+
+    ``Normal(loc, scale)``, or ``StudentT(prior.student_t_df, loc, scale)`` when
+    ``prior.likelihood == "student_t"``. Its ``log_prob`` and ``sample`` serve the model,
+    :meth:`~bayesresnet.posterior.Posterior.log_likelihood`, the noise of
+    :meth:`~bayesresnet.posterior.Posterior.predict` and the mixture NLL of
+    :mod:`bayesresnet.calibration`.
+
+    Args:
+        prior: the prior and likelihood settings.
+        loc: the noise-free output ``f``, any shape.
+        scale: the noise sd ``σ`` (raw units), broadcastable against ``loc``.
+    """
+    if prior.likelihood == "student_t":
+        return dist.StudentT(prior.student_t_df, loc, scale)
+    return dist.Normal(loc, scale)
+
+
 def prior_scales(spec: ResNetSpec, prior: PriorSpec) -> dict[str, float]:
     """Prior sd of each network site before any learned per-basis scale."""
     s_basis = spec.basis.coefficient_scale(spec.num_layers)
@@ -122,7 +154,7 @@ def prior_scales(spec: ResNetSpec, prior: PriorSpec) -> dict[str, float]:
     }
 
 
-def _sample_network(spec: ResNetSpec, prior: PriorSpec, prior_loc, exclude=()) -> dict:
+def _sample_network(spec: ResNetSpec, prior: PriorSpec, exclude=()) -> dict:
     """Sample every network parameter but those in ``exclude``; returns the parameter
     dict for ``apply``."""
     shapes = param_shapes(spec)
@@ -139,8 +171,9 @@ def _sample_network(spec: ResNetSpec, prior: PriorSpec, prior_loc, exclude=()) -
         scale = jnp.full(shape, scales[name])
         if tau is not None and name in (sites.HIDDEN_WEIGHT, sites.HIDDEN_BIAS):
             scale = scale * tau.reshape((k,) + (1,) * (len(shape) - 1))
-        loc = jnp.zeros(shape) if prior_loc is None else jnp.asarray(prior_loc[name])
-        params[name] = numpyro.sample(name, dist.Normal(loc, scale).to_event(len(shape)))
+        params[name] = numpyro.sample(
+            name, dist.Normal(jnp.zeros(shape), scale).to_event(len(shape))
+        )
     return params
 
 
@@ -157,8 +190,6 @@ def wp_resnet_model(
     spec: ResNetSpec,
     prior: PriorSpec,
     scaler: Scaler,
-    prior_loc=None,
-    obs_weight=None,
     forward=None,
 ):
     """NumPyro model of a Bayesian WP-ResNet regression.
@@ -169,10 +200,6 @@ def wp_resnet_model(
         spec: the network architecture.
         prior: prior and likelihood settings.
         scaler: standardization statistics (from the training data).
-        prior_loc: optional dict of prior means per network site (anchored ensembles);
-            zero when ``None``.
-        obs_weight: optional weight ``[N]`` of each observation's log-likelihood
-            (bootstrap counts for ensemble members); one when ``None``.
         forward: the network ``forward(params, x̃, spec)``; default
             :func:`~bayesresnet.resnet.apply` (e.g. :func:`bayesresnet.ode.adjoint_forward`
             to train through the ODE).
@@ -180,44 +207,35 @@ def wp_resnet_model(
     n, d = x.shape
     assert d == spec.in_features, f"x has {d} columns, spec.in_features={spec.in_features}"
     out = spec.out_features
-    params = _sample_network(spec, prior, prior_loc)
+    params = _sample_network(spec, prior)
     x_std = (x - scaler.x_mean) / scaler.x_std  # [N, d]
     f_std = (apply if forward is None else forward)(params, x_std, spec)  # [N, out]
     f = scaler.y_mean + scaler.y_std * f_std  # [N, out], raw units
     sigma = _sample_noise(spec, prior)  # [out], standardized units
-    scale = scaler.y_std * sigma  # [out], raw units
-    if prior.likelihood == "normal":
-        noise = dist.Normal(f, scale)
-    else:
-        noise = dist.StudentT(prior.student_t_df, f, scale)
+    noise = observation_dist(prior, f, scaler.y_std * sigma)  # [N, out], raw units
     if y is not None:
         assert y.shape == (n, out), f"y has shape {y.shape}, expected {(n, out)}"
     if n == 0:  # no observations: the model is its prior
         return
     with numpyro.plate(sites.DATA_PLATE, n):
-        if obs_weight is None:
-            numpyro.sample(sites.OBS, noise.to_event(1), obs=y)
-        else:
-            with handlers.scale(scale=obs_weight):
-                numpyro.sample(sites.OBS, noise.to_event(1), obs=y)
+        numpyro.sample(sites.OBS, noise.to_event(1), obs=y)
 
 
 def make_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler, prior_loc=None):
-    """The model with its static arguments bound.
+    """The model with its static arguments bound: ``model(x, y=None, forward=None)``.
 
-    Returns ``model(x, y=None, prior_loc=prior_loc, obs_weight=None, forward=None)``.
+    Args:
+        spec, prior, scaler: as in :func:`wp_resnet_model`.
+        prior_loc: optional dict of prior means per network site (an anchored
+            ensemble member's prior, :func:`bayesresnet.infer.core.anchor_prior`);
+            zero when ``None``.
     """
 
-    def model(x, y=None, prior_loc=prior_loc, obs_weight=None, forward=None):
-        return wp_resnet_model(
-            x,
-            y,
-            spec=spec,
-            prior=prior,
-            scaler=scaler,
-            prior_loc=prior_loc,
-            obs_weight=obs_weight,
-            forward=forward,
-        )
+    def model(x, y=None, forward=None):
+        return wp_resnet_model(x, y, spec=spec, prior=prior, scaler=scaler, forward=forward)
 
-    return model
+    if prior_loc is None:
+        return model
+    from bayesresnet.infer.core import anchor_prior  # the engines' handler; infer imports model
+
+    return anchor_prior(model, prior_loc)

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 
 from bayesresnet import sites
 from bayesresnet._validate import check_int, check_number
+from bayesresnet.bases import ContinuousBasis
 from bayesresnet.resnet import ACTIVATIONS, ResNetSpec, apply
 
 __all__ = [
@@ -70,7 +71,7 @@ def check_ode_spec(spec: ResNetSpec) -> ResNetSpec:
     """Refuses a spec that has no continuous-depth limit (per-layer basis, MLP baseline)."""
     if not isinstance(spec, ResNetSpec):
         raise TypeError(f"`spec` must be a ResNetSpec; got {type(spec).__name__}.")
-    if not spec.basis.supports_depth_transfer:
+    if not isinstance(spec.basis, ContinuousBasis):
         raise ValueError(
             f"the neural-ODE limit needs W(t) at every depth t, but {spec.basis!r} has one "
             "matrix per integer layer (per-layer basis); use a continuous basis (Cubic, "

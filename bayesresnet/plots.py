@@ -8,8 +8,8 @@ laid out for 6.4 × 4.8 in (taller only for the trace/rank grid). Figures with o
 panel per output show at most :data:`MAX_PANELS` outputs and say so in their title when
 some were left out.
 
-Everything is drawn from NumPy arrays; ArviZ is left to
-:mod:`bayesresnet.diagnostics`, so a report can be drawn without it.
+Everything is drawn from NumPy arrays; what ArviZ computes (the E-BFMI) comes from
+:mod:`bayesresnet.diagnostics`, the one module that calls it.
 
 References:
     Vehtari, Gelman, Simpson, Carpenter, Bürkner (2021), Rank-normalization, folding,
@@ -35,9 +35,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats
 
-from bayesresnet import sites
+from bayesresnet import diagnostics, sites
 from bayesresnet._validate import check_bool, check_int, check_number
-from bayesresnet.bases import layer_times
+from bayesresnet.bases import ContinuousBasis, weights
 from bayesresnet.calibration import CalibrationCurve, miscalibration_area
 from bayesresnet.posterior import Posterior
 
@@ -634,14 +634,6 @@ def plot_trace_rank(draws: Mapping[str, np.ndarray]) -> Figure:
     return fig
 
 
-def _e_bfmi(energy: np.ndarray) -> np.ndarray:
-    """E-BFMI per chain: ``Σ_t (E_t − E_{t−1})² / Σ_t (E_t − Ē)²`` (nan for constant E)."""
-    num = np.sum(np.diff(energy, axis=1) ** 2, axis=1)
-    den = np.sum((energy - energy.mean(axis=1, keepdims=True)) ** 2, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-
-
 def plot_energy(energy) -> Figure:
     """Marginal energy against energy transitions of HMC/NUTS (Betancourt 2016).
 
@@ -650,8 +642,9 @@ def plot_energy(energy) -> Figure:
     narrower than the marginal one, the momentum resampling cannot move the sampler
     across energy levels fast enough and the tails are explored poorly. The legend
     gives the energy Bayesian fraction of missing information per chain,
-    ``E-BFMI = Σ_t (E_t − E_{t−1})² / Σ_t (E_t − Ē)²``, flagged below 0.3. (ArviZ's
-    ``bfmi`` uses means instead of sums, a factor ``N/(N − 1)`` larger.)
+    ``E-BFMI = Σ_t (E_t − E_{t−1})² / Σ_t (E_t − Ē)²`` (:func:`~bayesresnet.diagnostics.e_bfmi`,
+    the value the convergence verdict checks), flagged below
+    :data:`~bayesresnet.diagnostics.EBFMI_MIN`.
 
     Args:
         energy: Hamiltonian energy (nats) ``[chains, draws]``, at least 2 draws;
@@ -676,8 +669,8 @@ def plot_energy(energy) -> Figure:
         centred, bins=edges, density=True, color="C0", alpha=0.55, label="marginal energy E − Ē"
     )
     ax.hist(delta, bins=edges, density=True, color="C1", alpha=0.55, label="energy transition ΔE")
-    for c, value in enumerate(_e_bfmi(e)):
-        flag = " (low)" if value < 0.3 else ""
+    for c, value in enumerate(diagnostics.e_bfmi(e)):
+        flag = " (low)" if value < diagnostics.EBFMI_MIN else ""
         ax.plot([], [], " ", label=f"E-BFMI chain {c}: {value:.2f}{flag}")
     ax.set_xlabel("energy (nats), centred per chain")
     ax.set_ylabel("density")
@@ -764,14 +757,8 @@ def _weight_path(post, num_t: int, entries) -> tuple[np.ndarray, np.ndarray, np.
             f"`post` has no {sites.HIDDEN_WEIGHT!r} draws (sites: {sorted(post.samples)})."
         )
     coef = np.asarray(post.flat_samples()[sites.HIDDEN_WEIGHT], dtype=np.float64)  # [S, K, w, w]
-    if basis.supports_depth_transfer:
-        t = np.linspace(0.0, 1.0, num_t)
-        phi = basis.evaluate(t)  # [T, K]
-        steps = False
-    else:
-        t = layer_times(num_layers)
-        phi = basis.phi(num_layers)  # [L, K]
-        steps = True
+    t, phi = basis.depth_grid(num_layers, num_t)  # [T], [T, K]
+    steps = not isinstance(basis, ContinuousBasis)
     if coef.ndim != 4 or coef.shape[1:] != (phi.shape[1], width, width):
         raise ValueError(
             f"`post` {sites.HIDDEN_WEIGHT!r} draws must have shape [S, {phi.shape[1]}, "
@@ -785,8 +772,7 @@ def _weight_path(post, num_t: int, entries) -> tuple[np.ndarray, np.ndarray, np.
     # Chunk over draws so W stays near 4·10⁶ floats whatever S, T and the width.
     chunk = max(1, 4_000_000 // (len(t) * width * width))
     for start in range(0, s, chunk):
-        w = np.tensordot(phi, coef[start : start + chunk], axes=([1], [1]))  # [T, s, w, w]
-        w = np.moveaxis(w, 0, 1)  # [s, T, w, w]
+        w = weights(phi, coef[start : start + chunk], axis=1)  # [s, T, w, w]
         norms[start : start + chunk] = np.sqrt(np.sum(w**2, axis=(2, 3))) / width
         picked[start : start + chunk] = w[:, :, rows, cols]
     return t, norms, picked, steps

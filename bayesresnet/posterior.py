@@ -14,7 +14,7 @@ import functools
 import io
 import json
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +25,14 @@ import numpy as np
 from bayesresnet import bases, sites
 from bayesresnet._io import write_atomic
 from bayesresnet._validate import check_int, check_number
-from bayesresnet.calibration import log_density
-from bayesresnet.model import PriorSpec, Scaler
+from bayesresnet.calibration import PREDICTION_LEVELS
+from bayesresnet.model import PriorSpec, Scaler, observation_dist
 from bayesresnet.resnet import ResNetSpec, apply
 
-__all__ = ["Posterior", "Prediction", "load", "FORMAT_VERSION", "DEFAULT_LEVELS"]
+__all__ = ["Posterior", "Prediction", "load", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 MIN_Y_DRAWS = 1000
-DEFAULT_LEVELS = (0.5, 0.8, 0.9, 0.95)
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ def _check_depth(spec: ResNetSpec, depth):
         ode.check_ode_spec(spec)
         return depth
     depth = check_int("depth", depth, minimum=1)
-    if depth != spec.num_layers and not spec.basis.supports_depth_transfer:
+    if depth != spec.num_layers and not isinstance(spec.basis, bases.ContinuousBasis):
         raise ValueError(
             f"`depth={depth}` differs from the spec's {spec.num_layers} layers, but "
             f"{spec.basis!r} has one matrix per layer and cannot be evaluated at another "
@@ -168,7 +167,6 @@ class Posterior:
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
     seed: int = 0
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ----------------------------------------------------------------- shapes
     @property
@@ -256,7 +254,7 @@ class Posterior:
         x,
         *,
         seed: int = 0,
-        levels=DEFAULT_LEVELS,
+        levels=PREDICTION_LEVELS,
         return_draws: bool | None = None,
         chunk_points: int = 4096,
         chunk_draws: int = 1024,
@@ -274,7 +272,8 @@ class Posterior:
         Args:
             x: inputs ``[N, d]`` in raw units.
             seed: seed of the observation-noise draws.
-            levels: central-interval levels to precompute.
+            levels: central-interval levels to precompute (default
+                :data:`bayesresnet.calibration.PREDICTION_LEVELS`).
             return_draws: keep the ``f`` and ``y`` draws ``[S, N, O]``.
             chunk_points: points per chunk.
             chunk_draws: draws per compiled call.
@@ -295,15 +294,13 @@ class Posterior:
         # give coarse or zero-width predictive quantiles: take R draws each, so at least
         # MIN_Y_DRAWS draws of y represent the predictive distribution.
         reps = max(1, -(-MIN_Y_DRAWS // s))
-        rng = np.random.default_rng(seed)
+        key = jax.random.key(seed)
         out = {k: [] for k in ("mean", "f_std", "std", "f", "y")}
         qs = {p: [] for p in probs}
         fqs = {p: [] for p in probs}
-        for f in self._f_chunks(x, chunk_points, chunk_draws, depth):
-            # [R·S, P, O]: R noise draws per parameter draw.
-            y = np.concatenate(
-                [f + sigma[:, None, :] * self._noise(rng, f.shape) for _ in range(reps)]
-            )
+        for i, f in enumerate(self._f_chunks(x, chunk_points, chunk_draws, depth)):
+            # [R·S, P, O]: R noise draws per parameter draw, replicate-major.
+            y = self._sample_y(jax.random.fold_in(key, i), f, sigma[:, None, :], reps)
             out["mean"].append(f.mean(axis=0))
             out["f_std"].append(f.std(axis=0))
             out["std"].append(y.std(axis=0))
@@ -330,10 +327,12 @@ class Posterior:
             output_names=self.output_names,
         )
 
-    def _noise(self, rng, shape) -> np.ndarray:
-        if self.prior.likelihood == "student_t":
-            return rng.standard_t(self.prior.student_t_df, size=shape)
-        return rng.standard_normal(size=shape)
+    def _sample_y(self, key, f, sigma, reps: int) -> np.ndarray:
+        """``reps`` draws of ``y ~ p(y | f, σ)`` per draw of ``f`` ``[S, P, O]``; ``[R·S, P, O]``,
+        replicate-major."""
+        with jax.enable_x64(True):  # the float64 of the draws of f
+            y = observation_dist(self.prior, f, sigma).sample(key, (reps,))
+        return np.asarray(y).reshape((-1,) + f.shape[1:])
 
     def log_likelihood(self, x=None, y=None, *, chunk_points: int = 4096) -> np.ndarray:
         """Pointwise log-likelihood ``[chains, draws, N]`` (summed over outputs), raw units.
@@ -350,8 +349,8 @@ class Posterior:
         for f in self._f_chunks(x, chunk_points, 1024):
             yy = y[start : start + f.shape[1]][None]
             start += f.shape[1]
-            df = self.prior.student_t_df if self.prior.likelihood == "student_t" else None
-            lp = log_density(yy, f, sigma, df)
+            with jax.enable_x64(True):  # float64, as the draws of f
+                lp = np.asarray(observation_dist(self.prior, f, sigma).log_prob(yy))
             parts.append(lp.sum(axis=-1))
         ll = np.concatenate(parts, axis=1)
         return ll.reshape(self.num_chains, self.num_draws, -1)

@@ -11,6 +11,12 @@ import html
 from pathlib import Path
 
 from bayesresnet._io import write_atomic, write_json, write_predictions
+from bayesresnet.calibration import (
+    HEADLINE_LEVELS,
+    INTERVAL_LEVEL,
+    INTERVAL_SCORE_KEY,
+    level_key,
+)
 
 # write_json and write_predictions live in bayesresnet._io; they are re-exported here, beside
 # write_report, as the public way to write a run's files.
@@ -229,17 +235,17 @@ def _calibration_table(cal: dict, metrics: dict) -> str:
         ("R²", "r2"),
         ("CRPS", "crps"),
         ("NLL", "nll"),
-        ("interval score (90%)", "interval_score_90"),
+        (f"interval score ({INTERVAL_LEVEL:.0%})", INTERVAL_SCORE_KEY),
         ("sharpness (mean sd)", "sharpness"),
         ("miscalibration area", "miscalibration_area"),
     ]
     for label, key in keys:
         if key in cal:
             rows.append([label, *per(key)])
-    for level in ("0.5", "0.9", "0.95"):
-        cov = cal.get("coverage", {}).get(level)
+    for level in HEADLINE_LEVELS:
+        cov = cal.get("coverage", {}).get(level_key(level))
         if cov:
-            rows.append([f"coverage of {float(level):.0%} interval", *cov["per_output"]])
+            rows.append([f"coverage of {level:.0%} interval", *cov["per_output"]])
     pit = cal.get("pit")
     if pit:
         rows.append(["PIT KS p-value", *pit.get("ks_pvalue", {}).get("per_output", [])])
@@ -274,7 +280,7 @@ def render_compare_html(rows: list[dict], runs: dict[str, dict], figures) -> str
             ),
         ]
     header = ["metric", *runs]
-    keys = ["rmse", "crps", "nll", "miscalibration_area", "interval_score_90", "sharpness"]
+    keys = ["rmse", "crps", "nll", "miscalibration_area", INTERVAL_SCORE_KEY, "sharpness"]
     table_rows = []
     for key in keys:
         row = [key]
@@ -282,9 +288,10 @@ def render_compare_html(rows: list[dict], runs: dict[str, dict], figures) -> str
             v = m.get("calibration", {}).get("test", {}).get(key, {})
             row.append(v.get("overall") if isinstance(v, dict) else None)
         table_rows.append(row)
-    cov_row = ["coverage of 90% interval"]
+    cov_row = [f"coverage of {INTERVAL_LEVEL:.0%} interval"]
     for m in runs.values():
-        c = m.get("calibration", {}).get("test", {}).get("coverage", {}).get("0.9", {})
+        test = m.get("calibration", {}).get("test", {})
+        c = test.get("coverage", {}).get(level_key(INTERVAL_LEVEL), {})
         cov_row.append(c.get("overall"))
     table_rows.append(cov_row)
     verdict_row = ["diagnostics verdict"] + [m["diagnostics"]["verdict"] for m in runs.values()]

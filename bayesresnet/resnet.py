@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesresnet import sites
+from bayesresnet import bases, sites
 from bayesresnet._validate import check_bool, check_choice, check_int
-from bayesresnet.bases import Basis, Monomial
+from bayesresnet.bases import Basis, ContinuousBasis, Monomial
 
 __all__ = [
     "ACTIVATIONS",
@@ -98,7 +98,7 @@ class ResNetSpec:
         check_choice("activation", self.activation, ACTIVATIONS)
         check_bool("residual", self.residual)
         check_choice("scheme", self.scheme, SCHEMES)
-        if self.scheme == "heun" and not self.basis.supports_depth_transfer:
+        if self.scheme == "heun" and not isinstance(self.basis, ContinuousBasis):
             raise ValueError(
                 f'`scheme` "heun" needs W(t) at t_(l+1) between layers, but {self.basis!r} '
                 'has one matrix per layer (per-layer basis); use scheme="euler" or a '
@@ -168,7 +168,7 @@ def hidden_layer_params(params, spec: ResNetSpec, num_layers: int | None = None)
 def _check_num_layers(spec: ResNetSpec, num_layers: int | None) -> int:
     if num_layers is None or num_layers == spec.num_layers:
         return spec.num_layers
-    if not spec.basis.supports_depth_transfer:
+    if not isinstance(spec.basis, ContinuousBasis):
         raise ValueError(
             f"`num_layers={num_layers}` differs from the spec's {spec.num_layers}, but "
             f"{spec.basis!r} has one matrix per layer and cannot be evaluated at another "
@@ -199,9 +199,8 @@ def apply(params, x, spec: ResNetSpec, num_layers: int | None = None):
     if spec.scheme == "heun":
         # W and b at the right ends t_{l+1} = (l+1)Δt of the steps.
         phi_next = spec.basis.evaluate(np.arange(1, num_layers + 1) / num_layers)  # [L, K]
-        phi_next = jnp.asarray(phi_next, dtype=params[sites.HIDDEN_WEIGHT].dtype)
-        weights = (weights, jnp.tensordot(phi_next, params[sites.HIDDEN_WEIGHT], axes=1))
-        biases = (biases, jnp.tensordot(phi_next, params[sites.HIDDEN_BIAS], axes=1))
+        weights = (weights, bases.weights(phi_next, jnp.asarray(params[sites.HIDDEN_WEIGHT])))
+        biases = (biases, bases.weights(phi_next, jnp.asarray(params[sites.HIDDEN_BIAS])))
 
         def step(h, wb):
             (w, w_next), (b, b_next) = wb

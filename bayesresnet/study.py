@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from bayesresnet import _io
+from bayesresnet.calibration import HEADLINE_LEVELS, INTERVAL_SCORE_KEY, level_key
 from bayesresnet.infer import METHODS
 from bayesresnet.runspec import (
     _KEY_RE,
@@ -639,10 +640,10 @@ def metrics_row(metrics: Mapping) -> dict[str, Any]:
         "crps": overall(test, "crps"),
         "nll": overall(test, "nll"),
         **{
-            f"coverage_{round(100 * float(k))}": coverage.get(k, {}).get("overall")
-            for k in ("0.5", "0.9", "0.95")
+            f"coverage_{round(100 * level)}": coverage.get(level_key(level), {}).get("overall")
+            for level in HEADLINE_LEVELS
         },
-        "interval_score_90": overall(test, "interval_score_90"),
+        INTERVAL_SCORE_KEY: overall(test, INTERVAL_SCORE_KEY),
         "verdict": metrics["diagnostics"]["verdict"],
     }
 

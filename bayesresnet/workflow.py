@@ -139,7 +139,7 @@ def analyze(
     prediction = None
     calib = {}
     # The held-out NLL is the mixture of the model's own likelihood over the draws.
-    df = post.prior.student_t_df if post.prior.likelihood == "student_t" else None
+    df = post.prior.likelihood_df
     if dataset is not None and dataset.num_test > 0:
         prediction = post.predict(dataset.x_test, seed=seed, return_draws=True)
         calib["test"] = calibration.summarize(
@@ -154,7 +154,10 @@ def analyze(
         figures["Parity plot, held-out data"] = (
             _uri(
                 plots.plot_parity(
-                    dataset.y_test, prediction, level=0.9, output_names=post.output_names
+                    dataset.y_test,
+                    prediction,
+                    level=calibration.INTERVAL_LEVEL,
+                    output_names=post.output_names,
                 )
             ),
             "Predictive mean against the held-out truth with 90% predictive intervals; "

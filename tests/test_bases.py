@@ -152,3 +152,35 @@ def test_make_basis_by_name():
 def test_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_weights_contract_any_axis_and_depth_grid():
+    rng = np.random.default_rng(1)
+    phi = rng.normal(size=(5, 3))
+    draws = rng.normal(size=(2, 3, 4, 4))  # [S, K, w, w]
+    w = bases.weights(phi, draws, axis=1)  # NumPy in, NumPy float64 out
+    assert isinstance(w, np.ndarray) and w.shape == (2, 5, 4, 4) and w.dtype == np.float64
+    np.testing.assert_allclose(w, np.einsum("tk,skij->stij", phi, draws), rtol=1e-12)
+    t, phi_fine = bases.Legendre(2).depth_grid(4, 11)
+    np.testing.assert_allclose(t, np.linspace(0, 1, 11))
+    np.testing.assert_allclose(phi_fine, bases.Legendre(2).evaluate(t))
+    t, phi_layers = bases.PerLayer().depth_grid(4, 11)  # one matrix per layer
+    np.testing.assert_allclose(t, bases.layer_times(4))
+    np.testing.assert_array_equal(phi_layers, np.eye(4))
+
+
+def test_continuous_bases_are_a_type():
+    for basis in CONTINUOUS:
+        assert isinstance(basis, bases.ContinuousBasis) and basis.supports_depth_transfer
+    assert isinstance(bases.Legendre(2), bases.Polynomial)
+    assert isinstance(bases.Cubic(), bases.Polynomial)
+    assert not isinstance(bases.PerLayer(), bases.ContinuousBasis)
+    assert not isinstance(bases.PiecewiseLinear(3), bases.Polynomial)
+    assert bases.Legendre(2) != bases.Monomial(2)  # same degree, another basis
+
+    class Bare(bases.Basis):
+        def num_functions(self, num_layers):
+            return 1
+
+    with pytest.raises(TypeError, match="abstract"):
+        Bare()

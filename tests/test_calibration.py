@@ -591,3 +591,14 @@ def test_chi2_bins_keep_five_expected_points_per_bin():
     rng = np.random.default_rng(0)
     draws, y = rng.normal(size=(200, 30, 1)), rng.normal(size=(30, 1))
     cal.summarize(draws, y)  # 30 points: 6 bins, so no small-sample warning (warnings are errors)
+
+
+def test_summary_keys_come_from_the_one_levels_setting():
+    rng = np.random.default_rng(3)
+    summary = cal.summarize(rng.normal(size=(50, 20, 1)), rng.normal(size=(20, 1)))
+    assert cal.INTERVAL_SCORE_KEY == "interval_score_90" and cal.INTERVAL_SCORE_KEY in summary
+    assert cal.INTERVAL_WIDTH_KEY == "interval_width_90" and cal.INTERVAL_WIDTH_KEY in summary
+    assert list(summary["coverage"]) == [cal.level_key(lv) for lv in cal.HEADLINE_LEVELS]
+    assert list(summary["coverage"]) == ["0.5", "0.9", "0.95"]
+    assert set(cal.HEADLINE_LEVELS) <= set(cal.PREDICTION_LEVELS)
+    assert cal.INTERVAL_LEVEL in cal.PREDICTION_LEVELS

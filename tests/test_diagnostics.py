@@ -198,3 +198,19 @@ def test_ensemble_and_svi_checks():
 def test_compare_needs_two_runs():
     with pytest.raises(ValueError, match=r"`compare` needs at least two runs; got 1"):
         diagnostics.compare({"a": None})
+
+
+def test_one_e_bfmi_for_the_verdict_and_the_energy_figure():
+    from bayesresnet import diagnostics, plots
+
+    energy = np.random.default_rng(5).normal(size=(3, 40)).cumsum(axis=1)
+    values = diagnostics.e_bfmi(energy)
+    by_hand = np.sum(np.diff(energy, axis=1) ** 2, axis=1) / np.sum(
+        (energy - energy.mean(axis=1, keepdims=True)) ** 2, axis=1
+    )
+    np.testing.assert_allclose(values, by_hand, rtol=1e-12)
+    texts = [t.get_text() for t in plots.plot_energy(energy).axes[0].get_legend().get_texts()]
+    assert texts[2:] == [
+        f"E-BFMI chain {c}: {v:.2f}{' (low)' if v < diagnostics.EBFMI_MIN else ''}"
+        for c, v in enumerate(values)
+    ]

@@ -9,6 +9,7 @@ import numpyro.distributions as dist
 import pytest
 from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import Predictive
+from numpyro.infer.util import constrain_fn, potential_energy
 
 import bayesresnet as brn
 from bayesresnet import bases, sites
@@ -318,3 +319,32 @@ def test_svi_rising_loss_is_not_convergence():
     assert _plateaued(50.05, 50.0, n, tol)
     assert not _plateaued(50.0, 40.0, n, tol)  # still improving
     assert not _plateaued(40.0, 50.0, n, tol)  # rose: not converged, keep optimizing
+
+
+def test_member_handlers_weight_the_likelihood_and_recentre_normal_priors(key):
+    from bayesresnet.infer.core import anchor_prior, member_model
+
+    spec = brn.ResNetSpec(1, 1, width=2, num_layers=2, basis=bases.Linear())
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 1)), rng.normal(size=(6, 1))
+    model = brn.make_model(spec, brn.PriorSpec(), brn.fit_scaler(x, y))
+    u = sample_prior_unconstrained(key, model, x, y, 1)
+    u = jax.tree_util.tree_map(lambda a: a[0], u)
+    weights = jnp.asarray([0.0, 1, 2, 0, 1, 2])
+    tr = numpyro.handlers.trace(
+        numpyro.handlers.substitute(model, constrain_fn(model, (x, y), {}, u))
+    ).get_trace(x, y)
+    ll = np.asarray(tr[sites.OBS]["fn"].log_prob(y))  # [N]
+    plain = potential_energy(model, (x, y), {}, u)
+    weighted = potential_energy(member_model(model, None, weights), (x, y), {}, u)
+    # Only the likelihood changes (the noise scale's Jacobian factor is untouched).
+    np.testing.assert_allclose(weighted - plain, -np.sum((np.asarray(weights) - 1) * ll), rtol=1e-4)
+    loc = {
+        name: jnp.full(tr[name]["value"].shape, 2.0)
+        for name in (sites.OUTPUT_BIAS, sites.NOISE_SCALE)
+    }
+    anchored = numpyro.handlers.trace(
+        numpyro.handlers.seed(anchor_prior(model, loc), key)
+    ).get_trace(x, y)
+    np.testing.assert_array_equal(anchored[sites.OUTPUT_BIAS]["fn"].base_dist.loc, [2.0])
+    assert type(anchored[sites.NOISE_SCALE]["fn"].base_dist).__name__ == "HalfNormal"

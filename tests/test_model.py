@@ -137,3 +137,24 @@ def test_scaler_constant_column():
 def test_prior_spec_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         brn.PriorSpec(**kwargs)
+
+
+@pytest.mark.parametrize("likelihood", ["normal", "student_t"])
+def test_observation_dist_is_the_models_likelihood(key, likelihood):
+    from scipy import stats
+
+    spec, prior, x, y = make(likelihood=likelihood)
+    model = brn.make_model(spec, prior, brn.fit_scaler(x, y))
+    tr = handlers.trace(handlers.seed(model, key)).get_trace(x, y)
+    fn = tr[sites.OBS]["fn"].base_dist
+    same = brn.model.observation_dist(prior, fn.loc, fn.scale)
+    assert type(same) is type(fn)
+    np.testing.assert_array_equal(same.log_prob(y), fn.log_prob(y))
+    loc, scale = np.asarray(fn.loc, dtype=np.float64), np.asarray(fn.scale, dtype=np.float64)
+    by_hand = (
+        stats.t.logpdf(y, 4.0, loc, scale)
+        if likelihood == "student_t"
+        else stats.norm.logpdf(y, loc, scale)
+    )
+    np.testing.assert_allclose(fn.log_prob(y), by_hand, rtol=1e-5, atol=1e-5)
+    assert prior.likelihood_df == (4.0 if likelihood == "student_t" else None)

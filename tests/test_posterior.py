@@ -238,3 +238,20 @@ def test_student_t_log_likelihood_by_hand(post):
     sigma = post_t.noise_scale()[:, None, :]
     expected = student_t.logpdf(post.y_train, 4.0, loc=f, scale=sigma).sum(axis=-1)
     np.testing.assert_allclose(post_t.log_likelihood()[0], expected, rtol=1e-5, atol=1e-4)
+
+
+def test_student_t_noise_draws_follow_the_likelihood(post):
+    import dataclasses
+
+    from scipy import stats
+
+    post_t = dataclasses.replace(
+        post, prior=brn.PriorSpec(likelihood="student_t", student_t_df=3.0)
+    )
+    x = np.repeat(post.x_train[:1], 400, axis=0)
+    pred = post_t.predict(x, seed=2, return_draws=True, levels=())
+    z = (pred.y - np.tile(pred.f, (200, 1, 1))) / np.tile(post_t.noise_scale(), (200, 1))[:, None]
+    assert pred.y.dtype == np.float64
+    # 2.4·10⁶ standardized residuals: the t₃ law (KS), not the normal.
+    assert stats.kstest(z[:, :100].ravel(), stats.t(3.0).cdf).pvalue > 1e-3
+    assert stats.kstest(z[:, :100].ravel(), stats.norm.cdf).pvalue < 1e-6

@@ -5,7 +5,10 @@
 * :func:`latent_sites`, :func:`sample_prior_unconstrained`: the model's latent sites and
   prior draws in unconstrained space;
 * :func:`make_member_trainer`, :func:`train_members`: ``M`` MAP fits as one vmapped,
-  jitted ``lax.scan`` (deep ensembles, and the start of NUTS, MCLMC and SVI);
+  jitted ``lax.scan`` (deep ensembles, and the start of NUTS, MCLMC and SVI); each
+  member's own prior means and likelihood weights reach the plain model through two
+  NumPyro handlers (:func:`anchor_prior`, :func:`weight_observations`, combined by
+  :func:`member_model`);
 * :func:`run_chains`: a pure kernel ``step(key, state) -> (state, info)`` run for many
   chains at once: vmapped over chains, sharded over devices when there are several, in
   compiled blocks so that long runs report progress. NUTS and MCLMC both sample with it.
@@ -23,12 +26,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 import optax
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpyro import handlers
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
+from numpyro.primitives import Messenger
 
+from bayesresnet import sites
 from bayesresnet._validate import check_bool, check_choice, check_int, check_number
 from bayesresnet.infer.base import Timer, progress_active, progress_bar
 
@@ -40,6 +46,9 @@ __all__ = [
     "make_optimizer",
     "latent_sites",
     "sample_prior_unconstrained",
+    "anchor_prior",
+    "weight_observations",
+    "member_model",
     "member_inputs",
     "make_member_trainer",
     "train_members",
@@ -155,6 +164,71 @@ def sample_prior_unconstrained(key, model, x, y, num: int):
     return jax.jit(jax.vmap(one))(jax.random.split(key, num))
 
 
+class anchor_prior(Messenger):  # noqa: N801 - a NumPyro handler, named as NumPyro's are
+    """Centre the Normal prior of every latent site named in ``loc`` at ``loc[name]``.
+
+    A site ``θ ~ Normal(m, s)`` (or its ``to_event`` form) becomes ``Normal(loc[θ], s)``
+    with the same scale and event dimensions: the prior of one member of an anchored
+    ensemble (Pearce et al. 2020). Sites with another prior (the HalfNormal noise
+    scale) and names missing from ``loc`` are left as they are.
+
+    Args:
+        fn: the model.
+        loc: ``{site: array}`` of prior means, e.g. a prior draw of every latent site.
+    """
+
+    def __init__(self, fn=None, loc=None):
+        self.loc = {} if loc is None else loc
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or msg["is_observed"] or msg["name"] not in self.loc:
+            return
+        fn, event_dims = msg["fn"], 0
+        if isinstance(fn, dist.Independent):
+            fn, event_dims = fn.base_dist, fn.reinterpreted_batch_ndims
+        if type(fn) is dist.Normal:
+            msg["fn"] = dist.Normal(jnp.asarray(self.loc[msg["name"]]), fn.scale).to_event(
+                event_dims
+            )
+
+
+class weight_observations(Messenger):  # noqa: N801 - a NumPyro handler
+    """Multiply the log-likelihood of each observation (the site ``y``) by a weight.
+
+    ``weights`` ``[N]`` broadcasts against the data plate, as ``handlers.scale`` with
+    an array does; zero weights are allowed (bootstrap counts leave rows out). Every
+    other site, the priors and the Jacobian factors of constrained sites included, is
+    untouched.
+
+    Args:
+        fn: the model.
+        weights: ``[N]`` non-negative weights, e.g. multinomial bootstrap counts.
+    """
+
+    def __init__(self, fn=None, weights=None):
+        self.weights = weights
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["name"] == sites.OBS:
+            scale = msg.get("scale")
+            msg["scale"] = self.weights if scale is None else self.weights * scale
+
+
+def member_model(model, prior_loc=None, obs_weight=None):
+    """The model one ensemble member fits: its own prior means and likelihood weights.
+
+    ``prior_loc`` (anchors, :func:`anchor_prior`) and ``obs_weight`` (bootstrap counts,
+    :func:`weight_observations`) may each be ``None``, which leaves the plain model.
+    """
+    if prior_loc is not None:
+        model = anchor_prior(model, prior_loc)
+    if obs_weight is not None:
+        model = weight_observations(model, obs_weight)
+    return model
+
+
 class MembersResult(NamedTuple):
     """Unconstrained parameters ``[M, ...]`` and loss histories ``[M, num_steps]``."""
 
@@ -165,11 +239,10 @@ class MembersResult(NamedTuple):
 def _member_steps(model, x, y, optimizer, forward=None):
     """``run(u, opt_state, prior_loc, obs_weight, length) -> ((u, opt_state), losses)``."""
 
+    kwargs = {} if forward is None else {"forward": forward}
+
     def loss_fn(u, prior_loc, obs_weight):
-        kwargs = {"prior_loc": prior_loc, "obs_weight": obs_weight}
-        if forward is not None:
-            kwargs["forward"] = forward
-        return potential_energy(model, (x, y), kwargs, u)
+        return potential_energy(member_model(model, prior_loc, obs_weight), (x, y), kwargs, u)
 
     grad_fn = jax.value_and_grad(loss_fn)
 
@@ -189,8 +262,9 @@ def make_member_trainer(model, x, y, optimizer, num_steps: int, forward=None):
     """``train(u0, prior_loc, obs_weight) -> (u, losses)`` for one member.
 
     ``prior_loc`` and ``obs_weight`` may be ``None`` (plain MAP) or arrays (anchors,
-    bootstrap counts). ``forward`` replaces the model's network (``model(...,
-    forward=...)``) when given. The function is pure and traceable: vmap it over members.
+    bootstrap counts), applied to the model by :func:`member_model`. ``forward``
+    replaces the model's network (``model(..., forward=...)``) when given. The function
+    is pure and traceable: vmap it over members.
     """
     run = _member_steps(model, x, y, optimizer, forward)
 
@@ -236,8 +310,8 @@ def member_inputs(key, model, x, y, config: EnsembleConfig):
     u0 = sample_prior_unconstrained(k_init, model, x, y, m)
     anchors = None
     if config.anchored:
-        # Each member's prior mean is a fresh prior draw of every latent site; the model
-        # reads the means of the sites it centres (the network weights) from it.
+        # Each member's prior mean is a fresh prior draw of every latent site;
+        # anchor_prior re-centres the Normal priors among them (the network weights).
         names = tuple(latent_sites(model, x, y))
         anchors = jax.jit(jax.vmap(lambda k: _sample_prior(k, model, x, y, names)))(
             jax.random.split(k_anchor, m)
