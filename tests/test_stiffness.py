@@ -200,3 +200,28 @@ def test_penalty_lowers_the_stiffness_of_the_posterior():
         stats[lam] = (per_member.mean(), per_member.std(ddof=1) / np.sqrt(len(per_member)))
     (m0, se0), (m1, se1) = stats[0.0], stats[1.0]
     assert m0 - m1 > 3 * np.hypot(se0, se1), stats
+
+
+def test_stiffness_and_depth_scaling_figures():
+    from matplotlib.figure import Figure
+
+    from bayesresnet import depth_scaling, ode_plots
+
+    spec = ResNetSpec(2, 1, width=4, num_layers=8, basis=bases.PerLayer())
+    post = _posterior(spec)
+    fig = ode_plots.plot_stiffness(stiffness.posterior_stiffness(post, num_points=5))
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    res = depth_scaling.posterior_depth_scaling(post)
+    fig = ode_plots.plot_depth_scaling({"per-layer": res})
+    assert "β =" in fig.axes[0].get_legend().get_texts()[0].get_text()
+    depths = np.array([4, 8, 16])
+    errors = np.array([[0.4, 0.2, 0.1], [0.8, 0.4, 0.2]])
+    fig = ode_plots.plot_depth_convergence(depths, {"euler": errors, "heun": errors**2})
+    assert "slope -1.00" in fig.axes[0].get_legend().get_texts()[0].get_text()
+    assert isinstance(ode_plots.plot_gradient_gap(depths, errors), Figure)
+    with pytest.raises(TypeError, match="`result` must be a StiffnessResult"):
+        ode_plots.plot_stiffness({"ratio": 1})
+    with pytest.raises(ValueError, match=r"`gaps` must have shape \[S, J\]"):
+        ode_plots.plot_gradient_gap(depths, errors[0])
+    with pytest.raises(ValueError, match="`results` must be a non-empty mapping"):
+        ode_plots.plot_depth_scaling({})
