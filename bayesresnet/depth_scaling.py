@@ -35,9 +35,12 @@ al.) or the mean (``reduce="mean"``, less sensitive to one outlying layer):
 
 Over posterior draws, each draw gives its own ``β`` (draws are paired by index across
 depths), so :func:`scaling_bands` reports the posterior median and a central band. A
-continuous basis gives ``β ≈ 1`` within one network by construction (``W(t)`` is a
-polynomial or piecewise-linear path); the diagnostic is informative for the per-layer
-basis (a plain ResNet), where it says whether the data and prior made the layers smooth.
+continuous basis gives ``β → 1`` within one network by construction as ``L`` grows
+(``W(t)`` is a polynomial or piecewise-linear path), but at a small depth (``L = 8``:
+strides 1 and 2 only) a strongly curved fitted ``W(t)`` gives a lower value, since the
+stride-2 increments then measure curvature as much as slope. The diagnostic is
+informative for the per-layer basis (a plain ResNet), where it says whether the data and
+prior made the layers smooth.
 
 References:
     Cohen, Cont, Rossier, Xu (2021), Scaling properties of deep residual networks. ICML.
