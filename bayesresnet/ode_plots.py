@@ -150,7 +150,7 @@ def plot_depth_convergence(depths, errors: Mapping[str, np.ndarray], *, level: f
     ax.set_yscale("log")
     ax.set_xlabel("number of layers M (Δt = 1/M)")
     ax.set_ylabel("‖f_M − f_ODE‖ / ‖f_ODE‖")
-    ax.set_title(f"continuous depth: M-layer network against the ODE (median, {level:.0%} band)")
+    ax.set_title(f"M-layer network against the ODE (median, {level:.0%} band)")
     ax.legend(fontsize="x-small", loc="best")
     return fig
 
