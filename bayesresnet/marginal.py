@@ -40,6 +40,7 @@ from bayesresnet.model import (
     Scaler,
     _sample_network,
     _sample_noise,
+    _stiffness_factor,
     prior_scales,
 )
 from bayesresnet.resnet import ResNetSpec, apply
@@ -123,6 +124,8 @@ def collapsed_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler):
         if y is None or n == 0:
             return
         x_std = (x - scaler.x_mean) / scaler.x_std  # [N, d]
+        if prior.stiffness_penalty > 0:  # of the hidden layers only: no output site needed
+            _stiffness_factor(params, x_std, spec, prior.stiffness_penalty)
         y_std = (y - scaler.y_mean) / scaler.y_std  # [N, out]
         u = _design(_features(params, x_std, spec, forward), spec, prior)  # [N, w+1]
         log_std = jax.vmap(_log_marginal_one, in_axes=(None, 1, 0))(u, y_std, sigma)  # [out]

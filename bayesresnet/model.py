@@ -60,6 +60,10 @@ class PriorSpec:
         likelihood: ``"normal"`` or ``"student_t"``.
         student_t_df: degrees of freedom of the Student-t likelihood.
         noise_prior_scale: scale of the HalfNormal prior on the noise sd.
+        stiffness_penalty: ``λ ≥ 0`` of the optional stiffness penalty
+            ``numpyro.factor(-λ Σ_n (1/L) Σ_l ‖J_l − (tr J_l/w) I‖_F²)`` on the
+            vector-field Jacobians at the training inputs (see
+            :mod:`bayesresnet.stiffness`); 0 (the default) adds nothing.
     """
 
     weight_scale: float = 1.0
@@ -70,6 +74,7 @@ class PriorSpec:
     likelihood: str = "normal"
     student_t_df: float = 4.0
     noise_prior_scale: float = 0.5
+    stiffness_penalty: float = 0.0
 
     def __post_init__(self):
         for name in (
@@ -83,6 +88,7 @@ class PriorSpec:
             check_number(name, getattr(self, name), low=0.0)
         check_choice("likelihood", self.likelihood, LIKELIHOODS)
         check_bool("learn_basis_scale", self.learn_basis_scale)
+        check_number("stiffness_penalty", self.stiffness_penalty, low=0.0, inclusive=True)
 
     @property
     def likelihood_df(self) -> float | None:
@@ -183,6 +189,13 @@ def _sample_noise(spec: ResNetSpec, prior: PriorSpec):
     return numpyro.sample(sites.NOISE_SCALE, dist.HalfNormal(scale).to_event(1))
 
 
+def _stiffness_factor(params, x_std, spec: ResNetSpec, penalty: float) -> None:
+    """The optional stiffness penalty, one factor site (see :mod:`bayesresnet.stiffness`)."""
+    from bayesresnet.stiffness import stiffness_penalty
+
+    numpyro.factor(sites.STIFFNESS_PENALTY, -penalty * stiffness_penalty(params, x_std, spec))
+
+
 def wp_resnet_model(
     x,
     y=None,
@@ -209,6 +222,8 @@ def wp_resnet_model(
     out = spec.out_features
     params = _sample_network(spec, prior)
     x_std = (x - scaler.x_mean) / scaler.x_std  # [N, d]
+    if prior.stiffness_penalty > 0:
+        _stiffness_factor(params, x_std, spec, prior.stiffness_penalty)
     f_std = (apply if forward is None else forward)(params, x_std, spec)  # [N, out]
     f = scaler.y_mean + scaler.y_std * f_std  # [N, out], raw units
     sigma = _sample_noise(spec, prior)  # [out], standardized units

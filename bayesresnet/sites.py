@@ -15,6 +15,7 @@ __all__ = [
     "BASIS_SCALE",
     "NOISE_SCALE",
     "OBS",
+    "STIFFNESS_PENALTY",
     "DATA_PLATE",
     "NETWORK",
     "DIMS",
@@ -30,6 +31,7 @@ BASIS_SCALE = "basis_scale"  # [K]: optional learned prior scale per basis funct
 NOISE_SCALE = "noise_scale"  # [out]: observation noise sd, in standardized output units
 OBS = "y"  # [N, out]: the likelihood
 DATA_PLATE = "data"
+STIFFNESS_PENALTY = "stiffness_penalty"  # factor: −λ × the stiffness measure (optional)
 
 #: The sites that make up the network's parameter dict, in a fixed order.
 NETWORK = (INPUT_WEIGHT, INPUT_BIAS, HIDDEN_WEIGHT, HIDDEN_BIAS, OUTPUT_WEIGHT, OUTPUT_BIAS)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bayesresnet import __version__, calibration, diagnostics, plots
+from bayesresnet import __version__, calibration, diagnostics, ode_plots, plots, stiffness
 from bayesresnet.data import Dataset
 from bayesresnet.posterior import Posterior, Prediction
 from bayesresnet.resnet import num_params
@@ -190,6 +190,14 @@ def analyze(
         "Median and 90% band of the hidden-weight matrix over depth t (its Frobenius norm "
         "per unit, and a few entries): how the depth basis shapes the network.",
     )
+    if post.spec.residual:
+        figures["Stiffness over depth"] = (
+            _uri(ode_plots.plot_stiffness(stiffness.posterior_stiffness(post, max_draws=100))),
+            "Stiffness ratio max|Re μ|/min|Re μ| and stability indicator max|R(Δt μ)| "
+            "(R(z) = 1 + z for Euler steps, 1 + z + z²/2 for Heun) of the eigenvalues μ of "
+            "each layer's Jacobian diag(σ′)W(t_l) at the training inputs (median over "
+            "inputs; posterior median and 5–95% band over draws).",
+        )
     figures["Posterior predictive check"] = (
         _uri(plots.plot_ppc(post.y_train, train_pred.y[: post.num_samples])),
         "Density of the observed outputs against replicated data sets from the "

@@ -119,8 +119,32 @@ def test_calibration_study(tmp_path):
     assert "nuts + isotonic" in html
 
 
+@pytest.mark.slow
+def test_ode_link(tmp_path):
+    stdout = run_example("ode_link.py", tmp_path)
+    for name in (
+        "depth_convergence.png",
+        "gradient_gap.png",
+        "stiffness.png",
+        "depth_scaling.png",
+        "ode_link.png",
+        "ode_link.json",
+    ):
+        assert (tmp_path / name).is_file(), name
+    rows = table_rows(stdout)
+    for row in ("euler_order", "heun_order", "gradient_gap_L4", "beta_per_layer"):
+        assert row in rows, (row, stdout)
+    result = json.loads((tmp_path / "ode_link.json").read_text())
+    # Orders of convergence to the ODE in M = 4 … 16 (float64, posterior median): Euler
+    # first, Heun second; the backprop/adjoint gap shrinks with depth.
+    assert 0.8 < result["euler_order"] < 1.2, result
+    assert 1.6 < result["heun_order"] < 2.4, result
+    assert result["gradient_gap_L16"] < result["gradient_gap_L4"], result
+    assert result["stability_median"] > 0 and result["stiffness_ratio_median"] >= 1
+
+
 @pytest.mark.parametrize(
-    "name", ["fit_diagnose_check", "compare_parameterizations", "calibration_study"]
+    "name", ["fit_diagnose_check", "compare_parameterizations", "calibration_study", "ode_link"]
 )
 def test_tiny_preset_and_overrides(name, tmp_path):
     module = load_script(name)

@@ -14,6 +14,7 @@ from bayesresnet import bases, sites
 from bayesresnet.infer import NUTSConfig, _resolve_marginal
 from bayesresnet.infer.core import sample_prior_unconstrained
 from bayesresnet.marginal import OUTPUT_SITES, collapsed_model, draw_output_layer
+from bayesresnet.stiffness import stiffness_penalty
 
 SPEC = brn.ResNetSpec(2, 2, width=3, num_layers=2, basis=bases.Linear())
 PRIOR = brn.PriorSpec()
@@ -154,3 +155,18 @@ def test_simulation_based_calibration_of_the_collapsed_sampler(key):
     draws, diverging = _sbc.nuts_draws(key, model, x, ys, init, complete=complete)
     _sbc.assert_uniform_ranks(truths, draws, spec)
     assert int(np.sum(diverging)) < 0.01 * diverging.size
+
+
+def test_collapsed_model_keeps_the_stiffness_penalty():
+    """The penalty is of the hidden layers only, so the collapsed model adds it too."""
+    x, y = data()
+    scaler = brn.fit_scaler(x, y)
+    hidden = {k: v for k, v in prior_draw(1, x).items() if k not in OUTPUT_SITES}
+    args = (jnp.asarray(x), jnp.asarray(y))
+    plain, _ = log_density(collapsed_model(SPEC, PRIOR, scaler), args, {}, hidden)
+    stiff = brn.PriorSpec(stiffness_penalty=0.5)
+    penalized, _ = log_density(collapsed_model(SPEC, stiff, scaler), args, {}, hidden)
+    x_std = (jnp.asarray(x) - scaler.x_mean) / scaler.x_std
+    expected = -0.5 * stiffness_penalty(hidden, x_std, SPEC)
+    assert float(penalized - plain) == pytest.approx(float(expected), rel=1e-4)
+    assert float(expected) < 0

@@ -50,6 +50,7 @@ def test_metrics_are_complete_and_json(analysis, tmp_path):
     assert {
         "Posterior predictive",
         "Posterior of W(t) over depth",
+        "Stiffness over depth",
         "Energy",
         "Calibration curve",
         "Trace and rank plots, worst-converged quantities",
