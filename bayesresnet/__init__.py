@@ -10,7 +10,22 @@ from bayesresnet.resnet import ResNetSpec, apply, init_params, num_params
 __version__ = "0.1.0"
 
 # Submodules with heavier imports (ArviZ, matplotlib) load on first use.
-_LAZY = ("calibration", "diagnostics", "plots", "report", "workflow", "runspec", "infer")
+_LAZY = (
+    "calibration",
+    "diagnostics",
+    "plots",
+    "report",
+    "workflow",
+    "runspec",
+    "infer",
+    "marginal",
+    "ode",
+    "ode_plots",
+    "stiffness",
+    "depth_scaling",
+    "study",
+    "study_report",
+)
 
 
 def __getattr__(name):

@@ -158,3 +158,15 @@ def test_observation_dist_is_the_models_likelihood(key, likelihood):
     )
     np.testing.assert_allclose(fn.log_prob(y), by_hand, rtol=1e-5, atol=1e-5)
     assert prior.likelihood_df == (4.0 if likelihood == "student_t" else None)
+
+
+def test_every_submodule_is_reachable_from_the_package():
+    import pkgutil
+
+    import bayesresnet
+
+    names = [
+        m.name for m in pkgutil.iter_modules(bayesresnet.__path__) if not m.name.startswith("_")
+    ]
+    for name in names:
+        assert getattr(brn, name).__name__ == f"bayesresnet.{name}", name
