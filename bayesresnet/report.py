@@ -86,7 +86,7 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 
 def _status(status: str) -> str:
-    cls = {"pass": "pass", "warn": "warn", "fail": "fail"}.get(status, "na")
+    cls = {"pass": "pass", "note": "na", "warn": "warn", "fail": "fail"}.get(status, "na")
     return f'<span class="verdict {cls}">{_esc(status)}</span>'
 
 
@@ -155,6 +155,7 @@ def render_html(metrics: dict, figures: dict[str, tuple[str, str]]) -> str:
             ],
         )
         .replace("<td>pass</td>", f"<td>{_status('pass')}</td>")
+        .replace("<td>note</td>", f"<td>{_status('note')}</td>")
         .replace("<td>warn</td>", f"<td>{_status('warn')}</td>")
         .replace("<td>fail</td>", f"<td>{_status('fail')}</td>"),
     ]

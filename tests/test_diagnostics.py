@@ -72,6 +72,27 @@ def test_a_stuck_chain_fails_rhat_with_advice():
     assert "num_warmup" in failed["R-hat, function space"].advice
 
 
+def test_chains_in_permuted_modes_are_a_note_when_the_predictions_agree():
+    """Swapping two hidden units leaves the function unchanged; a chain in the swapped mode
+    disagrees on the weights (parameter R-hat ≫ 1.01) but not on the predictions."""
+    post = fake_nuts_posterior(np.random.default_rng(0))
+    s = {k: v.copy() for k, v in post.samples.items()}
+    s[sites.INPUT_WEIGHT][..., 0, 0] += 1.0  # unit 0 differs from unit 1 in every chain
+    perm = [1, 0]
+    s[sites.INPUT_WEIGHT][0] = s[sites.INPUT_WEIGHT][0][..., perm]
+    s[sites.INPUT_BIAS][0] = s[sites.INPUT_BIAS][0][..., perm]
+    s[sites.HIDDEN_WEIGHT][0] = s[sites.HIDDEN_WEIGHT][0][..., perm, :][..., perm]
+    s[sites.HIDDEN_BIAS][0] = s[sites.HIDDEN_BIAS][0][..., perm]
+    s[sites.OUTPUT_WEIGHT][0] = s[sites.OUTPUT_WEIGHT][0][..., perm, :]
+    swapped = dataclasses.replace(post, samples=s)
+    result = diagnostics.convergence(swapped)
+    checks = {c.name: c for c in result.checks}
+    assert float(checks["R-hat, parameters"].value.split()[-1]) > 1.2
+    assert checks["R-hat, parameters"].status == "note"
+    assert checks["R-hat, function space"].status == "pass"
+    assert result.verdict == "pass", result.failed()
+
+
 def test_divergences_and_saturated_trees_are_reported():
     post = fake_nuts_posterior(np.random.default_rng(1), divergent=3)
     stats = dict(post.sample_stats, tree_depth=np.full((4, 400), 10))
