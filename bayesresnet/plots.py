@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 from bayesresnet import diagnostics, sites
 from bayesresnet._validate import check_bool, check_int, check_number
 from bayesresnet.bases import ContinuousBasis, weights
-from bayesresnet.calibration import CalibrationCurve, miscalibration_area
+from bayesresnet.calibration import BAND_LEVELS, CalibrationCurve, miscalibration_area
 from bayesresnet.posterior import Posterior
 
 __all__ = [
@@ -166,7 +166,7 @@ def plot_predictive_1d(
     dataset=None,
     truth: Callable[[np.ndarray], np.ndarray] | None = None,
     num_points: int = 200,
-    levels: Sequence[float] = (0.5, 0.9),
+    levels: Sequence[float] = BAND_LEVELS,
     other_inputs="mean",
 ) -> Figure:
     """Predictive mean and central bands against one input, the others held fixed.

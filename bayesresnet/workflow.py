@@ -76,7 +76,7 @@ def analyze(
     dataset: Dataset | None = None,
     *,
     name: str = "run",
-    levels=(0.5, 0.9),
+    levels=calibration.BAND_LEVELS,
     num_probes: int = 20,
     truth=None,
     seed: int = 0,
