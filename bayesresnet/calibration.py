@@ -62,6 +62,7 @@ from bayesresnet.model import PriorSpec, observation_dist
 __all__ = [
     "log_density",
     "DEFAULT_CHUNK_SIZE",
+    "BAND_LEVELS",
     "DEFAULT_LEVELS",
     "HEADLINE_LEVELS",
     "INTERVAL_LEVEL",
@@ -109,6 +110,9 @@ intervals drawn in parity plots."""
 
 PREDICTION_LEVELS = (0.5, 0.8, 0.9, 0.95)
 """Central intervals :meth:`bayesresnet.posterior.Posterior.predict` computes by default."""
+
+BAND_LEVELS = (0.5, 0.9)
+"""Central bands drawn in the predictive figures (the report's ``[report] levels``)."""
 
 
 def level_key(level: float) -> str:

@@ -3,12 +3,15 @@
 ``to_inference_data`` turns a :class:`~bayesresnet.posterior.Posterior` into an
 ``arviz.InferenceData`` with named dimensions; the functions below compute convergence
 diagnostics (on parameters and on function-space quantities), LOO, WAIC and model
-comparison from it.
+comparison from it, and draw ArviZ's sampler and predictive-check plots (trace, rank,
+energy, PPC) on axes that :mod:`bayesresnet.plots` lays out.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -39,6 +42,11 @@ __all__ = [
     "loo_pit",
     "ppc_statistics",
     "compare",
+    "predictive_data",
+    "plot_trace",
+    "plot_rank",
+    "plot_energy",
+    "plot_ppc",
 ]
 
 
@@ -664,3 +672,142 @@ def compare(idatas: dict) -> list[dict]:
             }
         )
     return rows
+
+
+# ------------------------------------------------------------ plots
+# Thin wrappers around ArviZ's matplotlib plots: they draw on axes they are given (the
+# figure and its layout belong to bayesresnet.plots) and return those axes.
+
+
+@contextmanager
+def _plotting():
+    """Silence ArviZ 0.23's plotting notices that say nothing about the data."""
+    with warnings.catch_warnings():
+        # ArviZ 0.23 normalizes keyword aliases in a way matplotlib 3.11 deprecates.
+        warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping")
+        # A constant quantity has no density: its panel stays empty, its trace is drawn.
+        warnings.filterwarnings("ignore", message="Your data appears to have a single value")
+        # The E-BFMI of a constant chain is 0/0 (drawn as nan, as e_bfmi returns it).
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def _draws_dataset(draws):
+    """``{name: [chains, draws]}`` (or an InferenceData) as ArviZ's posterior dataset."""
+    if isinstance(draws, Mapping):
+        draws = {str(k): np.asarray(v, dtype=np.float64) for k, v in draws.items()}
+    return az.convert_to_dataset(draws, group="posterior")
+
+
+def plot_trace(draws, axes, *, legend: bool = False):
+    """Density and trace of every chain (``az.plot_trace``), one row per quantity.
+
+    Args:
+        draws: ``{name: [chains, draws]}`` of scalar quantities (e.g. from
+            :func:`function_space_draws` and :func:`parameter_draws`), or an InferenceData.
+        axes: matplotlib axes ``[quantities, 2]``: densities left, traces right; chains
+            are told apart by colour (``C0``, ``C1``, …, as in :func:`plot_rank`).
+        legend: ArviZ's chain legend on the first trace.
+
+    Returns:
+        ``axes``.
+    """
+    with _plotting():
+        return az.plot_trace(
+            _draws_dataset(draws), axes=axes, compact=False, legend=legend, show=False
+        )
+
+
+def plot_rank(draws, axes):
+    """Rank histograms per chain (``az.plot_rank``; Vehtari et al. 2021), one axis each.
+
+    The draws of all chains are ranked together; each chain's ranks are binned and drawn
+    as a density (one bar per bin, the chains stacked with a gap of ``2/(chains·draws)``)
+    beside the dashed uniform level. Flat histograms mean the chains mix.
+
+    Args:
+        draws: ``{name: [chains, draws]}`` of scalar quantities, or an InferenceData.
+        axes: one matplotlib axis per quantity.
+
+    Returns:
+        ``axes``.
+    """
+    with _plotting():
+        return az.plot_rank(_draws_dataset(draws), ax=axes, show=False)
+
+
+def plot_energy(energy, ax):
+    """Marginal energy against energy transitions (``az.plot_energy``; Betancourt 2016).
+
+    Density histograms of ``E − Ē`` and of ``ΔE = E_t − E_{t−1}``, with the E-BFMI of
+    each chain (:func:`e_bfmi`, the same ``az.bfmi``) in the legend.
+
+    Args:
+        energy: Hamiltonian energy ``[chains, draws]``, or an InferenceData with
+            ``sample_stats.energy``.
+        ax: the matplotlib axis.
+
+    Returns:
+        ``ax``.
+    """
+    if not hasattr(energy, "sample_stats"):
+        energy = az.from_dict(sample_stats={"energy": np.asarray(energy, dtype=np.float64)})
+    with _plotting():
+        return az.plot_energy(energy, kind="hist", ax=ax, show=False)
+
+
+def predictive_data(y_obs, y_rep, output_names=None):
+    """An InferenceData of observed data ``[N, O]`` and replicates ``[S, N, O]`` (one chain).
+
+    The groups and dims :func:`to_inference_data` gives (``observed_data`` and
+    ``posterior_predictive``, site ``y`` with dims ``obs`` and ``output``), for
+    :func:`plot_ppc` on replicates that are at hand without a Posterior.
+    """
+    y_obs = np.asarray(y_obs, dtype=np.float64)
+    y_rep = np.asarray(y_rep, dtype=np.float64)
+    coords = {"obs": list(range(y_obs.shape[0]))}
+    if output_names is not None:
+        coords["output"] = list(output_names)
+    return az.from_dict(
+        posterior_predictive={sites.OBS: y_rep[None]},
+        observed_data={sites.OBS: y_obs},
+        coords=coords,
+        dims={sites.OBS: ["obs", "output"]},
+    )
+
+
+def plot_ppc(idata, axes, *, num_draws: int | None = None, seed: int = 0):
+    """Posterior predictive check (``az.plot_ppc``), one axis per output.
+
+    Kernel density estimates of ``num_draws`` replicated data sets (chosen at random
+    with ``seed``; all when ``None``), their mean (dashed) and the observed data.
+
+    Args:
+        idata: an InferenceData with ``posterior_predictive`` and ``observed_data`` of
+            site ``y`` over dims ``obs`` (and ``output``), from :func:`to_inference_data`
+            or :func:`predictive_data`.
+        axes: one matplotlib axis per output.
+        num_draws: replicated data sets drawn.
+        seed: seed of the choice of replicates.
+
+    Returns:
+        ``axes``.
+    """
+    pp = idata.posterior_predictive
+    total = pp.sizes["chain"] * pp.sizes["draw"]
+    num = total if num_draws is None else min(num_draws, total)
+    # ArviZ draws the replicates with NumPy's global generator: seed it, then restore it.
+    state = np.random.get_state()  # noqa: NPY002 (ArviZ uses the legacy global generator)
+    try:
+        with _plotting():
+            return az.plot_ppc(
+                idata,
+                var_names=[sites.OBS],
+                flatten=["obs"],
+                num_pp_samples=num,
+                random_seed=seed,
+                ax=axes,
+                show=False,
+            )
+    finally:
+        np.random.set_state(state)  # noqa: NPY002

@@ -4,12 +4,13 @@ Every function takes arrays (or a :class:`~bayesresnet.posterior.Posterior`) and
 a :class:`matplotlib.figure.Figure` built with matplotlib's object API: no pyplot state
 is touched, nothing is shown, and the caller decides whether to save, embed
 (:func:`figure_to_png`, :func:`figure_to_data_uri`) or discard the figure. Figures are
-laid out for 6.4 × 4.8 in (taller only for the trace/rank grid). Figures with one
+laid out for 6.4 × 4.8 in (wider and taller for the trace/rank grid). Figures with one
 panel per output show at most :data:`MAX_PANELS` outputs and say so in their title when
 some were left out.
 
-Everything is drawn from NumPy arrays; what ArviZ computes (the E-BFMI) comes from
-:mod:`bayesresnet.diagnostics`, the one module that calls it.
+The figures ArviZ has (trace, rank, energy, posterior predictive check) are ArviZ's,
+drawn through :mod:`bayesresnet.diagnostics`, the one module that calls it, on axes laid
+out here; the others are drawn from NumPy arrays.
 
 References:
     Vehtari, Gelman, Simpson, Carpenter, Bürkner (2021), Rank-normalization, folding,
@@ -33,12 +34,11 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from scipy import stats
 
 from bayesresnet import diagnostics, sites
 from bayesresnet._validate import check_bool, check_int, check_number
 from bayesresnet.bases import ContinuousBasis, weights
-from bayesresnet.calibration import CalibrationCurve, miscalibration_area
+from bayesresnet.calibration import BAND_LEVELS, CalibrationCurve, miscalibration_area
 from bayesresnet.posterior import Posterior
 
 __all__ = [
@@ -85,6 +85,15 @@ def _panels(num_outputs: int, what: str = "outputs") -> tuple[Figure, list[Axes]
     if num_outputs > shown:
         fig.suptitle(f"first {shown} of {num_outputs} {what} shown", fontsize="small")
     return fig, list(grid[:shown])
+
+
+def _fit_text(axes) -> None:
+    """Text sizes of this module on axes ArviZ drew (it scales text for its own figures)."""
+    for ax in np.ravel(axes):
+        ax.title.set_fontsize("medium")
+        ax.xaxis.label.set_fontsize("small")
+        ax.yaxis.label.set_fontsize("small")
+        ax.tick_params(labelsize="small")
 
 
 def _as_float(value, name: str) -> np.ndarray:
@@ -147,26 +156,6 @@ def _check_posterior(post) -> Posterior:
     return post
 
 
-def _gaussian_kde(data: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Gaussian kernel density estimate of 1-D ``data`` on ``grid``.
-
-    Silverman's rule ``h = 0.9 · min(sd, IQR/1.34) · n^(−1/5)``, falling back to the sd
-    (or 1e-3 of the data's scale, or 1) when the data are (nearly) constant.
-    """
-    n = data.size
-    sd = data.std()
-    iqr = np.subtract(*np.percentile(data, [75, 25]))
-    spread = min(sd, iqr / 1.34) if iqr > 0 else sd
-    if not spread > 0:
-        spread = 1e-3 * max(abs(float(data.mean())), 1.0)
-    h = 0.9 * spread * n ** (-0.2)
-    density = np.zeros_like(grid)
-    for start in range(0, n, 2048):  # bound memory at 2048 × len(grid) floats
-        z = (grid[:, None] - data[None, start : start + 2048]) / h
-        density += np.exp(-0.5 * z**2).sum(axis=1)
-    return density / (n * h * np.sqrt(2 * np.pi))
-
-
 # --------------------------------------------------------------------------- prediction
 
 
@@ -177,7 +166,7 @@ def plot_predictive_1d(
     dataset=None,
     truth: Callable[[np.ndarray], np.ndarray] | None = None,
     num_points: int = 200,
-    levels: Sequence[float] = (0.5, 0.9),
+    levels: Sequence[float] = BAND_LEVELS,
     other_inputs="mean",
 ) -> Figure:
     """Predictive mean and central bands against one input, the others held fixed.
@@ -559,21 +548,21 @@ def _as_chains(value, name: str, *, min_draws: int = 1) -> np.ndarray:
 
 
 def plot_trace_rank(draws: Mapping[str, np.ndarray]) -> Figure:
-    """Trace and rank plots of scalar quantities, one row each.
+    """Trace and rank plots of scalar quantities, one row each (ArviZ).
 
-    Left: the trace of every chain. Right: for every chain, the histogram of its draws'
-    ranks among all chains' draws pooled (Vehtari et al. 2021): the draws are ranked
-    together (ties averaged), then each chain's ranks are binned. If the chains mix,
-    every chain's histogram is flat at the dashed line (the expected count); a chain
-    stuck in one region shows a slope or a hump. Chains are stacked vertically,
-    each bar scaled by the largest count. At most :data:`MAX_TRACE_ROWS` quantities
-    are drawn (the first ones); the title says when some were left out.
+    Left: the density of every chain's draws; middle: every chain's trace
+    (``az.plot_trace``). Right: for every chain, the histogram of its draws' ranks among
+    all chains' draws pooled (``az.plot_rank``; Vehtari et al. 2021), the chains stacked
+    vertically. If the chains mix, every chain's histogram is flat at its dashed line (the
+    expected density); a chain stuck in one region shows a slope or a hump. At most
+    :data:`MAX_TRACE_ROWS` quantities are drawn (the first ones); the title says when
+    some were left out.
 
     Args:
         draws: ``{name: [chains, draws]}`` of finite values, at least 2 draws each.
 
     Returns:
-        The figure, with two axes per row.
+        The figure, with three axes per row.
     """
     if not isinstance(draws, Mapping):
         raise TypeError(
@@ -582,68 +571,44 @@ def plot_trace_rank(draws: Mapping[str, np.ndarray]) -> Figure:
     if not draws:
         raise ValueError("`draws` is empty; pass at least one {name: [chains, draws]} array.")
     items = [(str(k), _as_chains(v, f"draws[{k!r}]", min_draws=2)) for k, v in draws.items()]
-    shown = items[:MAX_TRACE_ROWS]
+    shown = dict(items[:MAX_TRACE_ROWS])
+    chains = {x.shape[0] for x in shown.values()}
+    if len(chains) > 1:
+        raise ValueError(
+            f"every array in `draws` must have the same number of chains; got {sorted(chains)}."
+        )
     rows = len(shown)
-    fig = _new_figure((6.4, max(4.8, 1.6 * rows)))
-    axes = fig.subplots(rows, 2, squeeze=False, gridspec_kw={"width_ratios": (3, 2)})
+    fig = _new_figure((7.2, max(4.8, 1.6 * rows)))
+    axes = fig.subplots(rows, 3, squeeze=False, gridspec_kw={"width_ratios": (2, 3, 2)})
     if len(items) > rows:
         fig.suptitle(f"first {rows} of {len(items)} quantities shown", fontsize="small")
-    for r, (name, x) in enumerate(shown):
-        num_chains, num_draws = x.shape
-        total = x.size
-        ranks = stats.rankdata(x, axis=None).reshape(x.shape)
-        num_bins = int(np.clip(round(np.sqrt(num_draws)), 1, 20))
-        edges = np.linspace(0.5, total + 0.5, num_bins + 1)
-        counts = np.stack([np.histogram(ranks[c], bins=edges)[0] for c in range(num_chains)])
-        scale = 0.9 / counts.max()
-        expected = num_draws / num_bins
-        ax_t, ax_r = axes[r]
-        for c in range(num_chains):
-            color = f"C{c % 10}"
-            ax_t.plot(np.arange(num_draws), x[c], color=color, linewidth=0.7, label=f"chain {c}")
-            ax_r.bar(
-                edges[:-1],
-                counts[c] * scale,
-                width=np.diff(edges),
-                bottom=c,
-                align="edge",
-                color=color,
-                alpha=0.8,
-                edgecolor="white",
-                linewidth=0.3,
-            )
-            ax_r.hlines(c + expected * scale, 0.5, total + 0.5, colors="k", linestyles="--", lw=0.8)
-        ax_t.set_title(name, fontsize="medium")
-        ax_t.set_ylabel(name)
-        ax_r.set_title(f"{name}: rank", fontsize="medium")
-        ax_r.set_ylabel("chain")
-        ax_r.set_yticks(np.arange(num_chains) + 0.45, [str(c) for c in range(num_chains)])
-        ax_r.set_xlim(0.5, total + 0.5)
-        ax_r.set_ylim(0, num_chains)
-        if r == rows - 1:
-            ax_t.set_xlabel("draw")
-            ax_r.set_xlabel("rank (all chains pooled)")
-        if r == 0 and num_chains > 1:
-            # Below the grid, so it never covers a trace.
-            fig.legend(
-                handles=ax_t.lines[:num_chains],
-                fontsize="x-small",
-                ncols=min(num_chains, 6),
-                loc="outside lower center",
-            )
+    diagnostics.plot_trace(shown, axes[:, :2])
+    diagnostics.plot_rank(shown, axes[:, 2])
+    _fit_text(axes)
+    axes[-1, 1].set_xlabel("draw", fontsize="small")
+    num_chains = chains.pop()
+    if num_chains > 1:
+        # Below the grid, so it never covers a trace; the traces are the first lines drawn.
+        fig.legend(
+            handles=axes[0, 1].lines[:num_chains],
+            labels=[f"chain {c}" for c in range(num_chains)],
+            fontsize="x-small",
+            ncols=min(num_chains, 6),
+            loc="outside lower center",
+        )
     return fig
 
 
 def plot_energy(energy) -> Figure:
-    """Marginal energy against energy transitions of HMC/NUTS (Betancourt 2016).
+    """Marginal energy against energy transitions of HMC/NUTS (ArviZ; Betancourt 2016).
 
-    Overlaid density histograms of the marginal energy ``E − Ē`` (centred per chain)
+    Overlaid density histograms (``az.plot_energy``) of the marginal energy ``E − Ē``
     and of the transitions ``ΔE = E_t − E_{t−1}``. When the ΔE distribution is much
     narrower than the marginal one, the momentum resampling cannot move the sampler
     across energy levels fast enough and the tails are explored poorly. The legend
     gives the energy Bayesian fraction of missing information per chain,
     ``E-BFMI = Σ_t (E_t − E_{t−1})² / Σ_t (E_t − Ē)²`` (:func:`~bayesresnet.diagnostics.e_bfmi`,
-    the value the convergence verdict checks), flagged below
+    the value the convergence verdict checks); the title names the chains below
     :data:`~bayesresnet.diagnostics.EBFMI_MIN`.
 
     Args:
@@ -654,28 +619,17 @@ def plot_energy(energy) -> Figure:
         The figure.
     """
     e = _as_chains(energy, "energy", min_draws=2)
-    centred = (e - e.mean(axis=1, keepdims=True)).ravel()
-    delta = np.diff(e, axis=1).ravel()
-    both = np.r_[centred, delta]
-    lo, hi = float(both.min()), float(both.max())
-    if hi == lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.histogram_bin_edges(
-        both, bins=int(np.clip(np.sqrt(both.size), 10, 50)), range=(lo, hi)
-    )
     fig = _new_figure()
     ax = fig.subplots()
-    ax.hist(
-        centred, bins=edges, density=True, color="C0", alpha=0.55, label="marginal energy E − Ē"
-    )
-    ax.hist(delta, bins=edges, density=True, color="C1", alpha=0.55, label="energy transition ΔE")
-    for c, value in enumerate(diagnostics.e_bfmi(e)):
-        flag = " (low)" if value < diagnostics.EBFMI_MIN else ""
-        ax.plot([], [], " ", label=f"E-BFMI chain {c}: {value:.2f}{flag}")
-    ax.set_xlabel("energy (nats), centred per chain")
-    ax.set_ylabel("density")
-    ax.set_title("energy: marginal vs transition")
+    diagnostics.plot_energy(e, ax)
+    _fit_text(ax)
     ax.legend(fontsize="x-small", loc="upper right")
+    low = [str(c) for c, v in enumerate(diagnostics.e_bfmi(e)) if v < diagnostics.EBFMI_MIN]
+    title = "energy: marginal vs transition"
+    if low:
+        title += f" (E-BFMI < {diagnostics.EBFMI_MIN} in chain {', '.join(low)})"
+    ax.set_title(title, fontsize="medium")
+    ax.set_xlabel("energy (nats), centred")
     return fig
 
 
@@ -938,10 +892,11 @@ def plot_weight_paths(
 def plot_ppc(y_obs, y_rep, *, num_draws: int = 50, output_names=None) -> Figure:
     """Posterior predictive check: densities of replicated data sets against the observed.
 
-    Per output (one panel each, at most :data:`MAX_PANELS`): Gaussian kernel density
-    estimates of up to ``num_draws`` replicated data sets (thin lines, evenly spaced
-    draws), their pointwise mean (dashed) and the observed data (thick black). Observed
-    data outside the cloud of replicates show a misfit the model cannot reproduce.
+    Per output (one panel each, at most :data:`MAX_PANELS`; ``az.plot_ppc``): kernel
+    density estimates of up to ``num_draws`` replicated data sets (thin lines, chosen at
+    random with a fixed seed), their pointwise mean (dashed) and the observed data
+    (thick). Observed data outside the cloud of replicates show a misfit the model cannot
+    reproduce.
 
     Args:
         y_obs: observed data ``[N, O]`` (or ``[N]``).
@@ -966,33 +921,19 @@ def plot_ppc(y_obs, y_rep, *, num_draws: int = 50, output_names=None) -> Figure:
     num_draws = check_int("num_draws", num_draws, minimum=1)
     o = y.shape[1]
     names = _names(output_names, o, "output_names", "y")
-    picks = np.unique(np.linspace(0, rep.shape[0] - 1, min(num_draws, rep.shape[0])).round())
-    picks = picks.astype(int)
     fig, axes = _panels(o)
+    shown = len(axes)
+    idata = diagnostics.predictive_data(y[:, :shown], rep[:, :, :shown], names[:shown])
+    diagnostics.plot_ppc(idata, axes, num_draws=num_draws)
+    _fit_text(axes)
     for j, ax in enumerate(axes):
-        data = rep[picks, :, j]
-        lo = float(min(data.min(), y[:, j].min()))
-        hi = float(max(data.max(), y[:, j].max()))
-        pad = 0.1 * (hi - lo) if hi > lo else 0.5
-        grid = np.linspace(lo - pad, hi + pad, 200)
-        dens = np.stack([_gaussian_kde(d, grid) for d in data])
-        for k, curve in enumerate(dens):
-            ax.plot(
-                grid,
-                curve,
-                color="C0",
-                alpha=0.2,
-                linewidth=0.8,
-                label=f"replicated ({len(picks)} draws)" if k == 0 else None,
-            )
-        ax.plot(grid, dens.mean(axis=0), "C1--", linewidth=1.4, label="replicated mean")
-        ax.plot(grid, _gaussian_kde(y[:, j], grid), color="k", linewidth=2, label="observed")
-        ax.set_xlabel(names[j])
-        ax.set_ylabel("density")
-        if o > 1:
-            ax.set_title(names[j])
+        ax.set_xlabel(names[j], fontsize="small")
+        ax.set_ylabel("density", fontsize="small")
+        ax.set_title(names[j] if o > 1 else "", fontsize="medium")
         if j == 0:
             ax.legend(fontsize="x-small", loc="upper right")
+        elif ax.get_legend() is not None:
+            ax.get_legend().remove()
     return fig
 
 

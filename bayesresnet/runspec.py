@@ -66,6 +66,7 @@ from typing import Any
 
 from bayesresnet import bases, problems
 from bayesresnet._validate import check_int, check_number
+from bayesresnet.calibration import BAND_LEVELS
 from bayesresnet.data import Dataset, load_csv, load_npz
 from bayesresnet.infer import METHODS
 from bayesresnet.model import PriorSpec
@@ -534,7 +535,7 @@ class ReportSpec:
         num_probes: Probe inputs for function-space diagnostics.
     """
 
-    levels: tuple[float, ...] = (0.5, 0.9)
+    levels: tuple[float, ...] = BAND_LEVELS
     num_probes: int = 20
 
     def to_dict(self) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def analyze(
     dataset: Dataset | None = None,
     *,
     name: str = "run",
-    levels=(0.5, 0.9),
+    levels=calibration.BAND_LEVELS,
     num_probes: int = 20,
     truth=None,
     seed: int = 0,
@@ -219,8 +219,8 @@ def analyze(
         }
         figures["Trace and rank plots, worst-converged quantities"] = (
             _uri(plots.plot_trace_rank({n: draws[n] for n in worst})),
-            "Traces per chain (left) and rank histograms per chain (right; flat when "
-            "chains agree) of the quantities with the largest R-hat.",
+            "Density (left) and trace (middle) per chain, and rank histograms per chain "
+            "(right; flat when chains agree) of the quantities with the largest R-hat.",
         )
     if post.method == "nuts":
         figures["Energy"] = (

@@ -230,8 +230,26 @@ def test_one_e_bfmi_for_the_verdict_and_the_energy_figure():
         (energy - energy.mean(axis=1, keepdims=True)) ** 2, axis=1
     )
     np.testing.assert_allclose(values, by_hand, rtol=1e-12)
-    texts = [t.get_text() for t in plots.plot_energy(energy).axes[0].get_legend().get_texts()]
-    assert texts[2:] == [
-        f"E-BFMI chain {c}: {v:.2f}{' (low)' if v < diagnostics.EBFMI_MIN else ''}"
-        for c, v in enumerate(values)
-    ]
+    (ax,) = plots.plot_energy(energy).axes
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    np.testing.assert_allclose([float(t.rsplit("=", 1)[1]) for t in texts[2:]], values.round(2))
+    low = [str(c) for c, v in enumerate(values) if v < diagnostics.EBFMI_MIN]
+    assert low and ax.get_title().endswith(f"in chain {', '.join(low)})")
+
+
+def test_plot_wrappers_draw_an_inference_data(rng):
+    from matplotlib.figure import Figure
+
+    post = fake_nuts_posterior(rng, num_chains=2, num_draws=40)
+    idata = diagnostics.to_inference_data(post)
+    axes = Figure().subplots(1, 2)
+    diagnostics.plot_ppc(idata, axes[:1], num_draws=5)
+    (observed,) = [line for line in axes[0].lines if line.get_label() == "Observed"]
+    x, y = observed.get_xdata(), post.y_train[:, 0]
+    span = y.max() - y.min()
+    assert abs(x[0] - y.min()) < 0.01 * span and abs(x[-1] - y.max()) < 0.01 * span
+    assert len([line for line in axes[0].lines if line.get_label().startswith("_")]) == 5
+    diagnostics.plot_energy(idata, axes[1])
+    texts = [t.get_text() for t in axes[1].get_legend().get_texts()][2:]
+    bfmi = diagnostics.e_bfmi(post.sample_stats["energy"])
+    np.testing.assert_allclose([float(t.rsplit("=", 1)[1]) for t in texts], bfmi.round(2))

@@ -7,10 +7,12 @@ import warnings
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 import bayesresnet as brn
-from bayesresnet import bases, plots, sites
+from bayesresnet import bases, diagnostics, plots, sites
 from bayesresnet.calibration import CalibrationCurve
 
 
@@ -261,23 +263,42 @@ def test_trace_rank_traces_and_pooled_ranks(rng):
     x = rng.normal(size=(2, 16))
     x[1] += 5.0  # chain 1 entirely above chain 0: ranks 17…32
     fig = plots.plot_trace_rank({"mu": x, "sigma": rng.normal(size=(2, 16))})
-    assert len(fig.axes) == 4
-    ax_t, ax_r = fig.axes[:2]
-    assert ax_t.get_title() == "mu" and ax_r.get_title() == "mu: rank"
+    assert len(fig.axes) == 6  # density, trace, rank per quantity
+    ax_d, ax_t, ax_r = fig.axes[:3]
+    assert ax_t.get_title() == "mu" and ax_r.get_title() == "mu"
+    assert fig.axes[4].get_title() == "sigma"
     for c in range(2):
-        np.testing.assert_allclose(ax_t.lines[c].get_ydata(), x[c])
-    # 4 bins over ranks 1…32: chain 0 fills the first two, chain 1 the last two.
-    heights = np.array([p.get_height() for p in ax_r.patches]).reshape(2, 4)
-    np.testing.assert_allclose(heights, 0.9 * np.array([[1, 1, 0, 0], [0, 0, 1, 1]]))
-    assert [p.get_y() for p in ax_r.patches[4:]] == [1.0] * 4
+        np.testing.assert_array_equal(ax_t.lines[c].get_xdata(), np.arange(16))
+        np.testing.assert_array_equal(ax_t.lines[c].get_ydata(), x[c])
+    # One density per chain, chain 1's shifted by the 5 added (sd of a mean of 16: 0.25).
+    shift = np.mean(ax_d.lines[1].get_xdata()) - np.mean(ax_d.lines[0].get_xdata())
+    assert abs(shift - 5.0) < 1.5
+    # One bar per bin per chain: the density of the chain's ranks among all 32 draws,
+    # chain c stacked at height c · 2/32.
+    bars = [p for p in ax_r.patches if isinstance(p, Rectangle)]
+    num_bins = len(bars) // 2
+    assert len(bars) == 2 * num_bins and num_bins >= 2
+    heights = np.array([b.get_height() for b in bars]).reshape(2, num_bins)
+    widths = np.array([b.get_width() for b in bars]).reshape(2, num_bins)
+    counts = heights * widths * 16
+    edges = np.linspace(0, 32, num_bins + 1)
+    expected = [np.histogram(np.arange(1, 17), edges)[0], np.histogram(np.arange(17, 33), edges)[0]]
+    np.testing.assert_allclose(counts, expected, atol=1e-9)
+    np.testing.assert_allclose(counts.sum(axis=1), [16, 16])
+    np.testing.assert_allclose([b.get_y() for b in bars], np.repeat([0.0, 2 / 32], num_bins))
+    # The chain colours of the traces and of the rank bars agree; the legend names them.
+    for c in range(2):
+        assert to_rgb(ax_t.lines[c].get_color()) == to_rgb(bars[c * num_bins].get_facecolor())
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["chain 0", "chain 1"]
 
 
 def test_trace_rank_caps_rows(rng):
     draws = {f"q{i}": rng.normal(size=(1, 5)) for i in range(8)}
     fig = plots.plot_trace_rank(draws)
-    assert len(fig.axes) == 2 * plots.MAX_TRACE_ROWS
+    assert len(fig.axes) == 3 * plots.MAX_TRACE_ROWS
     assert "first 6 of 8 quantities" in fig.get_suptitle()
+    assert fig.legends == []  # one chain: nothing to tell apart
+    assert [fig.axes[3 * r + 1].get_title() for r in range(6)] == [f"q{i}" for i in range(6)]
 
 
 def test_trace_rank_errors():
@@ -289,33 +310,42 @@ def test_trace_rank_errors():
         plots.plot_trace_rank({"a": np.zeros(5)})
     with pytest.raises(ValueError, match=r"`draws\['a'\]` has 1 non-finite"):
         plots.plot_trace_rank({"a": np.array([[0.0, np.nan, 1.0]])})
+    with pytest.raises(ValueError, match=r"same number of chains; got \[1, 2\]"):
+        plots.plot_trace_rank({"a": np.zeros((1, 5)), "b": np.zeros((2, 5))})
 
 
-def test_energy_bfmi_by_hand():
+def _bfmi_labels(ax):
+    """The E-BFMI values in the energy figure's legend, one per chain."""
+    texts = _legend_texts(ax)[2:]
+    return np.array([float(t.rsplit("=", 1)[1]) for t in texts])
+
+
+def test_energy_distributions_and_bfmi_by_hand():
     # Chain 0: E = 0, 1, 0, 1 → Σ ΔE² = 3, Σ (E − Ē)² = 1, E-BFMI = 3.
     # Chain 1: E = 0, 1, 2, 3 → Σ ΔE² = 3, Σ (E − Ē)² = 5, E-BFMI = 0.6.
     # Chain 2: E = 0, 0, 4, 4 → Σ ΔE² = 16, Σ (E − Ē)² = 16, E-BFMI = 1.
     energy = np.array([[0.0, 1, 0, 1], [0, 1, 2, 3], [0, 0, 4, 4]])
     fig = plots.plot_energy(energy)
     (ax,) = fig.axes
-    assert _legend_texts(ax) == [
-        "marginal energy E − Ē",
-        "energy transition ΔE",
-        "E-BFMI chain 0: 3.00",
-        "E-BFMI chain 1: 0.60",
-        "E-BFMI chain 2: 1.00",
-    ]
-    # Both histograms are densities on shared bins.
-    heights = np.array([p.get_height() for p in ax.patches])
-    widths = np.array([p.get_width() for p in ax.patches])
-    np.testing.assert_allclose(np.sum((heights * widths).reshape(2, -1), axis=1), [1.0, 1.0])
+    assert _legend_texts(ax)[:2] == ["Marginal Energy", "Energy transition"]
+    np.testing.assert_allclose(_bfmi_labels(ax), [3.0, 0.6, 1.0])
+    np.testing.assert_allclose(_bfmi_labels(ax), np.round(diagnostics.e_bfmi(energy), 2))
+    assert "E-BFMI <" not in ax.get_title()
+    # The two density histograms: the marginal energy E − Ē and the transitions ΔE.
+    marginal, transition = ax.containers
+    for bars, values in ((marginal, energy - energy.mean()), (transition, np.diff(energy))):
+        density, edges = np.histogram(values.ravel(), bins="auto", density=True)
+        np.testing.assert_allclose([b.get_height() for b in bars], density)
+        np.testing.assert_allclose([b.get_x() for b in bars], edges[:-1])
 
 
 def test_energy_low_bfmi_flagged_and_constant_chain():
     slow = np.linspace(0, 1, 50)  # a drift: tiny steps against a wide marginal
     fig = plots.plot_energy(np.stack([slow, np.zeros(50)]))
-    texts = _legend_texts(fig.axes[0])
-    assert texts[2].endswith("(low)") and texts[3] == "E-BFMI chain 1: nan"
+    (ax,) = fig.axes
+    assert ax.get_title().endswith("(E-BFMI < 0.3 in chain 0)")
+    bfmi = _bfmi_labels(ax)
+    assert bfmi[0] < 0.3 and np.isnan(bfmi[1])
 
 
 def test_energy_errors():
@@ -455,28 +485,42 @@ def test_weight_path_errors(post):
 # --------------------------------------------------------------------------- ppc
 
 
-def test_ppc_density_lines(rng):
-    y_obs = rng.normal(size=(30, 2))
-    y_rep = rng.normal(size=(80, 30, 2))
+def test_ppc_observed_and_replicated_densities(rng):
+    y_obs = rng.normal(size=(30, 2)) + [0.0, 10.0]  # the outputs apart, to tell them apart
+    y_rep = rng.normal(size=(80, 30, 2)) + [0.0, 10.0]
+    state = np.random.get_state()[1].copy()  # noqa: NPY002 (ArviZ seeds the global one)
     fig = plots.plot_ppc(y_obs, y_rep, num_draws=10, output_names=["a", "b"])
+    np.testing.assert_array_equal(np.random.get_state()[1], state)  # noqa: NPY002
     assert len(fig.axes) == 2
-    ax = fig.axes[0]
-    assert len(ax.lines) == 10 + 2  # replicates, their mean, the observed
-    observed = ax.lines[-1]
-    grid, dens = observed.get_xdata(), observed.get_ydata()
-    # A Gaussian KDE integrates to ≈ 1 on a grid padded beyond the data.
-    assert abs(np.trapezoid(dens, grid) - 1) < 0.05
-    h = 0.9 * min(y_obs[:, 0].std(), np.subtract(*np.percentile(y_obs[:, 0], [75, 25])) / 1.34)
-    h *= 30**-0.2
-    direct = np.exp(-0.5 * ((grid[:, None] - y_obs[None, :, 0]) / h) ** 2).sum(1)
-    np.testing.assert_allclose(dens, direct / (30 * h * np.sqrt(2 * np.pi)), rtol=1e-10)
-    assert _legend_texts(ax) == ["replicated (10 draws)", "replicated mean", "observed"]
+    assert [ax.get_xlabel() for ax in fig.axes] == ["a", "b"]
+    for j, ax in enumerate(fig.axes):
+        (observed,) = [line for line in ax.lines if line.get_label() == "Observed"]
+        grid, dens = observed.get_xdata(), observed.get_ydata()
+        # The observed curve is a density over the range of the observed data of output j.
+        lo, hi = y_obs[:, j].min(), y_obs[:, j].max()
+        assert abs(grid[0] - lo) < 0.01 * (hi - lo) and abs(grid[-1] - hi) < 0.01 * (hi - lo)
+        assert abs(np.trapezoid(dens, grid) - 1) < 0.05
+        replicates = [line for line in ax.lines if line.get_label().startswith("_")]
+        assert len(replicates) == 10
+        for line in replicates:
+            x = line.get_xdata()
+            assert y_rep[..., j].min() <= x.min() and x.max() <= y_rep[..., j].max()
+    texts = _legend_texts(fig.axes[0])
+    assert texts == ["Posterior predictive", "Observed", "Posterior predictive mean"]
+    assert fig.axes[1].get_legend() is None
+    # The same replicates on every call.
+    again = plots.plot_ppc(y_obs, y_rep, num_draws=10, output_names=["a", "b"])
+    for first, second in zip(fig.axes[0].lines, again.axes[0].lines, strict=True):
+        np.testing.assert_array_equal(first.get_ydata(), second.get_ydata())
 
 
 def test_ppc_constant_data_and_1d(rng):
+    # A constant output has no density: the figure is drawn (with its legend) and empty.
     fig = plots.plot_ppc(np.ones(5), np.ones((3, 5)))
-    assert len(fig.axes[0].lines) == 3 + 2
-    assert np.all(np.isfinite(fig.axes[0].lines[-1].get_ydata()))
+    assert len(fig.axes) == 1 and fig.axes[0].get_xlabel() == "y"
+    assert "Observed" in _legend_texts(fig.axes[0])
+    fig = plots.plot_ppc(rng.normal(size=6), rng.normal(size=(4, 6)))
+    assert len([line for line in fig.axes[0].lines if line.get_label().startswith("_")]) == 4
 
 
 def test_ppc_errors(rng):

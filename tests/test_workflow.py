@@ -28,3 +28,15 @@ def test_student_t_report_nll_is_the_student_t_mixture():
     )
     assert abs(by_hand - normal) > 1e-3  # the two likelihoods are told apart here
     np.testing.assert_allclose(reported, by_hand, rtol=1e-5, atol=1e-6)
+
+
+def test_band_levels_have_one_owner():
+    import inspect
+
+    from bayesresnet import calibration, plots
+    from bayesresnet.runspec import ReportSpec
+
+    assert calibration.BAND_LEVELS == (0.5, 0.9)
+    for fn in (workflow.analyze, plots.plot_predictive_1d):
+        assert inspect.signature(fn).parameters["levels"].default is calibration.BAND_LEVELS
+    assert ReportSpec().levels is calibration.BAND_LEVELS
