@@ -8,8 +8,10 @@ and borehole (8 inputs, width 16, 8 layers, cubic, 200 points).
 For each method and problem: the bulk ESS of the predictions at 20 held-out probes (the
 worst probe) per 1 000 gradient evaluations and per second of wall time, wall time, test
 RMSE and 90 % coverage; for NUTS the share of draws at the maximum tree depth. Ensemble
-members and SVI draws are independent, so their ESS is close to their count (computed the
-same way, as one chain).
+members and SVI draws are independent by construction, so their ESS is their count (they
+are draws of an approximation, not of the posterior: compare their RMSE and coverage).
+A method is *eligible* against the baseline when its test RMSE is within 2 % of the
+baseline's and its 90 % coverage at most 0.02 below it.
 
 Also, on the default problem's network:
 
@@ -110,7 +112,10 @@ def bench_method(spec, data, method: str, options: dict) -> dict:
     wall = time.perf_counter() - start
     probes = data.x_test[:NUM_PROBES]
     f = post.predict_f(probes)[..., 0].reshape(post.num_chains, post.num_draws, -1)
-    ess = effective_sample_size(np.asarray(f, dtype=np.float64))  # per probe
+    if method in ("nuts", "mclmc"):
+        ess = effective_sample_size(np.asarray(f, dtype=np.float64))  # per probe
+    else:  # members and guide draws are independent by construction
+        ess = np.full(f.shape[-1], float(post.num_samples))
     pred = post.predict(data.x_test, levels=(0.9,))
     lo, hi = pred.interval(0.9)
     grads = gradient_evaluations(post)
@@ -258,6 +263,14 @@ def default_fit_profile(quick: bool) -> dict:
 # --------------------------------------------------------------------------- output
 
 
+def _eligible(row: dict, base: dict) -> bool:
+    """Test RMSE within 2 % of the baseline's, 90 % coverage at most 0.02 below it."""
+    return (
+        row["test_rmse"] <= 1.02 * base["test_rmse"]
+        and row["coverage_90"] >= base["coverage_90"] - 0.02
+    )
+
+
 def format_table(r: dict) -> str:
     lines = [f"device: {r['device']}  ({r['platform']}, jax {r['jax']})", ""]
     head = (
@@ -277,9 +290,10 @@ def format_table(r: dict) -> str:
             )
         base = rows.get("nuts_baseline")
         if base:
-            best = max(rows, key=lambda k: rows[k]["ess_per_s"])
+            eligible = [k for k in rows if _eligible(rows[k], base)]
+            best = max(eligible, key=lambda k: rows[k]["ess_per_s"])
             ratio = rows[best]["ess_per_s"] / base["ess_per_s"]
-            line = f"  {prob}: best ESS/s {best} = {ratio:.1f}x the baseline"
+            line = f"  {prob}: best eligible ESS/s {best} = {ratio:.1f}x the baseline"
             if "mclmc" in rows:
                 per_grad = "ess_per_1000_gradients"
                 ratio = rows["mclmc"][per_grad] / base[per_grad]
