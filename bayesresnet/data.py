@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import numbers
 import operator
 import os
 import warnings
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bayesresnet._io import write_atomic
-from bayesresnet._validate import check_values
+from bayesresnet._validate import check_array, check_fraction, check_values
 
 __all__ = [
     "MIN_TRAIN_ROWS",
@@ -46,20 +45,6 @@ _NPZ_OPTIONAL = ("x_test", "y_test", "input_names", "output_names", "name")
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _as_float_array(value, name: str) -> np.ndarray:
-    """Converts `value` to a float64 array, raising `TypeError` for non-numeric input."""
-    arr = np.asarray(value)
-    if arr.dtype.kind in "biuf":
-        return arr.astype(np.float64, copy=False)
-    if arr.dtype.kind == "O" and all(isinstance(v, numbers.Real) for v in arr.flat):
-        # Object arrays of real numbers (e.g. from pandas) are fine; None or str are not.
-        return arr.astype(np.float64)
-    raise TypeError(
-        f"`{name}` must be a numeric array (bool, int or float); got dtype {arr.dtype}. "
-        "Convert text columns to numbers before building the data set."
-    )
 
 
 def _plural(count: int, word: str) -> str:
@@ -100,8 +85,8 @@ def validate_xy(
             (above `_validate.MAX_ABS_VALUE`; the message lists the columns by index and
             name, and the first few 0-based row indices).
     """
-    x_arr = _as_float_array(x, name_x)
-    y_arr = _as_float_array(y, name_y)
+    x_arr = check_array(name_x, x, finite=False)
+    y_arr = check_array(name_y, y, finite=False)
     if x_arr.ndim != 2:
         hint = " For a single input use x.reshape(-1, 1)." if x_arr.ndim == 1 else ""
         raise ValueError(
@@ -296,17 +281,6 @@ def _existing_file(path, argument: str) -> Path:
     return path
 
 
-def _check_fraction(test_fraction) -> float:
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float | np.number):
-        raise TypeError(
-            f"`test_fraction` must be a number in [0, 1); got {type(test_fraction).__name__}."
-        )
-    test_fraction = float(test_fraction)
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"`test_fraction` must be in [0, 1); got {test_fraction}.")
-    return test_fraction
-
-
 def _split_rows(
     num_rows: int, test_fraction: float, seed, source: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -486,7 +460,7 @@ def load_csv(
             an unknown column (the available ones are listed) or leaves no input, if the
             train and test headers differ, or if fewer than `MIN_TRAIN_ROWS` training rows remain.
     """
-    fraction = _check_fraction(test_fraction)
+    fraction = check_fraction("test_fraction", test_fraction)
     path = _existing_file(path, "path")
     if test_path is not None:
         test_path = _existing_file(test_path, "test_path")
@@ -565,7 +539,7 @@ def load_npz(
     Warns:
         UserWarning: For keys other than the ones above.
     """
-    fraction = _check_fraction(test_fraction)
+    fraction = check_fraction("test_fraction", test_fraction)
     path = _existing_file(path, "path")
     try:
         archive = np.load(path, allow_pickle=False)

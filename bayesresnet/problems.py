@@ -32,7 +32,14 @@ from functools import cached_property
 
 import numpy as np
 
-from bayesresnet._validate import check_int, check_number, check_values
+from bayesresnet._validate import (
+    check_array,
+    check_choice,
+    check_int,
+    check_number,
+    check_values,
+    did_you_mean,
+)
 from bayesresnet.data import Dataset
 
 __all__ = [
@@ -137,10 +144,7 @@ class Problem:
             TypeError: If `x` is not numeric.
             ValueError: If `x` does not have shape [N, D] or contains NaN or infinity.
         """
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"`x` must be a numeric array; got dtype {arr.dtype}.")
-        arr = arr.astype(np.float64, copy=False)
+        arr = check_array("x", x, finite=False)
         if arr.ndim == 1 and self.num_inputs == 1:
             arr = arr[:, None]
         if arr.ndim != 2 or arr.shape[1] != self.num_inputs:
@@ -226,8 +230,7 @@ class Problem:
         num_train = check_int("num_train", num_train, minimum=3)
         num_test = check_int("num_test", num_test, minimum=0)
         noise = check_number("noise", noise, low=0.0, inclusive=True)
-        if design not in DESIGNS:
-            raise ValueError(f"`design` must be one of {list(DESIGNS)}; got {design!r}.")
+        check_choice("design", design, DESIGNS)
         rng = np.random.default_rng(seed)
         draw = self._uniform if design == "uniform" else self._latin_hypercube
         x_train = draw(rng, num_train)
@@ -575,7 +578,9 @@ def get(name: str = DEFAULT, **kwargs) -> Problem:
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a str; got {type(name).__name__}.")
     if name not in _REGISTRY:
-        raise ValueError(f"unknown problem {name!r}; available problems: {names()}.")
+        raise ValueError(
+            f"unknown problem {name!r}; available problems: {names()}.{did_you_mean(name, names())}"
+        )
     factory = _REGISTRY[name]
     accepted = list(inspect.signature(factory).parameters)
     unexpected = sorted(set(kwargs) - set(accepted))
