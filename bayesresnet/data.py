@@ -30,6 +30,7 @@ from bayesresnet._validate import check_array, check_fraction, check_values
 __all__ = [
     "MIN_TRAIN_ROWS",
     "Dataset",
+    "check_outputs",
     "load_csv",
     "load_npz",
     "save_npz",
@@ -384,8 +385,8 @@ def _select_columns(header: list[str], outputs, path: Path) -> tuple[list[int], 
         if not 1 <= count < num_columns:
             raise ValueError(
                 f"`outputs`={count} trailing columns is invalid for {path}, which has "
-                f"{num_columns} columns; use 1 to {num_columns - 1} so at least one input "
-                "remains."
+                f"{num_columns} columns {header}; use 1 to {num_columns - 1} so at least one "
+                "input remains."
             )
         output_idx = list(range(num_columns - count, num_columns))
     else:
@@ -393,24 +394,53 @@ def _select_columns(header: list[str], outputs, path: Path) -> tuple[list[int], 
             outputs = [outputs]
         if not isinstance(outputs, Sequence) or not all(isinstance(o, str) for o in outputs):
             raise TypeError(f"`outputs` must be a list of column names or an int; got {outputs!r}.")
-        if len(outputs) == 0:
-            raise ValueError("`outputs` must name at least one column; got an empty list.")
+        outputs = list(outputs)
+        if not outputs:
+            raise ValueError(
+                f"`outputs` must name columns of {path}; it must name at least one column, "
+                "got an empty list."
+            )
         unknown = [o for o in outputs if o not in header]
         if unknown:
             raise ValueError(
-                f"`outputs` names {unknown} which are not columns of {path}; available "
-                f"columns: {header}."
+                f"`outputs` must name columns of {path}; got {outputs}, but the header has "
+                f"{header}: it names {unknown} which are not columns (available columns: "
+                f"{header})."
             )
-        duplicates = sorted({o for o in outputs if list(outputs).count(o) > 1})
-        if duplicates:
-            raise ValueError(f"`outputs` lists columns more than once: {duplicates}.")
-        if len(outputs) == num_columns:
+        duplicates = sorted({o for o in outputs if outputs.count(o) > 1})
+        if duplicates or len(outputs) == num_columns:
+            why = (
+                f"lists columns more than once: {duplicates}"
+                if duplicates
+                else f"selects every column of {path}"
+            )
             raise ValueError(
-                f"`outputs` selects every column of {path}; at least one input column must remain."
+                "`outputs` must list distinct columns and leave at least one input; got "
+                f"{outputs}, which {why}."
             )
         output_idx = [header.index(o) for o in outputs]
     input_idx = [j for j in range(num_columns) if j not in output_idx]
     return input_idx, output_idx
+
+
+def check_outputs(path: str | os.PathLike, outputs) -> None:
+    """Checks that `outputs` selects columns of the CSV file `path`, reading its header only.
+
+    A file whose header cannot be read (not UTF-8, empty, malformed) passes: `load_csv`
+    reports why when the data are loaded.
+
+    Raises:
+        TypeError, ValueError: As `load_csv` does for `outputs`.
+    """
+    header = None
+    try:
+        with Path(path).open(newline="", encoding="utf-8-sig") as f:
+            rows = ([cell.strip() for cell in record] for record in csv.reader(f))
+            header = next((row for row in rows if any(row)), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass
+    if header is not None:
+        _select_columns(header, outputs, Path(path))
 
 
 def load_csv(

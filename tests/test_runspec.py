@@ -753,7 +753,7 @@ def test_missing_absolute_path(project):
         ),
         (
             'train = "data/train.csv"\noutputs = 1\ntest_fraction = -0.5',
-            r"line 4: \[data\] `test_fraction` must be a finite number in \[0, 1\]",
+            r"line 4: \[data\] `test_fraction` must be in \[0, 1\); got -0\.5",
         ),
         (
             'train = "data/train.csv"\noutputs = 1\nnum_train = 5',
