@@ -38,25 +38,15 @@ from bayesresnet.infer import METHODS
 from bayesresnet.model import PriorSpec
 from bayesresnet.spec import DataSpec, NetworkSpec, ReportSpec, RunSpec
 
-__all__ = [
-    "SpecError",
-    "RunSpec",
-    "DataSpec",
-    "NetworkSpec",
-    "ReportSpec",
-    "load_runspec",
-    "parse_runspec",
-    "from_dict",
-]
+# RunSpec and its sections are defined in bayesresnet.spec and importable from here too.
+__all__ = ["SpecError", "load_runspec", "parse_runspec", "from_dict"]
 
 #: Key path (e.g. ``("network", "width")``) → 1-based line number in the TOML text.
 Lines = Mapping[tuple[str, ...], int]
 
 
 class SpecError(ValueError):
-    """An invalid run specification.
-
-    The message starts with the location (``"spec.toml, line 7: ..."``) when it is known.
+    """An invalid run specification; the message starts with ``"spec.toml, line 7: "``.
 
     Attributes:
         file: The spec file (a string), or None for a spec given as text or a dict.
@@ -100,16 +90,14 @@ _PRIOR_TYPES = _field_kinds(PriorSpec)
 _METHOD_TYPES = {method: _field_kinds(config) for method, (config, _) in METHODS.items()}
 
 
-def _section_keys() -> dict[str, tuple[str, ...]]:
-    """Section → allowed keys (inference: every method's options), for misplaced-key hints."""
-    options = sorted({k for kinds in _METHOD_TYPES.values() for k in kinds})
-    return {
-        "data": _DATA_KEYS,
-        "network": tuple(_NETWORK_TYPES),
-        "prior": tuple(_PRIOR_TYPES),
-        "inference": ("method", "seed", *options),
-        "report": tuple(_REPORT_TYPES),
-    }
+#: Section → allowed keys (inference: every method's options), for misplaced-key hints.
+_SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "data": _DATA_KEYS,
+    "network": tuple(_NETWORK_TYPES),
+    "prior": tuple(_PRIOR_TYPES),
+    "inference": ("method", "seed", *sorted({k for m in _METHOD_TYPES.values() for k in m})),
+    "report": tuple(_REPORT_TYPES),
+}
 
 
 # ------------------------------------------------------------------------ line numbers
@@ -198,29 +186,21 @@ def _toml_value(value) -> str:
     return f"the {kind} {_toml_literal(value)}"
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return _is_int(value) or isinstance(value, float)
-
-
 #: TOML kind → (how messages name it, the test of a value).
 _KINDS: dict[str, tuple[str, Callable]] = {
-    "int": ("an integer", _is_int),
-    "float": ("a number", _is_number),
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)),
     "bool": ("true or false", lambda v: isinstance(v, bool)),
     "str": ("a string", lambda v: isinstance(v, str)),
     "table": ("a table", lambda v: isinstance(v, dict)),
     "float_list": (
         "a list of numbers",
-        lambda v: isinstance(v, list) and all(_is_number(x) for x in v),
+        lambda v: isinstance(v, list) and all(_KINDS["float"][1](x) for x in v),
     ),
     "outputs": (
         "a list of column names or an integer count of trailing columns",
         lambda v: (
-            _is_int(v)
+            _KINDS["int"][1](v)
             or isinstance(v, str)
             or (isinstance(v, list) and all(isinstance(x, str) for x in v))
         ),
@@ -254,9 +234,8 @@ class _Checker:
         self.file, self.lines = file, lines
 
     def error(self, path: tuple[str, ...], message: str) -> SpecError:
-        return SpecError(
-            message, file=self.file, line=_line_of(self.lines, path), key=".".join(path) or None
-        )
+        line = _line_of(self.lines, path)
+        return SpecError(message, file=self.file, line=line, key=".".join(path) or None)
 
     def table(self, raw: Mapping, section: str) -> dict:
         """``raw[section]`` as a dict ({} when absent)."""
@@ -269,21 +248,31 @@ class _Checker:
             )
         return value
 
-    def known(self, table: Mapping, section: tuple[str, ...], allowed, *, note: str = "") -> None:
+    def known(self, table: Mapping, section: tuple[str, ...], allowed, *, note="", method=None):
         """Every key of ``table`` is in ``allowed``; the first unknown one (by line) is named."""
         unknown = [k for k in table if k not in allowed]
         if not unknown:
             return
         key = min(unknown, key=lambda k: _line_of(self.lines, (*section, k)) or 0)
+        # An option of another method usually means the method was switched and the old
+        # options were left behind: say so, unless the key is a likely misspelling.
+        owners = [m for m, kinds in _METHOD_TYPES.items() if key in kinds and m != method]
+        allowed_text = ", ".join(sorted(allowed)) if allowed else "none"
+        if method is not None and owners and not did_you_mean(key, allowed):
+            raise self.error(
+                (*section, key),
+                f"unknown key '{key}' in [inference]: it is an option of method "
+                f'{" and ".join(repr(m) for m in owners)}, not of method = "{method}". Remove '
+                f'it, or change `method`. Allowed keys for "{method}": {allowed_text}.',
+            )
         where = f"[{'.'.join(section)}]" if section else "the top level"
         message = f"unknown key '{key}' {'in' if section else 'at'} {where}{note}."
         close = did_you_mean(key, allowed)
-        homes = [s for s, keys in _section_keys().items() if key in keys and section != (s,)]
+        homes = [s for s, keys in _SECTION_KEYS.items() if key in keys and section != (s,)]
         if close:
             message += close
         elif homes and len(section) < 2:
             message += f" '{key}' belongs in [{homes[0]}]; move it there."
-        allowed_text = ", ".join(sorted(allowed)) if allowed else "none"
         message += f" Allowed keys {'in' if section else 'at'} {where}: {allowed_text}."
         raise self.error((*section, key), message)
 
@@ -406,12 +395,9 @@ def from_dict(
     Args:
         d: The spec, e.g. ``tomllib.load`` output or :meth:`RunSpec.to_dict`.
         path: The spec file (for messages and the default name).
-        base_dir: The folder relative data paths are resolved against; default:
-            ``path``'s folder, else the working directory.
+        base_dir: The folder relative data paths are resolved against (default: ``path``'s
+            folder, else the working directory).
         lines: Key path → line number, for messages (``parse_runspec`` supplies it).
-
-    Returns:
-        The validated :class:`RunSpec`.
 
     Raises:
         TypeError: If ``d`` is not a mapping.
@@ -526,21 +512,7 @@ def _parse_inference(raw: dict, check: _Checker) -> tuple[str, int, dict]:
         )
     kinds = _METHOD_TYPES[method]
     allowed = ("method", "seed", *kinds)
-    unknown = [k for k in raw if k not in allowed]
-    if unknown:
-        # An option of another method usually means the method was switched and the old
-        # options were left behind: say so, unless the key is a likely misspelling.
-        first = min(unknown, key=lambda k: _line_of(check.lines, (*section, k)) or 0)
-        owners = [m for m, mk in _METHOD_TYPES.items() if first in mk and m != method]
-        if owners and not did_you_mean(first, allowed):
-            raise check.error(
-                (*section, first),
-                f"unknown key '{first}' in [inference]: it is an option of method "
-                f'{" and ".join(repr(m) for m in owners)}, not of method = "{method}". '
-                f'Remove it, or change `method`. Allowed keys for "{method}": '
-                f"{', '.join(sorted(allowed))}.",
-            )
-    check.known(raw, section, allowed, note=f' (method = "{method}")')
+    check.known(raw, section, allowed, note=f' (method = "{method}")', method=method)
     raw = check.typed(raw, section, {"method": "str", "seed": "int", **kinds})
     seed = raw.pop("seed", 0)
     raw.pop("method", None)
