@@ -1,10 +1,31 @@
-"""Argument checks shared by every entry point (messages name the argument)."""
+"""The one validation vocabulary of the library: every entry point checks its arguments here.
+
+Scalars (:func:`check_int`, :func:`check_number`, :func:`check_bool`, :func:`check_choice`),
+levels and fractions (:func:`check_level`, :func:`check_levels`, :func:`check_fraction`) and
+arrays (:func:`check_array`, with one row/column format for flagged entries,
+:func:`describe_entries`). Every message names the argument, the requirement and what was
+received: "`num_chains` must be ≥ 1; got 0."
+"""
 
 from __future__ import annotations
 
+import difflib
+import numbers
+
 import numpy as np
 
-__all__ = ["check_int", "check_number", "check_bool", "check_auto_bool", "check_choice"]
+__all__ = [
+    "check_int",
+    "check_number",
+    "check_bool",
+    "check_auto_bool",
+    "check_choice",
+    "check_level",
+    "check_levels",
+    "check_fraction",
+    "check_array",
+    "did_you_mean",
+]
 
 
 def check_int(name: str, value, *, minimum: int | None = None) -> int:
@@ -63,13 +84,98 @@ def check_auto_bool(name: str, value) -> bool | str:
     return bool(value)
 
 
+def did_you_mean(value, choices) -> str:
+    """`` Did you mean 'x'?`` for the closest of ``choices`` to ``value``, else ``""``."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {sorted(choices)}; got {value!r}.")
+    """``value`` must be one of ``choices`` (a dict or set listed sorted, a sequence in order)."""
+    listed = sorted(choices) if isinstance(choices, dict | set | frozenset) else list(choices)
+    if isinstance(value, bool) or value not in listed:
+        raise ValueError(
+            f"`{name}` must be one of {listed}; got {value!r}.{did_you_mean(value, listed)}"
+        )
     return value
 
 
-# Rows listed per column in a message about flagged entries, before "... (k more)".
+def check_level(name: str, value) -> float:
+    """A central-interval (or probability) level: a finite number in the open interval (0, 1)."""
+    return check_number(name, value, low=0.0, high=1.0)
+
+
+def check_levels(name: str, values) -> tuple[float, ...]:
+    """A non-empty sequence of distinct levels, each in (0, 1) (elements named ``name[i]``)."""
+    if isinstance(values, str) or not isinstance(values, list | tuple | np.ndarray):
+        raise TypeError(f"`{name}` must be a sequence of levels; got {type(values).__name__}.")
+    levels = tuple(check_level(f"{name}[{i}]", v) for i, v in enumerate(values))
+    if not levels or len(set(levels)) != len(levels):
+        raise ValueError(
+            f"`{name}` must be a non-empty list of distinct levels; got {list(levels)}. "
+            "Example: levels = [0.5, 0.9]."
+        )
+    return levels
+
+
+def check_fraction(name: str, value) -> float:
+    """A fraction of rows held out: a number in the half-open interval [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a number in [0, 1); got {type(value).__name__}.")
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1); got {value}.")
+    return value
+
+
+def check_array(
+    name: str,
+    value,
+    *,
+    ndim=None,
+    finite: bool = True,
+    dtype=np.float64,
+    fix: str = "Remove or impute them first.",
+):
+    """``value`` as a real array: a numeric dtype, ``ndim`` dimensions, every entry finite.
+
+    Args:
+        name: The argument, as messages name it.
+        value: Array-like; object arrays of real numbers (e.g. from pandas) are accepted.
+        ndim: Allowed numbers of dimensions (an int or a tuple), or None for any.
+        finite: Refuse NaN and ±inf, in the row/column format of :func:`describe_entries`.
+        dtype: The returned dtype; None keeps a floating dtype (others become float64).
+        fix: What to do about non-finite entries (the message's last sentence).
+
+    Raises:
+        TypeError: For a non-numeric dtype (str, complex, None, …).
+        ValueError: For another number of dimensions, or non-finite entries.
+    """
+    arr = np.asarray(value)
+    if arr.dtype.kind == "O" and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in arr.flat
+    ):
+        arr = arr.astype(np.float64)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"`{name}` must be a numeric array; got dtype {arr.dtype} (bool, int or float "
+            "are accepted). Convert text columns to numbers first."
+        )
+    arr = arr.astype(dtype or (arr.dtype if arr.dtype.kind == "f" else np.float64), copy=False)
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if allowed is not None and arr.ndim not in allowed:
+        dims = " or ".join(f"{d}-D" for d in allowed)
+        raise ValueError(f"`{name}` must be {dims}; got shape {arr.shape}.")
+    if finite:
+        message = describe_entries(~np.isfinite(arr), what=f"`{name}`", fix=fix)
+        if message is not None:
+            raise ValueError(message)
+    return arr
+
+
+# Rows listed per column (and columns listed) in a message about flagged entries.
 _MAX_ROWS_SHOWN = 5
 
 # |value| above this is refused in data: squares (variances, squared errors) of such values
@@ -92,13 +198,16 @@ def describe_entries(
     row_labels=None,
     row_word: str = "0-based row",
 ) -> str | None:
-    """The one message format for flagged entries of a 2-D array, or None if none is flagged.
+    """The one message format for flagged entries of an array, or None if none is flagged.
+
+    Rows are the first axis, columns the second (a vector is one column; the trailing axes
+    of an N-D array form its columns, named by their index tuple).
 
     ``"{what} contains {problem}: column 0 ('a') has 1 {noun} (0-based row 7); column 1
     ('b') has 2 {noun}s (0-based rows 1, 3). {fix}"``
 
     Args:
-        bad: boolean mask ``[N, C]`` of the flagged entries.
+        bad: boolean mask ``[N, C]`` (or ``[N]``, ``[N, ...]``) of the flagged entries.
         what: how to name the array ("`x_train`", "train.csv").
         problem, noun, fix: what is wrong (plural, then one entry) and what to do.
         column_names: optional names of the C columns.
@@ -109,16 +218,23 @@ def describe_entries(
     bad = np.asarray(bad, dtype=bool)
     if not bad.any():
         return None
+    shape = bad.shape[1:]
+    if bad.ndim != 2:  # a vector is one column; trailing axes of an N-D array are its columns
+        bad = bad.reshape(len(bad) if bad.ndim else 1, -1)
     parts = []
-    for j in np.flatnonzero(bad.any(axis=0)):
+    columns = np.flatnonzero(bad.any(axis=0))
+    for j in columns[:_MAX_ROWS_SHOWN]:
         rows = np.flatnonzero(bad[:, j])
         labels = [int(row_labels[i]) if row_labels is not None else int(i) for i in rows]
         shown = ", ".join(str(r) for r in labels[:_MAX_ROWS_SHOWN])
         if len(labels) > _MAX_ROWS_SHOWN:
             shown += f", ... ({len(labels) - _MAX_ROWS_SHOWN} more)"
         word = row_word if len(labels) == 1 else row_word + "s"
-        column = f"column {j}" + (f" ({column_names[j]!r})" if column_names is not None else "")
+        index = tuple(int(i) for i in np.unravel_index(j, shape)) if len(shape) > 1 else j
+        column = f"column {index}" + (f" ({column_names[j]!r})" if column_names is not None else "")
         parts.append(f"{column} has {_count(len(labels), noun)} ({word} {shown})")
+    if len(columns) > _MAX_ROWS_SHOWN:
+        parts.append(f"... ({len(columns) - _MAX_ROWS_SHOWN} more columns)")
     return f"{what} contains {problem}: " + "; ".join(parts) + f". {fix}"
 
 

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.polynomial import legendre as _np_legendre
 
-from bayesresnet._validate import check_int
+from bayesresnet._validate import check_int, did_you_mean
 
 __all__ = [
     "Basis",
@@ -329,6 +329,10 @@ def make_basis(name: str, **kwargs) -> Basis:
     ``"per_layer"``, ``"constant"``, ``"linear"``, ``"quadratic"``, ``"cubic"``,
     ``"monomial"`` (``degree=``), ``"legendre"`` (``degree=``), ``"piecewise_linear"``
     (``num_knots=``).
+
+    Raises:
+        ValueError: For an unknown name (with the closest one), a size argument the basis
+            does not take, or a missing one.
     """
     fixed = {
         "per_layer": PerLayer,
@@ -338,10 +342,21 @@ def make_basis(name: str, **kwargs) -> Basis:
         "cubic": Cubic,
     }
     sized = {"monomial": Monomial, "legendre": Legendre, "piecewise_linear": PiecewiseLinear}
+    size_args = {"monomial": "degree", "legendre": "degree", "piecewise_linear": "num_knots"}
+    known = [*fixed, *sized]
+    if name not in known:
+        raise ValueError(f"unknown basis {name!r}; allowed: {known}.{did_you_mean(name, known)}")
+    for key in kwargs:
+        if key != size_args.get(name):
+            users = [b for b, arg in size_args.items() if arg == key]
+            note = f" (basis {name!r} takes no arguments)" if name in fixed else ""
+            raise ValueError(
+                f"`{key}` applies only to the bases {users}, not to basis = {name!r}; remove "
+                f"it{note}."
+            )
     if name in fixed:
-        if kwargs:
-            raise ValueError(f"basis {name!r} takes no arguments; got {sorted(kwargs)}.")
         return fixed[name]()
-    if name in sized:
-        return sized[name](**kwargs)
-    raise ValueError(f"unknown basis {name!r}; expected one of {sorted([*fixed, *sized])}.")
+    if size_args[name] not in kwargs:
+        example = "degree = 3" if size_args[name] == "degree" else "num_knots = 5"
+        raise ValueError(f"basis = {name!r} needs `{size_args[name]}`; add e.g. `{example}`.")
+    return sized[name](**kwargs)

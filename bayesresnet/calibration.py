@@ -46,8 +46,6 @@ References:
 from __future__ import annotations
 
 import math
-import numbers
-import operator
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +55,7 @@ import jax
 import numpy as np
 from scipy import optimize, special, stats
 
+from bayesresnet._validate import check_array, check_int, check_level, check_number
 from bayesresnet.model import PriorSpec, observation_dist
 
 __all__ = [
@@ -136,18 +135,8 @@ RECALIBRATION_METHODS = ("isotonic", "variance")
 
 
 def _as_real(value, name: str) -> np.ndarray:
-    """Returns a finite real array (floating dtypes kept, others cast to float64)."""
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"`{name}` must be a real numeric array; got dtype {arr.dtype}.")
-    if arr.dtype.kind != "f":
-        arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        count = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(
-            f"`{name}` has {count} non-finite values (NaN or ±inf); remove or impute them first."
-        )
-    return arr
+    """A finite real array (floating dtypes kept, others cast to float64)."""
+    return check_array(name, value, dtype=None)
 
 
 def _as_draws(value, name: str = "draws", *, min_draws: int = 2) -> np.ndarray:
@@ -203,35 +192,15 @@ def _as_targets(
     return arr
 
 
-def _as_level(value, name: str = "level") -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a real number in (0, 1); got {value!r}.")
-    level = float(value)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"`{name}` must be in the open interval (0, 1); got {level}.")
-    return level
-
-
 def _as_levels(value, name: str = "levels") -> np.ndarray:
     arr = np.atleast_1d(_as_real(value, name)).astype(np.float64)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(
             f"`{name}` must be a non-empty 1-D sequence of levels; got shape {np.shape(value)}."
         )
-    bad = (arr <= 0.0) | (arr >= 1.0)
-    if bad.any():
-        raise ValueError(f"`{name}` must lie in the open interval (0, 1); got {arr[bad].tolist()}.")
+    for i, level in enumerate(arr.tolist()):
+        check_level(f"{name}[{i}]", level)
     return arr
-
-
-def _as_chunk_size(value) -> int:
-    try:
-        size = operator.index(value)
-    except TypeError:
-        raise TypeError(f"`chunk_size` must be an int; got {value!r}.") from None
-    if size < 1:
-        raise ValueError(f"`chunk_size` must be ≥ 1; got {size}.")
-    return size
 
 
 # --------------------------------------------------------------------------- chunking
@@ -358,7 +327,7 @@ def crps(draws, y, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> np.ndarray:
     x = _as_draws(draws)
     num_draws, num_points, num_outputs = x.shape
     t = _as_targets(y, num_points, num_outputs)
-    chunk_size = _as_chunk_size(chunk_size)
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     weights = 2.0 * np.arange(1, num_draws + 1) - num_draws - 1.0  # (2i − S − 1), i = 1..S
 
     def chunk_crps(c: np.ndarray, sl: slice) -> np.ndarray:
@@ -397,15 +366,6 @@ def _as_scale_draws(value, num_draws: int, num_points: int, num_outputs: int) ->
             f"{int(np.count_nonzero(arr <= 0))} values ≤ 0."
         )
     return np.broadcast_to(shaped, full)
-
-
-def _as_df(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`df` must be a positive real number or None; got {value!r}.")
-    df = float(value)
-    if not (math.isfinite(df) and df > 0):
-        raise ValueError(f"`df` must be a finite number > 0; got {df}.")
-    return df
 
 
 def log_density(y, loc, scale, df: float | None = None) -> np.ndarray:
@@ -454,8 +414,8 @@ def nll(
     num_draws, num_points, num_outputs = loc.shape
     t = _as_targets(y, num_points, num_outputs, ref="loc_draws")
     scale = _as_scale_draws(scale_draws, num_draws, num_points, num_outputs)
-    df = None if df is None else _as_df(df)
-    chunk_size = _as_chunk_size(chunk_size)
+    df = None if df is None else check_number("df", df, low=0.0)
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
 
     def chunk_nll(c: np.ndarray, sl: slice) -> np.ndarray:
         log_p = log_density(t[sl], c, scale[:, sl, :], df)
@@ -512,8 +472,9 @@ def central_interval(
         ``(lower, upper)``, each [N, O].
     """
     x = _as_draws(draws)
-    level = _as_level(level)
-    q = _quantiles(x, np.array([(1 - level) / 2, (1 + level) / 2]), _as_chunk_size(chunk_size))
+    level = check_level("level", level)
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    q = _quantiles(x, np.array([(1 - level) / 2, (1 + level) / 2]), chunk_size)
     return q[0], q[1]
 
 
@@ -551,7 +512,8 @@ def coverage(draws, y, levels, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> np.nd
     x = _as_draws(draws)
     t = _as_targets(y, x.shape[1], x.shape[2])
     lv = _as_levels(levels)
-    q = _quantiles(x, np.concatenate([(1 - lv) / 2, (1 + lv) / 2]), _as_chunk_size(chunk_size))
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    q = _quantiles(x, np.concatenate([(1 - lv) / 2, (1 + lv) / 2]), chunk_size)
     lower, upper = q[: lv.size], q[lv.size :]
     return np.mean((lower <= t) & (t <= upper), axis=1)
 
@@ -645,7 +607,7 @@ def interval_score(lower, upper, y, level: float) -> np.ndarray:
     lo = _as_points(lower, "lower")
     hi = _as_targets(upper, lo.shape[0], lo.shape[1], name="upper", ref="lower", point_axis=0)
     t = _as_targets(y, lo.shape[0], lo.shape[1], ref="lower", point_axis=0)
-    alpha = 1.0 - _as_level(level)
+    alpha = 1.0 - check_level("level", level)
     if (lo > hi).any():
         raise ValueError(
             f"`lower` must be ≤ `upper`; {int(np.count_nonzero(lo > hi))} intervals are reversed."
@@ -668,7 +630,7 @@ def sharpness(draws, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> np.ndarray:
         Array [O].
     """
     x = _as_draws(draws)
-    return np.mean(_draw_sd(x, _as_chunk_size(chunk_size)), axis=0)
+    return np.mean(_draw_sd(x, check_int("chunk_size", chunk_size, minimum=1)), axis=0)
 
 
 # --------------------------------------------------------------------------- PIT
@@ -702,7 +664,7 @@ def pit(draws, y, seed=0, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> np.ndarray
     x = _as_draws(draws, min_draws=1)
     num_draws, num_points, num_outputs = x.shape
     t = _as_targets(y, num_points, num_outputs)
-    chunk_size = _as_chunk_size(chunk_size)
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     u = np.random.default_rng(seed).random((num_points, num_outputs))
 
     def chunk_counts(c: np.ndarray, sl: slice) -> np.ndarray:
@@ -755,12 +717,7 @@ def pit_uniformity(pit_values, *, num_bins: int = 10) -> PITUniformityResult:
         raise ValueError(
             f"`pit_values` must lie in [0, 1]; got range [{p.min():.6g}, {p.max():.6g}]."
         )
-    try:
-        num_bins = operator.index(num_bins)
-    except TypeError:
-        raise TypeError(f"`num_bins` must be an int; got {num_bins!r}.") from None
-    if num_bins < 2:
-        raise ValueError(f"`num_bins` must be ≥ 2; got {num_bins}.")
+    num_bins = check_int("num_bins", num_bins, minimum=2)
     num_points = p.shape[0]
     if num_points < 5 * num_bins:
         warnings.warn(
@@ -1160,7 +1117,7 @@ def recalibrate(recal: Recalibration, draws, *, chunk_size: int = DEFAULT_CHUNK_
             f"`recal` was fitted for {recal.num_outputs} outputs but `draws` has "
             f"{num_outputs} (axis 2)."
         )
-    chunk_size = _as_chunk_size(chunk_size)
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
 
     if recal.method == "variance":
         c = np.asarray(recal.scale)

@@ -243,7 +243,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from bayesresnet._validate import check_number
+    from bayesresnet._validate import check_level
     from bayesresnet.data import read_table
     from bayesresnet.posterior import load
 
@@ -252,8 +252,7 @@ def cmd_predict(args) -> int:
         post = load(folder / "posterior.npz")
         header, values = read_table(args.input)
         levels = tuple(
-            check_number(f"--levels[{i}]", float(v), low=0.0, high=1.0)
-            for i, v in enumerate(args.levels.split(","))
+            check_level(f"--levels[{i}]", float(v)) for i, v in enumerate(args.levels.split(","))
         )
     names = list(post.input_names)
     missing = [n for n in names if n not in header]

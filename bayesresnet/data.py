@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import numbers
 import operator
 import os
 import warnings
@@ -26,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from bayesresnet._io import write_atomic
-from bayesresnet._validate import check_values
+from bayesresnet._validate import check_array, check_fraction, check_values
 
 __all__ = [
     "MIN_TRAIN_ROWS",
     "Dataset",
+    "check_outputs",
     "load_csv",
     "load_npz",
     "save_npz",
@@ -46,20 +46,6 @@ _NPZ_OPTIONAL = ("x_test", "y_test", "input_names", "output_names", "name")
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _as_float_array(value, name: str) -> np.ndarray:
-    """Converts `value` to a float64 array, raising `TypeError` for non-numeric input."""
-    arr = np.asarray(value)
-    if arr.dtype.kind in "biuf":
-        return arr.astype(np.float64, copy=False)
-    if arr.dtype.kind == "O" and all(isinstance(v, numbers.Real) for v in arr.flat):
-        # Object arrays of real numbers (e.g. from pandas) are fine; None or str are not.
-        return arr.astype(np.float64)
-    raise TypeError(
-        f"`{name}` must be a numeric array (bool, int or float); got dtype {arr.dtype}. "
-        "Convert text columns to numbers before building the data set."
-    )
 
 
 def _plural(count: int, word: str) -> str:
@@ -100,8 +86,8 @@ def validate_xy(
             (above `_validate.MAX_ABS_VALUE`; the message lists the columns by index and
             name, and the first few 0-based row indices).
     """
-    x_arr = _as_float_array(x, name_x)
-    y_arr = _as_float_array(y, name_y)
+    x_arr = check_array(name_x, x, finite=False)
+    y_arr = check_array(name_y, y, finite=False)
     if x_arr.ndim != 2:
         hint = " For a single input use x.reshape(-1, 1)." if x_arr.ndim == 1 else ""
         raise ValueError(
@@ -296,17 +282,6 @@ def _existing_file(path, argument: str) -> Path:
     return path
 
 
-def _check_fraction(test_fraction) -> float:
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float | np.number):
-        raise TypeError(
-            f"`test_fraction` must be a number in [0, 1); got {type(test_fraction).__name__}."
-        )
-    test_fraction = float(test_fraction)
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"`test_fraction` must be in [0, 1); got {test_fraction}.")
-    return test_fraction
-
-
 def _split_rows(
     num_rows: int, test_fraction: float, seed, source: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -410,8 +385,8 @@ def _select_columns(header: list[str], outputs, path: Path) -> tuple[list[int], 
         if not 1 <= count < num_columns:
             raise ValueError(
                 f"`outputs`={count} trailing columns is invalid for {path}, which has "
-                f"{num_columns} columns; use 1 to {num_columns - 1} so at least one input "
-                "remains."
+                f"{num_columns} columns {header}; use 1 to {num_columns - 1} so at least one "
+                "input remains."
             )
         output_idx = list(range(num_columns - count, num_columns))
     else:
@@ -419,24 +394,53 @@ def _select_columns(header: list[str], outputs, path: Path) -> tuple[list[int], 
             outputs = [outputs]
         if not isinstance(outputs, Sequence) or not all(isinstance(o, str) for o in outputs):
             raise TypeError(f"`outputs` must be a list of column names or an int; got {outputs!r}.")
-        if len(outputs) == 0:
-            raise ValueError("`outputs` must name at least one column; got an empty list.")
+        outputs = list(outputs)
+        if not outputs:
+            raise ValueError(
+                f"`outputs` must name columns of {path}; it must name at least one column, "
+                "got an empty list."
+            )
         unknown = [o for o in outputs if o not in header]
         if unknown:
             raise ValueError(
-                f"`outputs` names {unknown} which are not columns of {path}; available "
-                f"columns: {header}."
+                f"`outputs` must name columns of {path}; got {outputs}, but the header has "
+                f"{header}: it names {unknown} which are not columns (available columns: "
+                f"{header})."
             )
-        duplicates = sorted({o for o in outputs if list(outputs).count(o) > 1})
-        if duplicates:
-            raise ValueError(f"`outputs` lists columns more than once: {duplicates}.")
-        if len(outputs) == num_columns:
+        duplicates = sorted({o for o in outputs if outputs.count(o) > 1})
+        if duplicates or len(outputs) == num_columns:
+            why = (
+                f"lists columns more than once: {duplicates}"
+                if duplicates
+                else f"selects every column of {path}"
+            )
             raise ValueError(
-                f"`outputs` selects every column of {path}; at least one input column must remain."
+                "`outputs` must list distinct columns and leave at least one input; got "
+                f"{outputs}, which {why}."
             )
         output_idx = [header.index(o) for o in outputs]
     input_idx = [j for j in range(num_columns) if j not in output_idx]
     return input_idx, output_idx
+
+
+def check_outputs(path: str | os.PathLike, outputs) -> None:
+    """Checks that `outputs` selects columns of the CSV file `path`, reading its header only.
+
+    A file whose header cannot be read (not UTF-8, empty, malformed) passes: `load_csv`
+    reports why when the data are loaded.
+
+    Raises:
+        TypeError, ValueError: As `load_csv` does for `outputs`.
+    """
+    header = None
+    try:
+        with Path(path).open(newline="", encoding="utf-8-sig") as f:
+            rows = ([cell.strip() for cell in record] for record in csv.reader(f))
+            header = next((row for row in rows if any(row)), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass
+    if header is not None:
+        _select_columns(header, outputs, Path(path))
 
 
 def load_csv(
@@ -486,7 +490,7 @@ def load_csv(
             an unknown column (the available ones are listed) or leaves no input, if the
             train and test headers differ, or if fewer than `MIN_TRAIN_ROWS` training rows remain.
     """
-    fraction = _check_fraction(test_fraction)
+    fraction = check_fraction("test_fraction", test_fraction)
     path = _existing_file(path, "path")
     if test_path is not None:
         test_path = _existing_file(test_path, "test_path")
@@ -565,7 +569,7 @@ def load_npz(
     Warns:
         UserWarning: For keys other than the ones above.
     """
-    fraction = _check_fraction(test_fraction)
+    fraction = check_fraction("test_fraction", test_fraction)
     path = _existing_file(path, "path")
     try:
         archive = np.load(path, allow_pickle=False)

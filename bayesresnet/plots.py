@@ -36,7 +36,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bayesresnet import diagnostics, sites
-from bayesresnet._validate import check_bool, check_int, check_number
+from bayesresnet._validate import check_array, check_bool, check_int, check_level, check_number
 from bayesresnet.bases import ContinuousBasis, weights
 from bayesresnet.calibration import BAND_LEVELS, CalibrationCurve, miscalibration_area
 from bayesresnet.posterior import Posterior
@@ -98,17 +98,11 @@ def _fit_text(axes) -> None:
 
 def _as_float(value, name: str) -> np.ndarray:
     """``value`` as a float64 array; ``TypeError`` naming ``name`` when it is not numeric."""
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"`{name}` must be a numeric array; got dtype {arr.dtype}.")
-    return arr.astype(np.float64, copy=False)
+    return check_array(name, value, finite=False)
 
 
 def _check_finite(arr: np.ndarray, name: str) -> np.ndarray:
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.sum(~np.isfinite(arr)))
-        raise ValueError(f"`{name}` has {bad} non-finite values; all must be finite.")
-    return arr
+    return check_array(name, arr)
 
 
 def _as_columns(value, name: str) -> np.ndarray:
@@ -130,10 +124,6 @@ def _names(names, count: int, argument: str, prefix: str) -> list[str]:
     if len(names) != count:
         raise ValueError(f"`{argument}` must have {count} names (one per column); got {names}.")
     return names
-
-
-def _level(value, name: str = "level") -> float:
-    return check_number(name, value, low=0.0, high=1.0)
 
 
 def _band_alpha(index: int, count: int) -> float:
@@ -203,7 +193,7 @@ def plot_predictive_1d(
     num_points = check_int("num_points", num_points, minimum=2)
     if isinstance(levels, int | float):
         levels = (levels,)
-    levels = sorted({_level(lv, "levels") for lv in levels}, reverse=True)
+    levels = sorted({check_level("levels", lv) for lv in levels}, reverse=True)
     if not levels:
         raise ValueError("`levels` must hold at least one level in (0, 1); got none.")
     x_train = np.asarray(post.x_train, dtype=np.float64)
@@ -362,7 +352,7 @@ def plot_parity(y_true, pred, *, level: float = 0.9, output_names=None) -> Figur
         The figure.
     """
     y = _check_finite(_as_columns(y_true, "y_true"), "y_true")
-    level = _level(level)
+    level = check_level("level", level)
     n, o = y.shape
     mean, lower, upper = _parity_inputs(pred, level, n, o)
     if output_names is None:
@@ -775,7 +765,7 @@ def _draw_band(ax: Axes, t, values, level: float, color: str, label: str, steps:
 
 
 def _check_weight_args(num_t, level) -> tuple[int, float]:
-    return check_int("num_t", num_t, minimum=2), _level(level)
+    return check_int("num_t", num_t, minimum=2), check_level("level", level)
 
 
 def plot_weight_path(

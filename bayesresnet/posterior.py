@@ -24,7 +24,7 @@ import numpy as np
 
 from bayesresnet import bases, sites
 from bayesresnet._io import write_atomic
-from bayesresnet._validate import check_int, check_number
+from bayesresnet._validate import check_array, check_int, check_level
 from bayesresnet.calibration import PREDICTION_LEVELS
 from bayesresnet.model import PriorSpec, Scaler, observation_dist
 from bayesresnet.resnet import ResNetSpec, apply
@@ -70,7 +70,7 @@ class Prediction:
             kind: ``"y"`` (predictive interval for a new noisy observation) or ``"f"``
                 (credible interval of the noise-free output).
         """
-        check_number("level", level, low=0.0, high=1.0)
+        check_level("level", level)
         if kind not in ("y", "f"):
             raise ValueError(f"`kind` must be 'y' or 'f'; got {kind!r}.")
         lo_p, hi_p = _interval_probs(level)
@@ -201,10 +201,7 @@ class Posterior:
                 f"`x` must have shape [N, {self.spec.in_features}] (the model's inputs "
                 f"{list(self.input_names) or self.spec.in_features}); got shape {x.shape}."
             )
-        if not np.all(np.isfinite(x)):
-            rows = np.unique(np.nonzero(~np.isfinite(x))[0])
-            raise ValueError(f"`x` has non-finite values in rows {rows[:10].tolist()}.")
-        return x
+        return check_array("x", x, fix="Remove or impute these rows before predicting.")
 
     def predict_f(
         self, x, *, chunk_points: int = 4096, chunk_draws: int = 1024, depth=None
@@ -284,7 +281,7 @@ class Posterior:
         """
         x = self._check_x(x)
         depth = _check_depth(self.spec, depth)
-        levels = tuple(check_number("levels", lv, low=0.0, high=1.0) for lv in levels)
+        levels = tuple(check_level("levels", lv) for lv in levels)
         n, o, s = len(x), self.spec.out_features, self.num_samples
         if return_draws is None:
             return_draws = s * n * o <= 2 * 10**7

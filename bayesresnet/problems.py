@@ -32,12 +32,22 @@ from functools import cached_property
 
 import numpy as np
 
-from bayesresnet._validate import check_int, check_number, check_values
+from bayesresnet._validate import (
+    check_array,
+    check_choice,
+    check_int,
+    check_number,
+    check_values,
+    did_you_mean,
+)
 from bayesresnet.data import Dataset
 
 __all__ = [
     "DEFAULT",
+    "DESIGNS",
     "Problem",
+    "check_name",
+    "check_sampling",
     "get",
     "make_borehole",
     "make_friedman1",
@@ -137,10 +147,7 @@ class Problem:
             TypeError: If `x` is not numeric.
             ValueError: If `x` does not have shape [N, D] or contains NaN or infinity.
         """
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"`x` must be a numeric array; got dtype {arr.dtype}.")
-        arr = arr.astype(np.float64, copy=False)
+        arr = check_array("x", x, finite=False)
         if arr.ndim == 1 and self.num_inputs == 1:
             arr = arr[:, None]
         if arr.ndim != 2 or arr.shape[1] != self.num_inputs:
@@ -223,11 +230,7 @@ class Problem:
             ValueError: If `num_train` < 3, `num_test` < 0, `noise` < 0 or not finite, or
                 `design` is unknown.
         """
-        num_train = check_int("num_train", num_train, minimum=3)
-        num_test = check_int("num_test", num_test, minimum=0)
-        noise = check_number("noise", noise, low=0.0, inclusive=True)
-        if design not in DESIGNS:
-            raise ValueError(f"`design` must be one of {list(DESIGNS)}; got {design!r}.")
+        num_train, num_test, noise = check_sampling(num_train, num_test, noise, design)
         rng = np.random.default_rng(seed)
         draw = self._uniform if design == "uniform" else self._latin_hypercube
         x_train = draw(rng, num_train)
@@ -556,6 +559,33 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def check_sampling(num_train, num_test, noise, design) -> tuple[int, int, float]:
+    """Checks the arguments of :meth:`Problem.sample` (before any problem is built).
+
+    Returns:
+        ``(num_train, num_test, noise)`` as int, int and float.
+
+    Raises:
+        TypeError, ValueError: As :meth:`Problem.sample` documents.
+    """
+    num_train = check_int("num_train", num_train, minimum=3)
+    num_test = check_int("num_test", num_test, minimum=0)
+    noise = check_number("noise", noise, low=0.0, inclusive=True)
+    check_choice("design", design, DESIGNS)
+    return num_train, num_test, noise
+
+
+def check_name(name) -> str:
+    """``name`` must name a built-in problem (``TypeError``/``ValueError`` otherwise)."""
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a str; got {type(name).__name__}.")
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"unknown problem {name!r}; available problems: {names()}.{did_you_mean(name, names())}"
+        )
+    return name
+
+
 def get(name: str = DEFAULT, **kwargs) -> Problem:
     """Builds a built-in problem by name.
 
@@ -572,11 +602,7 @@ def get(name: str = DEFAULT, **kwargs) -> Problem:
         ValueError: If `name` is unknown (the available names are listed), or a parameter
             value is invalid.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"`name` must be a str; got {type(name).__name__}.")
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown problem {name!r}; available problems: {names()}.")
-    factory = _REGISTRY[name]
+    factory = _REGISTRY[check_name(name)]
     accepted = list(inspect.signature(factory).parameters)
     unexpected = sorted(set(kwargs) - set(accepted))
     if unexpected:

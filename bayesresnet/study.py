@@ -61,7 +61,6 @@ import os
 import re
 import sys
 import time
-import tomllib
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,14 +71,12 @@ from bayesresnet import _io
 from bayesresnet.calibration import HEADLINE_LEVELS, INTERVAL_SCORE_KEY, level_key
 from bayesresnet.infer import METHODS
 from bayesresnet.runspec import (
-    _KEY_RE,
-    _TABLE_RE,
-    _TOML_POSITION,
+    _SECTION_KEYS,
     SpecError,
     _key_lines,
     _line_of,
-    _section_keys,
-    _split_key,
+    _loads,
+    _read_text,
     _toml_value,
     from_dict,
 )
@@ -209,59 +206,6 @@ def load_study(path: str | os.PathLike, *, strict: bool = False) -> StudySpec:
     return parse_study(_read_text(path), path=path, strict=strict)
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise SpecError(f"the file is not UTF-8 text: {error}.", file=str(path)) from error
-
-
-def _loads(text: str, file: str | None) -> dict:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        message, line = str(error), None
-        if position := _TOML_POSITION.search(message):
-            message = message[: position.start()] + f" (column {position.group(2)})"
-            line = int(position.group(1))
-        raise SpecError(f"invalid TOML: {message}.", file=file, line=line) from None
-
-
-def _indexed_key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Like ``runspec._key_lines``, with the element index in paths under ``[[x]]`` arrays.
-
-    ``[[runs]]`` headers open ``("runs", "0")``, ``("runs", "1")``…; a ``[runs.network]``
-    header after them belongs to the last element.
-    """
-    arrays: dict[tuple[str, ...], int] = {}
-    lines: dict[tuple[str, ...], int] = {}
-    table: tuple[str, ...] = ()
-    delimiter = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if delimiter is not None:
-            if line.count(delimiter) % 2 == 1:
-                delimiter = None
-            continue
-        if header := _TABLE_RE.match(line):
-            path = _split_key(header.group(1))
-            if line.lstrip().startswith("[["):
-                arrays[path] = arrays.get(path, -1) + 1
-                table = (*path, str(arrays[path]))
-            else:
-                table = path
-                for array, count in arrays.items():
-                    if path[: len(array)] == array and len(path) > len(array):
-                        table = (*array, str(count), *path[len(array) :])
-            lines.setdefault(table, number)
-        elif key := _KEY_RE.match(line):
-            lines.setdefault((*table, *_split_key(key.group(1))), number)
-        for quotes in ('"""', "'''"):
-            if line.count(quotes) % 2 == 1:
-                delimiter = quotes
-                break
-    return lines
-
-
 @dataclass(frozen=True)
 class _Override:
     key: str  # as written (short or dotted)
@@ -273,14 +217,14 @@ class _Override:
 def _known_paths() -> list[str]:
     """Every dotted run-spec key a grid may set (for "did you mean")."""
     out = list(SHORT_NAMES)
-    for section, keys in _section_keys().items():
+    for section, keys in _SECTION_KEYS.items():
         out += [f"{section}.{k}" for k in keys]
     return out
 
 
 def _check_path(key: str, path: tuple[str, ...], error) -> None:
     """``path`` (from a grid or run key) names a run-spec key; else a located SpecError."""
-    sections = _section_keys()
+    sections = _SECTION_KEYS
     ok = False
     if len(path) >= 2 and path[0] in sections:
         section, rest = path[0], path[1:]
@@ -351,7 +295,7 @@ def parse_study(
     file = None if path is None else str(path)
     base_dir = Path(base_dir) if base_dir is not None else (path.parent if path else Path.cwd())
     raw = _loads(text, file)
-    lines = _indexed_key_lines(text)
+    lines = _key_lines(text)
 
     def error(key_path: tuple[str, ...], message: str) -> SpecError:
         return SpecError(
@@ -363,7 +307,7 @@ def parse_study(
         key = min(unknown, key=lambda k: _line_of(lines, (k,)) or 0)
         close = difflib.get_close_matches(key, _TOP_KEYS, n=1, cutoff=0.6)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        if key in _section_keys():
+        if key in _SECTION_KEYS:
             hint = f" Run-spec sections go under [base.{key}] (or in the `base` file)."
         raise error(
             (key,),

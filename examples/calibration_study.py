@@ -36,16 +36,22 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
 import os
 import sys
 import time
-import warnings
-from pathlib import Path
 
 import numpy as np
 import numpyro
+from _common import (
+    fit_noting_warnings,
+    make_parser,
+    noting_warnings,
+    parse_sized,
+    presets,
+    print_table,
+    save_figure,
+)
 
 import bayesresnet as brn
 from bayesresnet import calibration, diagnostics, plots, report
@@ -53,52 +59,28 @@ from bayesresnet import calibration, diagnostics, plots, report
 METHODS = ("nuts", "svi", "ensemble")
 
 #: Defaults of the full study and of ``--tiny``; a flag given on the command line wins.
-FULL = dict(
-    num_train=100,
-    num_test=1000,
-    width=8,
-    num_layers=8,
-    num_warmup=500,
-    num_samples=500,
-    num_chains=4,
-    max_tree_depth=10,
-    num_steps=5000,
-    num_draws=1000,
-    members=8,
-    init_steps=1000,
+FULL, TINY = presets(
+    (
+        "num_train",
+        "num_test",
+        "width",
+        "num_layers",
+        "num_warmup",
+        "num_samples",
+        "num_chains",
+        "max_tree_depth",
+        "num_steps",
+        "num_draws",
+        "members",
+        "init_steps",
+    ),
+    full={"num_test": 1000},
+    tiny={"num_test": 200},
 )
-TINY = dict(
-    num_train=30,
-    num_test=200,
-    width=4,
-    num_layers=4,
-    num_warmup=30,
-    num_samples=30,
-    num_chains=2,
-    max_tree_depth=5,
-    num_steps=200,
-    num_draws=100,
-    members=2,
-    init_steps=100,
-)
-HELP = {
-    "num_warmup": "NUTS warm-up steps per chain",
-    "num_samples": "NUTS draws per chain",
-    "num_chains": "NUTS chains",
-    "max_tree_depth": "NUTS maximum tree depth",
-    "num_steps": "optimizer steps of SVI and of each ensemble member",
-    "num_draws": "SVI draws from the fitted guide",
-    "members": "ensemble members",
-    "init_steps": "MAP steps that start SVI and each NUTS chain",
-}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--problem", default="sine", choices=brn.problems.names())
-    parser.add_argument("--noise", type=float, default=0.1, help="noise sd / output sd")
+    parser = make_parser(__doc__, problem="sine", noise=0.1)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--guide", default="lowrank", help="SVI guide")
     parser.add_argument("--recal", default="isotonic", choices=calibration.RECALIBRATION_METHODS)
@@ -108,21 +90,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=0.5,
         help="fraction of the held-out points used to fit the recalibration",
     )
-    for name in FULL:
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=int,
-            default=None,
-            help=f"{HELP.get(name, '')} default {FULL[name]} (--tiny: {TINY[name]})".strip(),
-        )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/examples/calibration_study"))
-    parser.add_argument("--tiny", action="store_true", help="shrink everything (seconds)")
-    args = parser.parse_args(argv)
-    preset = TINY if args.tiny else FULL
-    for name, value in preset.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    out = "runs/examples/calibration_study"
+    args = parse_sized(parser, argv, full=FULL, tiny=TINY, out=out)
     if not 0 < args.cal_fraction < 1:
         parser.error(f"--cal-fraction must lie in (0, 1); got {args.cal_fraction}.")
     return args
@@ -148,51 +117,12 @@ def method_options(method: str, args) -> dict:
     return dict(num_members=args.members, num_steps=args.num_steps)
 
 
-def fit_noting_warnings(spec, ds, **kwargs):
-    """``brn.fit``, printing its RuntimeWarnings (members that did not converge, …) as notes."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        post = brn.fit(spec, ds, **kwargs)
-    for w in caught:
-        if issubclass(w.category, RuntimeWarning):
-            print(f"  note: {w.message}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return post
-
-
 def recalibrate_noting_clamps(recal, draws, y) -> dict:
     """``recalibration_report``; an isotonic map that wants draws beyond the range of the
     original ones warns (its tails stay too light): print that as a note, the report
     carries the clamped fraction."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        result = calibration.recalibration_report(recal, draws, y)
-    for w in caught:
-        if issubclass(w.category, UserWarning) and "isotonic" in str(w.message):
-            print(f"  note: {w.message}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return result
-
-
-def print_table(header, rows) -> None:
-    def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    cells = [[fmt(v) for v in row] for row in [header, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for k, row in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
-
-
-def save_figure(fig, path: Path, caption: str) -> tuple[str, str]:
-    """Write the figure as PNG; return ``(data URI, caption)`` for the HTML page."""
-    png = plots.figure_to_png(fig)
-    path.write_bytes(png)
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii"), caption
+    report_of = calibration.recalibration_report
+    return noting_warnings(UserWarning, report_of, recal, draws, y, match="isotonic")
 
 
 def main(argv=None) -> list[dict]:

@@ -44,15 +44,20 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
 import os
 import sys
 import time
-import warnings
-from pathlib import Path
 
 import numpyro
+from _common import (
+    fit_noting_warnings,
+    make_parser,
+    parse_sized,
+    presets,
+    print_table,
+    save_figure,
+)
 
 import bayesresnet as brn
 from bayesresnet import calibration, diagnostics, plots, report
@@ -66,68 +71,43 @@ VARIANTS = {
 }
 
 #: Defaults of the full study and of ``--tiny``; a flag given on the command line wins.
-FULL = dict(
-    num_train=200,
-    num_test=1000,
-    width=8,
-    num_layers=8,
-    members=16,
-    num_steps=5000,
-    num_draws=1000,
-    num_warmup=300,
-    num_samples=300,
-    num_chains=2,
-    max_tree_depth=8,
-    init_steps=1000,
+FULL, TINY = presets(
+    (
+        "num_train",
+        "num_test",
+        "width",
+        "num_layers",
+        "members",
+        "num_steps",
+        "num_draws",
+        "num_warmup",
+        "num_samples",
+        "num_chains",
+        "max_tree_depth",
+        "init_steps",
+    ),
+    full={
+        "num_train": 200,
+        "num_test": 1000,
+        "members": 16,
+        "num_warmup": 300,
+        "num_samples": 300,
+        "num_chains": 2,
+        "max_tree_depth": 8,
+    },
+    tiny={"num_layers": 6, "num_steps": 100},
 )
-TINY = dict(
-    num_train=30,
-    num_test=100,
-    width=4,
-    num_layers=6,
-    members=2,
-    num_steps=100,
-    num_draws=100,
-    num_warmup=30,
-    num_samples=30,
-    num_chains=2,
-    max_tree_depth=5,
-    init_steps=100,
-)
-HELP = {
-    "members": "ensemble members",
-    "num_steps": "optimizer steps (ensemble members, SVI)",
-    "num_draws": "SVI draws from the fitted guide",
-    "init_steps": "MAP steps that start SVI and each NUTS chain",
-}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--problem", default="ishigami", choices=brn.problems.names())
-    parser.add_argument("--noise", type=float, default=0.05, help="noise sd / output sd")
+    parser = make_parser(__doc__, problem="ishigami", noise=0.05)
     parser.add_argument("--method", default="ensemble", choices=["ensemble", "svi", "nuts"])
     parser.add_argument("--guide", default="laplace", help="SVI guide (with --method svi)")
     parser.add_argument(
         "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="NAME"
     )
-    for name in FULL:
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=int,
-            default=None,
-            help=f"{HELP.get(name, '')} default {FULL[name]} (--tiny: {TINY[name]})".strip(),
-        )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/examples/compare_parameterizations"))
-    parser.add_argument("--tiny", action="store_true", help="shrink everything (seconds)")
-    args = parser.parse_args(argv)
-    preset = TINY if args.tiny else FULL
-    for name, value in preset.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    out = "runs/examples/compare_parameterizations"
+    args = parse_sized(parser, argv, full=FULL, tiny=TINY, out=out)
     if len(args.variants) < 2:
         parser.error("--variants needs at least two parameterizations to compare.")
     return args
@@ -151,38 +131,6 @@ def method_options(args) -> dict:
         max_tree_depth=args.max_tree_depth,
         init_steps=args.init_steps,
     )
-
-
-def fit_noting_warnings(spec, ds, **kwargs):
-    """``brn.fit``, printing its RuntimeWarnings (members that did not converge, …) as notes."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        post = brn.fit(spec, ds, **kwargs)
-    for w in caught:
-        if not issubclass(w.category, RuntimeWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        else:
-            print(f"  note: {w.message}", file=sys.stderr)
-    return post
-
-
-def print_table(header, rows) -> None:
-    def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    cells = [[fmt(v) for v in row] for row in [header, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for k, row in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
-
-
-def save_figure(fig, path: Path, caption: str) -> tuple[str, str]:
-    """Write the figure as PNG; return ``(data URI, caption)`` for the HTML page."""
-    png = plots.figure_to_png(fig)
-    path.write_bytes(png)
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii"), caption
 
 
 def main(argv=None) -> list[dict]:

@@ -47,68 +47,43 @@ from pathlib import Path
 
 import numpy as np
 import numpyro
+from _common import make_parser, parse_sized, presets, print_table
 
 import bayesresnet as brn
 from bayesresnet import calibration, diagnostics, report, workflow
 
 #: Defaults of the full study and of ``--tiny``; a flag given on the command line wins.
-FULL = dict(
-    num_train=100,
-    num_test=500,
-    width=8,
-    num_layers=8,
-    num_warmup=500,
-    num_samples=500,
-    num_chains=4,
-    max_tree_depth=10,
-    init_steps=1000,
-)
-TINY = dict(
-    num_train=30,
-    num_test=100,
-    width=4,
-    num_layers=4,
-    num_warmup=30,
-    num_samples=30,
-    num_chains=2,
-    max_tree_depth=5,
-    init_steps=200,
+FULL, TINY = presets(
+    (
+        "num_train",
+        "num_test",
+        "width",
+        "num_layers",
+        "num_warmup",
+        "num_samples",
+        "num_chains",
+        "max_tree_depth",
+        "init_steps",
+    ),
+    full={},
+    tiny={"init_steps": 200},
 )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--problem", default="sine", choices=brn.problems.names())
-    parser.add_argument("--noise", type=float, default=0.1, help="noise sd / output sd")
+    parser = make_parser(__doc__, problem="sine", noise=0.1)
     parser.add_argument(
         "--basis",
         default="cubic",
         help="depth basis: per_layer, constant, linear, quadratic, cubic, or legendreN",
     )
-    for name in FULL:
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=int,
-            default=None,
-            help=f"default {FULL[name]} (--tiny: {TINY[name]})",
-        )
     parser.add_argument(
         "--target-accept-prob",
         type=float,
         default=0.8,
         help="NUTS target acceptance; raise (e.g. 0.95) when there are divergences",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/examples/fit_diagnose_check"))
-    parser.add_argument("--tiny", action="store_true", help="shrink everything (seconds)")
-    args = parser.parse_args(argv)
-    preset = TINY if args.tiny else FULL
-    for name, value in preset.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    return args
+    return parse_sized(parser, argv, full=FULL, tiny=TINY, out="runs/examples/fit_diagnose_check")
 
 
 def make_basis(name: str) -> brn.bases.Basis:
@@ -117,18 +92,6 @@ def make_basis(name: str) -> brn.bases.Basis:
     if match:
         return brn.bases.make_basis(match[1], degree=int(match[2]))
     return brn.bases.make_basis(name)
-
-
-def print_table(header, rows) -> None:
-    def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    cells = [[fmt(v) for v in row] for row in [header, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for k, row in enumerate(cells):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-        if k == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def write_predictions_csv(path: Path, x, pred, input_names, output_names) -> None:

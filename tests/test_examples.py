@@ -42,6 +42,8 @@ def table_rows(stdout: str) -> set[str]:
 
 
 def load_script(name: str):
+    if str(EXAMPLES) not in sys.path:  # the scripts import examples/_common.py
+        sys.path.insert(0, str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -123,7 +123,10 @@ def test_predictive_1d_errors(post, post_2x2):
         plots.plot_predictive_1d(post, other_inputs="mode")
     with pytest.raises(ValueError, match="`other_inputs` must hold 2 numbers"):
         plots.plot_predictive_1d(post_2x2, other_inputs=[1.0])
-    with pytest.raises(ValueError, match="`other_inputs` has 1 non-finite"):
+    with pytest.raises(
+        ValueError,
+        match=r"`other_inputs` contains NaN or infinite values: column 0 has 1 non-finite",
+    ):
         plots.plot_predictive_1d(post_2x2, other_inputs=[1.0, np.nan])
     with pytest.raises(TypeError, match="`dataset` must be a bayesresnet Dataset"):
         plots.plot_predictive_1d(post, dataset=np.zeros(3))
@@ -176,7 +179,9 @@ def test_parity_errors(rng):
         plots.plot_parity(y, y)
     with pytest.raises(ValueError, match="`y_true` must have shape"):
         plots.plot_parity(np.zeros((0, 2)), (y, y, y))
-    with pytest.raises(ValueError, match="`y_true` has 1 non-finite"):
+    with pytest.raises(
+        ValueError, match=r"`y_true` contains NaN or infinite values: column 0 has 1 non-finite"
+    ):
         plots.plot_parity(np.where(np.eye(5, 2) == 1, [np.inf, 0.0], y), (y, y, y))
     with pytest.raises(TypeError, match="`y_true` must be a numeric array"):
         plots.plot_parity(np.array([["a"]]), (y, y, y))
@@ -308,7 +313,10 @@ def test_trace_rank_errors():
         plots.plot_trace_rank(np.zeros((2, 5)))
     with pytest.raises(ValueError, match=r"`draws\['a'\]` must have shape \[chains, draws\]"):
         plots.plot_trace_rank({"a": np.zeros(5)})
-    with pytest.raises(ValueError, match=r"`draws\['a'\]` has 1 non-finite"):
+    with pytest.raises(
+        ValueError,
+        match=r"`draws\['a'\]` contains NaN or infinite values: column \d+ has 1 non-finite",
+    ):
         plots.plot_trace_rank({"a": np.array([[0.0, np.nan, 1.0]])})
     with pytest.raises(ValueError, match=r"same number of chains; got \[1, 2\]"):
         plots.plot_trace_rank({"a": np.zeros((1, 5)), "b": np.zeros((2, 5))})
@@ -351,7 +359,9 @@ def test_energy_low_bfmi_flagged_and_constant_chain():
 def test_energy_errors():
     with pytest.raises(ValueError, match=r"`energy` must have shape \[chains, draws\] .* ≥ 2"):
         plots.plot_energy(np.zeros((2, 1)))
-    with pytest.raises(ValueError, match="`energy` has 1 non-finite"):
+    with pytest.raises(
+        ValueError, match=r"`energy` contains NaN or infinite values: column 1 has 1 non-finite"
+    ):
         plots.plot_energy(np.array([[0.0, np.inf, 1.0]]))
 
 
@@ -526,7 +536,10 @@ def test_ppc_constant_data_and_1d(rng):
 def test_ppc_errors(rng):
     with pytest.raises(ValueError, match=r"`y_rep` must have shape \[S, N, O\] = \[S, 5, 1\]"):
         plots.plot_ppc(np.zeros(5), np.zeros((3, 4)))
-    with pytest.raises(ValueError, match="`y_rep` has 1 non-finite"):
+    with pytest.raises(
+        ValueError,
+        match=r"`y_rep` contains NaN or infinite values: column \(1, 0\) has 1 non-finite",
+    ):
         plots.plot_ppc(np.zeros(2), np.array([[0.0, np.nan]]))
     with pytest.raises(ValueError, match="`num_draws` must be ≥ 1"):
         plots.plot_ppc(np.zeros(2), np.zeros((3, 2)), num_draws=0)

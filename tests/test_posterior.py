@@ -119,7 +119,11 @@ def test_log_likelihood_by_hand(post):
 def test_predict_errors(post):
     with pytest.raises(ValueError, match=r"`x` must have shape \[N, 4\]"):
         post.predict(np.zeros((3, 5)))
-    with pytest.raises(ValueError, match=r"non-finite values in rows \[1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"`x` contains NaN or infinite values: column 0 has 1 non-finite value "
+        r"\(0-based row 1\)",
+    ):
         post.predict(np.array([[1.0, 2, 3, 4], [np.nan, 1, 1, 1]]))
     with pytest.raises(ValueError, match=r"`chunk_points` must be ≥ 1"):
         post.predict(post.x_train, chunk_points=0)

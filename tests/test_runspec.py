@@ -91,7 +91,7 @@ def test_default_model_is_the_documented_run():
     assert spec.network == NetworkSpec(width=8, num_layers=8, basis="cubic")
     assert spec.method == "nuts"
     assert spec.method_config() == NUTSConfig(
-        num_warmup=500, num_samples=700, num_chains=4, max_tree_depth=8, target_accept_prob=0.9
+        num_warmup=500, num_samples=700, num_chains=4, max_tree_depth=9, target_accept_prob=0.95
     )
 
 
@@ -753,7 +753,7 @@ def test_missing_absolute_path(project):
         ),
         (
             'train = "data/train.csv"\noutputs = 1\ntest_fraction = -0.5',
-            r"line 4: \[data\] `test_fraction` must be a finite number in \[0, 1\]",
+            r"line 4: \[data\] `test_fraction` must be in \[0, 1\); got -0\.5",
         ),
         (
             'train = "data/train.csv"\noutputs = 1\nnum_train = 5',
