@@ -167,15 +167,7 @@ def increment_scaling(weights, *, strides=None, reduce: str = "max") -> DepthSca
         increments.append(_reduce(diff, reduce))
         norms.append(_reduce(np.linalg.norm(coarse, axis=(-2, -1)), reduce))
     depth = num_layers / np.asarray(strides, dtype=np.float64)
-    increment, norm = np.stack(increments, axis=1), np.stack(norms, axis=1)  # [S, J]
-    log_depth = np.log(depth)
-    return DepthScalingResult(
-        beta=-_slope(log_depth, _log(increment)),
-        beta_norm=-_slope(log_depth, _log(norm)),
-        depth=depth,
-        increment=increment,
-        norm=norm,
-    )
+    return _fit(depth, np.stack(increments, axis=1), np.stack(norms, axis=1))  # [S, J]
 
 
 def across_depths(weights_by_depth: Mapping[int, np.ndarray], *, reduce: str = "max"):
@@ -207,7 +199,11 @@ def across_depths(weights_by_depth: Mapping[int, np.ndarray], *, reduce: str = "
         axis=1,
     )
     norm = np.stack([_reduce(np.linalg.norm(w[:s], axis=(-2, -1)), reduce) for w in items], axis=1)
-    depth = np.asarray(sorted(weights_by_depth), dtype=np.float64)
+    return _fit(np.asarray(sorted(weights_by_depth), dtype=np.float64), increment, norm)
+
+
+def _fit(depth, increment, norm) -> DepthScalingResult:
+    """The exponents: minus the slopes of log increment and log norm against log depth."""
     log_depth = np.log(depth)
     return DepthScalingResult(
         beta=-_slope(log_depth, _log(increment)),
