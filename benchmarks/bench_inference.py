@@ -373,6 +373,7 @@ def main(argv=None) -> dict:
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    out = Path(args.out)
     results = {
         "device": str(jax.devices()[0]),
         "platform": platform.platform(),
@@ -388,11 +389,11 @@ def main(argv=None) -> dict:
             print(f"{prob}: {name} ...", flush=True)
             row = bench_method(spec, data, method, options)
             results["methods"][prob][name] = row | {"options": options}
+            write_json(out, results)  # what is measured so far survives a stop
     results["gradients"] = [gradient_rate(args.quick), gradient_rate_float64(args.quick)]
     results["ensemble_scaling"] = ensemble_scaling(args.quick)
     results["default_fit"] = default_fit_profile(args.quick)
     print(format_table(results))
-    out = Path(args.out)
     write_json(out, results)
     plot(results, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
