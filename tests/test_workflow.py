@@ -39,4 +39,8 @@ def test_band_levels_have_one_owner():
     assert calibration.BAND_LEVELS == (0.5, 0.9)
     for fn in (workflow.analyze, plots.plot_predictive_1d):
         assert inspect.signature(fn).parameters["levels"].default is calibration.BAND_LEVELS
-    assert ReportSpec().levels is calibration.BAND_LEVELS
+    import dataclasses
+
+    default = {f.name: f.default for f in dataclasses.fields(ReportSpec)}["levels"]
+    assert default is calibration.BAND_LEVELS  # the spec's default is the same object
+    assert ReportSpec().levels == calibration.BAND_LEVELS  # (validated into a new tuple)
