@@ -2,6 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Test processes (pytest-xdist). Each test file runs in one process, so a file's
+# module-scoped fixtures are built once; 2 matches the 2-core CI machine.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: install demo test test-fast lint format bench clean
 
@@ -18,12 +22,12 @@ demo: install
 
 # The whole suite, statistical tests included. pytest's exit code 5 (no tests) fails too.
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
+	$(PYTEST); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The fast tier (under two minutes): everything but the statistical tests.
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+	$(PYTEST) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .
