@@ -360,6 +360,24 @@ def plot(r: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def start_results(out: Path, *, merge: bool, quick: bool) -> dict:
+    """The results a run starts from: empty, or with ``merge`` the file ``out`` (its
+    other problems' rows and machine-level figures are kept)."""
+    results = {
+        "device": str(jax.devices()[0]),
+        "platform": platform.platform(),
+        "jax": jax.__version__,
+        "quick": quick,
+        "methods": {},
+    }
+    if merge and out.exists():
+        previous = json.loads(out.read_text())
+        if previous.get("quick") != quick:
+            raise ValueError(f"--merge: {out} was written with quick={previous.get('quick')}")
+        results = previous | {"methods": previous.get("methods", {})}
+    return results
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
@@ -382,18 +400,10 @@ def main(argv=None) -> dict:
     if unknown:
         parser.error(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     out = Path(args.out)
-    results = {
-        "device": str(jax.devices()[0]),
-        "platform": platform.platform(),
-        "jax": jax.__version__,
-        "quick": args.quick,
-        "methods": {},
-    }
-    if args.merge and out.exists():
-        previous = json.loads(out.read_text())
-        if previous.get("quick") != args.quick:
-            parser.error(f"--merge: {out} was written with quick={previous.get('quick')}")
-        results = previous | {"methods": dict(previous.get("methods", {}))}
+    try:
+        results = start_results(out, merge=args.merge, quick=args.quick)
+    except ValueError as e:
+        parser.error(str(e))
     for prob in args.problems.split(","):
         spec, data, settings = problem(prob, args.quick)
         results["methods"][prob] = {}
