@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro import handlers
+from numpyro.infer.reparam import LocScaleReparam
 
 from bayesresnet import sites
 from bayesresnet._validate import check_bool, check_choice, check_number
@@ -41,9 +43,16 @@ __all__ = [
     "wp_resnet_model",
     "make_model",
     "prior_scales",
+    "SCALED_SITES",
+    "noncentred",
+    "drop_decentered",
 ]
 
 LIKELIHOODS = ("normal", "student_t")
+#: The sites whose prior sd carries the learned per-basis scale ``τ_k``.
+SCALED_SITES = (sites.HIDDEN_WEIGHT, sites.HIDDEN_BIAS)
+#: Suffix of the standard-Normal sites :func:`noncentred` adds (NumPyro's naming).
+_DECENTERED = "_decentered"
 
 
 @dataclass(frozen=True)
@@ -254,3 +263,22 @@ def make_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler, prior_loc=Non
     from bayesresnet.infer.core import anchor_prior  # the engines' handler; infer imports model
 
     return anchor_prior(model, prior_loc)
+
+
+def noncentred(model):
+    """The same model with the hidden coefficients in non-centred form.
+
+    Each site of :data:`SCALED_SITES`, ``C ~ Normal(m, s·τ)``, is sampled as
+    ``C_decentered ~ Normal(0, 1)`` and recorded as the deterministic site
+    ``C = m + s·τ·C_decentered`` (NumPyro's ``LocScaleReparam(centered=0)``). The
+    posterior is the same; with ``learn_basis_scale=True`` the sampler no longer sees the
+    funnel between ``τ_k`` and its coefficients. Apply it outside
+    :func:`~bayesresnet.infer.core.anchor_prior`, so an anchor moves ``m``.
+    """
+    config = {name: LocScaleReparam(centered=0.0) for name in SCALED_SITES}
+    return handlers.reparam(model, config=config)
+
+
+def drop_decentered(samples: dict) -> dict:
+    """``samples`` without the standard-Normal sites of :func:`noncentred`."""
+    return {k: v for k, v in samples.items() if not k.endswith(_DECENTERED)}

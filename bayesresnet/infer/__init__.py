@@ -16,7 +16,7 @@ from bayesresnet.infer.mclmc import MCLMCConfig, run_mclmc
 from bayesresnet.infer.nuts import NUTSConfig, run_nuts
 from bayesresnet.infer.svi import SVIConfig, run_svi
 from bayesresnet.marginal import collapsed_model, sample_output_layer, supports
-from bayesresnet.model import PriorSpec, fit_scaler, make_model
+from bayesresnet.model import PriorSpec, drop_decentered, fit_scaler, make_model, noncentred
 from bayesresnet.posterior import Posterior
 from bayesresnet.resnet import ResNetSpec
 
@@ -55,6 +55,14 @@ def _resolve_marginal(config, prior: PriorSpec) -> bool:
             f"integrated out in closed form); got likelihood={prior.likelihood!r}. Set "
             f'`marginalize_output` to false or "auto".'
         )
+    return bool(requested)
+
+
+def _resolve_noncentred(config, prior: PriorSpec) -> bool:
+    """Whether the engine samples the hidden coefficients in non-centred form."""
+    requested = getattr(config, "noncentred", False)
+    if requested == "auto":
+        return prior.learn_basis_scale
     return bool(requested)
 
 
@@ -114,10 +122,15 @@ def fit(
         model = collapsed_model(spec, prior, scaler)
     else:
         model = make_model(spec, prior, scaler)
+    noncentre = _resolve_noncentred(config, prior)
+    if noncentre:
+        model = noncentred(model)
     result = engine(key, model, x, y, config)
-    samples, settings = result.samples, result.settings
+    samples, settings = drop_decentered(result.samples), result.settings
     if hasattr(config, "marginalize_output"):
         settings = settings | {"marginalize_output_used": marginal}
+    if hasattr(config, "noncentred"):
+        settings = settings | {"noncentred_used": noncentre}
     if marginal:
         samples = sample_output_layer(
             jax.random.fold_in(key, 1), samples, x, y, spec, prior, scaler

@@ -423,7 +423,11 @@ def constrain_draws(model, x, y, z, unravel=None) -> dict:
     lead = leaves[0].shape[:2]
     flat = jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:]), z)
     unravel = unravel or (lambda u: u)
-    constrained = jax.jit(jax.vmap(lambda u: constrain_fn(model, (x, y), {}, unravel(u))))(flat)
+
+    def one(u):  # deterministic sites too: the coefficients of a non-centred model
+        return constrain_fn(model, (x, y), {}, unravel(u), return_deterministic=True)
+
+    constrained = jax.jit(jax.vmap(one))(flat)
     return {k: np.asarray(v).reshape(lead + v.shape[1:]) for k, v in constrained.items()}
 
 

@@ -86,6 +86,9 @@ class MCLMCConfig:
         marginalize_output: sample with the output layer integrated out and draw it
             afterwards from its exact conditional (:mod:`bayesresnet.marginal`).
             ``"auto"``: whenever the likelihood is Normal.
+        noncentred: sample the hidden coefficients in non-centred form
+            (:func:`bayesresnet.model.noncentred`; the same posterior). ``"auto"``:
+            whenever ``learn_basis_scale=True``.
         progress_bar: show progress (also on within :func:`~bayesresnet.infer.show_progress`).
     """
 
@@ -102,10 +105,12 @@ class MCLMCConfig:
     init_steps: int = 2000
     init_learning_rate: float = 1e-2
     marginalize_output: bool | str = "auto"
+    noncentred: bool | str = False
     progress_bar: bool = False
 
     def __post_init__(self):
         check_int("num_chains", self.num_chains, minimum=1)
+        check_auto_bool("noncentred", self.noncentred)
         check_auto_bool("marginalize_output", self.marginalize_output)
         check_int("num_warmup", self.num_warmup, minimum=0)
         check_int("num_samples", self.num_samples, minimum=1)

@@ -79,6 +79,10 @@ class NUTSConfig:
             afterwards from its exact conditional (:mod:`bayesresnet.marginal`; the same
             posterior, far better geometry: on the default problem it ended the tree-depth
             saturation). ``"auto"``: whenever the likelihood is Normal.
+        noncentred: sample the hidden coefficients in non-centred form
+            (:func:`bayesresnet.model.noncentred`; the same posterior). ``"auto"``:
+            whenever ``learn_basis_scale=True``, the only case in which it changes the
+            geometry.
         progress_bar: show progress (also on within :func:`~bayesresnet.infer.show_progress`).
     """
 
@@ -96,10 +100,12 @@ class NUTSConfig:
     init_learning_rate: float = 1e-2
     thinning: int = 1
     marginalize_output: bool | str = "auto"
+    noncentred: bool | str = False
     progress_bar: bool = False
 
     def __post_init__(self):
         check_int("num_warmup", self.num_warmup, minimum=0)
+        check_auto_bool("noncentred", self.noncentred)
         check_int("num_samples", self.num_samples, minimum=1)
         check_int("num_chains", self.num_chains, minimum=1)
         check_auto_bool("marginalize_output", self.marginalize_output)
