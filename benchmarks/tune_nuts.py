@@ -32,6 +32,10 @@ CONFIGS = {
         dense_mass=True, init_mass="spread", init_members=16, target_accept_prob=0.95
     ),
     "dense_long_warmup": dict(dense_mass=True, init_mass="identity", num_warmup=1000),
+    # A learned scale per basis function (learn_basis_scale=True), today's defaults
+    # otherwise: the coefficients centred, and non-centred.
+    "learned_scale_centred": dict(prior=dict(learn_basis_scale=True), noncentred=False),
+    "learned_scale_noncentred": dict(prior=dict(learn_basis_scale=True), noncentred=True),
 }
 
 
@@ -58,16 +62,17 @@ def main(argv=None):
     rows = []
     for name in args.configs.split(","):
         options = base | CONFIGS[name]
+        prior = brn.PriorSpec(**options.pop("prior", {}))
         NUTSConfig(**options)  # refuse bad settings before any fit
         start = time.perf_counter()
-        post = brn.fit(net, data, method="nuts", seed=0, **options)
+        post = brn.fit(net, data, method="nuts", seed=0, prior=prior, **options)
         wall = time.perf_counter() - start
         diag = brn.diagnostics.convergence(post)
         fs = [r for r in diag.table if r["kind"] == "function"]
         depth = post.sample_stats["tree_depth"]
         row = {
             "config": name,
-            "options": options,
+            "options": options | {"prior": CONFIGS[name].get("prior", {})},
             "saturated": float(np.mean(depth >= options.get("max_tree_depth", 10))),
             "mean_steps": float(np.mean(post.sample_stats["n_steps"])),
             "divergences": int(np.sum(post.sample_stats["diverging"])),
