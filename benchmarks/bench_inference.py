@@ -413,12 +413,12 @@ def main(argv=None) -> dict:
         parser.error(str(e))
     for prob in args.problems.split(","):
         spec, data, settings = problem(prob, args.quick)
-        results["methods"][prob] = {}
+        rows = results["methods"].setdefault(prob, {})  # --merge keeps the other methods
         for name in methods:
             method, options = settings[name]
             print(f"{prob}: {name} ...", flush=True)
             row = bench_method(spec, data, method, options)
-            results["methods"][prob][name] = row | {"options": options}
+            rows[name] = row | {"options": options}
             write_json(out, results)  # what is measured so far survives a stop
     if not (args.merge and "gradients" in results):
         results["gradients"] = [gradient_rate(args.quick), gradient_rate_float64(args.quick)]

@@ -22,3 +22,25 @@ def test_merge_keeps_the_other_problems_and_the_machine_figures(tmp_path):
     assert start_results(out, merge=False, quick=False)["methods"] == {}
     with pytest.raises(ValueError, match=r"--merge: .*inference.json was written with quick=False"):
         start_results(out, merge=True, quick=True)
+
+
+def test_merge_reruns_only_the_named_methods(tmp_path, monkeypatch):
+    import bench_inference
+
+    out = tmp_path / "inference.json"
+    old = {"wall_s": 1.0, "gradient_evaluations": 10, "ess_min": 5.0, "ess_per_1000_gradients": 0.5,
+           "ess_per_s": 5.0, "test_rmse": 0.1, "coverage_90": 0.9}  # fmt: skip
+    previous = {"quick": False, "device": "cpu", "platform": "p", "jax": "j", "gradients": [1],
+                "methods": {"borehole": {"nuts_baseline": old, "nuts": old | {"wall_s": 2.0}}}}  # fmt: skip
+    out.write_text(json.dumps(previous))
+    settings = {"nuts_baseline": ("nuts", {"a": 0}), "nuts": ("nuts", {"a": 1})}
+    monkeypatch.setattr(bench_inference, "problem", lambda name, quick: (None, None, settings))
+    monkeypatch.setattr(bench_inference, "bench_method", lambda s, d, m, o: old | {"wall_s": 3.0})
+    monkeypatch.setattr(bench_inference, "plot", lambda r, path: None)
+    monkeypatch.setattr(bench_inference, "format_table", lambda r: "")
+    bench_inference.main(
+        ["--problems", "borehole", "--methods", "nuts", "--merge", "--out", str(out)]
+    )
+    rows = json.loads(out.read_text())["methods"]["borehole"]
+    assert rows["nuts_baseline"] == old  # kept, not rerun
+    assert rows["nuts"]["wall_s"] == 3.0 and rows["nuts"]["options"] == {"a": 1}
