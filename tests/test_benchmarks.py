@@ -30,8 +30,9 @@ def test_merge_reruns_only_the_named_methods(tmp_path, monkeypatch):
     out = tmp_path / "inference.json"
     old = {"wall_s": 1.0, "gradient_evaluations": 10, "ess_min": 5.0, "ess_per_1000_gradients": 0.5,
            "ess_per_s": 5.0, "test_rmse": 0.1, "coverage_90": 0.9}  # fmt: skip
+    rows = {"nuts_baseline": old, "nuts": old | {"wall_s": 2.0}}
     previous = {"quick": False, "device": "cpu", "platform": "p", "jax": "j", "gradients": [1],
-                "methods": {"borehole": {"nuts_baseline": old, "nuts": old | {"wall_s": 2.0}}}}  # fmt: skip
+                "methods": {"borehole": rows}}  # fmt: skip
     out.write_text(json.dumps(previous))
     settings = {"nuts_baseline": ("nuts", {"a": 0}), "nuts": ("nuts", {"a": 1})}
     monkeypatch.setattr(bench_inference, "problem", lambda name, quick: (None, None, settings))
