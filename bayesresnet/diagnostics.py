@@ -256,6 +256,13 @@ def _worst(rows, key, largest=True):
     return max(vals) if largest else min(vals)
 
 
+def tree_depth_saturation(post) -> float:
+    """The share of a NUTS run's draws whose tree reached the run's ``max_tree_depth``
+    (posteriors saved before the setting was recorded ran NumPyro's default, 10)."""
+    max_depth = post.settings.get("max_tree_depth", 10)
+    return float(np.mean(np.asarray(post.sample_stats["tree_depth"]) >= max_depth))
+
+
 def convergence(post, *, num_probes: int = 20, num_t: int = 11, seed: int = 0):
     """Diagnostics of a posterior with a verdict and stated thresholds.
 
@@ -375,7 +382,7 @@ def _nuts_checks(post, num_probes, num_t, seed):
         )
     )
     max_depth = post.settings.get("max_tree_depth", 10)
-    saturated = float(np.mean(stats["tree_depth"] >= max_depth))
+    saturated = tree_depth_saturation(post)
     ok = saturated < TREE_DEPTH_SATURATION_MAX
     checks.append(
         Check(

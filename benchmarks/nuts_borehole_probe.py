@@ -53,11 +53,11 @@ def main(names):
         draws = post.num_chains * post.num_draws
         steps = extra["num_gradient_evaluations"] / draws
         n = np.asarray(post.sample_stats["n_steps"])
-        limit = 2 ** post.settings["max_tree_depth"] - 1
         quartiles = np.quantile(n, [0.1, 0.25, 0.5, 0.75, 0.9]).tolist()
+        saturated = brn.diagnostics.tree_depth_saturation(post)
         print(
             f"{name}: {time.perf_counter() - start:.0f} s, {steps:.0f} steps/draw, "
-            f"saturated {np.mean(n >= limit):.3f}, steps 10/25/50/75/90 % {quartiles}, {extra}"
+            f"saturated {saturated:.3f}, steps 10/25/50/75/90 % {quartiles}, {extra}"
         )
 
 

@@ -69,11 +69,10 @@ def main(argv=None):
         wall = time.perf_counter() - start
         diag = brn.diagnostics.convergence(post)
         fs = [r for r in diag.table if r["kind"] == "function"]
-        depth = post.sample_stats["tree_depth"]
         row = {
             "config": name,
             "options": options | {"prior": CONFIGS[name].get("prior", {})},
-            "saturated": float(np.mean(depth >= options.get("max_tree_depth", 10))),
+            "saturated": brn.diagnostics.tree_depth_saturation(post),
             "mean_steps": float(np.mean(post.sample_stats["n_steps"])),
             "divergences": int(np.sum(post.sample_stats["diverging"])),
             "rhat_f_max": float(max(r["r_hat"] for r in fs)),

@@ -253,3 +253,17 @@ def test_plot_wrappers_draw_an_inference_data(rng):
     texts = [t.get_text() for t in axes[1].get_legend().get_texts()][2:]
     bfmi = diagnostics.e_bfmi(post.sample_stats["energy"])
     np.testing.assert_allclose([float(t.rsplit("=", 1)[1]) for t in texts], bfmi.round(2))
+
+
+def test_tree_depth_saturation_counts_draws_at_the_runs_own_cap():
+    from types import SimpleNamespace
+
+    from bayesresnet.diagnostics import tree_depth_saturation
+
+    stats = {"tree_depth": np.array([[12, 11, 12, 3], [10, 12, 9, 12]])}
+    assert (
+        tree_depth_saturation(SimpleNamespace(settings={"max_tree_depth": 12}, sample_stats=stats))
+        == 0.5
+    )
+    # A file saved before the setting was recorded ran NumPyro's default cap of 10.
+    assert tree_depth_saturation(SimpleNamespace(settings={}, sample_stats=stats)) == 0.75
