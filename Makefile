@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Test processes (pytest-xdist). Each test file runs in one process, so a file's
 # module-scoped fixtures are built once; 2 matches the 2-core CI machine.
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 .PHONY: install demo test test-fast lint format bench clean
 

@@ -20,7 +20,7 @@ then hits the maximum tree depth. Sampling the hidden coefficients and the noise
 their marginal posterior, then each draw's output layer from its conditional, is the
 same posterior (a collapsed sampler), with the ridge gone. On the default problem the
 adapted step size grew eightfold and saturation went from 100 % to 0 % of draws
-(benchmarks/results/tune_nuts_default.json).
+(measured by ``benchmarks/tune_nuts.py``).
 
 References:
     Liu (1994), The collapsed Gibbs sampler in Bayesian computations with applications

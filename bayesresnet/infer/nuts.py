@@ -67,7 +67,7 @@ class NUTSConfig:
         dense_mass: adapt a dense (``True``) or diagonal (``False``, the default) mass
             matrix; ``"auto"`` is dense up to :data:`DENSE_MASS_MAX` parameters. On the
             default problem (313 parameters) a dense matrix made mixing worse, not
-            better (benchmarks/results/tune_nuts_default.json), so it is not the default.
+            better (measured by ``benchmarks/tune_nuts.py``), so it is not the default.
         init: ``"map"`` (each chain starts at a MAP fit from a prior draw, so warmup
             does not start in the tails), ``"prior"`` (a prior draw) or ``"median"``
             (prior medians, i.e. zero weights).
