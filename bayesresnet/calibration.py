@@ -831,17 +831,22 @@ def summarize(
     * ``pit``: KS and χ² p-values (seed 0) per output; ``"overall"`` is the Bonferroni
       combination ``min(1, O · min_o p_o)``, a valid p-value for "all outputs uniform";
     * ``generalization_gap`` (``train_rmse``, ``test_rmse``, ``ratio``,
-      ``difference``), only when ``train=(train_draws, train_y)`` is given.
+      ``difference``), only when ``train=(train_loc_draws, train_y)`` is given: the
+      RMSE of the posterior mean of the noise-free function f on each split (the one
+      definition of the gap; ``test_rmse`` equals ``rmse`` above).
 
     Args:
         draws: Held-out predictive draws of noisy ``y``, [S, N, O] or [S, N]; S ≥ 2.
         y: Held-out observations, [N, O] or [N].
-        loc_draws: Optional noise-free function draws for the NLL (see :func:`nll`).
+        loc_draws: Optional noise-free function draws for the point metrics and the NLL
+            (see :func:`nll`); required with `train`.
         scale_draws: Optional noise sds for the NLL (see :func:`nll`).
         df: Student-t degrees of freedom of the likelihood for the NLL, or None for a
             Normal likelihood (see :func:`nll`).
         levels: Levels of the calibration curve.
-        train: Optional ``(train_draws, train_y)`` for the generalization gap.
+        train: Optional ``(train_loc_draws, train_y)`` for the generalization gap: draws
+            of the noise-free function f at the training inputs ([S', N', O] or
+            [S', N']) and the training observations.
 
     Returns:
         A dict of plain floats, lists and None.
@@ -855,20 +860,7 @@ def summarize(
             "`loc_draws` and `scale_draws` must be given together (for the NLL) or not at "
             f"all; got only `{'loc_draws' if scale_draws is None else 'scale_draws'}`."
         )
-    if train is not None and (not isinstance(train, Sequence) or len(train) != 2):
-        raise ValueError(
-            f"`train` must be a pair (train_draws, train_y); got {type(train).__name__}."
-        )
-    if train is not None:
-        train_x = _as_draws(train[0], "train[0] (train_draws)")
-        if train_x.shape[2] != num_outputs:
-            raise ValueError(
-                f"`train[0]` (train_draws) has {train_x.shape[2]} outputs (axis 2) but "
-                f"`draws` has {num_outputs}."
-            )
-        train_y = _as_targets(
-            train[1], train_x.shape[1], num_outputs, name="train[1]", ref="train[0]"
-        )
+    train_f, train_y = _train_pair(train, num_outputs, has_loc=loc_draws is not None)
     # The NLL validates `loc_draws`/`scale_draws`: run it before any other work.
     nll_values = None
     if loc_draws is not None:
@@ -876,13 +868,6 @@ def summarize(
 
     # Same expectation; the noise-free draws carry no observation-noise Monte-Carlo error.
     mean = _draw_mean(x) if loc_draws is None else _draw_mean(_as_draws(loc_draws, "loc_draws"))
-    curve = calibration_curve(x, t, lv)
-    headline = coverage(x, t, HEADLINE_LEVELS)
-    lower, upper = central_interval(x, INTERVAL_LEVEL)
-    # At least 5 expected points per χ² bin: 10 bins from 50 points on, fewer below.
-    pit_test = pit_uniformity(pit(x, t, seed=0), num_bins=chi2_bins(t.shape[0]))
-    bonferroni = lambda p: min(1.0, num_outputs * float(np.min(p)))
-
     summary: dict[str, Any] = {
         "num_draws": int(num_draws),
         "num_points": int(num_points),
@@ -894,40 +879,84 @@ def summarize(
     }
     if nll_values is not None:
         summary["nll"] = _per_output(nll_values.mean(axis=0))
-    summary["coverage"] = {
-        level_key(level): _per_output(row) for level, row in zip(HEADLINE_LEVELS, headline)
-    }
-    summary["calibration_curve"] = {
-        "levels": _json_list(curve.levels),
-        "observed": _json_list(curve.observed),
-        "overall": _json_list(curve.observed.mean(axis=1)),
-    }
-    summary["miscalibration_area"] = _per_output(miscalibration_area(curve))
-    summary["pit"] = {
-        "ks_pvalue": {
-            "per_output": _json_list(pit_test.ks_pvalue),
-            "overall": bonferroni(pit_test.ks_pvalue),
+    summary.update(_interval_summary(x, t, lv))
+    if train_f is not None:
+        summary["generalization_gap"] = _gap_summary(
+            rmse(_draw_mean(train_f), train_y), rmse(mean, t)
+        )
+    return summary
+
+
+def _train_pair(train, num_outputs: int, *, has_loc: bool):
+    """Validated ``(train_loc_draws [S', N', O], train_y [N', O])``, or ``(None, None)``."""
+    if train is None:
+        return None, None
+    if not isinstance(train, Sequence) or len(train) != 2:
+        raise ValueError(
+            f"`train` must be a pair (train_loc_draws, train_y); got {type(train).__name__}."
+        )
+    if not has_loc:
+        raise ValueError(
+            "`train` needs `loc_draws` (and `scale_draws`): the generalization gap compares "
+            "the posterior mean of the noise-free function f on both splits, so give the "
+            "held-out f draws too."
+        )
+    train_f = _as_draws(train[0], "train[0] (train_loc_draws)")
+    if train_f.shape[2] != num_outputs:
+        raise ValueError(
+            f"`train[0]` (train_loc_draws) has {train_f.shape[2]} outputs (axis 2) but "
+            f"`draws` has {num_outputs}."
+        )
+    train_y = _as_targets(train[1], train_f.shape[1], num_outputs, name="train[1]", ref="train[0]")
+    return train_f, train_y
+
+
+def _interval_summary(x: np.ndarray, t: np.ndarray, lv: np.ndarray) -> dict[str, Any]:
+    """Coverage, calibration curve, PIT and interval metrics of draws ``x`` [S, N, O]."""
+    num_outputs = x.shape[2]
+    curve = calibration_curve(x, t, lv)
+    headline = coverage(x, t, HEADLINE_LEVELS)
+    lower, upper = central_interval(x, INTERVAL_LEVEL)
+    # At least 5 expected points per χ² bin: 10 bins from 50 points on, fewer below.
+    pit_test = pit_uniformity(pit(x, t, seed=0), num_bins=chi2_bins(t.shape[0]))
+    bonferroni = lambda p: min(1.0, num_outputs * float(np.min(p)))
+    summary: dict[str, Any] = {
+        "coverage": {
+            level_key(level): _per_output(row) for level, row in zip(HEADLINE_LEVELS, headline)
         },
-        "chi2_pvalue": {
-            "per_output": _json_list(pit_test.chi2_pvalue),
-            "overall": bonferroni(pit_test.chi2_pvalue),
+        "calibration_curve": {
+            "levels": _json_list(curve.levels),
+            "observed": _json_list(curve.observed),
+            "overall": _json_list(curve.observed.mean(axis=1)),
+        },
+        "miscalibration_area": _per_output(miscalibration_area(curve)),
+        "pit": {
+            "ks_pvalue": {
+                "per_output": _json_list(pit_test.ks_pvalue),
+                "overall": bonferroni(pit_test.ks_pvalue),
+            },
+            "chi2_pvalue": {
+                "per_output": _json_list(pit_test.chi2_pvalue),
+                "overall": bonferroni(pit_test.chi2_pvalue),
+            },
         },
     }
     score = interval_score(lower, upper, t, INTERVAL_LEVEL)
     summary[INTERVAL_SCORE_KEY] = _per_output(score.mean(axis=0))
     summary["sharpness"] = _per_output(sharpness(x))
     summary[INTERVAL_WIDTH_KEY] = _per_output(np.mean(upper - lower, axis=0))
-    if train is not None:
-        train_rmse = rmse(_draw_mean(train_x), train_y)
-        test_rmse = rmse(mean, t)
-        gap = generalization_gap(train_rmse, test_rmse)
-        summary["generalization_gap"] = {
-            "train_rmse": _per_output(train_rmse),
-            "test_rmse": _per_output(test_rmse),
-            "ratio": _per_output(gap.ratio),
-            "difference": _per_output(gap.difference),
-        }
     return summary
+
+
+def _gap_summary(train_rmse: np.ndarray, test_rmse: np.ndarray) -> dict[str, Any]:
+    """The ``generalization_gap`` entry of :func:`summarize` from the two RMSEs [O]."""
+    gap = generalization_gap(train_rmse, test_rmse)
+    return {
+        "train_rmse": _per_output(train_rmse),
+        "test_rmse": _per_output(test_rmse),
+        "ratio": _per_output(gap.ratio),
+        "difference": _per_output(gap.difference),
+    }
 
 
 # --------------------------------------------------------------------------- recalibration

@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -151,12 +151,17 @@ class DiagnosticsResult:
         table: one row per summarized quantity (name, kind, r_hat, ess_bulk, ess_tail,
             mcse_mean, mean, sd), worst first.
         verdict: ``"pass"`` (every check passed or is a note), ``"warn"`` or ``"fail"``.
+        draws: the ``[chains, draws]`` quantities the table summarizes, by name
+            (:func:`function_space_draws` at the probe inputs, then
+            :func:`parameter_draws`), for plots of the same draws; empty for methods
+            without chains. Not part of :meth:`to_dict`.
     """
 
     method: str
     checks: tuple[Check, ...]
     table: tuple[dict, ...]
     verdict: str
+    draws: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def failed(self) -> list[Check]:
         return [c for c in self.checks if c.status in ("fail", "warn")]
@@ -287,10 +292,15 @@ def convergence(post, *, num_probes: int = 20, num_t: int = 11, seed: int = 0):
 
 
 def _chain_checks(post, num_probes, num_t, seed):
-    """R-hat and ESS across chains, function space first: the checks every MCMC method gets."""
-    x_probe = probe_inputs(post, num_probes, seed)
-    fs = summarize_draws(function_space_draws(post, x_probe, num_t), "function")
-    ps = summarize_draws(parameter_draws(post), "parameter")
+    """R-hat and ESS across chains, function space first: the checks every MCMC method gets.
+
+    Returns ``(checks, rows, draws)``: the draws summarized, computed once, travel on in
+    :attr:`DiagnosticsResult.draws`.
+    """
+    f_draws = function_space_draws(post, probe_inputs(post, num_probes, seed), num_t)
+    p_draws = parameter_draws(post)
+    fs = summarize_draws(f_draws, "function")
+    ps = summarize_draws(p_draws, "parameter")
 
     def worst_first(rows):
         return sorted(rows, key=lambda r: -r["r_hat"] if np.isfinite(r["r_hat"]) else 0.0)
@@ -346,7 +356,7 @@ def _chain_checks(post, num_probes, num_t, seed):
             "failure",
         )
     )
-    return checks, rows
+    return checks, rows, {**f_draws, **p_draws}
 
 
 def e_bfmi(energy) -> np.ndarray:
@@ -366,7 +376,7 @@ def e_bfmi(energy) -> np.ndarray:
 
 
 def _nuts_checks(post, num_probes, num_t, seed):
-    checks, rows = _chain_checks(post, num_probes, num_t, seed)
+    checks, rows, draws = _chain_checks(post, num_probes, num_t, seed)
     stats = post.sample_stats
     num_div = int(np.sum(stats["diverging"]))
     checks.append(
@@ -410,7 +420,7 @@ def _nuts_checks(post, num_probes, num_t, seed):
             "or funnels): reparameterize, or shrink the prior on the noise scale",
         )
     )
-    return DiagnosticsResult("nuts", tuple(checks), tuple(rows), _verdict(checks))
+    return DiagnosticsResult("nuts", tuple(checks), tuple(rows), _verdict(checks), draws)
 
 
 def _mclmc_checks(post, num_probes, num_t, seed):
@@ -421,7 +431,7 @@ def _mclmc_checks(post, num_probes, num_t, seed):
     variant, the energy-error variance per dimension is the bias control (tuned to
     ``desired_energy_var``); far above it the draws are biased (Robnik et al. 2023).
     """
-    checks, rows = _chain_checks(post, num_probes, num_t, seed)
+    checks, rows, draws = _chain_checks(post, num_probes, num_t, seed)
     stats = post.sample_stats
     num_bad = int(np.sum(stats["diverging"]))
     checks.append(
@@ -468,7 +478,7 @@ def _mclmc_checks(post, num_probes, num_t, seed):
                 "lower `step_size` or use variant='adjusted'",
             )
         )
-    return DiagnosticsResult("mclmc", tuple(checks), tuple(rows), _verdict(checks))
+    return DiagnosticsResult("mclmc", tuple(checks), tuple(rows), _verdict(checks), draws)
 
 
 def pareto_khat(log_weights) -> float:

@@ -84,6 +84,10 @@ def analyze(
 ) -> Analysis:
     """Diagnostics, calibration, predictive checks and figures of one fit.
 
+    The steps: :func:`diagnostics.convergence` (its function-space draws are reused by
+    the trace figure), predictions at the training and held-out inputs (each made once),
+    the run's description, LOO/WAIC/PPC, calibration, then the figures.
+
     Args:
         post: the posterior.
         dataset: the data it was fitted on, with its held-out split (calibration is
@@ -96,16 +100,29 @@ def analyze(
         seed: seed of predictive noise draws and of probe selection.
         data_description: one line on where the data came from.
     """
-    figures: dict[str, tuple[str, str]] = {}
     conv = diagnostics.convergence(post, num_probes=num_probes, seed=seed)
     train_pred = post.predict(post.x_train, seed=seed, return_draws=True)
-    idata = diagnostics.to_inference_data(post, seed=seed, train_prediction=train_pred)
-    loo = diagnostics.loo(idata)
-    waic = diagnostics.waic(idata)
-    pit_loo = diagnostics.loo_pit(idata, seed=seed)
-    ppc = diagnostics.ppc_statistics(idata)
-
+    checks, pit_loo = _predictive_checks(post, train_pred, seed)
     metrics = {
+        **_describe_run(post, dataset, name, data_description),
+        "diagnostics": conv.to_dict(),
+        **checks,
+    }
+    prediction = None
+    if dataset is not None and dataset.num_test > 0:
+        prediction = post.predict(dataset.x_test, seed=seed, return_draws=True)
+    metrics["calibration"] = _calibration(post, dataset, train_pred, prediction)
+    figures: dict[str, tuple[str, str]] = {}
+    if prediction is not None:
+        figures.update(_held_out_figures(post, dataset, prediction, name))
+    figures.update(_fit_figures(post, dataset, train_pred, pit_loo, truth=truth, levels=levels))
+    figures.update(_sampler_figures(post, conv))
+    return Analysis(metrics, figures, prediction)
+
+
+def _describe_run(post: Posterior, dataset, name: str, data_description: str) -> dict:
+    """The ``run``, ``data``, ``model`` and ``inference`` entries of the metrics."""
+    return {
         "run": {"name": name, "version": __version__, "seed": post.seed},
         "data": {
             "description": data_description or (dataset.name if dataset else "training data"),
@@ -129,56 +146,76 @@ def analyze(
             "settings": post.settings,
             "timings": dict(post.timings),
         },
-        "diagnostics": conv.to_dict(),
-        "loo": loo,
-        "waic": waic,
-        "loo_pit_ks_pvalue": _min_ks(pit_loo),
-        "ppc": ppc,
     }
 
-    prediction = None
+
+def _predictive_checks(post: Posterior, train_pred: Prediction, seed: int):
+    """LOO, WAIC and PPC entries of the metrics, and the LOO-PIT values they summarize."""
+    idata = diagnostics.to_inference_data(post, seed=seed, train_prediction=train_pred)
+    loo = diagnostics.loo(idata)
+    waic = diagnostics.waic(idata)
+    pit_loo = diagnostics.loo_pit(idata, seed=seed)
+    ppc = diagnostics.ppc_statistics(idata)
+    checks = {"loo": loo, "waic": waic, "loo_pit_ks_pvalue": _min_ks(pit_loo), "ppc": ppc}
+    return checks, pit_loo
+
+
+def _calibration(post: Posterior, dataset, train_pred: Prediction, prediction) -> dict:
+    """Held-out (when there is a test split) and training calibration summaries.
+
+    The held-out NLL is the mixture of the model's own likelihood over the draws; the
+    generalization gap compares the posterior mean of the noise-free f on both splits.
+    """
     calib = {}
-    # The held-out NLL is the mixture of the model's own likelihood over the draws.
     df = post.prior.likelihood_df
-    if dataset is not None and dataset.num_test > 0:
-        prediction = post.predict(dataset.x_test, seed=seed, return_draws=True)
+    if prediction is not None:
         calib["test"] = calibration.summarize(
             prediction.y,
             dataset.y_test,
             loc_draws=prediction.f,
             scale_draws=post.noise_scale(),
             df=df,
-            train=(train_pred.y, post.y_train),
-        )
-        curve = calibration.calibration_curve(prediction.y, dataset.y_test)
-        figures["Parity plot, held-out data"] = (
-            _uri(
-                plots.plot_parity(
-                    dataset.y_test,
-                    prediction,
-                    level=calibration.INTERVAL_LEVEL,
-                    output_names=post.output_names,
-                )
-            ),
-            "Predictive mean against the held-out truth with 90% predictive intervals; "
-            "points on the diagonal are predicted exactly.",
-        )
-        figures["Calibration curve"] = (
-            _uri(plots.plot_calibration_curve({name: (curve.levels, curve.observed)})),
-            "Observed coverage of central predictive intervals against their nominal "
-            "level on held-out data; the diagonal is perfect calibration, below it the "
-            "intervals are too narrow.",
-        )
-        figures["PIT histogram, held-out data"] = (
-            _uri(plots.plot_pit_histogram(calibration.pit(prediction.y, dataset.y_test))),
-            "Probability integral transform of held-out observations; uniform when the "
-            "predictive distributions are calibrated (U shape: too narrow, hump: too wide).",
+            train=(train_pred.f, post.y_train),
         )
     calib["train"] = calibration.summarize(
         train_pred.y, post.y_train, loc_draws=train_pred.f, scale_draws=post.noise_scale(), df=df
     )
-    metrics["calibration"] = calib
+    return calib
 
+
+def _held_out_figures(post: Posterior, dataset, prediction: Prediction, name: str) -> dict:
+    """Parity plot, calibration curve and PIT histogram on the held-out data."""
+    figures = {}
+    curve = calibration.calibration_curve(prediction.y, dataset.y_test)
+    figures["Parity plot, held-out data"] = (
+        _uri(
+            plots.plot_parity(
+                dataset.y_test,
+                prediction,
+                level=calibration.INTERVAL_LEVEL,
+                output_names=post.output_names,
+            )
+        ),
+        "Predictive mean against the held-out truth with 90% predictive intervals; "
+        "points on the diagonal are predicted exactly.",
+    )
+    figures["Calibration curve"] = (
+        _uri(plots.plot_calibration_curve({name: (curve.levels, curve.observed)})),
+        "Observed coverage of central predictive intervals against their nominal "
+        "level on held-out data; the diagonal is perfect calibration, below it the "
+        "intervals are too narrow.",
+    )
+    figures["PIT histogram, held-out data"] = (
+        _uri(plots.plot_pit_histogram(calibration.pit(prediction.y, dataset.y_test))),
+        "Probability integral transform of held-out observations; uniform when the "
+        "predictive distributions are calibrated (U shape: too narrow, hump: too wide).",
+    )
+    return figures
+
+
+def _fit_figures(post: Posterior, dataset, train_pred, pit_loo, *, truth, levels) -> dict:
+    """The fit itself: predictive bands (1-D inputs), W(t), stiffness, PPC and LOO-PIT."""
+    figures = {}
     if post.spec.in_features == 1:
         figures["Posterior predictive"] = (
             _uri(plots.plot_predictive_1d(post, dataset=dataset, truth=truth, levels=levels)),
@@ -207,18 +244,18 @@ def analyze(
         _uri(plots.plot_pit_histogram(pit_loo)),
         "Leave-one-out PIT of the training data (PSIS weights): uniform for a calibrated model.",
     )
+    return figures
+
+
+def _sampler_figures(post: Posterior, conv: diagnostics.DiagnosticsResult) -> dict:
+    """Trace and rank plots (of the draws the convergence check summarized), energy, loss."""
+    figures = {}
     if post.method in ("nuts", "mclmc"):
         # The two worst function-space quantities and the two worst parameters.
         worst = [r["name"] for r in conv.table if r["kind"] == "function"][:2]
         worst += [r["name"] for r in conv.table if r["kind"] == "parameter"][:2]
-        draws = {
-            **diagnostics.function_space_draws(
-                post, diagnostics.probe_inputs(post, num_probes, seed)
-            ),
-            **diagnostics.parameter_draws(post),
-        }
         figures["Trace and rank plots, worst-converged quantities"] = (
-            _uri(plots.plot_trace_rank({n: draws[n] for n in worst})),
+            _uri(plots.plot_trace_rank({n: conv.draws[n] for n in worst})),
             "Density (left) and trace (middle) per chain, and rank histograms per chain "
             "(right; flat when chains agree) of the quantities with the largest R-hat.",
         )
@@ -240,7 +277,7 @@ def analyze(
             ),
             "Optimization loss over steps (one line per ensemble member).",
         )
-    return Analysis(metrics, figures, prediction)
+    return figures
 
 
 def _min_ks(pit_values) -> float:

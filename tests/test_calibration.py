@@ -392,7 +392,7 @@ def test_summarize_is_json_and_agrees_with_the_metrics():
     noise = np.array([0.5, 1.0])
     draws = loc + noise * rng.normal(size=loc.shape)
     y = rng.normal(size=(num_points, 2)) * noise
-    train = (draws[:, :50], y[:50] * 0.5)
+    train = (loc[:, :50], y[:50] * 0.5)  # noise-free f draws at the training inputs
     summary = cal.summarize(
         draws, y, loc_draws=loc, scale_draws=np.broadcast_to(noise, (num_draws, 2)), train=train
     )
@@ -411,7 +411,12 @@ def test_summarize_is_json_and_agrees_with_the_metrics():
     np.testing.assert_allclose(
         summary["coverage"]["0.9"]["per_output"], cal.coverage(draws, y, 0.9)[0]
     )
-    assert set(summary["generalization_gap"]) == {"train_rmse", "test_rmse", "ratio", "difference"}
+    gap = summary["generalization_gap"]
+    assert set(gap) == {"train_rmse", "test_rmse", "ratio", "difference"}
+    assert gap["test_rmse"] == summary["rmse"]  # f's posterior mean on both splits
+    np.testing.assert_allclose(
+        gap["train_rmse"]["per_output"], cal.rmse(loc[:, :50].mean(0), y[:50] * 0.5)
+    )
     bare = cal.summarize(draws[..., 0], y[:, 0])
     assert "nll" not in bare and "generalization_gap" not in bare
     assert bare["num_outputs"] == 1 and len(bare["sharpness"]["per_output"]) == 1
@@ -541,9 +546,16 @@ ERRORS = [
     ),
     (lambda: cal.summarize(D, Y, train=(D,)), ValueError, r"`train` must be a pair"),
     (
-        lambda: cal.summarize(D, Y, train=(D[..., :1], Y[:, :1])),
+        lambda: cal.summarize(D, Y, train=(D, Y)),
         ValueError,
-        r"`train\[0\]` \(train_draws\) has 1 outputs",
+        r"`train` needs `loc_draws` \(and `scale_draws`\): the generalization gap compares",
+    ),
+    (
+        lambda: cal.summarize(
+            D, Y, loc_draws=D, scale_draws=np.ones((4, 2)), train=(D[..., :1], Y[:, :1])
+        ),
+        ValueError,
+        r"`train\[0\]` \(train_loc_draws\) has 1 outputs",
     ),
     (
         lambda: cal.fit_recalibration(D, Y, method="platt"),

@@ -1,11 +1,13 @@
-"""The workflow's held-out metrics use the fitted model's own likelihood."""
+"""The workflow: held-out metrics use the fitted model's own likelihood, the generalization
+gap has one definition, and the function-space draws are computed once."""
 
 import numpy as np
+import pytest
 import scipy.stats
 from scipy.special import logsumexp
 
 import bayesresnet as brn
-from bayesresnet import workflow
+from bayesresnet import calibration, diagnostics, plots, workflow
 
 
 def test_student_t_report_nll_is_the_student_t_mixture():
@@ -44,3 +46,72 @@ def test_band_levels_have_one_owner():
     default = {f.name: f.default for f in dataclasses.fields(ReportSpec)}["levels"]
     assert default is calibration.BAND_LEVELS  # the spec's default is the same object
     assert ReportSpec().levels == calibration.BAND_LEVELS  # (validated into a new tuple)
+
+
+@pytest.fixture(scope="module")
+def nuts_fit():
+    """A tiny NUTS fit with a test split: two chains, so the trace figure is drawn."""
+    ds = brn.problems.get("sine").sample(0, 30, 25, noise=0.1)
+    spec = brn.ResNetSpec(1, 1, width=4, num_layers=2, basis=brn.bases.Legendre(1))
+    options = dict(num_warmup=30, num_samples=30, num_chains=2, init_steps=50, max_tree_depth=5)
+    post = brn.fit(spec, ds, method="nuts", seed=0, **options)
+    return post, ds
+
+
+def test_generalization_gap_is_the_f_mean_rmse_on_both_splits(nuts_fit):
+    post, ds = nuts_fit
+    calib = workflow.analyze(post, ds, num_probes=4).metrics["calibration"]
+    gap = calib["test"]["generalization_gap"]
+    train = post.predict(post.x_train, seed=0, return_draws=True)
+    f_mean_rmse = calibration.rmse(train.f.mean(axis=0), post.y_train)
+    np.testing.assert_allclose(gap["train_rmse"]["per_output"], f_mean_rmse, rtol=1e-12)
+    assert gap["train_rmse"] == calib["train"]["rmse"]
+    assert gap["test_rmse"] == calib["test"]["rmse"]
+    assert gap["ratio"]["overall"] == pytest.approx(
+        calib["test"]["rmse"]["overall"] / calib["train"]["rmse"]["overall"], rel=1e-12
+    )
+    # The mean of the noisy y draws is another number here (the old train-side definition).
+    y_mean_rmse = calibration.rmse(train.y.mean(axis=0), post.y_train)
+    assert np.all(np.abs(y_mean_rmse - f_mean_rmse) > 1e-6)
+
+
+def test_analyze_computes_the_function_space_draws_once(nuts_fit, monkeypatch):
+    post, ds = nuts_fit
+    calls = []
+    original = diagnostics.function_space_draws
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(diagnostics, "function_space_draws", counted)
+    analysis = workflow.analyze(post, ds, num_probes=4, seed=3)
+    assert len(calls) == 1
+    monkeypatch.undo()
+
+    metrics, figures = analysis.metrics, analysis.figures
+    assert list(metrics) == [
+        "run", "data", "model", "inference", "diagnostics", "loo", "waic",
+        "loo_pit_ks_pvalue", "ppc", "calibration",
+    ]  # fmt: skip
+    assert list(metrics["calibration"]) == ["test", "train"]
+    assert list(figures) == [
+        "Parity plot, held-out data", "Calibration curve", "PIT histogram, held-out data",
+        "Posterior predictive", "Posterior of W(t) over depth", "Stiffness over depth",
+        "Posterior predictive check", "LOO-PIT",
+        "Trace and rank plots, worst-converged quantities", "Energy",
+    ]  # fmt: skip
+    conv = diagnostics.convergence(post, num_probes=4, seed=3)
+    assert metrics["diagnostics"] == conv.to_dict()
+    # The trace figure shows the draws a fresh computation gives (same probes, same seed).
+    fresh = {
+        **diagnostics.function_space_draws(post, diagnostics.probe_inputs(post, 4, 3)),
+        **diagnostics.parameter_draws(post),
+    }
+    assert list(conv.draws) == list(fresh)
+    for name, values in fresh.items():
+        np.testing.assert_array_equal(conv.draws[name], values)
+    worst = [r["name"] for r in conv.table if r["kind"] == "function"][:2]
+    worst += [r["name"] for r in conv.table if r["kind"] == "parameter"][:2]
+    expected = plots.figure_to_data_uri(plots.plot_trace_rank({n: fresh[n] for n in worst}))
+    assert figures["Trace and rank plots, worst-converged quantities"][0] == expected
