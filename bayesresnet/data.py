@@ -535,6 +535,47 @@ def _npz_names(archive, key: str, path: Path) -> tuple[str, ...]:
     return tuple(str(v) for v in arr.tolist())
 
 
+def _read_npz(path: Path):
+    """The known arrays of an `.npz` archive (checked as `load_npz` documents), and its
+    input and output names (None when absent)."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a readable .npz archive: {error}") from error
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"{path} holds a single .npy array, not an .npz archive with keys "
+            f"{list(_NPZ_REQUIRED)}; save one with `save_npz` or `np.savez`."
+        )
+    with archive:
+        keys = list(archive.files)
+        missing = [k for k in _NPZ_REQUIRED if k not in keys]
+        if missing:
+            raise ValueError(
+                f"{path} lacks the required key(s) {missing}; keys found: {keys}. Expected "
+                f"{list(_NPZ_REQUIRED)} and optionally {list(_NPZ_OPTIONAL)}."
+            )
+        has_test = ("x_test" in keys, "y_test" in keys)
+        if has_test[0] != has_test[1]:
+            present, absent = ("x_test", "y_test") if has_test[0] else ("y_test", "x_test")
+            raise ValueError(f"{path} has `{present}` but not `{absent}`; give both or neither.")
+        unknown = [k for k in keys if k not in _NPZ_REQUIRED + _NPZ_OPTIONAL]
+        if unknown:
+            warnings.warn(
+                f"{path}: ignoring unknown keys {unknown}; known keys are "
+                f"{list(_NPZ_REQUIRED + _NPZ_OPTIONAL)}.",
+                UserWarning,
+                stacklevel=3,  # the caller of load_npz
+            )
+        try:
+            arrays = {k: archive[k] for k in keys if k not in unknown}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{path} is not a readable .npz archive: {error}") from error
+        input_names = _npz_names(archive, "input_names", path) if "input_names" in keys else None
+        output_names = _npz_names(archive, "output_names", path) if "output_names" in keys else None
+    return arrays, input_names, output_names
+
+
 def load_npz(
     path: str | os.PathLike,
     *,
@@ -571,41 +612,8 @@ def load_npz(
     """
     fraction = check_fraction("test_fraction", test_fraction)
     path = _existing_file(path, "path")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path} is not a readable .npz archive: {error}") from error
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(
-            f"{path} holds a single .npy array, not an .npz archive with keys "
-            f"{list(_NPZ_REQUIRED)}; save one with `save_npz` or `np.savez`."
-        )
-    with archive:
-        keys = list(archive.files)
-        missing = [k for k in _NPZ_REQUIRED if k not in keys]
-        if missing:
-            raise ValueError(
-                f"{path} lacks the required key(s) {missing}; keys found: {keys}. Expected "
-                f"{list(_NPZ_REQUIRED)} and optionally {list(_NPZ_OPTIONAL)}."
-            )
-        has_test = ("x_test" in keys, "y_test" in keys)
-        if has_test[0] != has_test[1]:
-            present, absent = ("x_test", "y_test") if has_test[0] else ("y_test", "x_test")
-            raise ValueError(f"{path} has `{present}` but not `{absent}`; give both or neither.")
-        unknown = [k for k in keys if k not in _NPZ_REQUIRED + _NPZ_OPTIONAL]
-        if unknown:
-            warnings.warn(
-                f"{path}: ignoring unknown keys {unknown}; known keys are "
-                f"{list(_NPZ_REQUIRED + _NPZ_OPTIONAL)}.",
-                UserWarning,
-                stacklevel=2,
-            )
-        try:
-            arrays = {k: archive[k] for k in keys if k not in unknown}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            raise ValueError(f"{path} is not a readable .npz archive: {error}") from error
-        input_names = _npz_names(archive, "input_names", path) if "input_names" in keys else None
-        output_names = _npz_names(archive, "output_names", path) if "output_names" in keys else None
+    arrays, input_names, output_names = _read_npz(path)
+    has_test = ("x_test" in arrays, "y_test" in arrays)
     x, y = validate_xy(
         arrays["x_train"],
         arrays["y_train"],

@@ -191,108 +191,24 @@ def plot_predictive_1d(
     if col >= d:
         raise ValueError(f"`x_grid_column` must be < {d} (the model has {d} inputs); got {col}.")
     num_points = check_int("num_points", num_points, minimum=2)
-    if isinstance(levels, int | float):
-        levels = (levels,)
-    levels = sorted({check_level("levels", lv) for lv in levels}, reverse=True)
-    if not levels:
-        raise ValueError("`levels` must hold at least one level in (0, 1); got none.")
+    levels = _band_levels(levels)
     x_train = np.asarray(post.x_train, dtype=np.float64)
-    if isinstance(other_inputs, str):
-        if other_inputs not in ("mean", "median"):
-            raise ValueError(
-                f"`other_inputs` must be 'mean', 'median' or {d} numbers; got {other_inputs!r}."
-            )
-        fixed = getattr(np, other_inputs)(x_train, axis=0)
-    else:
-        fixed = _as_float(other_inputs, "other_inputs").ravel()
-        if fixed.shape != (d,):
-            raise ValueError(
-                f"`other_inputs` must hold {d} numbers (one per input); got shape {fixed.shape}."
-            )
-        _check_finite(fixed, "other_inputs")
-
-    x_test = y_test = None
-    if dataset is not None:
-        if not (hasattr(dataset, "x_test") and hasattr(dataset, "y_test")):
-            raise TypeError(
-                f"`dataset` must be a bayesresnet Dataset; got {type(dataset).__name__}."
-            )
-        x_test = np.asarray(dataset.x_test, dtype=np.float64)
-        y_test = np.asarray(dataset.y_test, dtype=np.float64)
-        if x_test.ndim != 2 or x_test.shape[1] != d or y_test.shape[-1] != o:
-            raise ValueError(
-                f"`dataset` must have {d} inputs and {o} outputs like the posterior; got "
-                f"x_test {x_test.shape} and y_test {y_test.shape}."
-            )
-    along = x_train[:, col] if x_test is None else np.r_[x_train[:, col], x_test[:, col]]
-    lo, hi = float(along.min()), float(along.max())
-    if hi == lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    x_grid = np.tile(fixed, (num_points, 1))
-    x_grid[:, col] = np.linspace(lo, hi, num_points)
+    fixed = _other_inputs(other_inputs, x_train)
+    x_test, y_test = _test_points(dataset, d, o)
+    x_grid = _input_grid(fixed, col, num_points, x_train, x_test)
     pred = post.predict(x_grid, levels=tuple(levels), return_draws=False)
-
-    true_values = None
-    if truth is not None:
-        if not callable(truth):
-            raise TypeError(f"`truth` must be a callable x -> y; got {type(truth).__name__}.")
-        true_values = _as_float(truth(x_grid.copy()), "truth(x)")
-        if true_values.ndim == 1:
-            true_values = true_values[:, None]
-        if true_values.shape != (num_points, o):
-            raise ValueError(
-                f"`truth` must return shape [{num_points}, {o}] for x of shape "
-                f"{x_grid.shape}; got {true_values.shape}."
-            )
+    true_values = _truth_values(truth, x_grid, o)
 
     input_names = _names(post.input_names, d, "input_names", "x")
     output_names = _names(post.output_names, o, "output_names", "y")
     fig, axes = _panels(o)
     t = x_grid[:, col]
     for j, ax in enumerate(axes):
-        for i, lv in enumerate(levels):
-            y_lo, y_hi = pred.interval(lv, kind="y")
-            ax.fill_between(
-                t,
-                y_lo[:, j],
-                y_hi[:, j],
-                color="C1",
-                alpha=_band_alpha(i, len(levels)) * 0.7,
-                linewidth=0,
-                label=f"y {lv:.0%} predictive",
-            )
-        for i, lv in enumerate(levels):
-            f_lo, f_hi = pred.interval(lv, kind="f")
-            ax.fill_between(
-                t,
-                f_lo[:, j],
-                f_hi[:, j],
-                color="C0",
-                alpha=_band_alpha(i, len(levels)),
-                linewidth=0,
-                label=f"f {lv:.0%} credible",
-            )
+        _draw_bands(ax, t, pred, levels, j)
         ax.plot(t, pred.mean[:, j], color="C0", linewidth=1.8, label="predictive mean")
         if true_values is not None:
             ax.plot(t, true_values[:, j], "k--", linewidth=1.2, label="truth")
-        ax.scatter(
-            x_train[:, col],
-            post.y_train[:, j],
-            s=14,
-            color="k",
-            zorder=3,
-            label="training data",
-        )
-        if x_test is not None and len(x_test):
-            ax.scatter(
-                x_test[:, col],
-                y_test.reshape(len(x_test), o)[:, j],
-                s=18,
-                marker="x",
-                color="C3",
-                zorder=3,
-                label="test data",
-            )
+        _draw_points(ax, col, j, x_train, post.y_train, x_test, y_test)
         ax.set_xlabel(input_names[col])
         ax.set_ylabel(output_names[j])
         ax.set_title(output_names[j] if o > 1 else f"{output_names[j]} against {input_names[col]}")
@@ -304,6 +220,117 @@ def plot_predictive_1d(
         )
         fig.supxlabel(note, fontsize="small")
     return fig
+
+
+def _band_levels(levels) -> list[float]:
+    """Validated band levels, distinct, widest first."""
+    if isinstance(levels, int | float):
+        levels = (levels,)
+    levels = sorted({check_level("levels", lv) for lv in levels}, reverse=True)
+    if not levels:
+        raise ValueError("`levels` must hold at least one level in (0, 1); got none.")
+    return levels
+
+
+def _other_inputs(other_inputs, x_train: np.ndarray) -> np.ndarray:
+    """The ``[d]`` values the inputs not on the x axis are held at."""
+    d = x_train.shape[1]
+    if isinstance(other_inputs, str):
+        if other_inputs not in ("mean", "median"):
+            raise ValueError(
+                f"`other_inputs` must be 'mean', 'median' or {d} numbers; got {other_inputs!r}."
+            )
+        return getattr(np, other_inputs)(x_train, axis=0)
+    fixed = _as_float(other_inputs, "other_inputs").ravel()
+    if fixed.shape != (d,):
+        raise ValueError(
+            f"`other_inputs` must hold {d} numbers (one per input); got shape {fixed.shape}."
+        )
+    _check_finite(fixed, "other_inputs")
+    return fixed
+
+
+def _test_points(dataset, d: int, o: int):
+    """``(x_test [N, d], y_test)`` of `dataset`, or ``(None, None)`` without one."""
+    if dataset is None:
+        return None, None
+    if not (hasattr(dataset, "x_test") and hasattr(dataset, "y_test")):
+        raise TypeError(f"`dataset` must be a bayesresnet Dataset; got {type(dataset).__name__}.")
+    x_test = np.asarray(dataset.x_test, dtype=np.float64)
+    y_test = np.asarray(dataset.y_test, dtype=np.float64)
+    if x_test.ndim != 2 or x_test.shape[1] != d or y_test.shape[-1] != o:
+        raise ValueError(
+            f"`dataset` must have {d} inputs and {o} outputs like the posterior; got "
+            f"x_test {x_test.shape} and y_test {y_test.shape}."
+        )
+    return x_test, y_test
+
+
+def _input_grid(fixed, col: int, num_points: int, x_train, x_test) -> np.ndarray:
+    """``[num_points, d]`` inputs: column `col` spans the data's range, the rest `fixed`."""
+    along = x_train[:, col] if x_test is None else np.r_[x_train[:, col], x_test[:, col]]
+    lo, hi = float(along.min()), float(along.max())
+    if hi == lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    x_grid = np.tile(fixed, (num_points, 1))
+    x_grid[:, col] = np.linspace(lo, hi, num_points)
+    return x_grid
+
+
+def _truth_values(truth, x_grid: np.ndarray, o: int) -> np.ndarray | None:
+    """``truth(x_grid)`` as ``[num_points, O]``, or None without a `truth`."""
+    if truth is None:
+        return None
+    if not callable(truth):
+        raise TypeError(f"`truth` must be a callable x -> y; got {type(truth).__name__}.")
+    num_points = len(x_grid)
+    true_values = _as_float(truth(x_grid.copy()), "truth(x)")
+    if true_values.ndim == 1:
+        true_values = true_values[:, None]
+    if true_values.shape != (num_points, o):
+        raise ValueError(
+            f"`truth` must return shape [{num_points}, {o}] for x of shape "
+            f"{x_grid.shape}; got {true_values.shape}."
+        )
+    return true_values
+
+
+def _draw_bands(ax: Axes, t: np.ndarray, pred, levels, j: int) -> None:
+    """The ``y`` predictive bands (orange), then the ``f`` credible bands (blue) of output j."""
+    for kind, color, fade, what in (("y", "C1", 0.7, "predictive"), ("f", "C0", 1.0, "credible")):
+        for i, lv in enumerate(levels):
+            lo, hi = pred.interval(lv, kind=kind)
+            ax.fill_between(
+                t,
+                lo[:, j],
+                hi[:, j],
+                color=color,
+                alpha=_band_alpha(i, len(levels)) * fade,
+                linewidth=0,
+                label=f"{kind} {lv:.0%} {what}",
+            )
+
+
+def _draw_points(ax: Axes, col: int, j: int, x_train, y_train, x_test, y_test) -> None:
+    """Training points and, when there are any, test points of output j against input col."""
+    ax.scatter(
+        x_train[:, col],
+        y_train[:, j],
+        s=14,
+        color="k",
+        zorder=3,
+        label="training data",
+    )
+    if x_test is not None and len(x_test):
+        ax.scatter(
+            x_test[:, col],
+            y_test.reshape(len(x_test), -1)[:, j],
+            s=18,
+            marker="x",
+            color="C3",
+            zorder=3,
+            label="test data",
+        )
 
 
 def _parity_inputs(pred, level: float, num_points: int, num_outputs: int):

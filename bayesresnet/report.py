@@ -185,39 +185,38 @@ def render_html(metrics: dict, figures: dict[str, tuple[str, str]]) -> str:
     cal = metrics.get("calibration", {}).get("test")
     if cal:
         parts += ["<h2>Calibration on held-out data</h2>", _calibration_table(cal, metrics)]
-    loo = metrics.get("loo")
-    if loo:
-        parts += [
-            "<h2>Predictive checks</h2>",
-            _dl(
-                {
-                    "elpd LOO": f"{loo['elpd_loo']:.2f} ± {loo['se']:.2f} "
-                    f"(p_loo {loo['p_loo']:.1f})",
-                    "Pareto k̂ > 0.7": f"{loo['num_bad_k']} of {len(loo['pareto_k'])} observations",
-                    "elpd WAIC": f"{metrics['waic']['elpd_waic']:.2f} ± "
-                    f"{metrics['waic']['se']:.2f}",
-                    "LOO-PIT KS p-value": metrics.get("loo_pit_ks_pvalue", float("nan")),
-                }
-            ),
-        ]
-        if metrics.get("ppc"):
-            parts.append(
-                _table(
-                    ["output", "statistic T", "T(y)", "mean T(ỹ)", "p-value P(T(ỹ) ≥ T(y))"],
-                    [
-                        [
-                            r["output"],
-                            r["statistic"],
-                            r["observed"],
-                            r["replicated_mean"],
-                            r["p_value"],
-                        ]
-                        for r in metrics["ppc"]
-                    ],
-                )
-            )
+    parts += _predictive_checks(metrics)
     parts += ["<h2>Figures</h2>", _figures(figures)]
     return _page(f"{run['name']} — bayesresnet report", "\n".join(parts))
+
+
+def _predictive_checks(metrics: dict) -> list[str]:
+    """The "Predictive checks" section (LOO, WAIC, LOO-PIT, PPC); empty without LOO."""
+    loo = metrics.get("loo")
+    if not loo:
+        return []
+    parts = [
+        "<h2>Predictive checks</h2>",
+        _dl(
+            {
+                "elpd LOO": f"{loo['elpd_loo']:.2f} ± {loo['se']:.2f} (p_loo {loo['p_loo']:.1f})",
+                "Pareto k̂ > 0.7": f"{loo['num_bad_k']} of {len(loo['pareto_k'])} observations",
+                "elpd WAIC": f"{metrics['waic']['elpd_waic']:.2f} ± {metrics['waic']['se']:.2f}",
+                "LOO-PIT KS p-value": metrics.get("loo_pit_ks_pvalue", float("nan")),
+            }
+        ),
+    ]
+    if metrics.get("ppc"):
+        parts.append(
+            _table(
+                ["output", "statistic T", "T(y)", "mean T(ỹ)", "p-value P(T(ỹ) ≥ T(y))"],
+                [
+                    [r["output"], r["statistic"], r["observed"], r["replicated_mean"], r["p_value"]]
+                    for r in metrics["ppc"]
+                ],
+            )
+        )
+    return parts
 
 
 def _calibration_table(cal: dict, metrics: dict) -> str:
