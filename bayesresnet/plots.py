@@ -44,6 +44,7 @@ from bayesresnet.posterior import Posterior
 __all__ = [
     "MAX_PANELS",
     "MAX_TRACE_ROWS",
+    "MAX_TEST_POINTS",
     "plot_predictive_1d",
     "plot_parity",
     "plot_calibration_curve",
@@ -62,6 +63,9 @@ __all__ = [
 MAX_PANELS = 4
 #: Most quantities (rows) drawn by :func:`plot_trace_rank`.
 MAX_TRACE_ROWS = 6
+#: Most held-out points drawn by :func:`plot_predictive_1d` (evenly spaced along the x
+#: axis), beneath the bands so that they do not hide them.
+MAX_TEST_POINTS = 100
 
 _FIGSIZE = (6.4, 4.8)
 _NORM_LABEL = r"$\Vert W(t)\Vert_F$ / width"
@@ -164,10 +168,12 @@ def plot_predictive_1d(
     Draws, per output (one panel each, at most :data:`MAX_PANELS`), the predictive mean,
     the central credible bands of the noise-free output ``f`` (blue) and the wider
     predictive bands of a new noisy observation ``y`` (orange) at each level in
-    ``levels``, the training points, the test points when ``dataset`` is given, and the
-    true function when ``truth`` is given. The grid spans the range of the chosen input
-    over the training (and test) points. With several inputs the points are projections
-    onto the chosen input, so they need not lie inside the bands.
+    ``levels``, the training points, the test points when ``dataset`` is given (at most
+    :data:`MAX_TEST_POINTS`, evenly spaced along the chosen input, drawn beneath the
+    bands so that they do not hide them), and the true function when ``truth`` is given.
+    The grid spans the range of the chosen input over the training (and test) points.
+    With several inputs the points are projections onto the chosen input, so they need
+    not lie inside the bands.
 
     Args:
         post: a :class:`~bayesresnet.posterior.Posterior`.
@@ -311,8 +317,18 @@ def _draw_bands(ax: Axes, t: np.ndarray, pred, levels, j: int) -> None:
             )
 
 
+def _thin(along: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices of at most `max_points` entries of `along`, evenly spaced in its sorted order
+    (the smallest and largest included); all indices, in order, when there are few enough."""
+    if len(along) <= max_points:
+        return np.arange(len(along))
+    order = np.argsort(along, kind="stable")
+    return order[np.unique(np.linspace(0, len(along) - 1, max_points).round().astype(int))]
+
+
 def _draw_points(ax: Axes, col: int, j: int, x_train, y_train, x_test, y_test) -> None:
-    """Training points and, when there are any, test points of output j against input col."""
+    """Training points over the bands and, when there are any, test points (thinned to
+    :data:`MAX_TEST_POINTS`) beneath them, of output j against input col."""
     ax.scatter(
         x_train[:, col],
         y_train[:, j],
@@ -322,14 +338,17 @@ def _draw_points(ax: Axes, col: int, j: int, x_train, y_train, x_test, y_test) -
         label="training data",
     )
     if x_test is not None and len(x_test):
+        shown = _thin(x_test[:, col], MAX_TEST_POINTS)
         ax.scatter(
-            x_test[:, col],
-            y_test.reshape(len(x_test), -1)[:, j],
+            x_test[shown, col],
+            y_test.reshape(len(x_test), -1)[shown, j],
             s=18,
             marker="x",
             color="C3",
-            zorder=3,
-            label="test data",
+            zorder=0.5,  # beneath the bands (zorder 1) and the lines (2)
+            label="test data"
+            if len(shown) == len(x_test)
+            else f"test data ({len(shown)} of {len(x_test)})",
         )
 
 

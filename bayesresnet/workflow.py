@@ -217,10 +217,15 @@ def _fit_figures(post: Posterior, dataset, train_pred, pit_loo, *, truth, levels
     """The fit itself: predictive bands (1-D inputs), W(t), stiffness, PPC and LOO-PIT."""
     figures = {}
     if post.spec.in_features == 1:
+        held_out = (
+            f", held-out data (at most {plots.MAX_TEST_POINTS}) as crosses beneath them"
+            if dataset is not None and dataset.num_test > 0
+            else ""
+        )
         figures["Posterior predictive"] = (
             _uri(plots.plot_predictive_1d(post, dataset=dataset, truth=truth, levels=levels)),
             "Predictive mean with central bands of the noise-free function (dark) and of "
-            "new noisy observations (light), training data as points.",
+            f"new noisy observations (light), training data as points{held_out}.",
         )
     figures["Posterior of W(t) over depth"] = (
         _uri(plots.plot_weight_path(post)),

@@ -95,6 +95,33 @@ def test_predictive_1d_draws_mean_bands_and_points(post, dataset):
     )
     texts = _legend_texts(ax)
     assert "y 90% predictive" in texts and "f 50% credible" in texts and "truth" in texts
+    assert "test data" in texts  # 20 test points: none left out
+
+
+def test_predictive_1d_draws_the_bands_over_thinned_test_points(post):
+    """Many held-out points are thinned to MAX_TEST_POINTS, spread over the x range, and
+    drawn beneath the bands (lower zorder) while the training points stay on top."""
+    num_test = 3 * plots.MAX_TEST_POINTS + 7
+    many = brn.problems.get("sine").sample(1, 30, num_test, noise=0.1)
+    ax = plots.plot_predictive_1d(post, dataset=many, num_points=25, levels=(0.9, 0.5)).axes[0]
+    bands, (train_points, test_points) = ax.collections[:4], ax.collections[4:]
+    shown = test_points.get_offsets()
+    assert len(shown) == plots.MAX_TEST_POINTS
+    # Every point drawn is a test point, none twice, and the ends of the range are kept.
+    test_xy = np.c_[many.x_test, many.y_test]
+    index = [int(np.flatnonzero((test_xy == p).all(axis=1))[0]) for p in np.asarray(shown)]
+    assert len(set(index)) == len(index)
+    assert shown[:, 0].min() == many.x_test.min() and shown[:, 0].max() == many.x_test.max()
+    # Gaps between consecutive shown points (in x order) are at most ~4 sorted test points.
+    ranks = np.argsort(np.argsort(many.x_test[:, 0]))[index]
+    assert np.max(np.diff(np.sort(ranks))) <= int(np.ceil(num_test / plots.MAX_TEST_POINTS)) + 1
+    # Draw order: the test points beneath every band, the bands beneath the training points.
+    band_z = [c.get_zorder() for c in bands]
+    assert test_points.get_zorder() < min(band_z)
+    assert max(band_z) < train_points.get_zorder()
+    drawn = sorted(ax.get_children(), key=lambda a: a.get_zorder())  # matplotlib's draw order
+    assert drawn.index(test_points) < min(drawn.index(c) for c in bands)
+    assert f"test data ({plots.MAX_TEST_POINTS} of {num_test})" in _legend_texts(ax)
 
 
 def test_predictive_1d_multi_output_holds_other_inputs(post_2x2):
