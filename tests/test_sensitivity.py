@@ -1,6 +1,5 @@
 """Sobol indices per posterior draw: SALib's design and numbers, SciPy's, closed forms, errors."""
 
-
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
