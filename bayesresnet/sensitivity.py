@@ -36,8 +36,12 @@ design equal SALib's to rounding (the tests check 1e-10).
 Monte-Carlo error: every index is a ratio of means over the ``n`` base rows,
 ``S = ḡ / h̄`` with ``h_j = ((f(A)_j − m)² + (f(B)_j − m)²) / 2`` (``h̄ = V``); its standard
 error is the delta-method one, ``sd_j(g_j − S h_j) / (√n V)``, as for ``n`` independent
-rows. For the scrambled Sobol design the actual error is usually smaller (the points are
-more even than independent ones), so the reported error is a conservative guide.
+rows. For the scrambled Sobol design the actual error is usually smaller, as the points
+are more even than independent ones: over 20 seeds at ``n = 2¹³`` the scatter of the
+Ishigami, Sobol-G and Friedman #1 indices was 0.02-0.6 of it. At small ``n`` against
+the dimension it can be optimistic (up to 1.9× for Sobol-G, d = 8, at ``n = 64``), so
+take ``n`` of a few thousand. The error is common to all draws (one design), so the
+spread across draws leaves it out.
 
 References:
     Jansen, M. J. W. (1999). Analysis of variance designs for model output. Computer

@@ -1,5 +1,7 @@
 """Sobol indices per posterior draw: SALib's design and numbers, SciPy's, closed forms, errors."""
 
+import warnings
+
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -404,3 +406,79 @@ def test_errors_of_the_function_draws_and_helpers():
         sensitivity.sobol(_exact(problems.get("ishigami")), bounds=[[0, 1]] * 3, n=8).to_salib("z")
     with pytest.raises(ValueError, match="`hdi_prob` must be a finite number in"):
         sensitivity.sobol(_exact(problems.get("ishigami")), bounds=[[0, 1]] * 3, n=8).summary(1.5)
+
+
+# -------------------------------------------------------------- a fitted surrogate
+def _fitted_sobol(name, num_train):
+    """Sobol draws of an anchored deep ensemble (8 members, width 16, 8 layers, cubic)
+    fitted on ``num_train`` points with 1 % noise; n = 2^13 base rows, 8 draws."""
+    problem = problems.get(name)
+    data = problem.sample(0, num_train=num_train, num_test=0, noise=0.01)
+    spec = ResNetSpec(problem.num_inputs, 1, width=16, num_layers=8, basis=brn.bases.Cubic())
+    with warnings.catch_warnings():
+        # Members stop on a step budget, not on the convergence tolerance.
+        warnings.filterwarnings("ignore", r".*had not converged after", RuntimeWarning)
+        post = brn.fit(spec, data, method="ensemble", num_members=8, num_steps=2000, anchored=True)
+    return sensitivity.sobol(post, bounds=problem.bounds, n=2**13)
+
+
+def _covered(result, s1, st, active, hdi_prob=0.9):
+    """Per active index, whether the truth lies in the 90 % HDI over draws widened by two
+    Monte-Carlo standard errors (the design's error is common to all draws, so their
+    spread leaves it out), and whether it lies in the HDI alone."""
+    widened, bare = [], []
+    for draws, se, truth in ((result.S1, result.S1_se, s1), (result.ST, result.ST_se, st)):
+        band = diagnostics.hdi(draws[:, 0, active], hdi_prob)  # [inputs, 2]
+        pad = 2 * np.sqrt(np.mean(se[:, 0, active] ** 2, axis=0))
+        truth = np.asarray(truth)[active]
+        widened += list((band[:, 0] - pad <= truth) & (truth <= band[:, 1] + pad))
+        bare += list((band[:, 0] <= truth) & (truth <= band[:, 1]))
+    return np.array(widened), np.array(bare)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "num_train", "active", "truth"),
+    [
+        ("ishigami", 400, [0, 1, 2], lambda: _ishigami_truth()[:2]),
+        ("sobol_g", 400, [0, 1, 2, 3], lambda: _sobol_g_truth(problems._SOBOL_G_A)),
+        ("friedman1", 300, [0, 1, 2, 3, 4], _friedman_truth),
+    ],
+)
+def test_a_fitted_surrogates_bands_cover_the_true_indices(name, num_train, active, truth):
+    """Most bands cover: at least 2/3 of the active inputs' S1 and ST (4 of 6 for Ishigami,
+    6 of 8 for Sobol-G, 7 of 10 for Friedman #1) lie in the 90 % HDI over the 8 members
+    widened by two Monte-Carlo standard errors; the inert inputs' totals stay below 0.01.
+
+    Measured with seed 0: widened 6/6, 8/8, 10/10; the bare HDI 2/6, 4/8, 8/10. The
+    members agree to about 0.01 while the surrogate of a few hundred points is off by up to
+    0.02 (Ishigami's x1-x3 interaction): a deep ensemble's bands are narrow, and the
+    widening (about ±0.02 here, the independent-rows error, conservative at this n) is
+    what covers. The bare count is printed in the message, not asserted.
+    """
+    s1, st = truth()
+    result = _fitted_sobol(name, num_train)
+    widened, bare = _covered(result, s1, st, active)
+    message = f"widened {widened.sum()}/{widened.size}, bare {bare.sum()}/{bare.size}"
+    assert widened.sum() >= np.ceil(2 * widened.size / 3), message
+    inert = np.setdiff1d(np.arange(len(s1)), active)
+    if name != "sobol_g":  # Sobol-G's a = 99 inputs are weak (ST = 1e-4), not inert
+        assert np.all(result.ST[:, 0, inert].mean(axis=0) < 0.01), result.ST[:, 0, inert]
+    print(name, message)
+
+
+def test_the_benchmark_runs_quick(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_sensitivity.py"
+    spec = importlib.util.spec_from_file_location("bench_sensitivity", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "sensitivity.json"
+    results = bench.main(["--quick", "--repeats", "1", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["draws"] == 16 and saved["points"] == 2**8 * 10
+    assert saved["warm"]["evaluate_s"] > 0 and 0 < results["share_evaluate"] <= 1
+    assert len(saved["S1_mean"]) == 8
