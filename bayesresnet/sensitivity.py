@@ -145,7 +145,9 @@ class FunctionDraws:
 
     Attributes:
         evaluate: ``(x [P, d] float64 raw units, draws [k] int) -> [k, P, O]``, the values
-            ``f_s(x_p)`` of the draws with those indices.
+            ``f_s(x_p)`` of the draws with those indices (an index may repeat: the last
+            block of draws is padded to the size of the others, so one compiled shape
+            serves them all).
         num_draws: ``S``.
         input_names: one name per input, ``d`` in all.
         output_names: one name per output, ``O`` in all.

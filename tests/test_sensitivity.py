@@ -318,6 +318,17 @@ def test_plot_one_panel_per_output_without_pyplot(result):
     assert plt.get_fignums() == before
 
 
+def test_hdi_at_the_arviz_boundary():
+    # 100 evenly spaced draws: every window of 91 has the same width; ArviZ takes the first.
+    np.testing.assert_array_equal(diagnostics.hdi(np.arange(100.0), 0.9), [0.0, 90.0])
+    skewed = np.random.default_rng(0).exponential(size=(4000, 2, 3))
+    band = diagnostics.hdi(skewed, 0.9)
+    assert band.shape == (2, 3, 2)
+    central = np.quantile(skewed, [0.05, 0.95], axis=0)
+    assert np.all(band[..., 0] < central[0]) and np.all(band[..., 1] < central[1])
+    np.testing.assert_array_equal(diagnostics.hdi(np.full((1, 2), 0.3), 0.9), [[0.3, 0.3]] * 2)
+
+
 def test_reachable_from_the_package():
     assert brn.sensitivity.sobol is sensitivity.sobol
 
