@@ -25,6 +25,7 @@ _LAZY = (
     "depth_scaling",
     "study",
     "study_report",
+    "sensitivity",
 )
 
 

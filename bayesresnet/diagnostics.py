@@ -27,6 +27,8 @@ with warnings.catch_warnings():
 
 __all__ = [
     "to_inference_data",
+    "draws_to_inference_data",
+    "hdi",
     "coords_of",
     "Check",
     "DiagnosticsResult",
@@ -118,6 +120,40 @@ def to_inference_data(
         )
         idata.add_groups(log_likelihood=dataset)
     return idata
+
+
+def draws_to_inference_data(posterior, *, sample_stats=None, coords=None, dims=None, attrs=None):
+    """An ``arviz.InferenceData`` of derived quantities given as one chain of draws.
+
+    Args:
+        posterior: ``{name: [draw, ...]}`` draws of each quantity (e.g. Sobol indices).
+        sample_stats: ``{name: [draw, ...]}`` per-draw statistics (e.g. Monte-Carlo errors).
+        coords, dims: ArviZ coordinates and dimension names of the trailing axes.
+        attrs: attributes of the ``posterior`` group.
+
+    Returns:
+        An InferenceData with one chain (``chain = 0``) and the draws along ``draw``.
+    """
+
+    def one_chain(group):
+        return {k: np.asarray(v)[None] for k, v in group.items()}
+
+    groups = {"posterior": one_chain(posterior)}
+    if sample_stats:
+        groups["sample_stats"] = one_chain(sample_stats)
+    idata = az.from_dict(**groups, coords=coords, dims=dims)
+    idata.posterior.attrs.update(attrs or {})
+    return idata
+
+
+def hdi(draws, hdi_prob: float) -> np.ndarray:
+    """Highest-density intervals ``[..., 2]`` of ``draws`` ``[draw, ...]`` (``az.hdi``).
+
+    The draws are read as one chain; an interval over a single draw is that value twice.
+    """
+    draws = np.asarray(draws, dtype=np.float64)
+    columns = draws.reshape(1, len(draws), -1)  # (chain, draw, quantity), as az.hdi reads it
+    return np.asarray(az.hdi(columns, hdi_prob=hdi_prob)).reshape(draws.shape[1:] + (2,))
 
 
 # ------------------------------------------------------------------------- thresholds
