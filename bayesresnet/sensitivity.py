@@ -752,6 +752,50 @@ def _resolve_problem(fd: FunctionDraws, bounds, dists):
 
 
 # ------------------------------------------------------------------------------ sobol
+def _estimate_in_chunks(fd, x, draws, chunk, out_idx, d, second_order, estimator, timings):
+    """Evaluate the draws on the design ``chunk`` at a time and estimate their indices."""
+    o = len(fd.output_names)
+    parts = []
+    for start in range(0, len(draws), chunk):
+        block = draws[start : start + chunk]
+        padded = np.concatenate([block, np.repeat(block[-1:], chunk - len(block))])  # one shape
+        t0 = time.perf_counter()
+        f = np.asarray(fd.evaluate(x, padded))
+        timings["evaluate"] += time.perf_counter() - t0
+        if f.shape != (chunk, len(x), o):
+            raise ValueError(
+                f"the function draws' `evaluate` must return [draws, points, outputs] = "
+                f"{[chunk, len(x), o]}; got shape {list(f.shape)}."
+            )
+        t0 = time.perf_counter()
+        estimate = estimate_indices(
+            f[: len(block)][..., out_idx], d, second_order=second_order, estimator=estimator
+        )
+        timings["estimate"] += time.perf_counter() - t0
+        parts.append(estimate)
+    return {
+        k: None if getattr(parts[0], k) is None else np.concatenate([getattr(p, k) for p in parts])
+        for k in SobolEstimate._fields
+    }
+
+
+def _result_attrs(source: str, estimator: str, num_points: int) -> dict:
+    """What a :class:`SobolResult` says about how it was computed."""
+    return {
+        "bounds_source": source,
+        "function": "noise-free function draws f (observation noise not included)",
+        "estimators": (
+            f"S1: {'Saltelli et al. (2010)' if estimator == 'saltelli2010' else 'Jansen (1999)'};"
+            " ST: Jansen (1999); S2: Saltelli (2002)"
+        ),
+        "centring": "each draw's outputs centred by their mean over the whole design, as SALib",
+        "mc_se": "delta-method standard error of a ratio of means over n independent rows; "
+        "usually conservative for the scrambled Sobol design",
+        "design": f"Saltelli design from a scrambled Sobol sequence, {num_points} points shared "
+        "by every draw",
+    }
+
+
 def sobol(
     post,
     *,
@@ -826,41 +870,8 @@ def sobol(
     t0 = time.perf_counter()
     x = scale_design(saltelli_design(n, d, second_order=second_order, seed=seed), problem)
     timings = {"design": time.perf_counter() - t0, "evaluate": 0.0, "estimate": 0.0}
-    parts = []
-    for start in range(0, len(draws), chunk):
-        block = draws[start : start + chunk]
-        padded = np.concatenate([block, np.repeat(block[-1:], chunk - len(block))])  # one shape
-        t0 = time.perf_counter()
-        f = np.asarray(fd.evaluate(x, padded))
-        timings["evaluate"] += time.perf_counter() - t0
-        if f.shape != (chunk, len(x), o):
-            raise ValueError(
-                f"the function draws' `evaluate` must return [draws, points, outputs] = "
-                f"{[chunk, len(x), o]}; got shape {list(f.shape)}."
-            )
-        t0 = time.perf_counter()
-        estimate = estimate_indices(
-            f[: len(block)][..., out_idx], d, second_order=second_order, estimator=estimator
-        )
-        timings["estimate"] += time.perf_counter() - t0
-        parts.append(estimate)
-    joined = {
-        k: None if getattr(parts[0], k) is None else np.concatenate([getattr(p, k) for p in parts])
-        for k in SobolEstimate._fields
-    }
-    attrs = {
-        "bounds_source": source,
-        "function": "noise-free function draws f (observation noise not included)",
-        "estimators": (
-            f"S1: {'Saltelli et al. (2010)' if estimator == 'saltelli2010' else 'Jansen (1999)'};"
-            " ST: Jansen (1999); S2: Saltelli (2002)"
-        ),
-        "centring": "each draw's outputs centred by their mean over the whole design, as SALib",
-        "mc_se": "delta-method standard error of a ratio of means over n independent rows; "
-        "usually conservative for the scrambled Sobol design",
-        "design": f"Saltelli design from a scrambled Sobol sequence, {len(x)} points shared "
-        "by every draw",
-    }
+    joined = _estimate_in_chunks(fd, x, draws, chunk, out_idx, d, second_order, estimator, timings)
+    attrs = _result_attrs(source, estimator, len(x))
     return SobolResult(
         **joined,
         input_names=tuple(problem["names"]),
