@@ -16,15 +16,14 @@ _LAZY = (
     "plots",
     "report",
     "workflow",
-    "runspec",
+    "levels",
     "infer",
     "marginal",
     "ode",
     "ode_plots",
     "stiffness",
     "depth_scaling",
-    "study",
-    "study_report",
+    "app",
 )
 
 
