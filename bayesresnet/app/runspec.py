@@ -82,8 +82,9 @@ _PRIOR_TYPES = _field_kinds(PriorSpec)
 _METHOD_TYPES = {method: _field_kinds(config) for method, (config, _) in METHODS.items()}
 
 
-#: Section → allowed keys (inference: every method's options), for misplaced-key hints.
-_SECTION_KEYS: dict[str, tuple[str, ...]] = {
+#: Section → allowed keys (inference: every method's options), for misplaced-key hints
+#: here and for the run-spec keys a study's grid may set.
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "data": _DATA_KEYS,
     "network": tuple(_NETWORK_TYPES),
     "prior": tuple(_PRIOR_TYPES),
@@ -170,7 +171,7 @@ class _Checker(Locator):
         where = f"[{'.'.join(section)}]" if section else "the top level"
         message = f"unknown key '{key}' {'in' if section else 'at'} {where}{note}."
         close = did_you_mean(key, allowed)
-        homes = [s for s, keys in _SECTION_KEYS.items() if key in keys and section != (s,)]
+        homes = [s for s, keys in SECTION_KEYS.items() if key in keys and section != (s,)]
         if close:
             message += close
         elif homes and len(section) < 2:

@@ -75,7 +75,7 @@ from bayesresnet.app.results import (
     write_results,
 )
 from bayesresnet.app.run_folder import analyze_run, fit_run
-from bayesresnet.app.runspec import _SECTION_KEYS, from_dict
+from bayesresnet.app.runspec import SECTION_KEYS, from_dict
 from bayesresnet.app.toml import (
     Locator,
     SpecError,
@@ -192,14 +192,14 @@ class _Override:
 def _known_paths() -> list[str]:
     """Every dotted run-spec key a grid may set (for "did you mean")."""
     out = list(SHORT_NAMES)
-    for section, keys in _SECTION_KEYS.items():
+    for section, keys in SECTION_KEYS.items():
         out += [f"{section}.{k}" for k in keys]
     return out
 
 
 def _check_path(key: str, path: tuple[str, ...], error) -> None:
     """``path`` (from a grid or run key) names a run-spec key; else a located SpecError."""
-    sections = _SECTION_KEYS
+    sections = SECTION_KEYS
     ok = False
     if len(path) >= 2 and path[0] in sections:
         section, rest = path[0], path[1:]
@@ -293,7 +293,7 @@ def _study_name(raw: Mapping, path: Path | None, where: Locator) -> str:
         key = min(unknown, key=lambda k: line_of(where.lines, (k,)) or 0)
         close = difflib.get_close_matches(key, _TOP_KEYS, n=1, cutoff=0.6)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        if key in _SECTION_KEYS:
+        if key in SECTION_KEYS:
             hint = f" Run-spec sections go under [base.{key}] (or in the `base` file)."
         raise where.error(
             (key,),

@@ -1,10 +1,11 @@
 """The report of a study: one self-contained HTML page (figures embedded as PNG).
 
-:func:`render_study_html` turns the rows of ``results.csv`` (:func:`bayesresnet.app.
-results.read_results`) into a page with the generalization gap against the number of parameters
-(each dot a run, coloured by basis, the MLP baseline marked), observed against nominal
-coverage per method, CRPS and NLL per method and basis over seeds, the time per method,
-the best configuration per problem and the failed runs with their errors.
+:func:`render_study_html` turns the rows of ``results.csv``
+(:func:`bayesresnet.app.results.read_results`) into a page with the generalization gap
+against the number of parameters (each dot a run, coloured by basis, the MLP baseline
+marked), observed against nominal coverage per method, CRPS and NLL per method and basis
+over seeds, the time per method, the best configuration per problem and the failed runs
+with their errors.
 ``bayesresnet study-report DIR`` re-renders it from ``DIR/results.csv`` alone.
 """
 
