@@ -16,16 +16,15 @@ _LAZY = (
     "plots",
     "report",
     "workflow",
-    "runspec",
+    "levels",
     "infer",
     "marginal",
     "ode",
     "ode_plots",
     "stiffness",
     "depth_scaling",
-    "study",
-    "study_report",
     "sensitivity",
+    "app",
 )
 
 

@@ -1,3 +1,3 @@
-from bayesresnet.cli import main
+from bayesresnet.app.cli import main
 
 raise SystemExit(main())

@@ -56,6 +56,14 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from bayesresnet._validate import check_array, check_int, check_level, check_number
+from bayesresnet.levels import (  # re-exported: the levels' names were defined here first
+    BAND_LEVELS,
+    DEFAULT_LEVELS,
+    HEADLINE_LEVELS,
+    INTERVAL_LEVEL,
+    PREDICTION_LEVELS,
+    level_key,
+)
 from bayesresnet.model import PriorSpec, observation_dist
 
 __all__ = [
@@ -95,29 +103,6 @@ __all__ = [
     "sharpness",
     "summarize",
 ]
-
-DEFAULT_LEVELS = np.round(np.arange(0.05, 0.96, 0.05), 2)
-"""Central-interval levels of the calibration curve: 0.05, 0.10, …, 0.95 (19 levels)."""
-DEFAULT_LEVELS.setflags(write=False)
-
-HEADLINE_LEVELS = (0.5, 0.9, 0.95)
-"""Levels whose coverage :func:`summarize` reports by name (keys :func:`level_key`)."""
-
-INTERVAL_LEVEL = 0.9
-"""Level of the one interval whose score and width :func:`summarize` reports, and of the
-intervals drawn in parity plots."""
-
-PREDICTION_LEVELS = (0.5, 0.8, 0.9, 0.95)
-"""Central intervals :meth:`bayesresnet.posterior.Posterior.predict` computes by default."""
-
-BAND_LEVELS = (0.5, 0.9)
-"""Central bands drawn in the predictive figures (the report's ``[report] levels``)."""
-
-
-def level_key(level: float) -> str:
-    """The key of a level in :func:`summarize`'s ``coverage`` dict, e.g. ``"0.9"``."""
-    return str(float(level))
-
 
 INTERVAL_SCORE_KEY = f"interval_score_{round(100 * INTERVAL_LEVEL)}"
 """``"interval_score_90"``: :func:`summarize`'s key of the interval score."""

@@ -245,24 +245,17 @@ def wp_resnet_model(
         numpyro.sample(sites.OBS, noise.to_event(1), obs=y)
 
 
-def make_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler, prior_loc=None):
+def make_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler):
     """The model with its static arguments bound: ``model(x, y=None, forward=None)``.
 
     Args:
         spec, prior, scaler: as in :func:`wp_resnet_model`.
-        prior_loc: optional dict of prior means per network site (an anchored
-            ensemble member's prior, :func:`bayesresnet.infer.core.anchor_prior`);
-            zero when ``None``.
     """
 
     def model(x, y=None, forward=None):
         return wp_resnet_model(x, y, spec=spec, prior=prior, scaler=scaler, forward=forward)
 
-    if prior_loc is None:
-        return model
-    from bayesresnet.infer.core import anchor_prior  # the engines' handler; infer imports model
-
-    return anchor_prior(model, prior_loc)
+    return model
 
 
 def noncentred(model):

@@ -38,7 +38,8 @@ from matplotlib.figure import Figure
 from bayesresnet import diagnostics, sites
 from bayesresnet._validate import check_array, check_bool, check_int, check_level, check_number
 from bayesresnet.bases import ContinuousBasis, weights
-from bayesresnet.calibration import BAND_LEVELS, CalibrationCurve, miscalibration_area
+from bayesresnet.calibration import CalibrationCurve, miscalibration_area
+from bayesresnet.levels import BAND_LEVELS
 from bayesresnet.posterior import Posterior
 
 __all__ = [

@@ -25,7 +25,7 @@ import numpy as np
 from bayesresnet import bases, sites
 from bayesresnet._io import write_atomic
 from bayesresnet._validate import check_array, check_int, check_level
-from bayesresnet.calibration import PREDICTION_LEVELS
+from bayesresnet.levels import PREDICTION_LEVELS
 from bayesresnet.model import PriorSpec, Scaler, observation_dist
 from bayesresnet.resnet import ResNetSpec, apply
 
@@ -270,7 +270,7 @@ class Posterior:
             x: inputs ``[N, d]`` in raw units.
             seed: seed of the observation-noise draws.
             levels: central-interval levels to precompute (default
-                :data:`bayesresnet.calibration.PREDICTION_LEVELS`).
+                :data:`bayesresnet.levels.PREDICTION_LEVELS`).
             return_draws: keep the ``f`` and ``y`` draws ``[S, N, O]``.
             chunk_points: points per chunk.
             chunk_draws: draws per compiled call.

@@ -11,12 +11,8 @@ import html
 from pathlib import Path
 
 from bayesresnet._io import write_atomic, write_json, write_predictions
-from bayesresnet.calibration import (
-    HEADLINE_LEVELS,
-    INTERVAL_LEVEL,
-    INTERVAL_SCORE_KEY,
-    level_key,
-)
+from bayesresnet.calibration import INTERVAL_SCORE_KEY
+from bayesresnet.levels import HEADLINE_LEVELS, INTERVAL_LEVEL, level_key
 
 # write_json and write_predictions live in bayesresnet._io; they are re-exported here, beside
 # write_report, as the public way to write a run's files.

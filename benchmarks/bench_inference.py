@@ -49,10 +49,10 @@ from numpyro.infer.util import potential_energy
 
 import bayesresnet as brn
 from bayesresnet._io import write_json
+from bayesresnet.app.runspec import load_runspec
 from bayesresnet.infer import NUTSConfig
 from bayesresnet.infer.base import Timer
 from bayesresnet.infer.core import EnsembleConfig, sample_prior_unconstrained, train_members
-from bayesresnet.runspec import load_runspec
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("nuts_baseline", "nuts", "mclmc", "ensemble", "svi")

@@ -20,8 +20,8 @@ import numpy as np
 
 import bayesresnet as brn
 from bayesresnet._io import write_json
+from bayesresnet.app.runspec import load_runspec
 from bayesresnet.infer import NUTSConfig
-from bayesresnet.runspec import load_runspec
 
 CONFIGS = {
     "baseline": dict(dense_mass=False, init_mass="identity"),

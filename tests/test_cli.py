@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bayesresnet import cli
+from bayesresnet.app import cli
 
 TINY = """name = "tiny"
 [data]

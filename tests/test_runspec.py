@@ -1,30 +1,32 @@
-"""Tests for bayesresnet.runspec: run specifications read from TOML, validated up front.
+"""Tests for bayesresnet.app.runspec: run specifications read from TOML, validated up front.
 
 Unit tier only: every test parses text or loads small data sets; nothing is fitted.
 """
 
+import datetime
 import json
 import re
 import textwrap
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bayesresnet import PriorSpec, ResNetSpec, bases
-from bayesresnet.data import Dataset, save_npz
-from bayesresnet.infer import METHODS, NUTSConfig
-from bayesresnet.runspec import (
+from bayesresnet.app.runspec import (
     DataSpec,
     NetworkSpec,
     ReportSpec,
     RunSpec,
     SpecError,
-    _key_lines,
     from_dict,
     load_runspec,
     parse_runspec,
 )
+from bayesresnet.app.toml import describe, dumps, key_lines, literal, resolve_path
+from bayesresnet.data import Dataset, save_npz
+from bayesresnet.infer import METHODS, NUTSConfig
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 MODEL_FILES = sorted(MODELS.glob("*.toml"))
@@ -271,7 +273,7 @@ def test_npz_data_file(tmp_path):
 
 
 def test_key_lines_follow_tables_dotted_keys_and_skip_strings():
-    lines = _key_lines(
+    lines = key_lines(
         textwrap.dedent(
             '''\
             name = "x"
@@ -821,3 +823,68 @@ def test_scheme_round_trips_and_heun_with_per_layer_is_refused():
     assert from_dict(spec.to_dict(), path="spec.toml") == spec
     with pytest.raises(SpecError, match='line 5.*`scheme` "heun" needs W'):
         _parse(SINE + '[network]\nbasis = "per_layer"\nscheme = "heun"\n')
+
+
+# ----------------------------------------------------------------- bayesresnet.app.toml
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        True,
+        False,
+        0,
+        -7,
+        0.1,
+        1e-300,
+        -2.5e20,
+        float("inf"),
+        float("-inf"),
+        "cubic",
+        'a "quoted" \\ name\n',
+        [1, 2.5, "x", [True]],
+        [],
+        {"dim": 6, "a": [1.0, 2.0], "nested": {"b": "c"}, "dotted.key": 1},
+        datetime.date(2024, 5, 17),
+        datetime.datetime(2024, 5, 17, 7, 32, 0, tzinfo=datetime.UTC),
+    ],
+)
+def test_literal_is_read_back_by_tomllib_as_the_same_value(value):
+    assert tomllib.loads(f"x = {literal(value)}")["x"] == value
+
+
+def test_literal_writes_nan_and_refuses_what_toml_cannot_hold():
+    assert literal(float("nan")) == "nan"
+    assert np.isnan(tomllib.loads(f"x = {literal(float('nan'))}")["x"])
+    with pytest.raises(TypeError, match="cannot write NoneType None as TOML"):
+        literal(None)
+    with pytest.raises(TypeError, match="cannot write set"):
+        literal({1, 2})
+
+
+def test_describe_names_the_toml_type_and_writes_the_value():
+    assert describe("8") == 'the string "8"'
+    assert describe(3) == "the integer 3"
+    assert describe(True) == "the boolean true"
+    assert describe([1, "a"]) == 'the array [1, "a"]'
+    assert describe({"a": 1}) == "a table"
+    assert describe(datetime.date(2024, 1, 2)) == "the date/time 2024-01-02"
+
+
+def test_dumps_writes_a_resolved_spec_that_reads_back_the_same():
+    spec = _parse(SINE + '[inference]\nmethod = "svi"\nnum_steps = 10\n')
+    text = dumps(spec.to_dict())
+    assert tomllib.loads(text) == spec.to_dict()
+    assert parse_runspec(text).to_dict() == spec.to_dict()
+    # None values are left out; sub-tables follow their parent's keys.
+    assert dumps({"a": None, "t": {"x": 1, "sub": {"y": 2}, "z": None}}) == (
+        "\n[t]\nx = 1\n\n[t.sub]\ny = 2\n".lstrip("\n")
+    )
+
+
+def test_resolve_path_takes_relative_paths_from_the_base_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert resolve_path("data/x.csv", tmp_path) == tmp_path / "data" / "x.csv"
+    assert resolve_path("../x.csv", tmp_path / "a") == tmp_path / "x.csv"
+    assert resolve_path("/abs/x.csv", tmp_path) == Path("/abs/x.csv")
+    assert resolve_path("~/x.csv", tmp_path) == tmp_path / "home" / "x.csv"

@@ -9,9 +9,9 @@ from numpyro.infer.util import log_density
 
 import bayesresnet as brn
 from bayesresnet import bases, sites, stiffness
+from bayesresnet.app.runspec import parse_runspec
 from bayesresnet.model import PriorSpec, Scaler, make_model
 from bayesresnet.resnet import ACTIVATIONS, ResNetSpec, hidden_layer_params, init_params
-from bayesresnet.runspec import parse_runspec
 
 
 def _net(basis=None, activation="tanh", width=5, num_layers=6, scheme="euler", seed=0, n=7):

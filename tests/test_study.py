@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bayesresnet import cli, study
-from bayesresnet.runspec import SpecError, parse_runspec
-from bayesresnet.study_report import render_study_html
+from bayesresnet.app import cli, results, study
+from bayesresnet.app.runspec import SpecError, parse_runspec
+from bayesresnet.app.study_report import render_study_html
+from bayesresnet.app.toml import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,8 +142,11 @@ def test_study_errors_give_the_line(text, match):
 def test_an_invalid_run_of_an_inline_base_is_located_in_the_study():
     s = parse(TINY.format(widths="[4, 0]"))
     errors = [r.error for r in s.runs if r.error]
-    assert len(errors) == 2 and all("study.toml, line 23: run " in e for e in errors)
-    assert "`width` must be ≥ 1" in errors[0] or "width" in errors[0]
+    assert errors == [
+        f'study.toml, line 23: run {i} (basis = "{basis}", width = 0): [network] `width` must '
+        "be ≥ 1; got 0."
+        for i, basis in ((1, "cubic"), (3, "linear"))
+    ]
 
 
 def test_parse_study_rejects_non_text():
@@ -152,7 +156,7 @@ def test_parse_study_rejects_non_text():
 
 def test_dump_toml_round_trips_a_resolved_spec():
     spec = parse(TINY.format(widths="[4]")).runs[0].spec
-    assert parse_runspec(study.dump_toml(spec)).to_dict() == spec
+    assert parse_runspec(dumps(spec)).to_dict() == spec
 
 
 def test_run_rejects_bad_arguments(tmp_path):
@@ -194,7 +198,7 @@ def fake_rows():
     ):
         for seed in range(2):
             rows.append(
-                dict.fromkeys(study.RESULT_COLUMNS)
+                dict.fromkeys(results.RESULT_COLUMNS)
                 | dict(run_id=f"{i:04d}{seed:012d}", name=f"r{i}", problem=problem,
                        basis=basis, residual=residual, num_layers=2 + i % 3, width=4,
                        method=method, seed=seed, num_params=50 + 10 * i, train_rmse=0.1,
@@ -210,11 +214,67 @@ def fake_rows():
 
 def test_results_csv_round_trips(tmp_path):
     rows = fake_rows()
-    assert study.write_results(tmp_path, rows) == ["results.csv"]
-    back = study.read_results(tmp_path)
+    assert results.write_results(tmp_path, rows) == ["results.csv"]
+    back = results.read_results(tmp_path)
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
     assert header.index("inference.num_steps") == header.index("seed") + 1
     assert back == [{c: r.get(c) for c in header} for r in rows]
+
+
+def test_coverage_columns_follow_the_headline_levels():
+    from bayesresnet.levels import HEADLINE_LEVELS
+
+    coverage = [c for c in results.RESULT_COLUMNS if c.startswith("coverage_")]
+    assert coverage == [results.coverage_column(level) for level in HEADLINE_LEVELS]
+    assert coverage == ["coverage_50", "coverage_90", "coverage_95"]
+    assert list(results.COVERAGE_COLUMNS) == list(HEADLINE_LEVELS)
+
+
+def _overall(value):
+    return {"per_output": [value], "overall": value}
+
+
+def test_metrics_row_reads_the_generalization_gap_of_the_run():
+    # The training RMSE of the y-draws (calibration.train) differs from the gap's own
+    # train_rmse (f-means): the row must show the run's generalization_gap.
+    test = {
+        "rmse": _overall(0.2),
+        "crps": _overall(0.05),
+        "nll": _overall(-1.0),
+        "coverage": {"0.5": _overall(0.4), "0.9": _overall(0.8), "0.95": _overall(0.9)},
+        "interval_score_90": _overall(0.7),
+        "generalization_gap": {
+            "train_rmse": _overall(0.1),
+            "test_rmse": _overall(0.25),
+            "ratio": _overall(2.5),
+        },
+    }
+    metrics = {
+        "model": {"num_params": 42},
+        "diagnostics": {"verdict": "pass"},
+        "calibration": {"test": test, "train": {"rmse": _overall(0.15)}},
+    }
+    row = results.metrics_row(metrics)
+    assert row == {
+        "num_params": 42,
+        "train_rmse": 0.1,
+        "test_rmse": 0.25,
+        "gap": pytest.approx(0.15),
+        "gap_ratio": 2.5,
+        "crps": 0.05,
+        "nll": -1.0,
+        "coverage_50": 0.4,
+        "coverage_90": 0.8,
+        "coverage_95": 0.9,
+        "interval_score_90": 0.7,
+        "verdict": "pass",
+    }
+    assert set(row) | {"seconds"} == set(results.METRIC_COLUMNS)
+    # No held-out data: no gap and no held-out metrics, not an error.
+    metrics["calibration"] = {"train": {"rmse": _overall(0.15)}}
+    row = results.metrics_row(metrics)
+    assert row["num_params"] == 42 and row["verdict"] == "pass"
+    assert {k for k, v in row.items() if v is None} == set(row) - {"num_params", "verdict"}
 
 
 def test_study_report_page_has_every_part():
@@ -282,7 +342,7 @@ def local_study(tmp_path_factory):
 def test_local_study_records_the_failure_and_finishes_the_rest(local_study, capsys):
     path, out, code = local_study
     assert code == 1  # some runs failed
-    rows = study.read_results(out)
+    rows = results.read_results(out)
     assert [r["status"] for r in rows] == ["ok", "ok", "invalid", "invalid"]
     assert "line 23" in rows[2]["error"] and "width" in rows[2]["error"]
     for r in rows[:2]:
@@ -302,7 +362,7 @@ def test_local_study_records_the_failure_and_finishes_the_rest(local_study, caps
 @pytest.mark.slow
 def test_rerun_computes_only_the_missing_runs(local_study):
     path, out, _ = local_study
-    rows = study.read_results(out)
+    rows = results.read_results(out)
     stamps = {r["run_id"]: (out / "runs" / r["run_id"] / "study_run.json").stat().st_mtime_ns
               for r in rows if r["status"] == "ok"}  # fmt: skip
     removed = rows[1]["run_id"]
@@ -322,8 +382,8 @@ def test_ray_backend_gives_the_same_rows(local_study, tmp_path):
     pytest.importorskip("ray")
     path, out, _ = local_study
     rows = study.run(path, tmp_path / "ray", backend="ray", workers=2, progress=False)
-    local = study.read_results(out)
-    ray_rows = study.read_results(tmp_path / "ray")
+    local = results.read_results(out)
+    ray_rows = results.read_results(tmp_path / "ray")
     assert [r["run_id"] for r in ray_rows] == [r["run_id"] for r in local]
     assert [[r[m] for m in METRICS] for r in ray_rows] == [[r[m] for m in METRICS] for r in local]
     assert [r["status"] for r in rows] == ["ok", "ok", "invalid", "invalid"]

@@ -36,7 +36,7 @@ def test_band_levels_have_one_owner():
     import inspect
 
     from bayesresnet import calibration, plots
-    from bayesresnet.runspec import ReportSpec
+    from bayesresnet.app.runspec import ReportSpec
 
     assert calibration.BAND_LEVELS == (0.5, 0.9)
     for fn in (workflow.analyze, plots.plot_predictive_1d):

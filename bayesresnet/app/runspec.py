@@ -2,17 +2,17 @@
 
 A run specification says which data to fit, with which network, prior and inference
 method, and what the report shows. ``bayesresnet fit SPEC.toml`` reads one; the files in
-``models/`` are ready-made examples; :mod:`bayesresnet.spec` lists the sections and keys.
+``models/`` are ready-made examples; :mod:`bayesresnet.app.spec` lists the sections and keys.
 
 Everything is checked when the spec is read, before data are loaded or a fit starts. This
 module does the TOML work (syntax, the line of every key, unknown keys with a "did you
 mean" suggestion, TOML types, paths relative to the spec file); the values are checked by
-the library's own constructors (:mod:`bayesresnet.spec`, ``ResNetSpec``, ``PriorSpec``,
+the library's own constructors (:mod:`bayesresnet.app.spec`, ``ResNetSpec``, ``PriorSpec``,
 the method's config, ``problems``, ``bases``, ``data``), whose errors become a
 :class:`SpecError` at the file and line of the key they name.
 
 Example:
-    >>> from bayesresnet.runspec import load_runspec
+    >>> from bayesresnet.app.runspec import load_runspec
     >>> spec = load_runspec("models/default.toml")
     >>> dataset = spec.load_dataset()
     >>> posterior = bayesresnet.fit(spec.resnet_spec(dataset), dataset, **spec.fit_kwargs())
@@ -25,7 +25,6 @@ import inspect
 import json
 import os
 import re
-import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -34,31 +33,24 @@ from typing import Any
 
 from bayesresnet import problems
 from bayesresnet._validate import check_int, did_you_mean
+from bayesresnet.app.spec import DataSpec, NetworkSpec, ReportSpec, RunSpec
+from bayesresnet.app.toml import (
+    Lines,
+    Locator,
+    SpecError,
+    describe,
+    key_lines,
+    line_of,
+    literal,
+    loads,
+    read_text,
+    resolve_path,
+)
 from bayesresnet.infer import METHODS
 from bayesresnet.model import PriorSpec
-from bayesresnet.spec import DataSpec, NetworkSpec, ReportSpec, RunSpec
 
-# RunSpec and its sections are defined in bayesresnet.spec and importable from here too.
+# RunSpec and its sections are defined in bayesresnet.app.spec and importable from here too.
 __all__ = ["SpecError", "load_runspec", "parse_runspec", "from_dict"]
-
-#: Key path (e.g. ``("network", "width")``) → 1-based line number in the TOML text.
-Lines = Mapping[tuple[str, ...], int]
-
-
-class SpecError(ValueError):
-    """An invalid run specification; the message starts with ``"spec.toml, line 7: "``.
-
-    Attributes:
-        file: The spec file (a string), or None for a spec given as text or a dict.
-        line: The 1-based line of the offending key, or None when unknown.
-        key: The dotted key (e.g. ``"network.width"``), or None for file-level errors.
-    """
-
-    def __init__(self, message: str, *, file: str | None = None, line=None, key=None):
-        self.file, self.line, self.key = file, line, key
-        location = ", ".join(p for p in (file, None if line is None else f"line {line}") if p)
-        super().__init__(f"{location}: {message}" if location else message)
-
 
 # ---------------------------------------------------------------------------- sections
 
@@ -90,8 +82,9 @@ _PRIOR_TYPES = _field_kinds(PriorSpec)
 _METHOD_TYPES = {method: _field_kinds(config) for method, (config, _) in METHODS.items()}
 
 
-#: Section → allowed keys (inference: every method's options), for misplaced-key hints.
-_SECTION_KEYS: dict[str, tuple[str, ...]] = {
+#: Section → allowed keys (inference: every method's options), for misplaced-key hints
+#: here and for the run-spec keys a study's grid may set.
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "data": _DATA_KEYS,
     "network": tuple(_NETWORK_TYPES),
     "prior": tuple(_PRIOR_TYPES),
@@ -100,90 +93,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-# ------------------------------------------------------------------------ line numbers
-
-_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
-_DOTTED = rf"{_KEY_PART}(?:\s*\.\s*{_KEY_PART})*"
-_TABLE_RE = re.compile(rf"^\s*\[\[?\s*({_DOTTED})\s*\]\]?\s*(?:#.*)?$")
-_KEY_RE = re.compile(rf"^\s*({_DOTTED})\s*=")
-
-
-def _split_key(dotted: str) -> tuple[str, ...]:
-    parts = re.findall(_KEY_PART, dotted)
-    return tuple(p[1:-1] if p[0] in "\"'" else p for p in parts)
-
-
-def _key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Line of every key and table header in a TOML text, keyed by the full key path.
-
-    tomllib gives no positions, so this scans the text: ``[a.b]`` headers set the current
-    table, and ``key = ...`` or ``dotted.key = ...`` lines inside it record
-    ``(*table, *key)``. ``[[x]]`` headers open ``("x", "0")``, ``("x", "1")``…, and a
-    ``[x.y]`` header after them belongs to the last element. Lines inside multi-line
-    strings are skipped. Keys inside inline tables are not recorded; :func:`_line_of`
-    falls back to the enclosing key's line.
-    """
-    arrays: dict[tuple[str, ...], int] = {}
-    lines: dict[tuple[str, ...], int] = {}
-    table: tuple[str, ...] = ()
-    delimiter = None  # the closing quotes while inside a multi-line string
-    for number, line in enumerate(text.splitlines(), start=1):
-        if delimiter is not None:
-            if line.count(delimiter) % 2 == 1:
-                delimiter = None
-            continue
-        if header := _TABLE_RE.match(line):
-            table = _split_key(header.group(1))
-            if line.lstrip().startswith("[["):
-                arrays[table] = arrays.get(table, -1) + 1
-                table = (*table, str(arrays[table]))
-            else:
-                for array, count in arrays.items():
-                    if table[: len(array)] == array and len(table) > len(array):
-                        table = (*array, str(count), *table[len(array) :])
-            lines.setdefault(table, number)
-        elif key := _KEY_RE.match(line):
-            lines.setdefault((*table, *_split_key(key.group(1))), number)
-        for quotes in ('"""', "'''"):
-            if line.count(quotes) % 2 == 1:
-                delimiter = quotes
-                break
-    return lines
-
-
-def _line_of(lines: Lines, path: tuple[str, ...]) -> int | None:
-    """The line of ``path``, else of its nearest ancestor (first line of any key under it)."""
-    for size in range(len(path), 0, -1):
-        prefix = path[:size]
-        if prefix in lines:
-            return lines[prefix]
-        below = [n for p, n in lines.items() if p[:size] == prefix]
-        if below:
-            return min(below)
-    return None
-
-
 # ------------------------------------------------------------------------ value checks
-
-
-def _toml_literal(value) -> str:
-    """``value`` written as TOML would write it: ``"8"``, ``true``, ``[1, 2]``."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, str | list):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
-def _toml_value(value) -> str:
-    """``value`` with its TOML type, for messages: 'the string "8"'."""
-    if isinstance(value, dict):
-        return "a table"
-    kinds = ((bool, "boolean"), (int, "integer"), (float, "float"), (str, "string"))
-    kind = next((word for cls, word in kinds if isinstance(value, cls)), None)
-    if kind is None:
-        kind = "array" if isinstance(value, list) else "date/time"
-    return f"the {kind} {_toml_literal(value)}"
 
 
 #: TOML kind → (how messages name it, the test of a value).
@@ -223,19 +133,12 @@ def _type_hint(key: str, value, kind: str) -> str:
     if kind == "bool" and isinstance(value, str) and value.lower() in ("true", "false"):
         return f" Write it without quotes, in lower case: {key} = {value.lower()}."
     if kind == "str" and not isinstance(value, dict | list):
-        return f' Quote it: {key} = "{_toml_literal(value)}".'
+        return f' Quote it: {key} = "{literal(value)}".'
     return ""
 
 
-class _Checker:
+class _Checker(Locator):
     """Raises :class:`SpecError` located at a key path of one spec."""
-
-    def __init__(self, file: str | None, lines: Lines):
-        self.file, self.lines = file, lines
-
-    def error(self, path: tuple[str, ...], message: str) -> SpecError:
-        line = _line_of(self.lines, path)
-        return SpecError(message, file=self.file, line=line, key=".".join(path) or None)
 
     def table(self, raw: Mapping, section: str) -> dict:
         """``raw[section]`` as a dict ({} when absent)."""
@@ -243,7 +146,7 @@ class _Checker:
         if not isinstance(value, dict):
             raise self.error(
                 (section,),
-                f"[{section}] must be a table of settings; got {_toml_value(value)}. "
+                f"[{section}] must be a table of settings; got {describe(value)}. "
                 f"Write a [{section}] header followed by `key = value` lines.",
             )
         return value
@@ -253,7 +156,7 @@ class _Checker:
         unknown = [k for k in table if k not in allowed]
         if not unknown:
             return
-        key = min(unknown, key=lambda k: _line_of(self.lines, (*section, k)) or 0)
+        key = min(unknown, key=lambda k: line_of(self.lines, (*section, k)) or 0)
         # An option of another method usually means the method was switched and the old
         # options were left behind: say so, unless the key is a likely misspelling.
         owners = [m for m, kinds in _METHOD_TYPES.items() if key in kinds and m != method]
@@ -268,7 +171,7 @@ class _Checker:
         where = f"[{'.'.join(section)}]" if section else "the top level"
         message = f"unknown key '{key}' {'in' if section else 'at'} {where}{note}."
         close = did_you_mean(key, allowed)
-        homes = [s for s, keys in _SECTION_KEYS.items() if key in keys and section != (s,)]
+        homes = [s for s, keys in SECTION_KEYS.items() if key in keys and section != (s,)]
         if close:
             message += close
         elif homes and len(section) < 2:
@@ -287,7 +190,7 @@ class _Checker:
                 raise self.error(
                     (*section, key),
                     f"`{key}` in [{'.'.join(section)}] must be {words}; got "
-                    f"{_toml_value(value)}.{_type_hint(key, value, kind) if wrong else ''}",
+                    f"{describe(value)}.{_type_hint(key, value, kind) if wrong else ''}",
                 )
             out[key] = float(value) if kind == "float" else value
         return out
@@ -309,7 +212,7 @@ class _Checker:
                     message = message.replace(repr(value), json.dumps(value))
                 message = re.sub(r"`(\w+)`=", r"`\1` = ", message)
             named = [k for k in re.findall(r"`(\w+)(?:\[\d+\])?`", message) if k in raw]
-            key = max(named, key=lambda k: _line_of(self.lines, (*section, k)) or 0, default=None)
+            key = max(named, key=lambda k: line_of(self.lines, (*section, k)) or 0, default=None)
             path = (*section, key or fallback) if key or fallback else section
             prefix = f"[{'.'.join(section)}] " if section else ""
             raise self.error(path, prefix + message) from error
@@ -333,18 +236,7 @@ def load_runspec(path: str | os.PathLike) -> RunSpec:
             f"`path`: no run specification file {path} (resolved from {Path.cwd()}); "
             "pass the path of a .toml file, e.g. models/default.toml."
         )
-    return parse_runspec(_read_text(path), path=path)
-
-
-def _read_text(path: Path) -> str:
-    """The text of a spec file (UTF-8, a byte-order mark dropped)."""
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise SpecError(f"the file is not UTF-8 text: {error}.", file=str(path)) from error
-
-
-_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+    return parse_runspec(read_text(path), path=path)
 
 
 def parse_runspec(
@@ -359,23 +251,8 @@ def parse_runspec(
     """
     if not isinstance(text, str):
         raise TypeError(f"`text` must be a str of TOML; got {type(text).__name__}.")
-    raw = _loads(text, None if path is None else str(path))
-    return from_dict(raw, path=path, base_dir=base_dir, lines=_key_lines(text))
-
-
-def _loads(text: str, file: str | None) -> dict:
-    """``tomllib.loads``, a syntax error raised as a SpecError with its line and column."""
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        message, line = str(error), None
-        if position := _TOML_POSITION.search(message):
-            message = message[: position.start()] + f" (column {position.group(2)})"
-            line = int(position.group(1))
-        hint = ""
-        if message.startswith("Invalid value"):
-            hint = ' Strings need quotes (basis = "cubic"); booleans are true or false.'
-        raise SpecError(f"invalid TOML: {message}.{hint}", file=file, line=line) from None
+    raw = loads(text, None if path is None else str(path))
+    return from_dict(raw, path=path, base_dir=base_dir, lines=key_lines(text))
 
 
 def from_dict(
@@ -486,8 +363,7 @@ def _parse_data(raw: dict, base_dir: Path, check: _Checker) -> DataSpec:
 
 def _existing(key: str, value: str, base_dir: Path, check: _Checker) -> Path:
     """``value`` resolved against the spec's folder; a SpecError if it is not a file."""
-    path = Path(value).expanduser()
-    path = Path(os.path.abspath(path if path.is_absolute() else base_dir / path))
+    path = resolve_path(value, base_dir)
     if not path.is_file():
         where = ""
         if not Path(value).expanduser().is_absolute():
@@ -508,7 +384,7 @@ def _parse_inference(raw: dict, check: _Checker) -> tuple[str, int, dict]:
     if not isinstance(method, str) or method not in METHODS:
         raise check.error(
             ("inference", "method"),
-            f"[inference] `method` must be one of {sorted(METHODS)}; got {_toml_value(method)}.",
+            f"[inference] `method` must be one of {sorted(METHODS)}; got {describe(method)}.",
         )
     kinds = _METHOD_TYPES[method]
     allowed = ("method", "seed", *kinds)

@@ -1,10 +1,11 @@
 """The report of a study: one self-contained HTML page (figures embedded as PNG).
 
-:func:`render_study_html` turns the rows of ``results.csv`` (:func:`bayesresnet.study.
-read_results`) into a page with the generalization gap against the number of parameters
-(each dot a run, coloured by basis, the MLP baseline marked), observed against nominal
-coverage per method, CRPS and NLL per method and basis over seeds, the time per method,
-the best configuration per problem and the failed runs with their errors.
+:func:`render_study_html` turns the rows of ``results.csv``
+(:func:`bayesresnet.app.results.read_results`) into a page with the generalization gap
+against the number of parameters (each dot a run, coloured by basis, the MLP baseline
+marked), observed against nominal coverage per method, CRPS and NLL per method and basis
+over seeds, the time per method, the best configuration per problem and the failed runs
+with their errors.
 ``bayesresnet study-report DIR`` re-renders it from ``DIR/results.csv`` alone.
 """
 
@@ -19,6 +20,8 @@ from matplotlib.figure import Figure
 
 from bayesresnet import plots
 from bayesresnet._io import write_atomic
+from bayesresnet.app.results import COVERAGE_COLUMNS, METRIC_COLUMNS, result_columns
+from bayesresnet.levels import INTERVAL_LEVEL
 from bayesresnet.report import _esc, _page, _table
 
 __all__ = [
@@ -32,7 +35,7 @@ __all__ = [
 ]
 
 MLP_LABEL = "MLP baseline"
-_NOMINAL = (("coverage_50", 0.5), ("coverage_90", 0.9), ("coverage_95", 0.95))
+_INTERVAL_COVERAGE = COVERAGE_COLUMNS[INTERVAL_LEVEL]  # "coverage_90": the tables' one level
 _COLORS = [
     "#1f77b4",
     "#ff7f0e",
@@ -45,6 +48,12 @@ _COLORS = [
     "#bcbd22",
     "#17becf",
 ]
+
+
+def _percents(levels) -> str:
+    """``(0.5, 0.9, 0.95)`` → ``"50%, 90% and 95%"``."""
+    words = [f"{level:.0%}" for level in levels]
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
 
 
 def _ok(rows) -> list[dict]:
@@ -123,7 +132,7 @@ def plot_coverage_by_method(rows) -> Figure:
         color = _COLORS[i % len(_COLORS)]
         sel = [r for r in ok if r["method"] == method]
         levels, means = [], []
-        for column, level in _NOMINAL:
+        for level, column in COVERAGE_COLUMNS.items():
             values = np.array([r[column] for r in sel if _finite(r.get(column))], float)
             if values.size:
                 offsets = level + _jitter(values.size, seed=i, spread=0.006) + 0.012 * (i - 0.5)
@@ -204,7 +213,16 @@ def plot_time_by_method(rows) -> Figure:
 
 def _best_table(rows, config_columns) -> str:
     ok = [r for r in _ok(rows) if _finite(r.get("crps"))]
-    header = ["problem", *config_columns, "CRPS", "NLL", "test RMSE", "gap", "coverage 90%", "run"]
+    header = [
+        "problem",
+        *config_columns,
+        "CRPS",
+        "NLL",
+        "test RMSE",
+        "gap",
+        f"coverage {INTERVAL_LEVEL:.0%}",
+        "run",
+    ]
     body = []
     for problem in _ordered(r["problem"] for r in ok):
         best = min((r for r in ok if r["problem"] == problem), key=lambda r: r["crps"])
@@ -216,7 +234,7 @@ def _best_table(rows, config_columns) -> str:
                 best.get("nll"),
                 best.get("test_rmse"),
                 best.get("gap"),
-                best.get("coverage_90"),
+                best.get(_INTERVAL_COVERAGE),
                 best["run_id"],
             ]
         )
@@ -227,11 +245,10 @@ def render_study_html(rows: list[dict], title: str = "study") -> str:
     """The study's report page.
 
     Args:
-        rows: the results rows (``results.csv`` read back, or :func:`bayesresnet.study.run`).
+        rows: the results rows (``results.csv`` read back, or :func:`bayesresnet.app.study.run`).
         title: the study's name.
     """
     from bayesresnet.report import _figures
-    from bayesresnet.study import METRIC_COLUMNS, result_columns
 
     ok = _ok(rows)
     failed = [r for r in rows if r.get("status") != "ok"]
@@ -255,7 +272,8 @@ def render_study_html(rows: list[dict], title: str = "study") -> str:
             ),
             "Observed against nominal coverage per method": (
                 plots.figure_to_data_uri(plot_coverage_by_method(rows)),
-                "Held-out coverage of the central 50%, 90% and 95% predictive intervals: "
+                f"Held-out coverage of the central {_percents(COVERAGE_COLUMNS)} predictive "
+                "intervals: "
                 "each run a light dot, the line the mean over runs. Below the diagonal the "
                 "intervals are too narrow.",
             ),
@@ -292,7 +310,7 @@ def render_study_html(rows: list[dict], title: str = "study") -> str:
             ),
         ]
     parts += ["<h2>Figures</h2>", _figures(figures) or "<p class='note'>No finished runs.</p>"]
-    metrics = ["num_params", "test_rmse", "gap", "crps", "nll", "coverage_90", "verdict"]
+    metrics = ["num_params", "test_rmse", "gap", "crps", "nll", _INTERVAL_COVERAGE, "verdict"]
     parts += [
         "<h2>All runs</h2>",
         _table(

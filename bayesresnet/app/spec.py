@@ -5,10 +5,10 @@ A :class:`RunSpec` gathers a :class:`DataSpec` (a built-in problem or a data fil
 :class:`~bayesresnet.PriorSpec`, the inference method with its options and a
 :class:`ReportSpec`. Each validates itself on construction with the library's own checks
 (``_validate``, ``problems``, ``bases``, ``resnet``, ``data``), so a spec built in Python
-and one read from TOML (:mod:`bayesresnet.runspec`, which adds file and line to the
+and one read from TOML (:mod:`bayesresnet.app.runspec`, which adds file and line to the
 messages) are refused for the same reasons with the same words.
 
-As a TOML file (:func:`bayesresnet.runspec.load_runspec`; every section but ``[data]``
+As a TOML file (:func:`bayesresnet.app.runspec.load_runspec`; every section but ``[data]``
 may be left out; the values shown are the defaults)::
 
     name = "sine-nuts"          # optional; default: the file's stem
@@ -56,9 +56,9 @@ from typing import Any
 
 from bayesresnet import bases, problems
 from bayesresnet._validate import check_choice, check_fraction, check_int, check_levels
-from bayesresnet.calibration import BAND_LEVELS
 from bayesresnet.data import Dataset, check_outputs, load_csv, load_npz
 from bayesresnet.infer import METHODS
+from bayesresnet.levels import BAND_LEVELS
 from bayesresnet.model import PriorSpec
 from bayesresnet.resnet import ResNetSpec
 

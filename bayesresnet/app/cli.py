@@ -11,7 +11,7 @@
 
     bayesresnet --debug …                        show the traceback of an error
 
-A run folder (see :mod:`bayesresnet._io`) holds ``spec.toml``, ``run.json`` (the
+A run folder (see :mod:`bayesresnet.app.run_folder`) holds ``spec.toml``, ``run.json`` (the
 provenance record), ``posterior.npz`` and ``data.npz``, written as soon as the fit is
 done and moved into place only when complete; then ``predictions.csv``, ``metrics.json``
 and ``report.html`` from the analysis. If the analysis fails, the fit is kept, the
@@ -31,45 +31,14 @@ import json
 import sys
 import time
 import traceback
-import warnings
 from pathlib import Path
 
-from bayesresnet import __version__, _io, problems
+from bayesresnet import __version__, problems
+from bayesresnet._io import write_atomic, write_predictions
+from bayesresnet.app import run_folder
+from bayesresnet.app.run_folder import Run, UserInputError, user_input
 
 __all__ = ["main", "UserInputError"]
-
-
-class UserInputError(Exception):
-    """A problem with what the user gave (spec, data, files, settings), not a bug.
-
-    ``main`` prints it as one line ``error: …`` and exits with status 2, without a
-    traceback (``--debug`` shows one).
-    """
-
-
-@contextlib.contextmanager
-def _user_input():
-    """Errors raised while validating the user's input become :class:`UserInputError`.
-
-    The library validates where a value enters (spec parsing, the data loaders, posterior
-    loading, argument checks) and raises ``ValueError``/``TypeError`` naming the value,
-    or ``OSError`` for files. Only those calls run inside this context: the same
-    exception types raised later (fit, analysis) are bugs and keep their traceback.
-    """
-    try:
-        yield
-    except (ValueError, TypeError, OSError) as error:
-        raise UserInputError(str(error)) from error
-
-
-@contextlib.contextmanager
-def _warnings_to_stderr():
-    """Warnings about the user's data as ``warning: …`` lines (shown even with --quiet)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        yield
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr, flush=True)
 
 
 class _Progress:
@@ -85,68 +54,10 @@ class _Progress:
             print(f"[{elapsed:7.1f} s] {message}", file=sys.stderr, flush=True)
 
 
-def _run_info(runspec) -> dict:
-    """The run's provenance record (run.json): the resolved spec and what the report needs.
-
-    The report is re-rendered from this record, ``posterior.npz`` and ``data.npz`` alone,
-    so ``bayesresnet report DIR`` works when the original data files have moved.
-    """
-    data = runspec.data
-    if data.problem:
-        description = (
-            f"built-in problem {data.problem!r}"
-            + (f" {dict(data.problem_options)}" if data.problem_options else "")
-            + f", {data.num_train} training / {data.num_test} held-out points "
-            f"({data.design} design), noise {data.noise} × output sd, seed {data.seed}"
-        )
-    else:
-        description = f"CSV/NPZ data {data.train}" + (
-            f" with test file {data.test}" if data.test else ""
-        )
-    return {
-        "name": runspec.name,
-        "levels": list(runspec.report.levels),
-        "num_probes": runspec.report.num_probes,
-        "problem": data.problem,
-        "problem_options": dict(data.problem_options),
-        "data_description": description,
-        "version": __version__,
-        "spec": runspec.to_dict(),
-    }
-
-
-def _analyze(post, dataset, info, progress):
-    from bayesresnet.workflow import analyze
-
-    truth = None
-    if info["problem"]:
-        truth = problems.get(info["problem"], **info["problem_options"]).evaluate
-    progress("diagnostics, calibration, figures")
-    return analyze(
-        post,
-        dataset,
-        name=info["name"],
-        levels=tuple(info["levels"]),
-        num_probes=info["num_probes"],
-        truth=truth,
-        data_description=info["data_description"],
-    )
-
-
-def analyze_run(folder, run: _io.Run, progress=None):
-    """Analyse a saved run and write its analysis files; returns ``(analysis, file names)``.
-
-    The analysis half of ``bayesresnet fit`` (and of ``bayesresnet study``); errors
-    propagate (:func:`_analyze_into` records them).
-    """
-    analysis = _analyze(run.posterior, run.dataset, run.info, progress or (lambda m: None))
-    return analysis, _io.write_analysis(folder, analysis, run.posterior, run.dataset)
-
-
-def _analyze_into(folder: Path, run: _io.Run, progress, debug: bool) -> int:
+def _analyze_into(folder: Path, run: Run, progress, debug: bool) -> int:
     """Analyse a saved run and write its report; a failure is recorded, the fit kept."""
     try:
-        analysis, names = analyze_run(folder, run, progress)
+        analysis, names = run_folder.analyze_run(folder, run, progress)
     except KeyboardInterrupt:
         print(
             f"interrupted during the analysis; the fit is saved in {folder}: "
@@ -156,12 +67,12 @@ def _analyze_into(folder: Path, run: _io.Run, progress, debug: bool) -> int:
         return 130
     except Exception as error:
         text = traceback.format_exc()
-        _io.record_analysis_error(folder, text)
+        run_folder.record_analysis_error(folder, text)
         if debug:
             print(text, file=sys.stderr, end="")
         print(
             f"error: the analysis failed ({type(error).__name__}: {_one_line(error)}); the fit "
-            f"is saved in {folder} and the traceback in {folder / _io.ANALYSIS_ERROR}. "
+            f"is saved in {folder} and the traceback in {folder / run_folder.ANALYSIS_ERROR}. "
             f"Retry with `bayesresnet report {folder}`.",
             file=sys.stderr,
         )
@@ -173,11 +84,11 @@ def _analyze_into(folder: Path, run: _io.Run, progress, debug: bool) -> int:
 
 
 def cmd_fit(args) -> int:
-    from bayesresnet.runspec import load_runspec
+    from bayesresnet.app.runspec import load_runspec
 
     progress = _Progress(args.quiet)
     spec_path = Path(args.spec)
-    with _user_input():
+    with user_input():
         runspec = load_runspec(spec_path)  # validated before any work
         spec_text = spec_path.read_text(encoding="utf-8-sig")
     out = Path(args.out) if args.out else Path("runs") / runspec.name
@@ -188,53 +99,15 @@ def cmd_fit(args) -> int:
         )
     progress(f"run {runspec.name!r} from {spec_path}")
     progress_bar = not args.quiet  # a bar on a terminal, lines in a log
-    run = fit_run(runspec, out, spec_text=spec_text, progress=progress, progress_bar=progress_bar)
+    run = run_folder.fit_run(
+        runspec, out, spec_text=spec_text, progress=progress, progress_bar=progress_bar
+    )
     return _analyze_into(out, run, progress, args.debug)
 
 
-def fit_run(runspec, out, *, spec_text: str, progress=None, progress_bar: bool = False) -> _io.Run:
-    """Fit a validated run spec and save its run folder ``out``: the fit half of ``fit``.
-
-    Args:
-        runspec: a validated :class:`~bayesresnet.runspec.RunSpec`.
-        out: the run folder (replaced atomically, see :func:`_io.save_run`).
-        spec_text: the spec as TOML, written as ``spec.toml``.
-        progress: a callable taking stage messages (default: silent).
-        progress_bar: report the engine's progress on stderr (a tqdm bar on a terminal,
-            a line about every 10 % otherwise).
-
-    Raises:
-        UserInputError: if the data cannot be loaded or do not fit the network.
-    """
-    from bayesresnet.infer import fit, show_progress
-
-    progress = progress or (lambda message: None)
-    with _user_input(), _warnings_to_stderr():
-        dataset = runspec.load_dataset()
-        spec = runspec.resnet_spec(dataset)
-    kwargs = runspec.fit_kwargs()
-    progress(
-        f"data: {dataset.num_train} training / {dataset.num_test} held-out rows, "
-        f"{dataset.num_inputs} inputs, {dataset.num_outputs} outputs"
-    )
-    progress(f"fitting by {kwargs['method']} …")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
-        with show_progress("auto" if progress_bar else "off"):
-            post = fit(spec, dataset, **kwargs)
-    for w in caught:
-        progress(f"warning: {w.message}")
-    progress("fit done (" + ", ".join(f"{k} {v:.1f} s" for k, v in post.timings.items()) + ")")
-    info = _run_info(runspec)
-    # The fit is kept before anything can fail in the analysis.
-    _io.save_run(out, spec_text=spec_text, info=info, posterior=post, dataset=dataset)
-    progress(f"saved {', '.join(_io.RUN_FILES)} in {out}")
-    return _io.Run(info, post, dataset)
-
-
-def _load_run(folder) -> _io.Run:
-    with _user_input():
-        return _io.load_run(folder)
+def _load_run(folder) -> Run:
+    with user_input():
+        return run_folder.load_run(folder)
 
 
 def cmd_report(args) -> int:
@@ -248,7 +121,7 @@ def cmd_predict(args) -> int:
     from bayesresnet.posterior import load
 
     folder = Path(args.run)
-    with _user_input():
+    with user_input():
         post = load(folder / "posterior.npz")
         header, values = read_table(args.input)
         levels = tuple(
@@ -263,7 +136,7 @@ def cmd_predict(args) -> int:
         )
     x = values[:, [header.index(n) for n in names]]
     pred = post.predict(x, levels=levels, return_draws=False)
-    _io.write_predictions(Path(args.output), x, pred, names, post.output_names, levels)
+    write_predictions(Path(args.output), x, pred, names, post.output_names, levels)
     print(f"wrote {len(x)} predictions to {args.output}", file=sys.stderr)
     return 0
 
@@ -279,7 +152,7 @@ def cmd_compare(args) -> int:
     for run in args.runs:
         folder = Path(run)
         _, post, dataset = _load_run(folder)
-        with _user_input():
+        with user_input():
             metrics_json = (folder / "metrics.json").read_text(encoding="utf-8")
             run_metrics = json.loads(metrics_json)
         name = folder.name
@@ -304,16 +177,16 @@ def cmd_compare(args) -> int:
         "Median and 90% band of ‖W(t)‖/width over depth for each run.",
     )
     out = Path(args.out)
-    _io.write_atomic(out, render_compare_html(rows, metrics, figures).encode())
+    write_atomic(out, render_compare_html(rows, metrics, figures).encode())
     print(f"comparison: {out}", file=sys.stderr)
     return 0
 
 
 def cmd_study(args) -> int:
-    from bayesresnet import study
     from bayesresnet._validate import check_int
+    from bayesresnet.app import study
 
-    with _user_input():
+    with user_input():
         spec = study.load_study(args.spec, strict=args.strict)  # every run validated first
         if args.workers is not None:
             check_int("--workers", args.workers, minimum=1)
@@ -339,12 +212,12 @@ def cmd_study(args) -> int:
 
 
 def cmd_study_report(args) -> int:
-    from bayesresnet import study
-    from bayesresnet.study_report import write_study_report
+    from bayesresnet.app.results import read_results
+    from bayesresnet.app.study_report import write_study_report
 
     folder = Path(args.dir)
-    with _user_input():
-        rows = study.read_results(folder)
+    with user_input():
+        rows = read_results(folder)
     title = folder.name
     with contextlib.suppress(OSError, ValueError, KeyError):
         title = json.loads((folder / "study.json").read_text(encoding="utf-8"))["name"]

@@ -24,24 +24,25 @@ options used only when that method runs, so a grid over methods can give each me
 its own options. The runs are the grid's combinations (in order, the first key varying
 slowest), then the explicit ``[[runs]]``; with neither, the base alone is the one run.
 
-Every run is resolved into a full run spec and validated (:func:`bayesresnet.runspec.
-from_dict`) before any run starts. Errors of the study itself (TOML syntax, unknown keys,
-grid values that are not lists, unknown run-spec keys) raise :class:`~bayesresnet.
-runspec.SpecError` with the file and line. A run whose resolved spec is invalid (an
-impossible value in one grid cell) is recorded as failed, with the located message, and
-the other runs go ahead; when every run is invalid, the study is refused.
+Every run is resolved into a full run spec and validated (:func:`bayesresnet.app.
+runspec.from_dict`) before any run starts. Errors of the study itself (TOML syntax,
+unknown keys, grid values that are not lists, unknown run-spec keys) raise
+:class:`~bayesresnet.app.toml.SpecError` with the file and line. A run whose resolved
+spec is invalid (an impossible value in one grid cell) is recorded as failed, with the
+located message, and the other runs go ahead; when every run is invalid, the study is
+refused.
 
 A run is identified by a content hash of its resolved spec (stable JSON, without the
 name), so rerunning a study skips the runs that finished (resume) and retries the ones
 that failed. Each run writes the same folder as ``bayesresnet fit``, under
 ``OUT/runs/<run id>/``, plus ``study_run.json`` (its results row; written last, so its
 presence marks a finished run) or ``error.txt`` (a failed run). ``OUT/results.csv`` (and
-``results.parquet`` when pyarrow is importable) holds one row per run and is rewritten
-atomically after every finished run; ``OUT/report.html`` summarizes the study (see
-:mod:`bayesresnet.study_report`).
+``results.parquet`` when pyarrow is importable) holds one row per run (the columns of
+:mod:`bayesresnet.app.results`) and is rewritten atomically after every finished run;
+``OUT/report.html`` summarizes the study (see :mod:`bayesresnet.app.study_report`).
 
 Example:
-    >>> from bayesresnet import study
+    >>> from bayesresnet.app import study
     >>> rows = study.run("models/studies/smoke.toml", "runs/smoke", workers=2)
     >>> [r["status"] for r in rows]
 """
@@ -49,11 +50,9 @@ Example:
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import difflib
 import hashlib
-import io
 import itertools
 import json
 import math
@@ -65,39 +64,46 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from bayesresnet import _io
-from bayesresnet.calibration import HEADLINE_LEVELS, INTERVAL_SCORE_KEY, level_key
-from bayesresnet.infer import METHODS
-from bayesresnet.runspec import (
-    _SECTION_KEYS,
-    SpecError,
-    _key_lines,
-    _line_of,
-    _loads,
-    _read_text,
-    _toml_value,
-    from_dict,
+from bayesresnet._io import write_atomic, write_json
+from bayesresnet.app.results import (
+    DESCRIPTOR_COLUMNS,
+    RESULT_COLUMNS,
+    RESULTS_CSV,
+    metrics_row,
+    write_results,
 )
+from bayesresnet.app.run_folder import analyze_run, fit_run
+from bayesresnet.app.runspec import SECTION_KEYS, from_dict
+from bayesresnet.app.toml import (
+    Locator,
+    SpecError,
+    describe,
+    dumps,
+    key_lines,
+    line_of,
+    literal,
+    loads,
+    read_text,
+    resolve_path,
+)
+from bayesresnet.infer import METHODS
 
 __all__ = [
     "StudyRun",
     "StudySpec",
     "BACKENDS",
-    "RESULT_COLUMNS",
     "load_study",
     "parse_study",
     "run",
-    "read_results",
-    "write_results",
-    "dump_toml",
+    "execute",
+    "content_hash",
+    "worker_env",
 ]
 
 BACKENDS = ("local", "ray")
 RUNS_FOLDER = "runs"
-RESULTS_CSV = "results.csv"
-RESULTS_PARQUET = "results.parquet"
 RUN_RESULT = "study_run.json"
 RUN_ERROR = "error.txt"
 
@@ -113,37 +119,6 @@ SHORT_NAMES: dict[str, tuple[tuple[str, ...], ...]] = {
     "seed": (("data", "seed"), ("inference", "seed")),
 }
 _TABLE_VALUED = {("data", "problem_options")}
-
-#: Columns of the results table after the grid's own columns.
-DESCRIPTOR_COLUMNS = (
-    "problem",
-    "basis",
-    "residual",
-    "num_layers",
-    "width",
-    "method",
-    "num_train",
-    "noise",
-    "seed",
-)
-METRIC_COLUMNS = (
-    "num_params",
-    "train_rmse",
-    "test_rmse",
-    "gap",
-    "gap_ratio",
-    "crps",
-    "nll",
-    "coverage_50",
-    "coverage_90",
-    "coverage_95",
-    "interval_score_90",
-    "verdict",
-    "seconds",
-)
-RESULT_COLUMNS = ("run_id", "name", *DESCRIPTOR_COLUMNS, *METRIC_COLUMNS, "status", "error")
-"""Every results table has these columns (grid keys that are not among them are added)."""
-
 
 # ---------------------------------------------------------------------------- the spec
 
@@ -203,7 +178,7 @@ def load_study(path: str | os.PathLike, *, strict: bool = False) -> StudySpec:
             f"`path`: no study specification file {path} (resolved from {Path.cwd()}); "
             "pass the path of a .toml file, e.g. models/studies/smoke.toml."
         )
-    return parse_study(_read_text(path), path=path, strict=strict)
+    return parse_study(read_text(path), path=path, strict=strict)
 
 
 @dataclass(frozen=True)
@@ -217,14 +192,14 @@ class _Override:
 def _known_paths() -> list[str]:
     """Every dotted run-spec key a grid may set (for "did you mean")."""
     out = list(SHORT_NAMES)
-    for section, keys in _SECTION_KEYS.items():
+    for section, keys in SECTION_KEYS.items():
         out += [f"{section}.{k}" for k in keys]
     return out
 
 
 def _check_path(key: str, path: tuple[str, ...], error) -> None:
     """``path`` (from a grid or run key) names a run-spec key; else a located SpecError."""
-    sections = _SECTION_KEYS
+    sections = SECTION_KEYS
     ok = False
     if len(path) >= 2 and path[0] in sections:
         section, rest = path[0], path[1:]
@@ -278,6 +253,9 @@ def parse_study(
 ) -> StudySpec:
     """Parses and validates a study specification from TOML text (see the module doc).
 
+    The steps: the top-level keys and the name, the base run spec, the override cells of
+    the grids and ``[[runs]]``, then every run resolved and validated.
+
     Args:
         text: The TOML document.
         path: The file it came from (messages, default name, relative paths).
@@ -294,95 +272,121 @@ def parse_study(
     path = None if path is None else Path(path)
     file = None if path is None else str(path)
     base_dir = Path(base_dir) if base_dir is not None else (path.parent if path else Path.cwd())
-    raw = _loads(text, file)
-    lines = _key_lines(text)
+    raw = loads(text, file)
+    where = Locator(file, key_lines(text))
+    name = _study_name(raw, path, where)
+    base = _load_base(raw.get("base", {}), base_dir, where)
+    cells = _grid_cells(raw, where) + _explicit_cells(raw.get("runs", []), where)
+    runs, columns, errors = _resolve_runs(cells or [[]], name, base, file)
+    if errors and (strict or len(errors) == len(runs)):
+        first = errors[0]
+        what = "every run of the study is invalid" if len(errors) == len(runs) else "invalid"
+        message = str(first).split(": ", 1)[1] if first.line or first.file else str(first)
+        raise SpecError(f"{what}: {message}", file=first.file, line=first.line, key=first.key)
+    return StudySpec(name=name, path=path, runs=tuple(runs), columns=tuple(columns))
 
-    def error(key_path: tuple[str, ...], message: str) -> SpecError:
-        return SpecError(
-            message, file=file, line=_line_of(lines, key_path), key=".".join(key_path) or None
-        )
 
+def _study_name(raw: Mapping, path: Path | None, where: Locator) -> str:
+    """The study's name (default: the file's stem), after refusing unknown top-level keys."""
     unknown = [k for k in raw if k not in _TOP_KEYS]
     if unknown:
-        key = min(unknown, key=lambda k: _line_of(lines, (k,)) or 0)
+        key = min(unknown, key=lambda k: line_of(where.lines, (k,)) or 0)
         close = difflib.get_close_matches(key, _TOP_KEYS, n=1, cutoff=0.6)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        if key in _SECTION_KEYS:
+        if key in SECTION_KEYS:
             hint = f" Run-spec sections go under [base.{key}] (or in the `base` file)."
-        raise error(
+        raise where.error(
             (key,),
             f"unknown key '{key}' at the top level of the study.{hint} Allowed: "
             f"{', '.join(_TOP_KEYS)}.",
         )
     name = raw.get("name", path.stem if path is not None else "study")
     if not isinstance(name, str) or not name.strip() or re.search(r"[/\\]", name):
-        raise error(
+        raise where.error(
             ("name",), f"`name` must be a non-empty string without '/' or '\\'; got {name!r}."
         )
+    return name
 
-    # The base: a run spec file or inline tables.
-    base = raw.get("base", {})
+
+class _Base(NamedTuple):
+    """The base run spec of a study, and where its keys are (for the errors of a run)."""
+
+    raw: dict  # the run-spec tables, without a name
+    where: Locator  # the file that holds them: the base file, or the study itself
+    prefix: tuple[str, ...]  # their key path in that file: () or ("base",)
+    data_dir: Path  # the folder its relative data paths are taken from
+
+
+def _load_base(base, base_dir: Path, where: Locator) -> _Base:
+    """The base: a run spec file (relative to the study's folder) or inline ``[base.*]`` tables."""
     if isinstance(base, str):
-        base_path = _resolve(base, base_dir)
+        base_path = resolve_path(base, base_dir)
         if not base_path.is_file():
-            raise error(
+            raise where.error(
                 ("base",),
                 f"`base`: no such run spec file {json.dumps(base)} (looked for {base_path}; "
                 "relative paths are taken from the study file's folder).",
             )
-        base_text = _read_text(base_path)
-        base_raw = _loads(base_text, str(base_path))
-        base_loc = (str(base_path), _key_lines(base_text), ())
-        base_data_dir = base_path.parent
+        base_text = read_text(base_path)
+        raw = loads(base_text, str(base_path))
+        located = _Base(raw, Locator(str(base_path), key_lines(base_text)), (), base_path.parent)
     elif isinstance(base, dict):
-        base_raw = base
-        base_loc = (file, lines, ("base",))
-        base_data_dir = base_dir
+        located = _Base(base, where, ("base",), base_dir)
     else:
-        raise error(
+        raise where.error(
             ("base",),
             f"`base` must be the path of a run spec file or a table ([base.data], "
-            f"[base.network], …); got {_toml_value(base)}.",
+            f"[base.network], …); got {describe(base)}.",
         )
-    base_raw = copy.deepcopy(base_raw)
-    base_raw.pop("name", None)
+    raw = copy.deepcopy(located.raw)
+    raw.pop("name", None)
+    return located._replace(raw=raw)
 
-    # The overrides of every run.
+
+def _grid_cells(raw: Mapping, where: Locator) -> list[list[_Override]]:
+    """The overrides of every grid cell: each ``[grid]`` (or ``[[grid]]``)'s product, in order."""
     grids = raw.get("grid", [])
     grids = [grids] if isinstance(grids, dict) else grids
     if not isinstance(grids, list) or not all(isinstance(g, dict) for g in grids):
-        raise error(("grid",), "`grid` must be a table [grid] (or tables [[grid]]) of lists.")
-    explicit = raw.get("runs", [])
-    if not isinstance(explicit, list) or not all(isinstance(r, dict) for r in explicit):
-        raise error(("runs",), "`runs` must be tables [[runs]] of overrides.")
-    cells: list[list[_Override]] = []
+        raise where.error(("grid",), "`grid` must be a table [grid] (or tables [[grid]]) of lists.")
+    cells = []
     for g, grid in enumerate(grids):
         prefix = ("grid", str(g)) if isinstance(raw.get("grid"), list) else ("grid",)
         axes = []
         for written, values in _flatten(grid):
             key = ".".join(written)
             at = (*prefix, *written)
-            _check_path(key, _expand(written)[0], lambda m, at=at: error(at, f"[grid] {m}"))
+            _check_path(key, _expand(written)[0], lambda m, at=at: where.error(at, f"[grid] {m}"))
             if not isinstance(values, list) or not values:
-                raise error(
+                raise where.error(
                     at,
                     f"[grid] `{key}` must be a non-empty list of values (one per run); got "
-                    f"{_toml_value(values)}. Write {key} = [{_literal(values)}] for one value.",
+                    f"{describe(values)}. Write {key} = [{literal(values)}] for one value.",
                 )
-            line = _line_of(lines, at)
+            line = line_of(where.lines, at)
             axes.append([_Override(key, _expand(written), v, line) for v in values])
         cells += [list(combo) for combo in itertools.product(*axes)] if axes else []
+    return cells
+
+
+def _explicit_cells(explicit, where: Locator) -> list[list[_Override]]:
+    """The overrides of every ``[[runs]]`` table."""
+    if not isinstance(explicit, list) or not all(isinstance(r, dict) for r in explicit):
+        raise where.error(("runs",), "`runs` must be tables [[runs]] of overrides.")
+    cells = []
     for r, entry in enumerate(explicit):
         overrides = []
         for written, value in _flatten(entry):
             key = ".".join(written)
             at = ("runs", str(r), *written)
-            _check_path(key, _expand(written)[0], lambda m, at=at: error(at, f"[[runs]] {m}"))
-            overrides.append(_Override(key, _expand(written), value, _line_of(lines, at)))
+            _check_path(key, _expand(written)[0], lambda m, at=at: where.error(at, f"[[runs]] {m}"))
+            overrides.append(_Override(key, _expand(written), value, line_of(where.lines, at)))
         cells.append(overrides)
-    if not cells:
-        cells = [[]]
+    return cells
 
+
+def _resolve_runs(cells, name: str, base: _Base, study_file: str | None):
+    """``(runs, columns, errors)``: each cell resolved and validated; duplicates dropped."""
     runs, seen, columns, errors = [], set(), [], []
     for overrides in cells:
         for o in overrides:
@@ -390,15 +394,14 @@ def parse_study(
                 columns.append(o.key)
         index = len(runs)
         run_name = f"{name}-{index:03d}"
-        resolved = _apply(base_raw, overrides)
+        resolved = _apply(base.raw, overrides)
         resolved["name"] = run_name
         spec, located = None, None
         try:
-            spec = from_dict(resolved, base_dir=base_data_dir).to_dict()
+            spec = from_dict(resolved, base_dir=base.data_dir).to_dict()
         except SpecError as e:
-            located = _locate(e, overrides, base_loc, index, file)
-        identity = spec if spec is not None else resolved
-        run_id = content_hash(identity)
+            located = _locate(e, overrides, base, index, study_file)
+        run_id = content_hash(spec if spec is not None else resolved)
         if run_id in seen:
             continue
         seen.add(run_id)
@@ -414,21 +417,7 @@ def parse_study(
                 error=None if located is None else str(located),
             )
         )
-    if errors and (strict or len(errors) == len(runs)):
-        first = errors[0]
-        what = "every run of the study is invalid" if len(errors) == len(runs) else "invalid"
-        message = str(first).split(": ", 1)[1] if first.line or first.file else str(first)
-        raise SpecError(f"{what}: {message}", file=first.file, line=first.line, key=first.key)
-    return StudySpec(name=name, path=path, runs=tuple(runs), columns=tuple(columns))
-
-
-def _literal(value) -> str:
-    return json.dumps(value) if isinstance(value, str) else str(value).lower()
-
-
-def _resolve(value: str, base_dir: Path) -> Path:
-    p = Path(value).expanduser()
-    return Path(os.path.abspath(p if p.is_absolute() else base_dir / p))
+    return runs, columns, errors
 
 
 def _apply(base: Mapping, overrides: list[_Override]) -> dict:
@@ -463,18 +452,17 @@ def _apply(base: Mapping, overrides: list[_Override]) -> dict:
     return out
 
 
-def _locate(error: SpecError, overrides, base_loc, index: int, study_file) -> SpecError:
+def _locate(error: SpecError, overrides, base: _Base, index: int, study_file) -> SpecError:
     """The error of an invalid run, at the line of the override or base key it names."""
     key = tuple(error.key.split(".")) if error.key else ()
-    label = ", ".join(f"{o.key} = {_literal(o.value)}" for o in overrides) or "the base"
+    label = ", ".join(f"{o.key} = {literal(o.value)}" for o in overrides) or "the base"
     message = f"run {index} ({label}): {error}"
     for o in overrides:
         for p in o.paths:
             if key and (p[: len(key)] == key or key[: len(p)] == p):
                 return SpecError(message, file=study_file, line=o.line, key=error.key)
-    file, lines, prefix = base_loc
-    line = _line_of(lines, (*prefix, *key)) if key else None
-    return SpecError(message, file=file, line=line, key=error.key)
+    line = line_of(base.where.lines, (*base.prefix, *key)) if key else None
+    return SpecError(message, file=base.where.file, line=line, key=error.key)
 
 
 def content_hash(spec: Mapping) -> str:
@@ -482,52 +470,6 @@ def content_hash(spec: Mapping) -> str:
     body = {k: v for k, v in spec.items() if k != "name"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def dump_toml(spec: Mapping) -> str:
-    """A run spec dict (:meth:`RunSpec.to_dict`) as TOML text (None values left out)."""
-    lines = []
-    scalars = {k: v for k, v in spec.items() if not isinstance(v, dict) and v is not None}
-    for k, v in scalars.items():
-        lines.append(f"{_toml_key(k)} = {_toml_literal(v)}")
-
-    def table(prefix: str, t: Mapping) -> None:
-        lines.append(f"\n[{prefix}]")
-        subs = {}
-        for k, v in t.items():
-            if isinstance(v, dict):
-                subs[k] = v
-            elif v is not None:
-                lines.append(f"{_toml_key(k)} = {_toml_literal(v)}")
-        for k, v in subs.items():
-            table(f"{prefix}.{_toml_key(k)}", v)
-
-    for k, v in spec.items():
-        if isinstance(v, dict):
-            table(_toml_key(k), v)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def _toml_literal(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
 
 
 # ----------------------------------------------------------------------------- one run
@@ -560,38 +502,6 @@ def _base_row(run: StudyRun) -> dict[str, Any]:
     return row
 
 
-def metrics_row(metrics: Mapping) -> dict[str, Any]:
-    """The results columns of one run from its ``metrics.json`` (overall over outputs)."""
-
-    def overall(table, key):
-        value = (table or {}).get(key)
-        return value.get("overall") if isinstance(value, dict) else None
-
-    cal = metrics.get("calibration", {})
-    test, train = cal.get("test"), cal.get("train")
-    train_rmse, test_rmse = overall(train, "rmse"), overall(test, "rmse")
-    gap = ratio = None
-    if train_rmse is not None and test_rmse is not None:
-        gap = test_rmse - train_rmse
-        ratio = test_rmse / train_rmse if train_rmse > 0 else None
-    coverage = (test or {}).get("coverage", {})
-    return {
-        "num_params": metrics["model"]["num_params"],
-        "train_rmse": train_rmse,
-        "test_rmse": test_rmse,
-        "gap": gap,
-        "gap_ratio": ratio,
-        "crps": overall(test, "crps"),
-        "nll": overall(test, "nll"),
-        **{
-            f"coverage_{round(100 * level)}": coverage.get(level_key(level), {}).get("overall")
-            for level in HEADLINE_LEVELS
-        },
-        INTERVAL_SCORE_KEY: overall(test, INTERVAL_SCORE_KEY),
-        "verdict": metrics["diagnostics"]["verdict"],
-    }
-
-
 def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: " + " ".join(str(error).split())
 
@@ -605,30 +515,27 @@ def execute(run: StudyRun, folder) -> dict[str, Any]:
     """
     import warnings
 
-    from bayesresnet import cli
-    from bayesresnet.runspec import from_dict as runspec_from_dict
-
     folder = Path(folder)
     start = time.perf_counter()
     row = _base_row(run)
     if run.spec is None:
         row.update(status="invalid", error=run.error)
-        _io.write_atomic(folder / RUN_ERROR, (run.error or "").encode())
+        write_atomic(folder / RUN_ERROR, (run.error or "").encode())
         return row
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            runspec = runspec_from_dict(run.spec)
-            saved = cli.fit_run(runspec, folder, spec_text=dump_toml(run.spec))
-            analysis, _ = cli.analyze_run(folder, saved)
+            runspec = from_dict(run.spec)
+            saved = fit_run(runspec, folder, spec_text=dumps(run.spec))
+            analysis, _ = analyze_run(folder, saved)
             row.update(metrics_row(analysis.metrics), status="ok")
         except Exception as error:  # a failed run is recorded; the study goes on
             row.update(status="failed", error=_one_line(error))
-            _io.write_atomic(folder / RUN_ERROR, traceback.format_exc().encode())
+            write_atomic(folder / RUN_ERROR, traceback.format_exc().encode())
     row["seconds"] = time.perf_counter() - start
     if row["status"] == "ok":
         record = {"row": row, "warnings": sorted({str(w.message) for w in caught})}
-        _io.write_json(folder / RUN_RESULT, record)
+        write_json(folder / RUN_RESULT, record)
     return row
 
 
@@ -657,7 +564,7 @@ def worker_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     for flag in ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"):
         if flag.split("=")[0] not in " ".join(flags):
             flags.append(flag)
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])
     pythonpath = [package_root, *filter(None, base.get("PYTHONPATH", "").split(os.pathsep))]
     return {
         "XLA_FLAGS": " ".join(flags),
@@ -779,83 +686,6 @@ def _run_ray_tasks(tasks, workers, address, on_done) -> None:
             ray.shutdown()
 
 
-# ------------------------------------------------------------------------------ results
-
-_TEXT_COLUMNS = {"run_id", "name", "problem", "basis", "method", "verdict", "status", "error"}
-
-
-def result_columns(rows) -> list[str]:
-    """:data:`RESULT_COLUMNS` with the grid's extra columns after the descriptors."""
-    extra = []
-    for row in rows:
-        extra += [k for k in row if k not in RESULT_COLUMNS and k not in extra]
-    cut = RESULT_COLUMNS.index(DESCRIPTOR_COLUMNS[-1]) + 1
-    return [*RESULT_COLUMNS[:cut], *extra, *RESULT_COLUMNS[cut:]]
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ""
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return str(value)
-
-
-def _parse_cell(column: str, text: str):
-    if text == "":
-        return None
-    if column in _TEXT_COLUMNS:
-        return text
-    if text in ("True", "False"):
-        return text == "True"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def write_results(out, rows: list[dict]) -> list[str]:
-    """Write ``results.csv`` (and ``results.parquet`` with pyarrow) atomically; their names."""
-    out = Path(out)
-    columns = result_columns(rows)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
-    _io.write_atomic(out / RESULTS_CSV, buffer.getvalue().encode())
-    names = [RESULTS_CSV]
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        return names
-    table = pa.table({c: [_parse_cell(c, _cell(r.get(c))) for r in rows] for c in columns})
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    _io.write_atomic(out / RESULTS_PARQUET, sink.getvalue())
-    return [*names, RESULTS_PARQUET]
-
-
-def read_results(path) -> list[dict]:
-    """Read a study's ``results.csv`` (a file or the study folder) back into rows.
-
-    Raises:
-        FileNotFoundError: If there is no results file.
-    """
-    path = Path(path)
-    if path.suffix.lower() != ".csv":
-        path = path / RESULTS_CSV
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: is this a study folder?")
-    with path.open(newline="", encoding="utf-8") as fh:
-        return [{c: _parse_cell(c, v) for c, v in r.items()} for r in csv.DictReader(fh)]
-
-
 # ---------------------------------------------------------------------------- the study
 
 
@@ -890,6 +720,39 @@ def run(
         SpecError: For an invalid study.
         ImportError: For ``backend="ray"`` without Ray.
     """
+    _check_backend(backend, workers, address)
+    study = spec_or_path if isinstance(spec_or_path, StudySpec) else None
+    if study is None:
+        study = load_study(spec_or_path, strict=strict)
+    out = Path(out)
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
+    table, todo = _start(study, out)
+    num_workers = workers or min(os.cpu_count() or 1, max(1, len(todo)))
+    invalid = sum(r.spec is None for r in study.runs)
+    done_before = len(study.runs) - len(todo) - invalid
+    say(
+        f"study {study.name!r}: {len(study.runs)} runs, {done_before} finished "
+        f"before, {invalid} invalid, {len(todo)} to run ({backend}, {num_workers} workers)"
+    )
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        table.bar = tqdm(total=len(todo), desc=study.name, unit="run", file=sys.stderr)
+    try:
+        if todo and backend == "local":
+            _run_local(todo, num_workers, table.done)
+        elif todo:
+            _run_ray(todo, workers, address, table.done)
+    finally:
+        if table.bar is not None:
+            table.bar.close()
+    result = table.rows()
+    _finish(out, study.name, result, say)
+    return result
+
+
+def _check_backend(backend: str, workers: int | None, address: str | None) -> None:
+    """Validate :func:`run`'s execution arguments (and that Ray imports, for ``"ray"``)."""
     from bayesresnet._validate import check_int
 
     if backend not in BACKENDS:
@@ -900,17 +763,32 @@ def run(
         raise ValueError(f"`address` applies only to backend='ray'; got backend={backend!r}.")
     if backend == "ray":
         _import_ray()
-    study = spec_or_path if isinstance(spec_or_path, StudySpec) else None
-    if study is None:
-        study = load_study(spec_or_path, strict=strict)
-    out = Path(out)
-    runs_dir = out / RUNS_FOLDER
-    say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
 
+
+class _Table:
+    """The results rows in study order, rewritten to ``results.csv`` after every change."""
+
+    def __init__(self, out: Path, order: list[str], rows: dict[str, dict]):
+        self.out, self.order, self.by_id, self.bar = out, order, rows, None
+
+    def rows(self) -> list[dict]:
+        return [self.by_id[i] for i in self.order]
+
+    def done(self, row: dict) -> None:
+        """Record a finished (or failed) run and rewrite the results."""
+        self.by_id[row["run_id"]] = row
+        write_results(self.out, self.rows())
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"{row['name']} {row['status']}")
+
+
+def _start(study: StudySpec, out: Path) -> tuple[_Table, list[tuple[StudyRun, Path]]]:
+    """Rows of the finished and invalid runs, the runs still to do, ``study.json`` written."""
     rows: dict[str, dict] = {}
     todo = []
     for r in study.runs:
-        folder = runs_dir / r.run_id
+        folder = out / RUNS_FOLDER / r.run_id
         finished = _finished_row(folder) if r.spec is not None else None
         if r.spec is None:
             rows[r.run_id] = execute(r, folder)  # records the validation error
@@ -919,7 +797,7 @@ def run(
         else:
             rows[r.run_id] = {**_base_row(r), "status": "pending"}
             todo.append((r, folder))
-    _io.write_json(
+    write_json(
         out / "study.json",
         {
             "name": study.name,
@@ -930,44 +808,17 @@ def run(
             ],
         },
     )
-    order = [r.run_id for r in study.runs]
+    table = _Table(out, [r.run_id for r in study.runs], rows)
+    write_results(out, table.rows())
+    return table, todo
 
-    def table() -> list[dict]:
-        return [rows[i] for i in order]
 
-    write_results(out, table())
-    num_workers = workers or min(os.cpu_count() or 1, max(1, len(todo)))
-    invalid = sum(r.spec is None for r in study.runs)
-    say(
-        f"study {study.name!r}: {len(order)} runs, {len(order) - len(todo) - invalid} finished "
-        f"before, {invalid} invalid, {len(todo)} to run ({backend}, {num_workers} workers)"
-    )
-    bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), desc=study.name, unit="run", file=sys.stderr)
-
-    def on_done(row: dict) -> None:
-        rows[row["run_id"]] = row
-        write_results(out, table())
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(f"{row['name']} {row['status']}")
-
+def _finish(out: Path, name: str, result: list[dict], say) -> None:
+    """Write the study's report (a failure is only a warning) and say how it went."""
     try:
-        if todo and backend == "local":
-            _run_local(todo, num_workers, on_done)
-        elif todo:
-            _run_ray(todo, workers, address, on_done)
-    finally:
-        if bar is not None:
-            bar.close()
-    result = table()
-    try:
-        from bayesresnet.study_report import write_study_report
+        from bayesresnet.app.study_report import write_study_report
 
-        write_study_report(out, result, title=study.name)
+        write_study_report(out, result, title=name)
     except Exception as error:  # the results are written; a report can be re-rendered
         say(f"warning: the study report failed ({_one_line(error)}); retry `study-report {out}`")
     failed = [r for r in result if r["status"] != "ok"]
@@ -975,4 +826,3 @@ def run(
         f"done: {len(result) - len(failed)} ok, {len(failed)} failed; results: "
         f"{out / RESULTS_CSV}, report: {out / 'report.html'}"
     )
-    return result
