@@ -25,8 +25,6 @@ ONE_PIECE = re.compile(r"one piece:\s*\S.{9,}")
 ALLOWED = frozenset(
     {
         "bayesresnet.infer.nuts.run_nuts",
-        "bayesresnet.study.parse_study",
-        "bayesresnet.study.run",
     }
 )
 
