@@ -107,12 +107,38 @@ class PriorSpec:
 
 
 class Scaler(NamedTuple):
-    """Per-column standardization ``x̃ = (x − x_mean)/x_std`` (and the same for y)."""
+    """Per-column standardization ``x̃ = (x − x_mean)/x_std`` (and the same for y).
+
+    The one owner of the arithmetic between raw and standardized units: its methods work
+    on NumPy and JAX arrays alike (NumPy float64 in, float64 out).
+    """
 
     x_mean: np.ndarray
     x_std: np.ndarray
     y_mean: np.ndarray
     y_std: np.ndarray
+
+    def transform_x(self, x):
+        """Standardized inputs ``x̃ = (x − x_mean)/x_std`` ``[N, d]``."""
+        return (x - self.x_mean) / self.x_std
+
+    def transform_y(self, y):
+        """Standardized outputs ``ỹ = (y − y_mean)/y_std`` ``[N, out]``."""
+        return (y - self.y_mean) / self.y_std
+
+    def inverse_y(self, y_tilde):
+        """Raw outputs ``y = y_mean + y_std·ỹ`` from standardized ones (e.g. ``f̃`` draws)."""
+        return self.y_mean + self.y_std * y_tilde
+
+    def scale_sd(self, sd):
+        """A standard deviation of the standardized outputs (the noise ``σ``) in raw units:
+        ``y_std·σ`` per output."""
+        return self.y_std * sd
+
+    def log_det_y(self):
+        """``Σ_o log y_std_o``: the log-Jacobian of ``ỹ ↦ y`` for one observation, so that
+        ``log p(y) = log p(ỹ) − log_det_y()`` per observation."""
+        return jnp.sum(jnp.log(jnp.asarray(self.y_std)))
 
     @classmethod
     def identity(cls, in_features: int, out_features: int) -> Scaler:
@@ -230,13 +256,13 @@ def wp_resnet_model(
     assert d == spec.in_features, f"x has {d} columns, spec.in_features={spec.in_features}"
     out = spec.out_features
     params = _sample_network(spec, prior)
-    x_std = (x - scaler.x_mean) / scaler.x_std  # [N, d]
+    x_std = scaler.transform_x(x)  # [N, d]
     if prior.stiffness_penalty > 0:
         _stiffness_factor(params, x_std, spec, prior.stiffness_penalty)
     f_std = (apply if forward is None else forward)(params, x_std, spec)  # [N, out]
-    f = scaler.y_mean + scaler.y_std * f_std  # [N, out], raw units
+    f = scaler.inverse_y(f_std)  # [N, out], raw units
     sigma = _sample_noise(spec, prior)  # [out], standardized units
-    noise = observation_dist(prior, f, scaler.y_std * sigma)  # [N, out], raw units
+    noise = observation_dist(prior, f, scaler.scale_sd(sigma))  # [N, out], raw units
     if y is not None:
         assert y.shape == (n, out), f"y has shape {y.shape}, expected {(n, out)}"
     if n == 0:  # no observations: the model is its prior

@@ -272,7 +272,7 @@ def posterior_stiffness(
     x = post.x_train if x is None else post._check_x(x)
     if len(x) > num_points:
         x = x[np.sort(np.random.default_rng(seed).choice(len(x), num_points, replace=False))]
-    xs = jnp.asarray((x - post.scaler.x_mean) / post.scaler.x_std, dtype=jnp.float32)
+    xs = jnp.asarray(post.scaler.transform_x(x), dtype=jnp.float32)
     draws = _network_draws(post)
     s = post.num_samples
     keep = np.unique(np.linspace(0, s - 1, min(s, max_draws)).round().astype(int))
