@@ -17,6 +17,12 @@ the training data, so the network and the priors live in standardized units whil
 user gives ``x`` and ``y`` (and gets predictions) in raw units. The likelihood is
 written in raw units: ``y ~ Normal(μ_y + s_y f(x̃), s_y σ)`` (or Student-t), so
 log-likelihoods, LOO and WAIC are in the data's own units.
+
+:func:`bayesresnet.infer.fit` removes the offsets first, in float64
+(:meth:`Scaler.centre_data`: ``x̃`` and ``y − μ_y``), and binds the model to
+:meth:`Scaler.centred` (the output scale ``s_y`` alone): float32 cannot hold the spread of
+inputs like ``1e8 ± 1`` or outputs like ``1 ± 1e-8``, and a shift of ``y`` leaves its
+density unchanged.
 """
 
 from __future__ import annotations
@@ -134,6 +140,29 @@ class Scaler(NamedTuple):
         """A standard deviation of the standardized outputs (the noise ``σ``) in raw units:
         ``y_std·σ`` per output."""
         return self.y_std * sd
+
+    def centre_data(self, x, y):
+        """The training data as the engines receive them: ``(x̃, y − y_mean)`` in float64.
+
+        Computed in NumPy float64 before any cast to float32, so a large offset (inputs at
+        ``1e8 ± 1``, outputs at ``1 ± 1e-8``) does not swallow the spread: in float32 the
+        spacing of numbers near ``1e8`` is 8, near 1 it is ``1.2e-7``. The model then
+        applies :meth:`centred`, the part of the standardization that is left.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        return self.transform_x(x), y - self.y_mean
+
+    def centred(self) -> Scaler:
+        """The standardization left once :meth:`centre_data` has been applied: identity on
+        the inputs, the output scale ``y_std`` alone (so the model's likelihood stays in raw
+        output units, up to the shift by ``y_mean``, which leaves densities unchanged)."""
+        return Scaler(
+            np.zeros_like(self.x_mean),
+            np.ones_like(self.x_std),
+            np.zeros_like(self.y_mean),
+            self.y_std,
+        )
 
     def log_det_y(self):
         """``Σ_o log y_std_o``: the log-Jacobian of ``ỹ ↦ y`` for one observation, so that
