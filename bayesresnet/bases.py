@@ -82,17 +82,20 @@ def weights(phi, coefficients, axis: int = 0):
     """``W(t) = Σ_k Φ_k(t) C_k`` at every depth of ``phi``, as one ``tensordot``.
 
     Args:
-        phi: ``Φ`` ``[T, K]``: basis functions (columns) at ``T`` depths (rows).
+        phi: ``Φ`` ``[T, K]``: basis functions (columns) at ``T`` depths (rows); or
+            ``Φ(t)`` ``[K]`` at one depth (e.g. an ODE solver's traced time).
         coefficients: coefficient arrays with the basis axis ``K`` at ``axis``, e.g.
             ``[K, w, w]`` or draws ``[S, K, w, w]`` (``axis=1``); a JAX array (traceable,
             ``phi`` is cast to its dtype) or a NumPy array.
 
     Returns:
-        ``coefficients``' shape with ``K`` replaced by ``T`` at ``axis``: the weights at
-        every depth.
+        ``coefficients``' shape with ``K`` replaced by ``T`` at ``axis`` (removed for a
+        one-depth ``phi``): the weights at every depth.
     """
     xp = jnp if isinstance(coefficients, jax.Array) else np
     phi = xp.asarray(phi, dtype=coefficients.dtype)
+    if phi.ndim == 1:
+        return xp.tensordot(phi, coefficients, axes=([0], [axis]))
     return xp.moveaxis(xp.tensordot(phi, coefficients, axes=([1], [axis])), 0, axis)
 
 

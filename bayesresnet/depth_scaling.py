@@ -57,7 +57,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bayesresnet import sites
+from bayesresnet import bases, sites
 from bayesresnet._validate import check_choice, check_int, check_number
 
 __all__ = [
@@ -220,7 +220,7 @@ def posterior_layer_weights(post, max_draws: int = 1000) -> np.ndarray:
     coef = np.asarray(post.flat_samples()[sites.HIDDEN_WEIGHT], dtype=np.float64)  # [S, K, w, w]
     keep = np.unique(np.linspace(0, len(coef) - 1, min(len(coef), max_draws)).round().astype(int))
     phi = post.spec.basis.phi(post.spec.num_layers)  # [L, K]
-    return np.einsum("lk,skij->slij", phi, coef[keep])
+    return bases.weights(phi, coef[keep], axis=1)  # NumPy in, NumPy float64 out
 
 
 def posterior_depth_scaling(

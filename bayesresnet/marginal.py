@@ -123,14 +123,14 @@ def collapsed_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler):
         sigma = _sample_noise(spec, prior)  # [out], standardized units
         if y is None or n == 0:
             return
-        x_std = (x - scaler.x_mean) / scaler.x_std  # [N, d]
+        x_std = scaler.transform_x(x)  # [N, d]
         if prior.stiffness_penalty > 0:  # of the hidden layers only: no output site needed
             _stiffness_factor(params, x_std, spec, prior.stiffness_penalty)
-        y_std = (y - scaler.y_mean) / scaler.y_std  # [N, out]
+        y_std = scaler.transform_y(y)  # [N, out]
         u = _design(_features(params, x_std, spec, forward), spec, prior)  # [N, w+1]
         log_std = jax.vmap(_log_marginal_one, in_axes=(None, 1, 0))(u, y_std, sigma)  # [out]
         # Raw units: y = μ + s ỹ, so log p(y) = log p(ỹ) − N Σ_o log s_o.
-        log_raw = jnp.sum(log_std) - n * jnp.sum(jnp.log(jnp.asarray(scaler.y_std)))
+        log_raw = jnp.sum(log_std) - n * scaler.log_det_y()
         numpyro.factor(sites.OBS, log_raw)
 
     return model
@@ -150,8 +150,8 @@ def draw_output_layer(
     Returns:
         ``(output_weight [w, out], output_bias [out])``.
     """
-    x_std = (jnp.asarray(x) - scaler.x_mean) / scaler.x_std  # [N, d]
-    y_std = (jnp.asarray(y) - scaler.y_mean) / scaler.y_std  # [N, out]
+    x_std = scaler.transform_x(jnp.asarray(x))  # [N, d]
+    y_std = scaler.transform_y(jnp.asarray(y))  # [N, out]
     u = _design(_features(params, x_std, spec, forward), spec, prior)  # [N, w+1]
 
     def per_output(k_o, y_o, sigma_o):

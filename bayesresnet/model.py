@@ -17,6 +17,12 @@ the training data, so the network and the priors live in standardized units whil
 user gives ``x`` and ``y`` (and gets predictions) in raw units. The likelihood is
 written in raw units: ``y ~ Normal(μ_y + s_y f(x̃), s_y σ)`` (or Student-t), so
 log-likelihoods, LOO and WAIC are in the data's own units.
+
+:func:`bayesresnet.infer.fit` removes the offsets first, in float64
+(:meth:`Scaler.centre_data`: ``x̃`` and ``y − μ_y``), and binds the model to
+:meth:`Scaler.centred` (the output scale ``s_y`` alone): float32 cannot hold the spread of
+inputs like ``1e8 ± 1`` or outputs like ``1 ± 1e-8``, and a shift of ``y`` leaves its
+density unchanged.
 """
 
 from __future__ import annotations
@@ -107,12 +113,61 @@ class PriorSpec:
 
 
 class Scaler(NamedTuple):
-    """Per-column standardization ``x̃ = (x − x_mean)/x_std`` (and the same for y)."""
+    """Per-column standardization ``x̃ = (x − x_mean)/x_std`` (and the same for y).
+
+    The one owner of the arithmetic between raw and standardized units: its methods work
+    on NumPy and JAX arrays alike (NumPy float64 in, float64 out).
+    """
 
     x_mean: np.ndarray
     x_std: np.ndarray
     y_mean: np.ndarray
     y_std: np.ndarray
+
+    def transform_x(self, x):
+        """Standardized inputs ``x̃ = (x − x_mean)/x_std`` ``[N, d]``."""
+        return (x - self.x_mean) / self.x_std
+
+    def transform_y(self, y):
+        """Standardized outputs ``ỹ = (y − y_mean)/y_std`` ``[N, out]``."""
+        return (y - self.y_mean) / self.y_std
+
+    def inverse_y(self, y_tilde):
+        """Raw outputs ``y = y_mean + y_std·ỹ`` from standardized ones (e.g. ``f̃`` draws)."""
+        return self.y_mean + self.y_std * y_tilde
+
+    def scale_sd(self, sd):
+        """A standard deviation of the standardized outputs (the noise ``σ``) in raw units:
+        ``y_std·σ`` per output."""
+        return self.y_std * sd
+
+    def centre_data(self, x, y):
+        """The training data as the engines receive them: ``(x̃, y − y_mean)`` in float64.
+
+        Computed in NumPy float64 before any cast to float32, so a large offset (inputs at
+        ``1e8 ± 1``, outputs at ``1 ± 1e-8``) does not swallow the spread: in float32 the
+        spacing of numbers near ``1e8`` is 8, near 1 it is ``1.2e-7``. The model then
+        applies :meth:`centred`, the part of the standardization that is left.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        return self.transform_x(x), y - self.y_mean
+
+    def centred(self) -> Scaler:
+        """The standardization left once :meth:`centre_data` has been applied: identity on
+        the inputs, the output scale ``y_std`` alone (so the model's likelihood stays in raw
+        output units, up to the shift by ``y_mean``, which leaves densities unchanged)."""
+        return Scaler(
+            np.zeros_like(self.x_mean),
+            np.ones_like(self.x_std),
+            np.zeros_like(self.y_mean),
+            self.y_std,
+        )
+
+    def log_det_y(self):
+        """``Σ_o log y_std_o``: the log-Jacobian of ``ỹ ↦ y`` for one observation, so that
+        ``log p(y) = log p(ỹ) − log_det_y()`` per observation."""
+        return jnp.sum(jnp.log(jnp.asarray(self.y_std)))
 
     @classmethod
     def identity(cls, in_features: int, out_features: int) -> Scaler:
@@ -230,13 +285,13 @@ def wp_resnet_model(
     assert d == spec.in_features, f"x has {d} columns, spec.in_features={spec.in_features}"
     out = spec.out_features
     params = _sample_network(spec, prior)
-    x_std = (x - scaler.x_mean) / scaler.x_std  # [N, d]
+    x_std = scaler.transform_x(x)  # [N, d]
     if prior.stiffness_penalty > 0:
         _stiffness_factor(params, x_std, spec, prior.stiffness_penalty)
     f_std = (apply if forward is None else forward)(params, x_std, spec)  # [N, out]
-    f = scaler.y_mean + scaler.y_std * f_std  # [N, out], raw units
+    f = scaler.inverse_y(f_std)  # [N, out], raw units
     sigma = _sample_noise(spec, prior)  # [out], standardized units
-    noise = observation_dist(prior, f, scaler.y_std * sigma)  # [N, out], raw units
+    noise = observation_dist(prior, f, scaler.scale_sd(sigma))  # [N, out], raw units
     if y is not None:
         assert y.shape == (n, out), f"y has shape {y.shape}, expected {(n, out)}"
     if n == 0:  # no observations: the model is its prior

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from bayesresnet import sites
 from bayesresnet._validate import check_int, check_number
 from bayesresnet.bases import ContinuousBasis
-from bayesresnet.resnet import ACTIVATIONS, ResNetSpec, apply
+from bayesresnet.resnet import ResNetSpec, apply, input_layer, output_layer, vector_field
 
 __all__ = [
     "SOLVERS",
@@ -91,19 +91,6 @@ def _check_solver(solver: str) -> str:
     return solver
 
 
-def _vector_field(spec: ResNetSpec):
-    act = ACTIVATIONS[spec.activation]
-    basis = spec.basis
-
-    def field(t, h, params):
-        phi = basis.evaluate_traced(t).astype(h.dtype)  # [K]
-        w = jnp.tensordot(phi, params[sites.HIDDEN_WEIGHT], axes=1)  # [w, w]
-        b = jnp.tensordot(phi, params[sites.HIDDEN_BIAS], axes=1)  # [w]
-        return act(h @ w + b)  # [N, w]
-
-    return field
-
-
 def solve(
     params,
     x,
@@ -149,8 +136,7 @@ def solve(
             f"`adjoint` must be a diffrax adjoint (e.g. diffrax.BacksolveAdjoint()); got "
             f"{type(adjoint).__name__}."
         )
-    act = ACTIVATIONS[spec.activation]
-    h0 = act(x @ params[sites.INPUT_WEIGHT] + params[sites.INPUT_BIAS])  # [N, w]
+    h0 = input_layer(params, x, spec)  # [N, w]
     if solver in FIXED_STEP_SOLVERS:
         steps = _DEFAULT_FIXED_STEPS if num_steps is None else num_steps
         steps = check_int("num_steps", steps, minimum=1)
@@ -160,7 +146,7 @@ def solve(
         control = {"stepsize_controller": diffrax.PIDController(rtol=rtol, atol=atol), "dt0": None}
         max_steps = _MAX_STEPS
     solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(_vector_field(spec)),
+        diffrax.ODETerm(vector_field(spec)),
         SOLVERS[solver](),
         t0=0.0,
         t1=1.0,
@@ -171,8 +157,7 @@ def solve(
         max_steps=max_steps,
         **control,
     )
-    h1 = solution.ys[-1]  # [N, w]
-    return h1 @ params[sites.OUTPUT_WEIGHT] + params[sites.OUTPUT_BIAS]  # [N, out]
+    return output_layer(params, solution.ys[-1])  # [N, out]
 
 
 def adjoint_forward(params, x, spec: ResNetSpec):

@@ -189,7 +189,7 @@ class Posterior:
 
     def noise_scale(self) -> np.ndarray:
         """Noise sd draws in raw output units, ``[S, O]``."""
-        return self.flat_samples()[sites.NOISE_SCALE] * self.scaler.y_std
+        return self.scaler.scale_sd(self.flat_samples()[sites.NOISE_SCALE])
 
     # -------------------------------------------------------------- predict
     def _check_x(self, x) -> np.ndarray:
@@ -232,7 +232,7 @@ class Posterior:
             k: np.concatenate([v, np.repeat(v[-1:], num_d * d_size - s, axis=0)])
             for k, v in flat.items()
         }
-        xs = (x - self.scaler.x_mean) / self.scaler.x_std
+        xs = self.scaler.transform_x(x)
         p_size = min(chunk_points, _next_pow2(len(x)))
         for start in range(0, len(x), p_size):
             block = xs[start : start + p_size]
@@ -244,7 +244,7 @@ class Posterior:
                 params = {k: v[i * d_size : (i + 1) * d_size] for k, v in padded.items()}
                 parts.append(np.asarray(program(params, block)))
             f = np.concatenate(parts)[:s, :n_real]
-            yield self.scaler.y_mean + self.scaler.y_std * f
+            yield self.scaler.inverse_y(f)
 
     def predict(
         self,

@@ -20,6 +20,15 @@ with the same parameter structure.
 ``F(t, h) = σ(h W(t) + b(t))``, which converges to the ODE at second order; it needs
 ``W(t_{l+1})`` and is therefore defined for continuous bases only.
 
+The code follows the same split as diffrax (a vector field apart from the solver that
+steps it): :func:`layer_field` is the one hidden layer ``σ(h W + b)``, :func:`vector_field`
+is ``F(t, h, params)`` with ``W(t)``, ``b(t)`` from the basis (:func:`hidden_weights`,
+through :func:`bayesresnet.bases.weights`), and :func:`step` advances any such field by
+``Δt`` (Euler or Heun) without knowing what it is. :func:`apply` scans the step over the
+layers (:func:`scan_layers`), :func:`bayesresnet.stiffness.layer_jacobians`
+differentiates the field at each layer's state, and :func:`bayesresnet.ode.solve` hands
+:func:`vector_field` to diffrax.
+
 Weights act on row vectors (``h @ W``), so ``hidden_weight[k, i, j]`` connects unit ``i``
 to unit ``j``.
 """
@@ -27,6 +36,7 @@ to unit ``j``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,10 +50,19 @@ __all__ = [
     "ACTIVATIONS",
     "SCHEMES",
     "ResNetSpec",
+    "HiddenLayer",
     "init_params",
     "apply",
     "num_params",
     "param_shapes",
+    "hidden_weights",
+    "hidden_layer_params",
+    "layer_field",
+    "vector_field",
+    "step",
+    "input_layer",
+    "output_layer",
+    "scan_layers",
 ]
 
 ACTIVATIONS = {
@@ -157,12 +176,47 @@ def init_params(key, spec: ResNetSpec, scale: float = 1.0) -> dict[str, jax.Arra
     return params
 
 
-def hidden_layer_params(params, spec: ResNetSpec, num_layers: int | None = None):
-    """Per-layer hidden weights ``[L, width, width]`` and biases ``[L, width]``."""
+class HiddenLayer(NamedTuple):
+    """The vector field's parameters at one depth ``t`` (or a stack of depths).
+
+    Attributes:
+        weight: ``W(t)`` ``[..., width, width]``.
+        bias: ``b(t)`` ``[..., width]``.
+    """
+
+    weight: jax.Array
+    bias: jax.Array
+
+
+def hidden_weights(params, spec: ResNetSpec, t) -> HiddenLayer:
+    """``W(t) = Σ_k Φ_k(t) C_k`` and ``b(t)`` at depths ``t`` (continuous bases).
+
+    Args:
+        params: network parameters (:func:`param_shapes`).
+        spec: the architecture; its basis must be a :class:`~bayesresnet.bases.ContinuousBasis`.
+        t: NumPy depths ``[T]`` in ``[0, 1]`` (``Φ`` evaluated in float64, cast once), or one
+            depth as a JAX scalar that may be traced (an ODE solver's time).
+
+    Returns:
+        A :class:`HiddenLayer` with a leading ``[T]`` axis, or none for a JAX scalar.
+    """
+    phi = spec.basis.evaluate_traced(t) if isinstance(t, jax.Array) else spec.basis.evaluate(t)
+    return HiddenLayer(
+        bases.weights(phi, jnp.asarray(params[sites.HIDDEN_WEIGHT])),
+        bases.weights(phi, jnp.asarray(params[sites.HIDDEN_BIAS])),
+    )
+
+
+def hidden_layer_params(params, spec: ResNetSpec, num_layers: int | None = None) -> HiddenLayer:
+    """Per-layer hidden weights ``[L, width, width]`` and biases ``[L, width]`` at ``t_l = l/L``.
+
+    Defined for every basis (``PerLayer`` at its own depth only).
+    """
     num_layers = _check_num_layers(spec, num_layers)
-    weights = spec.basis.weights(params[sites.HIDDEN_WEIGHT], num_layers)
-    biases = spec.basis.weights(params[sites.HIDDEN_BIAS], num_layers)
-    return weights, biases
+    return HiddenLayer(
+        spec.basis.weights(params[sites.HIDDEN_WEIGHT], num_layers),
+        spec.basis.weights(params[sites.HIDDEN_BIAS], num_layers),
+    )
 
 
 def _check_num_layers(spec: ResNetSpec, num_layers: int | None) -> int:
@@ -175,6 +229,117 @@ def _check_num_layers(spec: ResNetSpec, num_layers: int | None) -> int:
             "depth; use a continuous basis (Cubic, Legendre, PiecewiseLinear, …)."
         )
     return check_int("num_layers", num_layers, minimum=1)
+
+
+def layer_field(spec: ResNetSpec):
+    """The vector field at a depth whose parameters are given: ``f(h, layer)``.
+
+    ``F(t, h; params) = f(h, θ(t))`` with ``θ(t) = (W(t), b(t))`` a :class:`HiddenLayer`:
+    ``f(h, θ) = σ(h W + b)`` for hidden states ``h`` ``[..., width]``. The one place the
+    hidden layer is written; it knows nothing of the time-stepping scheme.
+    """
+    act = ACTIVATIONS[spec.activation]
+
+    def field(h, layer: HiddenLayer):
+        return act(h @ layer.weight + layer.bias)
+
+    return field
+
+
+def vector_field(spec: ResNetSpec):
+    """``F(t, h, params) = σ(h W(t) + b(t))``, with diffrax's signature ``(t, y, args)``.
+
+    ``W(t)``, ``b(t)`` come from :func:`hidden_weights` at the (possibly traced) depth
+    ``t``, so the field is defined at every ``t ∈ [0, 1]`` for a continuous basis; pass it
+    to ``diffrax.ODETerm`` (see :func:`bayesresnet.ode.solve`).
+    """
+    field = layer_field(spec)
+
+    def vf(t, h, params):
+        return field(h, hidden_weights(params, spec, jnp.asarray(t)))
+
+    return vf
+
+
+def step(scheme: str):
+    """One step ``h(t) → h(t + Δt)`` of ``dh/dt = F(t, h)`` by ``scheme``, for any field.
+
+    ``"euler"``: ``h + Δt F(t, h)``; ``"heun"``: ``k₁ = F(t, h)``,
+    ``k₂ = F(t + Δt, h + Δt k₁)``, ``h + Δt/2 (k₁ + k₂)``.
+
+    Returns:
+        ``update(field, h, dt, start, end)``: ``field(h, θ)`` as from :func:`layer_field`,
+        ``start``/``end`` its parameters at ``t`` and ``t + Δt`` (``end`` is not read by
+        Euler and may be ``None``).
+    """
+    check_choice("scheme", scheme, SCHEMES)
+
+    if scheme == "euler":
+
+        def euler(field, h, dt, start, end):
+            return h + dt * field(h, start)
+
+        return euler
+
+    def heun(field, h, dt, start, end):
+        k1 = field(h, start)
+        k2 = field(h + dt * k1, end)
+        return h + 0.5 * dt * (k1 + k2)
+
+    return heun
+
+
+def _replace(field, h, dt, start, end):
+    """The MLP baseline's update ``h_{l+1} = F(t_l, h_l)`` (``residual=False``): no step."""
+    return field(h, start)
+
+
+def input_layer(params, x, spec: ResNetSpec):
+    """``h(0) = σ(x W_in + b_in)`` ``[N, width]`` from inputs ``x`` ``[N, in_features]``."""
+    act = ACTIVATIONS[spec.activation]
+    return act(x @ params[sites.INPUT_WEIGHT] + params[sites.INPUT_BIAS])
+
+
+def output_layer(params, h):
+    """``y = h W_out + b_out`` ``[N, out_features]`` from the last hidden state ``h``."""
+    return h @ params[sites.OUTPUT_WEIGHT] + params[sites.OUTPUT_BIAS]
+
+
+def scan_layers(params, h, spec: ResNetSpec, num_layers: int | None = None, observe=None):
+    """Advance the hidden state through the ``L`` layers: :func:`step` scanned over depth.
+
+    Args:
+        params: network parameters.
+        h: the state entering the first layer ``[N, width]`` (:func:`input_layer`).
+        spec: the architecture (its ``scheme`` and ``residual`` choose the update).
+        num_layers: evaluate at another depth (continuous bases); default the spec's.
+        observe: optional ``observe(h_l, θ_l)`` recorded at each layer ``l`` from the state
+            entering it and the field's parameters there.
+
+    Returns:
+        ``(h_L, observations)``: the last state ``[N, width]`` and the observations stacked
+        over layers (``None`` without ``observe``).
+    """
+    num_layers = _check_num_layers(spec, num_layers)
+    field = layer_field(spec)
+    update = step(spec.scheme) if spec.residual else _replace
+    dt = 1.0 / num_layers
+    start = hidden_layer_params(params, spec, num_layers)  # θ(t_l): [L, w, w], [L, w]
+    end = None
+    if spec.scheme == "heun":  # θ(t_{l+1}) at the right ends of the steps
+        end = hidden_weights(params, spec, np.arange(1, num_layers + 1) / num_layers)
+
+    def layer(h, ends):
+        observed = None if observe is None else observe(h, ends[0])
+        return update(field, h, dt, *ends), observed
+
+    if num_layers > _UNROLL_MAX_LAYERS:
+        return jax.lax.scan(layer, h, (start, end))
+    observed = []
+    for index in range(num_layers):
+        h, obs = layer(h, jax.tree.map(lambda a, i=index: a[i], (start, end)))
+        observed.append(obs)
+    return h, None if observe is None else jax.tree.map(lambda *a: jnp.stack(a), *observed)
 
 
 def apply(params, x, spec: ResNetSpec, num_layers: int | None = None):
@@ -190,37 +355,5 @@ def apply(params, x, spec: ResNetSpec, num_layers: int | None = None):
     Returns:
         Outputs ``[N, out_features]``.
     """
-    num_layers = _check_num_layers(spec, num_layers)
-    act = ACTIVATIONS[spec.activation]
-    weights, biases = hidden_layer_params(params, spec, num_layers)  # [L, w, w], [L, w]
-    h = act(x @ params[sites.INPUT_WEIGHT] + params[sites.INPUT_BIAS])  # [N, w]
-    dt = 1.0 / num_layers
-
-    if spec.scheme == "heun":
-        # W and b at the right ends t_{l+1} = (l+1)Δt of the steps.
-        phi_next = spec.basis.evaluate(np.arange(1, num_layers + 1) / num_layers)  # [L, K]
-        weights = (weights, bases.weights(phi_next, jnp.asarray(params[sites.HIDDEN_WEIGHT])))
-        biases = (biases, bases.weights(phi_next, jnp.asarray(params[sites.HIDDEN_BIAS])))
-
-        def step(h, wb):
-            (w, w_next), (b, b_next) = wb
-            k1 = act(h @ w + b)
-            k2 = act((h + dt * k1) @ w_next + b_next)
-            return h + 0.5 * dt * (k1 + k2), None
-    elif spec.residual:
-
-        def step(h, wb):
-            w, b = wb
-            return h + dt * act(h @ w + b), None
-    else:
-
-        def step(h, wb):
-            w, b = wb
-            return act(h @ w + b), None
-
-    if num_layers <= _UNROLL_MAX_LAYERS:
-        for layer in range(num_layers):
-            h, _ = step(h, jax.tree.map(lambda a, i=layer: a[i], (weights, biases)))
-    else:
-        h, _ = jax.lax.scan(step, h, (weights, biases))
-    return h @ params[sites.OUTPUT_WEIGHT] + params[sites.OUTPUT_BIAS]  # [N, out]
+    h, _ = scan_layers(params, input_layer(params, x, spec), spec, num_layers)  # [N, w]
+    return output_layer(params, h)  # [N, out]

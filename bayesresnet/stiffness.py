@@ -77,7 +77,7 @@ import numpy as np
 from bayesresnet import sites
 from bayesresnet._validate import check_int, check_number
 from bayesresnet.bases import layer_times
-from bayesresnet.resnet import ACTIVATIONS, ResNetSpec, hidden_layer_params
+from bayesresnet.resnet import ResNetSpec, input_layer, layer_field, scan_layers
 
 __all__ = [
     "REL_FLOOR",
@@ -129,17 +129,12 @@ class StiffnessBands(NamedTuple):
     stability: np.ndarray
 
 
-def _activation_derivative(spec: ResNetSpec):
-    act = ACTIVATIONS[spec.activation]
-    # The activations act elementwise, so the gradient of the sum is σ'(z) per entry.
-    return jax.grad(lambda z: jnp.sum(act(z)))
-
-
 def layer_jacobians(params, x, spec: ResNetSpec, num_layers: int | None = None):
     """Vector-field Jacobians ``J_l(x_n) = diag(σ'(z_l)) W(t_l)ᵀ`` at every layer and input.
 
     The hidden states ``h_l`` entering each layer are those of the network's own update
-    (``spec.scheme``); the Jacobian is that of ``F(t_l, ·)`` at ``h_l``.
+    (:func:`bayesresnet.resnet.scan_layers`, ``spec.scheme``); the Jacobian is that of
+    ``F(t_l, ·)`` (:func:`bayesresnet.resnet.layer_field`) at ``h_l``, by ``jax.jacfwd``.
 
     Args:
         params: network parameters (:func:`bayesresnet.resnet.param_shapes`).
@@ -151,36 +146,13 @@ def layer_jacobians(params, x, spec: ResNetSpec, num_layers: int | None = None):
         ``[L, N, w, w]`` Jacobians in the column convention (``J[l, n] @ v`` is the
         derivative of ``F`` along the column vector ``v``).
     """
-    weights, biases = hidden_layer_params(params, spec, num_layers)  # [L, w, w], [L, w]
-    act = ACTIVATIONS[spec.activation]
-    dact = _activation_derivative(spec)
-    num_layers = weights.shape[0]
-    dt = 1.0 / num_layers
-    h0 = act(x @ params[sites.INPUT_WEIGHT] + params[sites.INPUT_BIAS])  # [N, w]
-    if spec.scheme == "heun":
-        t_next = np.arange(1, num_layers + 1) / num_layers
-        phi = jnp.asarray(spec.basis.evaluate(t_next), dtype=weights.dtype)  # [L, K]
-        w_next = jnp.tensordot(phi, params[sites.HIDDEN_WEIGHT], axes=1)
-        b_next = jnp.tensordot(phi, params[sites.HIDDEN_BIAS], axes=1)
-    else:
-        w_next, b_next = weights, biases
+    field = layer_field(spec)
 
-    def step(h, wb):
-        w, b, wn, bn = wb
-        z = h @ w + b  # [N, w]
-        k1 = act(z)
-        if spec.scheme == "heun":
-            k2 = act((h + dt * k1) @ wn + bn)
-            h_new = h + 0.5 * dt * (k1 + k2)
-        elif spec.residual:
-            h_new = h + dt * k1
-        else:
-            h_new = k1
-        # Row form W diag(s); transposed to the column convention diag(s) Wᵀ.
-        jac = jnp.swapaxes(w[None, :, :] * dact(z)[:, None, :], -1, -2)  # [N, w, w]
-        return h_new, jac
+    def jacobians(h, layer):  # [N, w] → [N, w, w]: J[n, i, j] = ∂F_i/∂h_j at h[n]
+        return jax.vmap(jax.jacfwd(field), in_axes=(0, None))(h, layer)
 
-    _, jacs = jax.lax.scan(step, h0, (weights, biases, w_next, b_next))
+    h0 = input_layer(params, x, spec)  # [N, w]
+    _, jacs = scan_layers(params, h0, spec, num_layers, observe=jacobians)
     return jacs  # [L, N, w, w]
 
 
@@ -300,7 +272,7 @@ def posterior_stiffness(
     x = post.x_train if x is None else post._check_x(x)
     if len(x) > num_points:
         x = x[np.sort(np.random.default_rng(seed).choice(len(x), num_points, replace=False))]
-    xs = jnp.asarray((x - post.scaler.x_mean) / post.scaler.x_std, dtype=jnp.float32)
+    xs = jnp.asarray(post.scaler.transform_x(x), dtype=jnp.float32)
     draws = _network_draws(post)
     s = post.num_samples
     keep = np.unique(np.linspace(0, s - 1, min(s, max_draws)).round().astype(int))

@@ -200,8 +200,8 @@ def main(argv=None) -> dict:
     per_layer = fit(dataclasses.replace(spec, basis=brn.bases.PerLayer()), ds, args)
 
     scaler = post.scaler
-    x = (ds.x_train - scaler.x_mean) / scaler.x_std
-    y = (ds.y_train - scaler.y_mean) / scaler.y_std
+    x = scaler.transform_x(ds.x_train)
+    y = scaler.transform_y(ds.y_train)
     depths = 2 ** np.arange(2, int(np.log2(args.max_depth)) + 1)
     errors = depth_convergence(post, x, depths)
     gap_depths = depths[depths <= 32]

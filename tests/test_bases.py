@@ -1,5 +1,6 @@
 """Depth bases: identities, orthonormality, partition of unity, prior scaling, errors."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -161,6 +162,11 @@ def test_weights_contract_any_axis_and_depth_grid():
     w = bases.weights(phi, draws, axis=1)  # NumPy in, NumPy float64 out
     assert isinstance(w, np.ndarray) and w.shape == (2, 5, 4, 4) and w.dtype == np.float64
     np.testing.assert_allclose(w, np.einsum("tk,skij->stij", phi, draws), rtol=1e-12)
+    one = bases.weights(phi[2], draws, axis=1)  # one depth: the K axis contracted away
+    assert one.shape == (2, 4, 4)
+    np.testing.assert_allclose(one, w[:, 2], rtol=1e-12)
+    traced = jax.jit(lambda p, c: bases.weights(p, c))(jnp.asarray(phi[2]), jnp.asarray(draws[0]))
+    np.testing.assert_allclose(traced, w[0, 2], rtol=1e-5, atol=1e-6)
     t, phi_fine = bases.Legendre(2).depth_grid(4, 11)
     np.testing.assert_allclose(t, np.linspace(0, 1, 11))
     np.testing.assert_allclose(phi_fine, bases.Legendre(2).evaluate(t))

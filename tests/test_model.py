@@ -123,6 +123,29 @@ def test_scaler_constant_column():
     np.testing.assert_allclose(s.y_std, [1.0])
 
 
+def test_scaler_methods_standardize_and_invert():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(50, 2)) * [2.0, 0.5] + [10.0, -3.0]
+    y = rng.normal(size=(50, 2)) * [30.0, 0.1] + [100.0, 1.0]
+    s = brn.fit_scaler(x, y)
+    xs, ys = s.transform_x(x), s.transform_y(y)
+    # Standardized training data have column means 0 and sds 1 (float64 throughout).
+    np.testing.assert_allclose(xs.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(xs.std(axis=0), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(ys.std(axis=0), 1.0, rtol=1e-12)
+    assert xs.dtype == np.float64
+    np.testing.assert_allclose(s.inverse_y(ys), y, rtol=1e-14)
+    np.testing.assert_allclose(s.scale_sd(np.array([0.5, 2.0])), [0.5 * s.y_std[0], 2 * s.y_std[1]])
+    # The log-Jacobian: a Normal density in raw units is the standardized one minus it.
+    from scipy import stats
+
+    raw = stats.norm.logpdf(y, s.inverse_y(0.2), s.scale_sd(0.7)).sum(axis=1)
+    std = stats.norm.logpdf(ys, 0.2, 0.7).sum(axis=1)
+    np.testing.assert_allclose(raw, std - float(s.log_det_y()), rtol=1e-5)
+    # JAX arrays in, JAX arrays out (the model's traced path).
+    assert isinstance(s.transform_x(jnp.asarray(x)), jax.Array)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -177,3 +200,67 @@ def test_every_submodule_is_reachable_from_the_package():
     assert {"cli", "run_folder", "results", "toml", "study"} <= set(app)
     for name in app:
         assert getattr(brn.app, name).__name__ == f"bayesresnet.app.{name}", name
+
+
+def _sine_data(num, rng, noise=0.05):
+    """The sine problem's f(x) = sin(3x) + 0.3x on [-1, 1], with Normal noise."""
+    x = rng.uniform(-1.0, 1.0, size=(num, 1))
+    return x, np.sin(3 * x) + 0.3 * x + noise * rng.normal(size=(num, 1))
+
+
+def _ensemble_test_rmse(x, y, x_test, y_test):
+    spec = brn.ResNetSpec(1, 1, width=8, num_layers=4)
+    post = brn.fit(
+        spec, x, y, method="ensemble", seed=0, num_members=4, num_steps=600, convergence_tol=1.0
+    )
+    f_mean = post.predict_f(x_test).mean(axis=0)
+    return float(np.sqrt(np.mean((f_mean - y_test) ** 2)))
+
+
+@pytest.mark.slow  # four small ensemble fits, ≈ 30 s on 2 cores
+def test_offsets_are_removed_in_float64():
+    # x = 1e8 + U(-1, 1): in float32 every input rounds to a multiple of 8, so a float32
+    # standardization sees one input value and fits the mean. In float64 the standardized
+    # inputs equal the centred data's to ~1e-8, so both fits (same seed) must agree; 10 %
+    # is the allowed gap, and both must beat the mean by far.
+    rng = np.random.default_rng(0)
+    x, y = _sine_data(60, rng)
+    x_test, y_test = _sine_data(200, rng, noise=0.0)
+    centred = _ensemble_test_rmse(x, y, x_test, y_test)
+    offset = _ensemble_test_rmse(1e8 + x, y, 1e8 + x_test, y_test)
+    assert centred < 0.3 * y_test.std(), centred
+    assert abs(offset - centred) <= 0.1 * centred, (offset, centred)
+    # y = 1 + 1e-8·signal: the spread is below float32's spacing near 1 (1.2e-7).
+    small = _ensemble_test_rmse(x, 1e-8 * y, x_test, 1e-8 * y_test)
+    shifted = _ensemble_test_rmse(x, 1.0 + 1e-8 * y, x_test, 1.0 + 1e-8 * y_test)
+    assert small < 0.3e-8 * y_test.std(), small
+    assert abs(shifted - small) <= 0.1 * small, (shifted, small)
+
+
+def test_centre_data_and_centred_scaler(key):
+    # centre_data removes the offsets in float64; the model bound to centred() gives the
+    # same log density as the model bound to the full scaler on the raw data (the shift
+    # by y_mean leaves the density unchanged), here on data where float32 is exact enough.
+    spec, prior, x, y = make()
+    s = brn.fit_scaler(x, y)
+    xc, yc = s.centre_data(x, y)
+    assert xc.dtype == np.float64 and yc.dtype == np.float64
+    np.testing.assert_allclose(xc, (x - x.mean(0)) / x.std(0), rtol=1e-12)
+    np.testing.assert_allclose(yc, y - y.mean(0), rtol=1e-12)
+    c = s.centred()
+    np.testing.assert_array_equal(c.x_mean, 0.0)
+    np.testing.assert_array_equal(c.x_std, 1.0)
+    np.testing.assert_array_equal(c.y_mean, 0.0)
+    np.testing.assert_array_equal(c.y_std, s.y_std)
+    from numpyro.infer.util import log_density
+
+    values = handlers.trace(handlers.seed(brn.make_model(spec, prior, s), key)).get_trace(x, y)
+    values = {k: v["value"] for k, v in values.items() if not v.get("is_observed", False)}
+    values = {k: v for k, v in values.items() if k != sites.OBS}
+
+    def logp(scaler, xx, yy):
+        model = brn.make_model(spec, prior, scaler)
+        return jax.jit(lambda v: log_density(model, (xx, yy), {}, v)[0])(values)
+
+    raw, centred = logp(s, x, y), logp(c, xc, yc)
+    np.testing.assert_allclose(centred, raw, rtol=1e-5)

@@ -146,6 +146,36 @@ def test_convergence_order_of_euler_and_heun():
     assert abs(slopes["heun"] + 2.0) < 0.15, slopes
 
 
+@pytest.mark.parametrize("scheme", ["euler", "heun"])
+def test_fixed_step_solve_is_the_network_with_as_many_layers(scheme):
+    # diffrax's Euler/Heun on resnet.vector_field with M uniform steps takes the steps of
+    # the M-layer network of the same scheme: equal up to float32 round-off in t.
+    spec, params, x = _problem()
+    s = ResNetSpec(2, 1, width=6, num_layers=10, basis=spec.basis, scheme=scheme)
+    for m in (5, 40):
+        np.testing.assert_allclose(
+            ode.solve(params, x, s, solver=scheme, num_steps=m),
+            apply(params, x, s, num_layers=m),
+            rtol=1e-5,
+            atol=1e-5,
+        )
+
+
+def test_many_step_solve_converges_to_the_fine_network():
+    # float64: Euler solves with M steps approach the 4096-layer network like 1/M
+    # (both converge to the ODE at first order; the gap at M = 4096 is round-off only).
+    with jax.enable_x64(True):
+        spec, params, x = _problem()
+        fine = apply(params, x, spec, num_layers=4096)
+        steps = [64, 256, 1024]
+        gaps = [_rel(ode.solve(params, x, spec, solver="euler", num_steps=m), fine) for m in steps]
+        same = _rel(ode.solve(params, x, spec, solver="euler", num_steps=4096), fine)
+    assert gaps[0] > gaps[1] > gaps[2], gaps
+    # Gap (1/M − 1/4096)·C: the ratio of the first two is (1/64 − 1/4096)/(1/256 − 1/4096).
+    np.testing.assert_allclose(gaps[0] / gaps[1], (63 / 4096) / (15 / 4096), rtol=0.1)
+    assert same < 1e-10, same
+
+
 def test_heun_matches_a_naive_loop():
     spec, params, x = _problem(basis=bases.Cubic())
     s = ResNetSpec(2, 1, width=6, num_layers=3, basis=bases.Cubic(), scheme="heun")

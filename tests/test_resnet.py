@@ -1,11 +1,12 @@
 """Forward pass: against a naive NumPy loop, depth transfer and its convergence order."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import bayesresnet as brn
-from bayesresnet import bases, sites
+from bayesresnet import bases, resnet, sites
 from bayesresnet.resnet import param_shapes
 
 ALL_BASES = [
@@ -30,16 +31,26 @@ def naive_forward(params, x, spec, num_layers=None):
     p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     act = NP_ACT[spec.activation]
     n_layers = num_layers or spec.num_layers
-    h = act(x @ p[sites.INPUT_WEIGHT] + p[sites.INPUT_BIAS])
-    for layer in range(n_layers):
+
+    def field(layer, h):  # F(t_layer, h), the depth given as a (possibly end) layer index
         if isinstance(spec.basis, bases.PerLayer):
             phi = np.eye(n_layers)[layer]
         else:
             phi = spec.basis.evaluate(np.array([layer / n_layers]))[0]
         w = sum(phi[k] * p[sites.HIDDEN_WEIGHT][k] for k in range(len(phi)))
         b = sum(phi[k] * p[sites.HIDDEN_BIAS][k] for k in range(len(phi)))
-        update = act(h @ w + b)
-        h = h + update / n_layers if spec.residual else update
+        return act(h @ w + b)
+
+    h = act(x @ p[sites.INPUT_WEIGHT] + p[sites.INPUT_BIAS])
+    for layer in range(n_layers):
+        k1 = field(layer, h)
+        if not spec.residual:
+            h = k1
+        elif spec.scheme == "heun":
+            k2 = field(layer + 1, h + k1 / n_layers)
+            h = h + (k1 + k2) / (2 * n_layers)
+        else:
+            h = h + k1 / n_layers
     return h @ p[sites.OUTPUT_WEIGHT] + p[sites.OUTPUT_BIAS]
 
 
@@ -53,6 +64,67 @@ def test_apply_matches_naive_loop(basis, num_layers, key):
     out = brn.apply(params, x, spec)
     assert out.shape == (7, 2)
     np.testing.assert_allclose(out, naive_forward(params, x, spec), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("basis", [bases.Cubic(), bases.Legendre(3), bases.PiecewiseLinear(4)])
+@pytest.mark.parametrize("num_layers", [3, 20])
+def test_heun_apply_matches_naive_loop(basis, num_layers, key):
+    spec = brn.ResNetSpec(3, 2, width=5, num_layers=num_layers, basis=basis, scheme="heun")
+    params = {k: v + 0.1 for k, v in brn.init_params(key, spec, scale=2.0).items()}
+    x = np.random.default_rng(1).normal(size=(7, 3))
+    np.testing.assert_allclose(
+        brn.apply(params, x, spec), naive_forward(params, x, spec), rtol=2e-5, atol=2e-5
+    )
+    # Another depth: the same coefficients, the right ends at the new grid's t_(l+1).
+    np.testing.assert_allclose(
+        brn.apply(params, x, spec, num_layers=11),
+        naive_forward(params, x, spec, num_layers=11),
+        rtol=2e-5,
+        atol=2e-5,
+    )
+
+
+@pytest.mark.parametrize("num_layers", [5, 12])  # unrolled and scanned paths
+def test_apply_is_the_step_scanned_over_the_field(num_layers, key):
+    # Bit for bit: apply = input layer, then step(scheme) on layer_field per layer, readout.
+    spec = brn.ResNetSpec(2, 1, width=4, num_layers=num_layers, basis=bases.Legendre(2))
+    params = brn.init_params(key, spec, scale=2.0)
+    x = np.random.default_rng(4).normal(size=(6, 2)).astype(np.float32)
+
+    def loop(p, x):
+        field, update = resnet.layer_field(spec), resnet.step(spec.scheme)
+        layers = resnet.hidden_layer_params(p, spec)
+        h = resnet.input_layer(p, x, spec)
+        for layer in range(num_layers):
+            theta = jax.tree.map(lambda a, i=layer: a[i], layers)
+            h = update(field, h, 1.0 / num_layers, theta, None)
+        return resnet.output_layer(p, h)
+
+    np.testing.assert_array_equal(
+        jax.jit(brn.apply, static_argnums=2)(params, x, spec), jax.jit(loop)(params, x)
+    )
+
+
+def test_vector_field_is_the_layer_field_at_w_of_t(key):
+    # F(t, h, params) at a layer depth t_l equals σ(h W_l + b_l) with the layer's weights,
+    # and at a depth between layers uses W(t) = Σ_k Φ_k(t) C_k.
+    spec = brn.ResNetSpec(2, 1, width=4, num_layers=5, basis=bases.Cubic())
+    params = brn.init_params(key, spec, scale=2.0)
+    h = jax.random.normal(jax.random.key(5), (3, 4))
+    vf = resnet.vector_field(spec)
+    layers = resnet.hidden_layer_params(params, spec)
+    np.testing.assert_allclose(
+        vf(0.4, h, params), jnp.tanh(h @ layers.weight[2] + layers.bias[2]), rtol=1e-6
+    )
+    phi = 0.3 ** np.arange(4)
+    w = np.tensordot(phi, params[sites.HIDDEN_WEIGHT], axes=1)
+    b = phi @ np.asarray(params[sites.HIDDEN_BIAS])
+    np.testing.assert_allclose(jax.jit(vf)(0.3, h, params), np.tanh(h @ w + b), rtol=1e-5)
+
+
+def test_step_refuses_an_unknown_scheme():
+    with pytest.raises(ValueError, match=r"`scheme` must be one of \['euler', 'heun'\]"):
+        resnet.step("rk4")
 
 
 @pytest.mark.parametrize("activation", ["relu", "softplus", "identity"])

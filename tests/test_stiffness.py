@@ -8,7 +8,7 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 
 import bayesresnet as brn
-from bayesresnet import bases, sites, stiffness
+from bayesresnet import bases, resnet, sites, stiffness
 from bayesresnet.app.runspec import parse_runspec
 from bayesresnet.model import PriorSpec, Scaler, make_model
 from bayesresnet.resnet import ACTIVATIONS, ResNetSpec, hidden_layer_params, init_params
@@ -74,6 +74,33 @@ def test_jacobians_and_eigenvalues_match_autodiff_and_numpy():
     np.testing.assert_allclose(
         res.stability, np.abs(1 + mu / spec.num_layers).max(-1), rtol=1e-5, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("num_layers", [4, 12])  # unrolled and scanned paths
+def test_jacobians_are_those_of_one_step(residual, num_layers):
+    # The Jacobian of one Euler step h ↦ h + Δt F(t_l, h) is I + Δt J_l; of the MLP
+    # baseline's update h ↦ F(t_l, h) it is J_l. Steps from resnet.step, states from a loop.
+    spec, params, x = _net(num_layers=num_layers)
+    spec = ResNetSpec(2, 1, width=5, num_layers=num_layers, residual=residual)
+    field, dt = resnet.layer_field(spec), 1.0 / num_layers
+    layers = hidden_layer_params(params, spec)
+    jacs = np.asarray(stiffness.layer_jacobians(params, x, spec))
+    assert jacs.shape == (num_layers, 7, 5, 5)
+    h = resnet.input_layer(params, x, spec)
+    for layer in range(num_layers):
+        theta = jax.tree.map(lambda a, i=layer: a[i], layers)
+
+        def one_step(v, theta=theta):
+            if residual:
+                return resnet.step("euler")(field, v, dt, theta, None)
+            return field(v, theta)
+
+        for n in range(len(x)):
+            want = np.asarray(jax.jacfwd(one_step)(h[n]))
+            got = np.eye(5) + dt * jacs[layer, n] if residual else jacs[layer, n]
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        h = jax.vmap(one_step)(h)
 
 
 def test_heun_stability_function_and_relu():

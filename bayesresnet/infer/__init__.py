@@ -117,15 +117,17 @@ def fit(
     config = config_from_options(config_cls, method, options)
     marginal = _resolve_marginal(config, prior)
     scaler = fit_scaler(x, y)
+    # Offsets and input scales are removed in float64, before the engines cast to float32.
+    x_fit, y_fit = scaler.centre_data(x, y)
     key = jax.random.key(seed)
     if marginal:
-        model = collapsed_model(spec, prior, scaler)
+        model = collapsed_model(spec, prior, scaler.centred())
     else:
-        model = make_model(spec, prior, scaler)
+        model = make_model(spec, prior, scaler.centred())
     noncentre = _resolve_noncentred(config, prior)
     if noncentre:
         model = noncentred(model)
-    result = engine(key, model, x, y, config)
+    result = engine(key, model, x_fit, y_fit, config)
     samples, settings = drop_decentered(result.samples), result.settings
     if hasattr(config, "marginalize_output"):
         settings = settings | {"marginalize_output_used": marginal}
@@ -133,7 +135,7 @@ def fit(
         settings = settings | {"noncentred_used": noncentre}
     if marginal:
         samples = sample_output_layer(
-            jax.random.fold_in(key, 1), samples, x, y, spec, prior, scaler
+            jax.random.fold_in(key, 1), samples, x_fit, y_fit, spec, prior, scaler.centred()
         )
     return Posterior(
         spec=spec,

@@ -1,8 +1,9 @@
 """What every inference engine takes and returns.
 
 An engine is a function ``run_<method>(key, model, x, y, config) -> EngineResult``: it
-receives the bound NumPyro model (:func:`bayesresnet.model.make_model`), raw training
-data and its frozen config, and returns draws of every latent site with sample
+receives the bound NumPyro model (:func:`bayesresnet.model.make_model`), the training
+data (offsets removed in float64, :meth:`bayesresnet.model.Scaler.centre_data`) and its
+frozen config, and returns draws of every latent site with sample
 dimensions ``[chains, draws, ...]`` (one chain for SVI and ensembles), per-draw
 statistics ``[chains, draws]``, its settings, wall times and anything else worth keeping
 (loss histories, member flags). :func:`bayesresnet.infer.fit` wraps the result in a
