@@ -10,10 +10,17 @@ import numpy as np
 
 from bayesresnet._validate import check_int
 from bayesresnet.data import Dataset, validate_xy
-from bayesresnet.infer.base import EngineResult, config_from_options, show_progress
+from bayesresnet.infer.base import (
+    Engine,
+    EngineResult,
+    SamplingAlgorithm,
+    config_from_options,
+    show_progress,
+)
 from bayesresnet.infer.ensemble import EnsembleConfig, run_ensemble
 from bayesresnet.infer.mclmc import MCLMCConfig, run_mclmc
 from bayesresnet.infer.nuts import NUTSConfig, run_nuts
+from bayesresnet.infer.registry import METHODS
 from bayesresnet.infer.svi import SVIConfig, run_svi
 from bayesresnet.marginal import collapsed_model, sample_output_layer, supports
 from bayesresnet.model import PriorSpec, drop_decentered, fit_scaler, make_model, noncentred
@@ -23,6 +30,8 @@ from bayesresnet.resnet import ResNetSpec
 __all__ = [
     "fit",
     "METHODS",
+    "Engine",
+    "SamplingAlgorithm",
     "EngineResult",
     "NUTSConfig",
     "MCLMCConfig",
@@ -34,14 +43,6 @@ __all__ = [
     "run_svi",
     "run_ensemble",
 ]
-
-#: method name → (config class, engine)
-METHODS = {
-    "nuts": (NUTSConfig, run_nuts),
-    "mclmc": (MCLMCConfig, run_mclmc),
-    "svi": (SVIConfig, run_svi),
-    "ensemble": (EnsembleConfig, run_ensemble),
-}
 
 
 def _resolve_marginal(config, prior: PriorSpec) -> bool:
@@ -113,8 +114,8 @@ def fit(
         raise ValueError(f"`x` has {x.shape[1]} columns but spec.in_features={spec.in_features}.")
     if y.shape[1] != spec.out_features:
         raise ValueError(f"`y` has {y.shape[1]} columns but spec.out_features={spec.out_features}.")
-    config_cls, engine = METHODS[method]
-    config = config_from_options(config_cls, method, options)
+    engine = METHODS[method]
+    config = config_from_options(engine.config, method, options)
     marginal = _resolve_marginal(config, prior)
     scaler = fit_scaler(x, y)
     key = jax.random.key(seed)
@@ -125,7 +126,7 @@ def fit(
     noncentre = _resolve_noncentred(config, prior)
     if noncentre:
         model = noncentred(model)
-    result = engine(key, model, x, y, config)
+    result = engine.run(key, model, x, y, config)
     samples, settings = drop_decentered(result.samples), result.settings
     if hasattr(config, "marginalize_output"):
         settings = settings | {"marginalize_output_used": marginal}
