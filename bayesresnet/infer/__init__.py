@@ -1,6 +1,10 @@
 """Inference: ``fit(spec, x, y, method=...)`` runs NUTS, MCLMC, SVI or a deep ensemble.
 
-All four return the same :class:`~bayesresnet.posterior.Posterior`.
+All four return the same :class:`~bayesresnet.posterior.Posterior`. ``METHODS[name]`` is
+each method's :class:`~bayesresnet.infer.base.Engine` (config, run function, description,
+gradient count, checks); the samplers are kernels in BlackJAX's form
+(:class:`~bayesresnet.infer.base.SamplingAlgorithm`: ``nuts.nuts_kernel``,
+``mclmc.mclmc_kernel``) driven by :func:`~bayesresnet.infer.core.run_chains`.
 """
 
 from __future__ import annotations
