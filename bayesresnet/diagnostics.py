@@ -18,6 +18,9 @@ import numpy as np
 
 from bayesresnet import sites
 from bayesresnet.bases import weights
+from bayesresnet.infer.base import PARETO_K_OK, Check, Estimators
+from bayesresnet.infer.nuts import EBFMI_MIN, TREE_DEPTH_SATURATION_MAX, tree_depth_saturation
+from bayesresnet.infer.registry import METHODS
 
 with warnings.catch_warnings():
     # ArviZ 0.x announces its 1.x refactor on import, once a day; the move to 1.x is
@@ -33,6 +36,9 @@ __all__ = [
     "Check",
     "DiagnosticsResult",
     "convergence",
+    "tree_depth_saturation",
+    "EBFMI_MIN",
+    "TREE_DEPTH_SATURATION_MAX",
     "e_bfmi",
     "probe_inputs",
     "function_space_draws",
@@ -157,24 +163,10 @@ def hdi(draws, hdi_prob: float) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- thresholds
-#: Energy-error variance per dimension above this multiple of the target warns (MCLMC).
-MCLMC_ENERGY_VAR_FACTOR = 10.0
+# The methods' own thresholds (E-BFMI, tree depth, energy error, Pareto k̂) sit with
+# their engines, whose checks use them.
 RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
-EBFMI_MIN = 0.3
-TREE_DEPTH_SATURATION_MAX = 0.05
-PARETO_K_OK = 0.7
-
-
-@dataclass(frozen=True)
-class Check:
-    """One diagnostic check with its threshold and, when it fails, what to try."""
-
-    name: str
-    status: str  # "pass", "note" (reported, not part of the verdict), "warn", "fail" or "n/a"
-    value: str
-    threshold: str
-    advice: str = ""
 
 
 @dataclass(frozen=True)
@@ -297,13 +289,6 @@ def _worst(rows, key, largest=True):
     return max(vals) if largest else min(vals)
 
 
-def tree_depth_saturation(post) -> float:
-    """The share of a NUTS run's draws whose tree reached the run's ``max_tree_depth``
-    (posteriors saved before the setting was recorded ran NumPyro's default, 10)."""
-    max_depth = post.settings.get("max_tree_depth", 10)
-    return float(np.mean(np.asarray(post.sample_stats["tree_depth"]) >= max_depth))
-
-
 def convergence(post, *, num_probes: int = 20, num_t: int = 11, seed: int = 0):
     """Diagnostics of a posterior with a verdict and stated thresholds.
 
@@ -316,15 +301,16 @@ def convergence(post, *, num_probes: int = 20, num_t: int = 11, seed: int = 0):
 
     SVI: ELBO convergence and the Pareto k̂ of the importance weights log p − log q
     (≤ 0.7; Yao et al. 2018). Ensemble: members that diverged or did not converge, and
-    the spread of their final losses.
+    the spread of their final losses. The chain checks are made here for every method
+    whose draws are chains; each method's own checks sit with its engine
+    (``METHODS[post.method].checks``).
     """
-    if post.method == "nuts":
-        return _nuts_checks(post, num_probes, num_t, seed)
-    if post.method == "mclmc":
-        return _mclmc_checks(post, num_probes, num_t, seed)
-    if post.method == "svi":
-        return _svi_checks(post)
-    return _ensemble_checks(post)
+    engine = METHODS[post.method]
+    checks, rows, draws = (
+        _chain_checks(post, num_probes, num_t, seed) if engine.chains else ([], [], {})
+    )
+    checks += engine.checks(post, Estimators(e_bfmi=e_bfmi, pareto_khat=pareto_khat))
+    return DiagnosticsResult(post.method, tuple(checks), tuple(rows), _verdict(checks), draws)
 
 
 def _chain_checks(post, num_probes, num_t, seed):
@@ -411,112 +397,6 @@ def e_bfmi(energy) -> np.ndarray:
         return np.atleast_1d(az.bfmi(np.asarray(energy, dtype=np.float64)))
 
 
-def _nuts_checks(post, num_probes, num_t, seed):
-    checks, rows, draws = _chain_checks(post, num_probes, num_t, seed)
-    stats = post.sample_stats
-    num_div = int(np.sum(stats["diverging"]))
-    checks.append(
-        Check(
-            "divergences",
-            "pass" if num_div == 0 else "fail",
-            f"{num_div} of {stats['diverging'].size}",
-            "0",
-            ""
-            if num_div == 0
-            else "raise target_accept_prob (e.g. 0.95), shrink the prior scales, or use "
-            "init='map'; divergences mean the sampler missed part of the posterior",
-        )
-    )
-    max_depth = post.settings.get("max_tree_depth", 10)
-    saturated = tree_depth_saturation(post)
-    ok = saturated < TREE_DEPTH_SATURATION_MAX
-    checks.append(
-        Check(
-            "tree-depth saturation",
-            "pass" if ok else "warn",
-            f"{100 * saturated:.1f}% at depth {max_depth}",
-            f"< {100 * TREE_DEPTH_SATURATION_MAX:.0f}% of draws",
-            ""
-            if ok
-            else "trajectories are cut short: raise max_tree_depth, or use "
-            "dense_mass=True for correlated posteriors",
-        )
-    )
-    ebfmi = e_bfmi(stats["energy"])
-    ok = bool(np.all(ebfmi >= EBFMI_MIN))
-    checks.append(
-        Check(
-            "E-BFMI",
-            "pass" if ok else "fail",
-            "min " + f"{np.min(ebfmi):.2f}",
-            f"≥ {EBFMI_MIN} per chain",
-            ""
-            if ok
-            else "momentum resampling explores the energy poorly (heavy tails "
-            "or funnels): reparameterize, or shrink the prior on the noise scale",
-        )
-    )
-    return DiagnosticsResult("nuts", tuple(checks), tuple(rows), _verdict(checks), draws)
-
-
-def _mclmc_checks(post, num_probes, num_t, seed):
-    """Chains across ensemble members (R-hat, ESS), and the integrator's energy error.
-
-    Chains started at different MAP fits that stay in different modes give function-space
-    R-hat above the threshold: the verdict fails, as it does for NUTS. For the unadjusted
-    variant, the energy-error variance per dimension is the bias control (tuned to
-    ``desired_energy_var``); far above it the draws are biased (Robnik et al. 2023).
-    """
-    checks, rows, draws = _chain_checks(post, num_probes, num_t, seed)
-    stats = post.sample_stats
-    num_bad = int(np.sum(stats["diverging"]))
-    checks.append(
-        Check(
-            "non-finite or divergent steps",
-            "pass" if num_bad == 0 else "fail",
-            f"{num_bad} of {stats['diverging'].size}",
-            "0",
-            ""
-            if num_bad == 0
-            else "the step size is too large for part of the posterior: lower `step_size`, "
-            "or `desired_energy_var` / raise `target_accept_prob` for the tuner",
-        )
-    )
-    settings = post.settings
-    if settings.get("variant") == "adjusted":
-        rate = float(np.mean(stats["acceptance_rate"]))
-        target = float(settings.get("target_accept_prob", 0.9))
-        ok = rate >= target - 0.15
-        checks.append(
-            Check(
-                "acceptance rate",
-                "pass" if ok else "warn",
-                f"{rate:.2f}",
-                f"≥ {target - 0.15:.2f} (target {target})",
-                "" if ok else "raise num_warmup so that the step size is tuned",
-            )
-        )
-    else:
-        dim = max(int(settings.get("dim", 1)), 1)
-        per_dim = np.var(stats["energy_change"], axis=1) / dim
-        desired = float(settings.get("desired_energy_var", 5e-4))
-        worst = float(np.max(per_dim))
-        ok = worst <= MCLMC_ENERGY_VAR_FACTOR * desired
-        checks.append(
-            Check(
-                "energy error variance per dimension",
-                "pass" if ok else "warn",
-                f"max {worst:.2g}",
-                f"≤ {MCLMC_ENERGY_VAR_FACTOR:g} × desired ({desired:g})",
-                ""
-                if ok
-                else "the integrator's energy error is large: the draws may be biased; "
-                "lower `step_size` or use variant='adjusted'",
-            )
-        )
-    return DiagnosticsResult("mclmc", tuple(checks), tuple(rows), _verdict(checks), draws)
-
-
 def pareto_khat(log_weights) -> float:
     """Pareto k̂ of importance weights (PSIS; Vehtari et al. 2024)."""
     lw = np.asarray(log_weights, dtype=np.float64)
@@ -525,84 +405,6 @@ def pareto_khat(log_weights) -> float:
         warnings.simplefilter("ignore")
         _, k = az.psislw(lw)
     return float(k)
-
-
-def _svi_checks(post):
-    checks = []
-    converged = bool(post.extra.get("converged", False))
-    checks.append(
-        Check(
-            "ELBO converged",
-            "pass" if converged else "warn",
-            f"{post.settings.get('steps_run', '?')} steps",
-            f"block-mean loss change < {post.settings.get('tol')} per observation",
-            ""
-            if converged
-            else "raise num_steps, or the learning rate if the loss still falls steadily",
-        )
-    )
-    lw = post.extra.get("log_weights")
-    if lw is None or len(lw) < 20:
-        checks.append(
-            Check("Pareto k̂", "n/a", "—", f"≤ {PARETO_K_OK}", "not defined for point guides")
-        )
-    else:
-        k = pareto_khat(lw)
-        ok = k <= PARETO_K_OK
-        checks.append(
-            Check(
-                "Pareto k̂",
-                "pass" if ok else "warn",
-                f"{k:.2f}",
-                f"≤ {PARETO_K_OK}",
-                ""
-                if ok
-                else "the guide misses mass of the posterior (typical for mean-"
-                "field guides of neural networks): its intervals are not to be trusted "
-                "without calibration checks; try guide='lowrank', an ensemble or NUTS",
-            )
-        )
-    return DiagnosticsResult("svi", tuple(checks), (), _verdict(checks))
-
-
-def _ensemble_checks(post):
-    flags = np.asarray(post.extra.get("member_diverged", []), dtype=bool)
-    conv = np.asarray(post.extra.get("member_converged", []), dtype=bool)
-    final = np.asarray(post.extra.get("member_final_loss", []), dtype=float)
-    m = len(flags)
-    checks = [
-        Check(
-            "members diverged",
-            "pass" if not flags.any() else "fail",
-            f"{int(flags.sum())} of {m}",
-            "0",
-            "" if not flags.any() else "lower learning_rate or clip_norm",
-        ),
-        Check(
-            "members converged",
-            "pass" if conv[~flags].all() else "warn",
-            f"{int(conv.sum())} of {m}",
-            f"all (tolerance {post.settings.get('convergence_tol')} per observation)",
-            ""
-            if conv[~flags].all()
-            else "raise num_steps; on noise-free data the noise "
-            "scale keeps shrinking and members may never meet the tolerance",
-        ),
-    ]
-    finite = final[np.isfinite(final)]
-    spread = float(np.ptp(finite) / len(post.x_train)) if len(finite) else float("nan")
-    checks.append(
-        Check(
-            "spread of member losses",
-            "pass" if spread < 1.0 else "warn",
-            f"{spread:.3f} per observation",
-            "< 1 per observation",
-            ""
-            if spread < 1.0
-            else "members found optima of different quality: more steps, or drop the worst members",
-        )
-    )
-    return DiagnosticsResult("ensemble", tuple(checks), (), _verdict(checks))
 
 
 # ------------------------------------------------------------ predictive checks

@@ -16,6 +16,7 @@ import numpy as np
 
 from bayesresnet import __version__, calibration, diagnostics, ode_plots, plots, stiffness
 from bayesresnet.data import Dataset
+from bayesresnet.infer.registry import METHODS
 from bayesresnet.posterior import Posterior, Prediction
 from bayesresnet.resnet import num_params
 
@@ -40,31 +41,8 @@ def describe_model(post: Posterior) -> str:
 
 
 def describe_method(post: Posterior) -> str:
-    s = post.settings
-    if post.method == "nuts":
-        return (
-            f"NUTS, {s['num_chains']} chains × {s['num_samples']} draws after "
-            f"{s['num_warmup']} warm-up ({s.get('chain_method_used')}), target acceptance "
-            f"{s['target_accept_prob']}, max tree depth {s['max_tree_depth']}, init {s['init']}"
-        )
-    if post.method == "mclmc":
-        return (
-            f"MCLMC ({s['variant']}), {s['num_chains']} chains started at MAP fits × "
-            f"{s['num_samples']} draws (every {s['thinning']}th step) after "
-            f"{s['num_warmup']} tuning steps, step size "
-            f"{np.mean(post.extra.get('step_size', [np.nan])):.3g}, L "
-            f"{np.mean(post.extra.get('L', [np.nan])):.3g} (chain means)"
-        )
-    if post.method == "svi":
-        return (
-            f"SVI, guide {s['guide']}, {s.get('steps_run')} steps, learning rate "
-            f"{s.get('learning_rate')} ({s['schedule']}), {post.num_draws} draws"
-        )
-    extras = [k for k in ("bootstrap", "anchored") if s.get(k)]
-    return (
-        f"deep ensemble of {post.num_draws} MAP fits ({s['num_members']} trained), "
-        f"{s['num_steps']} Adam steps each{', ' + ', '.join(extras) if extras else ''}"
-    )
+    """One line on the inference method and its settings (from its engine)."""
+    return METHODS[post.method].describe(post)
 
 
 def _uri(fig) -> str:
@@ -255,7 +233,7 @@ def _fit_figures(post: Posterior, dataset, train_pred, pit_loo, *, truth, levels
 def _sampler_figures(post: Posterior, conv: diagnostics.DiagnosticsResult) -> dict:
     """Trace and rank plots (of the draws the convergence check summarized), energy, loss."""
     figures = {}
-    if post.method in ("nuts", "mclmc"):
+    if METHODS[post.method].chains:
         # The two worst function-space quantities and the two worst parameters.
         worst = [r["name"] for r in conv.table if r["kind"] == "function"][:2]
         worst += [r["name"] for r in conv.table if r["kind"] == "parameter"][:2]
@@ -264,7 +242,7 @@ def _sampler_figures(post: Posterior, conv: diagnostics.DiagnosticsResult) -> di
             "Density (left) and trace (middle) per chain, and rank histograms per chain "
             "(right; flat when chains agree) of the quantities with the largest R-hat.",
         )
-    if post.method == "nuts":
+    if "energy" in post.sample_stats:  # Hamiltonian energy: NUTS
         figures["Energy"] = (
             _uri(plots.plot_energy(post.sample_stats["energy"])),
             "Marginal energy against energy transitions; similar widths (E-BFMI near 1) "
@@ -276,7 +254,7 @@ def _sampler_figures(post: Posterior, conv: diagnostics.DiagnosticsResult) -> di
             _uri(
                 plots.plot_loss(
                     np.asarray(history),
-                    label="negative ELBO" if post.method == "svi" else "negative log posterior",
+                    label=METHODS[post.method].loss,
                     step_every=post.settings.get("history_every", 1),
                 )
             ),

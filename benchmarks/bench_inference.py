@@ -53,6 +53,7 @@ from bayesresnet.app.runspec import load_runspec
 from bayesresnet.infer import NUTSConfig
 from bayesresnet.infer.base import Timer
 from bayesresnet.infer.core import EnsembleConfig, sample_prior_unconstrained, train_members
+from bayesresnet.infer.registry import METHODS as ENGINES
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("nuts_baseline", "nuts", "mclmc", "ensemble", "svi")
@@ -104,16 +105,7 @@ def problem(name: str, quick: bool):
 
 def gradient_evaluations(post) -> int:
     """Every log-density gradient of a fit: MAP starts, warm-up, sampling, training."""
-    s, e = post.settings, post.extra
-    if post.method in ("nuts", "mclmc"):
-        init = s["init_steps"] * (s.get("init_members") or s["num_chains"])
-        if s.get("init", "map") != "map":
-            init = 0
-        return int(init + e["num_warmup_gradient_evaluations"] + e["num_gradient_evaluations"])
-    if post.method == "ensemble":
-        return int(s["num_members"] * s["num_steps"])
-    init = s["init_steps"] if s.get("init") == "map" else 0
-    return int(init + s["steps_run"] * s["num_particles"])
+    return ENGINES[post.method].gradients(post)
 
 
 def bench_method(spec, data, method: str, options: dict) -> dict:
@@ -122,7 +114,7 @@ def bench_method(spec, data, method: str, options: dict) -> dict:
     wall = time.perf_counter() - start
     probes = data.x_test[:NUM_PROBES]
     f = post.predict_f(probes)[..., 0].reshape(post.num_chains, post.num_draws, -1)
-    if method in ("nuts", "mclmc"):
+    if ENGINES[method].chains:
         ess = effective_sample_size(np.asarray(f, dtype=np.float64))  # per probe
     else:  # members and guide draws are independent by construction
         ess = np.full(f.shape[-1], float(post.num_samples))
@@ -139,7 +131,7 @@ def bench_method(spec, data, method: str, options: dict) -> dict:
         "test_rmse": float(np.sqrt(np.mean((pred.mean - data.y_test) ** 2))),
         "coverage_90": float(np.mean((data.y_test >= lo) & (data.y_test <= hi))),
     }
-    if method in ("nuts", "mclmc"):
+    if ENGINES[method].chains:
         diag = brn.diagnostics.convergence(post)
         fs = [r for r in diag.table if r["kind"] == "function"]
         row |= {
@@ -147,7 +139,7 @@ def bench_method(spec, data, method: str, options: dict) -> dict:
             "rhat_f_max": float(max(r["r_hat"] for r in fs)),
             "divergences": int(np.sum(post.sample_stats["diverging"])),
         }
-    if method == "nuts":
+    if "tree_depth" in post.sample_stats:  # NUTS
         row |= {
             "saturated": brn.diagnostics.tree_depth_saturation(post),
             "mean_steps": float(np.mean(post.sample_stats["n_steps"])),

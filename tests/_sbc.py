@@ -2,18 +2,23 @@
 
 Each test simulates ``R`` data sets from the prior predictive, runs one chain per data
 set (vmapped), and checks that the ranks of the true values among the kept draws are
-uniform for a few scalar summaries of the tiny network.
+uniform for a few scalar summaries of the tiny network. The chains are the engines' own
+kernels (``nuts_kernel``, ``mclmc_kernel``) run by the engines' chain loop
+(``scan_chain``); ``run_nuts`` and ``run_mclmc`` wrap the same pieces in compiled blocks
+over one data set, and a call per replicate would compile ``R`` times.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer.hmc import hmc
-from numpyro.infer.util import constrain_fn, potential_energy
+from numpyro.infer.util import constrain_fn
 from scipy.stats import chisquare
 
 import bayesresnet as brn
 from bayesresnet import sites
+from bayesresnet.infer.core import flatten_members, make_log_density, scan_chain
+from bayesresnet.infer.mclmc import mclmc_kernel
+from bayesresnet.infer.nuts import nuts_kernel
 
 PROBE = jnp.array([[0.3]])
 
@@ -52,8 +57,13 @@ def assert_uniform_ranks(truths: dict, draws: dict, spec) -> None:
 
 
 def nuts_draws(key, model, x, ys, init, *, num_warmup=500, num_kept=29, thin=10, complete=None):
-    """One NUTS chain per data set ``ys`` ``[R, N, 1]`` through NumPyro's functional
-    ``hmc`` kernels, vmapped over replicates: one compilation instead of ``R``.
+    """One NUTS chain per data set ``ys`` ``[R, N, 1]``, vmapped over replicates: one
+    compilation instead of ``R``.
+
+    Each chain is the engine's own: :func:`~bayesresnet.infer.nuts.nuts_kernel` over the
+    replicate's log density (:func:`~bayesresnet.infer.core.make_log_density`), scanned
+    by :func:`~bayesresnet.infer.core.scan_chain`, the loop ``run_nuts`` runs in every
+    compiled block. The kept draws are every ``thin``-th step after warm-up.
 
     Args:
         complete: optional ``complete(key, draws, y) -> draws`` applied to each chain's
@@ -62,24 +72,59 @@ def nuts_draws(key, model, x, ys, init, *, num_warmup=500, num_kept=29, thin=10,
     Returns:
         ``(draws {site: [R, kept, ...]}, diverging [R, kept·thin])``.
     """
-    init_kernel, sample_kernel = hmc(
-        potential_fn_gen=lambda y: lambda u: potential_energy(model, (x, y), {}, u), algo="NUTS"
-    )
 
     def run_chain(k, u0, y):
-        k_init, k_complete = jax.random.split(k)
-        state = init_kernel(u0, num_warmup, target_accept_prob=0.9, model_args=(y,), rng_key=k_init)
-
-        def step(state, _):
-            state = sample_kernel(state, model_args=(y,))
-            return state, (state.z, state.diverging)
-
-        _, (z, diverging) = jax.lax.scan(step, state, None, length=num_warmup + num_kept * thin)
-        keep = jax.tree_util.tree_map(lambda a: a[num_warmup::thin], z)
+        k_init, k_warm, k_run, k_complete = jax.random.split(k, 4)
+        log_density = make_log_density(model, x, y)
+        algorithm = nuts_kernel(log_density, num_warmup=num_warmup, target_accept_prob=0.9)
+        state = algorithm.init(k_init, u0)
+        state, _ = scan_chain(algorithm.step, k_warm, state, 0, num_warmup, collect=_nothing)
+        _, (z, diverging) = scan_chain(
+            algorithm.step, k_run, state, 0, num_kept * thin, collect=_position_and_divergence
+        )
+        keep = jax.tree_util.tree_map(lambda a: a[::thin], z)
         draws = jax.vmap(lambda u: constrain_fn(model, (x, y), {}, u))(keep)
         if complete is not None:
             draws = complete(k_complete, draws, y)
-        return draws, diverging[num_warmup:]
+        return draws, diverging
 
     keys = jax.random.split(key, ys.shape[0])
     return jax.jit(jax.vmap(run_chain))(keys, init, ys)
+
+
+def mclmc_draws(key, model, x, ys, init, config, *, num_kept=29):
+    """One unadjusted MCLMC chain per data set, vmapped over replicates: the engine's
+    :func:`~bayesresnet.infer.mclmc.mclmc_kernel` (tuned by BlackJAX's tuner, as in
+    ``run_mclmc``) scanned by :func:`~bayesresnet.infer.core.scan_chain`, ``num_kept``
+    draws ``config.thinning`` steps apart.
+
+    Returns:
+        ``draws {site: [R, kept, ...]}``.
+    """
+    flat, unravel = flatten_members(init)
+    dim = flat.shape[1]
+
+    def run_chain(k, z0, y):
+        density = make_log_density(model, x, y)
+        algorithm = mclmc_kernel(lambda z: density(unravel(z)), config, dim)
+        k_init, k_tune, k_run = jax.random.split(k, 3)
+        chain = algorithm.tune(k_tune, algorithm.init(k_init, z0))
+        _, zs = scan_chain(
+            algorithm.step, k_run, chain, 0, num_kept, collect=_position, thinning=config.thinning
+        )
+        return jax.vmap(lambda z: constrain_fn(model, (x, y), {}, unravel(z)))(zs)
+
+    keys = jax.random.split(key, ys.shape[0])
+    return jax.jit(jax.vmap(run_chain))(keys, flat, ys)
+
+
+def _nothing(state, info):
+    return None
+
+
+def _position_and_divergence(state, info):
+    return state.z, info.diverging
+
+
+def _position(chain, info):
+    return chain.state.position

@@ -45,3 +45,28 @@ def test_merge_reruns_only_the_named_methods(tmp_path, monkeypatch):
     rows = json.loads(out.read_text())["methods"]["borehole"]
     assert rows["nuts_baseline"] == old  # kept, not rerun
     assert rows["nuts"]["wall_s"] == 3.0 and rows["nuts"]["options"] == {"a": 1}
+
+
+def test_gradient_counts_come_from_each_methods_engine():
+    """MAP starts, warm-up and sampling (samplers), steps × particles (SVI), members × steps."""
+    from types import SimpleNamespace
+
+    from bench_inference import gradient_evaluations
+
+    sampled = {"num_warmup_gradient_evaluations": 300, "num_gradient_evaluations": 700}
+    nuts = SimpleNamespace(
+        method="nuts", settings={"init_steps": 10, "num_chains": 4, "init": "map"}, extra=sampled
+    )
+    assert gradient_evaluations(nuts) == 10 * 4 + 300 + 700
+    nuts.settings |= {"init_members": 6}
+    assert gradient_evaluations(nuts) == 10 * 6 + 300 + 700
+    nuts.settings |= {"init": "prior"}
+    assert gradient_evaluations(nuts) == 300 + 700
+    mclmc = SimpleNamespace(
+        method="mclmc", settings={"init_steps": 5, "num_chains": 2}, extra=sampled
+    )
+    assert gradient_evaluations(mclmc) == 5 * 2 + 300 + 700
+    svi = {"init": "map", "init_steps": 20, "steps_run": 100, "num_particles": 3}
+    assert gradient_evaluations(SimpleNamespace(method="svi", settings=svi, extra={})) == 320
+    ensemble = SimpleNamespace(method="ensemble", settings={"num_members": 4, "num_steps": 50})
+    assert gradient_evaluations(ensemble) == 200

@@ -1,4 +1,5 @@
-"""The functional engine core: the chain driver (blocks, thinning, devices) and progress."""
+"""The functional engine core: the block driver, the chain driver (blocks, thinning, devices),
+progress, the MAP start and the optimizer."""
 
 import subprocess
 import sys
@@ -7,10 +8,23 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
 import pytest
 
-from bayesresnet.infer.base import progress_bar, show_progress
-from bayesresnet.infer.core import run_chains
+from bayesresnet.infer.base import Timer, progress_bar, show_progress
+from bayesresnet.infer.core import (
+    EnsembleConfig,
+    config_settings,
+    make_optimizer,
+    map_start,
+    member_inputs,
+    run_blocks,
+    run_chains,
+    scan_chain,
+    train_members,
+)
 
 
 def random_walk(key, state):
@@ -79,3 +93,77 @@ def test_chains_are_sharded_over_two_devices():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "sharded ok" in result.stdout
+
+
+def counting_block(carry, start, length):
+    """``length`` steps from ``start``: the carry counts steps, the output names them."""
+    return carry + length, start + jnp.arange(length)
+
+
+def test_run_blocks_cuts_the_run_and_stops_when_told():
+    carry, outs = run_blocks(counting_block, 0, 10, block_size=4)
+    assert [np.asarray(o).tolist() for o in outs] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert int(carry) == 10
+    carry, outs = run_blocks(counting_block, 0, 10, block_size=4, stop=lambda out, done: done >= 8)
+    assert len(outs) == 2 and int(carry) == 8
+    timer = Timer()
+    carry, outs = run_blocks(counting_block, 0, 10, num_blocks=3, timer=timer, compile_label="c")
+    assert [len(o) for o in outs] == [4, 4, 2] and int(carry) == 10
+    assert set(timer.times) == {"c", "run_s"}
+
+
+def test_scan_chain_is_the_loop_of_run_chains():
+    """One chain scanned by hand gives the draws run_chains gives that chain."""
+    keys = jax.random.split(jax.random.key(3), 2)
+    collect = lambda state, info: state  # noqa: E731
+    _, together = run_chains(random_walk, jnp.zeros((2, 1)), keys, 6, collect=collect, thinning=3)
+    _, alone = scan_chain(random_walk, keys[1], jnp.zeros(1), 0, 6, collect=collect, thinning=3)
+    np.testing.assert_array_equal(np.asarray(together[1]), np.asarray(alone))
+
+
+def quadratic_model(x, y=None):
+    """θ ~ N(0, I₂), y ~ N(x·θ, 0.5): a MAP fit is a least-squares problem."""
+    theta = numpyro.sample("theta", dist.Normal(jnp.zeros(2), 1.0).to_event(1))
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("y", dist.Normal(x @ theta, 0.5), obs=y)
+
+
+def quadratic_data(rows: int = 12):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 2)).astype(np.float32)
+    return jnp.asarray(x), jnp.asarray(x @ np.array([1.0, -1.0], np.float32))
+
+
+def test_map_start_keeps_the_lowest_losses_and_names_the_fix():
+    x, y = quadratic_data()
+    key = jax.random.key(0)
+    start = map_start(key, quadratic_model, x, y, num_starts=2, num_members=5, num_steps=30,
+                      learning_rate=1e-2)  # fmt: skip
+    members = train_members(key, quadratic_model, x, y, EnsembleConfig(num_members=5, num_steps=30))
+    final = np.asarray(members.losses[:, -1])
+    np.testing.assert_array_equal(start.final_loss, np.sort(final)[:2])
+    best = int(np.argmin(final))
+    np.testing.assert_array_equal(start.params["theta"][0], members.params["theta"][best])
+    assert start.params["theta"].shape == (2, 2) and start.num_members == 5
+    assert start.spread.shape == (5, 2)
+    bad_x = x.at[0, 0].set(1e30)  # the loss overflows float32 for every member
+    with pytest.raises(FloatingPointError, match=r"only 0 of 2 MAP starts are finite; lower"):
+        map_start(key, quadratic_model, bad_x, y, num_starts=2, num_steps=5, learning_rate=1e-2)
+
+
+def test_a_users_optax_optimizer_is_the_one_used():
+    """A zero learning rate leaves every member at its prior draw; the default moves them."""
+    x, y = quadratic_data()
+    key = jax.random.key(1)
+    frozen = EnsembleConfig(num_members=3, num_steps=20, optimizer=optax.sgd(0.0))
+    u0, _, _ = member_inputs(key, quadratic_model, x, y, frozen)
+    kept = train_members(key, quadratic_model, x, y, frozen)
+    np.testing.assert_array_equal(np.asarray(kept.params["theta"]), np.asarray(u0["theta"]))
+    moved = train_members(key, quadratic_model, x, y, EnsembleConfig(num_members=3, num_steps=20))
+    assert np.all(np.abs(np.asarray(moved.params["theta"]) - np.asarray(u0["theta"])) > 1e-3)
+    sgd = optax.sgd(0.1)
+    assert make_optimizer(1e-2, 10, optimizer=sgd) is sgd
+    with pytest.raises(TypeError, match=r"`optimizer` must be an optax.GradientTransformation"):
+        EnsembleConfig(optimizer="adam")
+    assert config_settings(frozen)["optimizer"] == "custom optax.GradientTransformation"
+    assert config_settings(EnsembleConfig())["optimizer"] is None

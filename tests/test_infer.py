@@ -1,11 +1,14 @@
 """Inference engines: known answers, vmapped ensemble vs one-by-one, NUTS on the prior, SBC."""
 
+import warnings
+
 import _sbc
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import optax
 import pytest
 from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import Predictive
@@ -13,7 +16,20 @@ from numpyro.infer.util import constrain_fn, potential_energy
 
 import bayesresnet as brn
 from bayesresnet import bases, sites
-from bayesresnet.infer import EnsembleConfig, NUTSConfig, SVIConfig, run_ensemble, run_nuts, run_svi
+from bayesresnet.infer import (
+    METHODS,
+    Engine,
+    EnsembleConfig,
+    MCLMCConfig,
+    NUTSConfig,
+    SamplingAlgorithm,
+    SVIConfig,
+    run_ensemble,
+    run_mclmc,
+    run_nuts,
+    run_svi,
+)
+from bayesresnet.infer.base import Check
 from bayesresnet.infer.core import (
     _config_optimizer,
     make_member_trainer,
@@ -21,7 +37,7 @@ from bayesresnet.infer.core import (
     sample_prior_unconstrained,
     train_members,
 )
-from bayesresnet.infer.nuts import resolve_chain_method, tree_depth
+from bayesresnet.infer.nuts import NUTSInfo, nuts_kernel, resolve_chain_method, tree_depth
 
 # ---------------------------------------------------------------------------------------
 # A conjugate linear-Gaussian model with a closed-form posterior: θ ~ N(m, s² I),
@@ -348,3 +364,59 @@ def test_member_handlers_weight_the_likelihood_and_recentre_normal_priors(key):
     ).get_trace(x, y)
     np.testing.assert_array_equal(anchored[sites.OUTPUT_BIAS]["fn"].base_dist.loc, [2.0])
     assert type(anchored[sites.NOISE_SCALE]["fn"].base_dist).__name__ == "HalfNormal"
+
+
+def test_svi_uses_a_users_optax_optimizer(key):
+    """With a zero learning rate the point-mass guide stays where it started (the prior
+    median): 10 steps and 50 give the same draw; the default optimizer moves it."""
+    x, y = linear_data()
+
+    def fit(steps, optimizer=None):
+        config = SVIConfig(guide="map", init="median", num_steps=steps, optimizer=optimizer)
+        return run_svi(key, linear_model, x, y, config)
+
+    frozen = fit(50, optax.sgd(0.0))
+    np.testing.assert_array_equal(frozen.samples["theta"], fit(10, optax.sgd(0.0)).samples["theta"])
+    assert frozen.settings["optimizer"] == "custom optax.GradientTransformation"
+    moved = fit(50).samples["theta"]
+    assert np.all(np.abs(moved - frozen.samples["theta"]) > 1e-2)
+    with pytest.raises(TypeError, match=r"`optimizer` must be an optax.GradientTransformation"):
+        SVIConfig(optimizer=0.01)
+
+
+def test_every_method_is_an_engine_in_the_registry():
+    configs = {
+        "nuts": NUTSConfig,
+        "mclmc": MCLMCConfig,
+        "svi": SVIConfig,
+        "ensemble": EnsembleConfig,
+    }
+    runs = {"nuts": run_nuts, "mclmc": run_mclmc, "svi": run_svi, "ensemble": run_ensemble}
+    for name, engine in METHODS.items():
+        assert isinstance(engine, Engine)
+        assert engine[0] is configs[name] and engine.run is runs[name]
+        assert engine.chains == (name in ("nuts", "mclmc"))
+
+
+def test_convergence_dispatches_through_the_registry(monkeypatch):
+    """The diagnostics take a method's checks from its engine, not from a branch per name."""
+    x = np.linspace(-1, 1, 6)[:, None]
+    with warnings.catch_warnings():  # five steps: the members have not converged
+        warnings.simplefilter("ignore", RuntimeWarning)
+        post = brn.fit(tiny_spec(), x, np.sin(x), method="ensemble", num_members=2, num_steps=5)
+    mine = Check("my check", "warn", "1", "0")
+    engine = METHODS["ensemble"]._replace(checks=lambda post, estimators: [mine])
+    monkeypatch.setitem(METHODS, "ensemble", engine)
+    result = brn.diagnostics.convergence(post)
+    assert result.checks == (mine,) and result.verdict == "warn"
+
+
+def test_nuts_kernel_is_a_sampling_algorithm(key):
+    """init(key, position) and step(key, state) -> (state, info) over a log density."""
+    algorithm = nuts_kernel(lambda u: -0.5 * jnp.sum(u**2), num_warmup=0, max_tree_depth=3)
+    assert isinstance(algorithm, SamplingAlgorithm)
+    state = algorithm.init(key, jnp.zeros(2))
+    state, info = jax.jit(algorithm.step)(jax.random.key(1), state)
+    assert isinstance(info, NUTSInfo)
+    assert 1 <= int(info.num_steps) <= 7 and state.z.shape == (2,)
+    assert np.isfinite(float(info.energy)) and not bool(info.diverging)

@@ -7,14 +7,12 @@ import numpy as np
 import pytest
 from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import Predictive
-from numpyro.infer.util import constrain_fn
 from test_infer import linear_data, linear_model, linear_posterior, tiny_spec
 
 import bayesresnet as brn
 from bayesresnet import sites
 from bayesresnet.infer import MCLMCConfig, run_mclmc
-from bayesresnet.infer.core import flatten_members, make_log_density, sample_prior_unconstrained
-from bayesresnet.infer.mclmc import _unadjusted
+from bayesresnet.infer.core import sample_prior_unconstrained
 
 
 @pytest.mark.slow
@@ -48,8 +46,9 @@ def test_mclmc_on_gaussian_posterior(key, variant):
 def test_mclmc_simulation_based_calibration(key):
     """SBC (Talts et al. 2018) of unadjusted MCLMC on the full model at tiny size.
 
-    ``R = 100`` data sets from the prior predictive; each gets its own chain, started
-    at a prior draw and tuned on its own (BlackJAX's tuner), all vmapped in one program.
+    ``R = 100`` data sets from the prior predictive; each gets its own chain of the
+    engine's kernel (:func:`~bayesresnet.infer.mclmc.mclmc_kernel`), started at a prior
+    draw and tuned on its own (BlackJAX's tuner, 1000 steps), all vmapped in one program.
     29 kept draws per chain, 10 steps apart.
     """
     spec = tiny_spec()
@@ -59,32 +58,8 @@ def test_mclmc_simulation_based_calibration(key):
     truths = Predictive(model, num_samples=num_replicates)(jax.random.key(1), x)
     ys = truths[sites.OBS]  # [R, N, 1]
     init = sample_prior_unconstrained(jax.random.key(2), model, x, ys[0], num_replicates)
-    flat, unravel = flatten_members(init)
-    dim = flat.shape[1]
     config = MCLMCConfig(num_warmup=1000, num_samples=num_kept, thinning=thin)
-
-    def chain(k, z0, y):
-        density = make_log_density(model, x, y)
-
-        def log_density(z):
-            return density(unravel(z))
-
-        init_fn, tune, step = _unadjusted(config, log_density, dim)
-        k_init, k_tune, k_run = jax.random.split(k, 3)
-        state, params = tune(k_tune, init_fn(k_init, z0))
-
-        def kept(carry, i):
-            def inner(carry, j):
-                return step(jax.random.fold_in(k_run, i * thin + j), carry)[0], None
-
-            carry, _ = jax.lax.scan(inner, carry, jnp.arange(thin))
-            return carry, carry[0].position
-
-        _, zs = jax.lax.scan(kept, (state, params), jnp.arange(num_kept))
-        return jax.vmap(lambda z: constrain_fn(model, (x, y), {}, unravel(z)))(zs)
-
-    keys = jax.random.split(key, num_replicates)
-    draws = jax.jit(jax.vmap(chain))(keys, flat, ys)  # [R, kept, ...]
+    draws = _sbc.mclmc_draws(key, model, x, ys, init, config, num_kept=num_kept)
     _sbc.assert_uniform_ranks(truths, draws, spec)
 
 

@@ -79,7 +79,7 @@ _DATA_TYPES = _field_kinds(
 _NETWORK_TYPES = _field_kinds(NetworkSpec)
 _REPORT_TYPES = _field_kinds(ReportSpec, levels="float_list")
 _PRIOR_TYPES = _field_kinds(PriorSpec)
-_METHOD_TYPES = {method: _field_kinds(config) for method, (config, _) in METHODS.items()}
+_METHOD_TYPES = {method: _field_kinds(config) for method, (config, *_) in METHODS.items()}
 
 
 #: Section → allowed keys (inference: every method's options), for misplaced-key hints

@@ -1,6 +1,10 @@
 """Inference: ``fit(spec, x, y, method=...)`` runs NUTS, MCLMC, SVI or a deep ensemble.
 
-All four return the same :class:`~bayesresnet.posterior.Posterior`.
+All four return the same :class:`~bayesresnet.posterior.Posterior`. ``METHODS[name]`` is
+each method's :class:`~bayesresnet.infer.base.Engine` (config, run function, description,
+gradient count, checks); the samplers are kernels in BlackJAX's form
+(:class:`~bayesresnet.infer.base.SamplingAlgorithm`: ``nuts.nuts_kernel``,
+``mclmc.mclmc_kernel``) driven by :func:`~bayesresnet.infer.core.run_chains`.
 """
 
 from __future__ import annotations
@@ -10,10 +14,17 @@ import numpy as np
 
 from bayesresnet._validate import check_int
 from bayesresnet.data import Dataset, validate_xy
-from bayesresnet.infer.base import EngineResult, config_from_options, show_progress
+from bayesresnet.infer.base import (
+    Engine,
+    EngineResult,
+    SamplingAlgorithm,
+    config_from_options,
+    show_progress,
+)
 from bayesresnet.infer.ensemble import EnsembleConfig, run_ensemble
 from bayesresnet.infer.mclmc import MCLMCConfig, run_mclmc
 from bayesresnet.infer.nuts import NUTSConfig, run_nuts
+from bayesresnet.infer.registry import METHODS
 from bayesresnet.infer.svi import SVIConfig, run_svi
 from bayesresnet.marginal import collapsed_model, sample_output_layer, supports
 from bayesresnet.model import PriorSpec, drop_decentered, fit_scaler, make_model, noncentred
@@ -23,6 +34,8 @@ from bayesresnet.resnet import ResNetSpec
 __all__ = [
     "fit",
     "METHODS",
+    "Engine",
+    "SamplingAlgorithm",
     "EngineResult",
     "NUTSConfig",
     "MCLMCConfig",
@@ -34,14 +47,6 @@ __all__ = [
     "run_svi",
     "run_ensemble",
 ]
-
-#: method name → (config class, engine)
-METHODS = {
-    "nuts": (NUTSConfig, run_nuts),
-    "mclmc": (MCLMCConfig, run_mclmc),
-    "svi": (SVIConfig, run_svi),
-    "ensemble": (EnsembleConfig, run_ensemble),
-}
 
 
 def _resolve_marginal(config, prior: PriorSpec) -> bool:
@@ -113,8 +118,8 @@ def fit(
         raise ValueError(f"`x` has {x.shape[1]} columns but spec.in_features={spec.in_features}.")
     if y.shape[1] != spec.out_features:
         raise ValueError(f"`y` has {y.shape[1]} columns but spec.out_features={spec.out_features}.")
-    config_cls, engine = METHODS[method]
-    config = config_from_options(config_cls, method, options)
+    engine = METHODS[method]
+    config = config_from_options(engine.config, method, options)
     marginal = _resolve_marginal(config, prior)
     scaler = fit_scaler(x, y)
     # Offsets and input scales are removed in float64, before the engines cast to float32.
@@ -127,7 +132,7 @@ def fit(
     noncentre = _resolve_noncentred(config, prior)
     if noncentre:
         model = noncentred(model)
-    result = engine(key, model, x_fit, y_fit, config)
+    result = engine.run(key, model, x_fit, y_fit, config)
     samples, settings = drop_decentered(result.samples), result.settings
     if hasattr(config, "marginalize_output"):
         settings = settings | {"marginalize_output_used": marginal}

@@ -1,4 +1,4 @@
-"""What every inference engine takes and returns.
+"""What every inference engine takes and returns, and what the package knows of each.
 
 An engine is a function ``run_<method>(key, model, x, y, config) -> EngineResult``: it
 receives the bound NumPyro model (:func:`bayesresnet.model.make_model`), the training
@@ -8,6 +8,14 @@ dimensions ``[chains, draws, ...]`` (one chain for SVI and ensembles), per-draw
 statistics ``[chains, draws]``, its settings, wall times and anything else worth keeping
 (loss histories, member flags). :func:`bayesresnet.infer.fit` wraps the result in a
 :class:`~bayesresnet.posterior.Posterior`.
+
+The samplers are built from kernels in BlackJAX's form (``blackjax/base.py``): a
+:class:`SamplingAlgorithm` is a pair of pure functions ``init(key, position) -> state``
+and ``step(key, state) -> (state, info)`` over a log density, with NamedTuple states and
+infos and the random key first; :func:`~bayesresnet.infer.core.run_chains` drives any of
+them. Each engine module ends with an :class:`Engine`: its config, its run function and
+the per-method knowledge (description, gradient count, checks) that the diagnostics, the
+workflow and the benchmarks reach through :data:`bayesresnet.infer.METHODS`.
 """
 
 from __future__ import annotations
@@ -15,13 +23,20 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
 __all__ = [
+    "SamplingAlgorithm",
+    "Engine",
+    "Check",
+    "Estimators",
+    "PARETO_K_OK",
     "EngineResult",
     "config_from_options",
     "Timer",
@@ -49,6 +64,68 @@ class EngineResult(NamedTuple):
     settings: dict[str, Any]
     timings: dict[str, float]
     extra: dict[str, Any]
+
+
+class SamplingAlgorithm(NamedTuple):
+    """A Markov kernel as a pair of pure functions (BlackJAX's ``SamplingAlgorithm``).
+
+    Attributes:
+        init: ``init(key, position) -> state``: the kernel state at a position.
+        step: ``step(key, state) -> (state, info)``: one transition; ``info`` is a
+            NamedTuple of what the transition did (divergence, steps, acceptance).
+    """
+
+    init: Callable
+    step: Callable
+
+
+#: Pareto k̂ above this: importance weights (PSIS-LOO, a variational guide) unreliable.
+PARETO_K_OK = 0.7
+
+
+@dataclass(frozen=True)
+class Check:
+    """One diagnostic check with its threshold and, when it fails, what to try."""
+
+    name: str
+    status: str  # "pass", "note" (reported, not part of the verdict), "warn", "fail" or "n/a"
+    value: str
+    threshold: str
+    advice: str = ""
+
+
+class Estimators(NamedTuple):
+    """The ArviZ estimators an engine's checks use, handed to them by
+    :func:`bayesresnet.diagnostics.convergence` (only the diagnostics module imports
+    ArviZ, and it imports the engines, not the reverse)."""
+
+    e_bfmi: Callable  # energy [chains, draws] -> E-BFMI [chains]
+    pareto_khat: Callable  # log importance weights [n] -> k̂
+
+
+class Engine(NamedTuple):
+    """An inference method: what runs it and what the package knows of it.
+
+    Attributes:
+        config: the frozen settings class (first, so ``METHODS[name][0]`` is the config).
+        run: ``run(key, model, x, y, config) -> EngineResult``.
+        describe: ``describe(post) -> str``: one line on how the posterior was made.
+        gradients: ``gradients(post) -> int``: every log-density gradient the fit took
+            (MAP starts, warm-up, sampling or training).
+        chains: whether the draws are Markov chains (R-hat and ESS across chains, trace
+            and rank plots) rather than independent draws (members, guide draws).
+        checks: ``checks(post, estimators) -> list[Check]``: the method's own checks,
+            after the chain checks every MCMC method gets.
+        loss: what the optimization-loss history measures, ``""`` without one.
+    """
+
+    config: type
+    run: Callable
+    describe: Callable
+    gradients: Callable
+    chains: bool
+    checks: Callable
+    loss: str = ""
 
 
 def config_from_options(config_cls, method: str, options: dict):

@@ -1,17 +1,20 @@
 """The functional core every engine imports: MAP training, the optimizer, latent shapes, chains.
 
 * :func:`make_optimizer`: the one optax chain (clipped Adam on a schedule) of MAP,
-  ensemble and SVI fits;
+  ensemble and SVI fits, or the user's own ``optax.GradientTransformation``;
 * :func:`latent_sites`, :func:`sample_prior_unconstrained`: the model's latent sites and
   prior draws in unconstrained space;
 * :func:`make_member_trainer`, :func:`train_members`: ``M`` MAP fits as one vmapped,
-  jitted ``lax.scan`` (deep ensembles, and the start of NUTS, MCLMC and SVI); each
-  member's own prior means and likelihood weights reach the plain model through two
-  NumPyro handlers (:func:`anchor_prior`, :func:`weight_observations`, combined by
-  :func:`member_model`);
-* :func:`run_chains`: a pure kernel ``step(key, state) -> (state, info)`` run for many
-  chains at once: vmapped over chains, sharded over devices when there are several, in
-  compiled blocks so that long runs report progress. NUTS and MCLMC both sample with it.
+  jitted ``lax.scan`` (deep ensembles); each member's own prior means and likelihood
+  weights reach the plain model through two NumPyro handlers (:func:`anchor_prior`,
+  :func:`weight_observations`, combined by :func:`member_model`);
+* :func:`map_start`: the MAP warm start of NUTS, MCLMC and SVI (the best of ``M`` fits);
+* :func:`run_blocks`: the one block-compiled loop: a pure block of steps, compiled once
+  per block length and run until done (or stopped), with progress between blocks;
+* :func:`scan_chain`, :func:`run_chains`: a kernel ``step(key, state) -> (state, info)``
+  (:class:`~bayesresnet.infer.base.SamplingAlgorithm`) scanned along one chain, and run
+  for many chains at once: vmapped over chains, sharded over devices when there are
+  several, in compiled blocks (:func:`run_blocks`). NUTS and MCLMC both sample with it.
 
 Kernels follow blackjax: the random key first, states are NamedTuples, nothing is jitted
 at definition time.
@@ -19,6 +22,7 @@ at definition time.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -40,10 +44,16 @@ from bayesresnet.infer.base import Timer, progress_active, progress_bar
 
 __all__ = [
     "SCHEDULES",
+    "check_optimizer",
+    "config_settings",
     "EnsembleConfig",
     "MembersResult",
     "make_schedule",
     "make_optimizer",
+    "MapStart",
+    "map_start",
+    "run_blocks",
+    "scan_chain",
     "latent_sites",
     "sample_prior_unconstrained",
     "anchor_prior",
@@ -57,6 +67,7 @@ __all__ = [
     "constrain_draws",
     "shard_leading",
     "run_chains",
+    "sampler_gradients",
 ]
 
 SCHEDULES = ("constant", "cosine", "exponential")
@@ -85,6 +96,9 @@ class EnsembleConfig:
             loss is computed through the neural ODE with the same coefficients
             (:func:`bayesresnet.ode.solve`) and differentiated by the continuous adjoint
             (``diffrax.BacksolveAdjoint``); continuous bases with ``residual=True`` only.
+        optimizer: an ``optax.GradientTransformation`` used instead of the clipped Adam
+            that ``learning_rate``, ``schedule``, ``warmup_steps`` and ``clip_norm``
+            describe (e.g. ``optax.adamw(1e-3)``); ``None``: that Adam.
     """
 
     num_members: int = 8
@@ -98,6 +112,7 @@ class EnsembleConfig:
     convergence_tol: float = 1e-3
     history_every: int = 10
     gradient: str = "backprop"
+    optimizer: optax.GradientTransformation | None = None
 
     def __post_init__(self):
         check_int("num_members", self.num_members, minimum=1)
@@ -111,6 +126,24 @@ class EnsembleConfig:
         check_number("convergence_tol", self.convergence_tol, low=0.0)
         check_int("history_every", self.history_every, minimum=1)
         check_choice("gradient", self.gradient, GRADIENTS)
+        check_optimizer(self.optimizer)
+
+
+def check_optimizer(optimizer) -> None:
+    """``optimizer`` must be ``None`` or an ``optax.GradientTransformation``."""
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            f"`optimizer` must be an optax.GradientTransformation (e.g. optax.adam(1e-3)) "
+            f"or None; got {type(optimizer).__name__}."
+        )
+
+
+def config_settings(config) -> dict:
+    """A frozen config as JSON-ready settings: a user's optax optimizer is named, not kept."""
+    settings = dataclasses.asdict(config)
+    if getattr(config, "optimizer", None) is not None:
+        settings["optimizer"] = "custom optax.GradientTransformation"
+    return settings
 
 
 def make_schedule(name: str, learning_rate: float, num_steps: int, warmup_steps: int = 0):
@@ -282,11 +315,17 @@ def make_optimizer(
     schedule: str = "cosine",
     warmup_steps: int = 0,
     clip_norm: float = 100.0,
-):
+    optimizer: optax.GradientTransformation | None = None,
+) -> optax.GradientTransformation:
     """The optimizer of every MAP, ensemble and SVI fit: clipped Adam on a schedule.
 
-    ``optax.chain(clip_by_global_norm(clip_norm), adam(schedule))``.
+    ``optax.chain(clip_by_global_norm(clip_norm), adam(schedule))``, or ``optimizer``
+    itself when the user gives one (any ``optax.GradientTransformation``, e.g. a chain of
+    their own); the other arguments are then unused.
     """
+    check_optimizer(optimizer)
+    if optimizer is not None:
+        return optimizer
     return optax.chain(
         optax.clip_by_global_norm(clip_norm),
         optax.adam(make_schedule(schedule, learning_rate, num_steps, warmup_steps)),
@@ -300,6 +339,7 @@ def _config_optimizer(config: EnsembleConfig):
         schedule=config.schedule,
         warmup_steps=config.warmup_steps,
         clip_norm=config.clip_norm,
+        optimizer=config.optimizer,
     )
 
 
@@ -347,37 +387,90 @@ def train_members(key, model, x, y, config: EnsembleConfig, timer: Timer | None 
         from bayesresnet import ode
 
         forward = ode.adjoint_forward
-    in_axes = (0, None if anchors is None else 0, None if weights is None else 0)
-    if not progress_active():
-        train = make_member_trainer(model, x, y, optimizer, config.num_steps, forward)
-        program = jax.jit(jax.vmap(train, in_axes=in_axes))
-        with timer("compile_s"):
-            compiled = program.lower(u0, anchors, weights).compile()
-        with timer("run_s"):
-            u, losses = jax.block_until_ready(compiled(u0, anchors, weights))
-        return MembersResult(u, losses)
     run = _member_steps(model, x, y, optimizer, forward)
-    programs = {}
+    in_axes = (0, 0, None if anchors is None else 0, None if weights is None else 0)
 
-    def program(length):
-        if length not in programs:
-            programs[length] = jax.jit(
-                jax.vmap(lambda u, s, a, w: run(u, s, a, w, length), in_axes=(0, 0) + in_axes[1:])
-            )
-        return programs[length]
+    def block(carry, start, length):
+        u, state, anchors, weights = carry
+        train = jax.vmap(lambda *args: run(*args, length), in_axes=in_axes)
+        (u, state), losses = train(u, state, anchors, weights)
+        return (u, state, anchors, weights), losses
 
-    size = -(-config.num_steps // 10)
-    done, losses, u = 0, [], u0
     state = jax.jit(jax.vmap(optimizer.init))(u0)
+    # Within show_progress about ten blocks, with progress between them; otherwise one
+    # block, its compilation timed apart.
+    blocks = 10 if progress_active() else 1
     with progress_bar(config.num_members * config.num_steps, "MAP fits") as bar:
-        with timer("run_s"):
-            while done < config.num_steps:
-                length = min(size, config.num_steps - done)
-                (u, state), block = program(length)(u, state, anchors, weights)
-                losses.append(jax.block_until_ready(block))
-                done += length
-                bar.update(config.num_members * length)
+        (u, *_), losses = run_blocks(
+            block,
+            (u0, state, anchors, weights),
+            config.num_steps,
+            num_blocks=blocks,
+            progress=bar,
+            units=config.num_members,
+            timer=timer,
+            compile_label="compile_s" if blocks == 1 else None,
+        )
     return MembersResult(u, jnp.concatenate(losses, axis=1))
+
+
+class MapStart(NamedTuple):
+    """The MAP warm start of a sampler or a guide.
+
+    Attributes:
+        params: unconstrained starts ``{site: [C, ...]}``, the lowest final loss first.
+        final_loss: their final losses ``[C]``.
+        spread: every finite fit as flat vectors ``[M_finite, D]`` (their variance can
+            seed a mass matrix).
+        num_members: the number ``M`` of fits trained.
+    """
+
+    params: dict
+    final_loss: np.ndarray
+    spread: np.ndarray
+    num_members: int
+
+
+def map_start(
+    key,
+    model,
+    x,
+    y,
+    *,
+    num_starts: int,
+    num_steps: int,
+    learning_rate: float,
+    num_members: int | None = None,
+    timer: Timer | None = None,
+) -> MapStart:
+    """The ``num_starts`` best of ``num_members`` MAP fits (:func:`train_members`).
+
+    Each fit starts at a prior draw and runs ``num_steps`` clipped-Adam steps (cosine
+    schedule, peak ``learning_rate``); the fits with the lowest final loss are kept, so
+    that chains (or a guide) start in the posterior's bulk, not in its tails.
+
+    Raises:
+        FloatingPointError: fewer than ``num_starts`` fits are finite.
+    """
+    timer = timer or Timer()
+    num_members = num_members or num_starts
+    ensemble = EnsembleConfig(
+        num_members=num_members, num_steps=num_steps, learning_rate=learning_rate
+    )
+    with timer("init_s"):
+        members = train_members(key, model, x, y, ensemble)
+    final = np.asarray(members.losses[:, -1])
+    order = np.argsort(np.where(np.isfinite(final), final, np.inf))
+    flat = np.asarray(flatten_members(members.params)[0])
+    finite = np.isfinite(final) & np.all(np.isfinite(flat), axis=1)
+    if finite.sum() < num_starts:
+        raise FloatingPointError(
+            f"only {int(finite.sum())} of {num_members} MAP starts are finite; lower "
+            f"`init_learning_rate` (now {learning_rate})."
+        )
+    chosen = jnp.asarray(order[:num_starts])
+    params = jax.tree_util.tree_map(lambda a: a[chosen], members.params)
+    return MapStart(params, final[order[:num_starts]], flat[finite], num_members)
 
 
 def make_log_density(model, x, y) -> Callable:
@@ -458,6 +551,96 @@ def shard_leading(tree, *, name: str = "chains"):
     return jax.device_put(tree, sharding)
 
 
+def run_blocks(
+    block: Callable,
+    carry,
+    total: int,
+    *,
+    num_blocks: int = 1,
+    block_size: int | None = None,
+    progress=None,
+    units: int = 1,
+    timer: Timer | None = None,
+    label: str = "run_s",
+    compile_label: str | None = None,
+    stop: Callable | None = None,
+):
+    """Run ``total`` steps of a pure block function in about ``num_blocks`` compiled blocks.
+
+    The one block-compiled loop of the engines (chains, MAP fits, SVI): equal blocks and
+    at most one shorter, each length compiled once.
+
+    Args:
+        block: ``block(carry, start, length) -> (carry, out)``: ``length`` steps from
+            step ``start`` (a traced integer); pure and traceable.
+        carry: the initial carry (a pytree).
+        total: steps in all.
+        num_blocks: the run is cut into about this many blocks.
+        block_size: steps per block instead (the last block may be shorter).
+        progress: an object with ``update(n)`` told ``length · units`` after each block.
+        timer: accumulates the wall time under ``label``.
+        compile_label: when given, compilation is timed apart under this name.
+        stop: ``stop(out, done) -> bool`` after each block: ``True`` ends the run early
+            (it may also raise).
+
+    Returns:
+        ``(carry, outputs)``: the final carry and the list of the blocks' outputs.
+    """
+    timer = timer or Timer()
+    compiled = {}
+
+    def program(length, start):
+        if length not in compiled:
+            program = jax.jit(lambda carry, start: block(carry, start, length))
+            if compile_label is not None:
+                with timer(compile_label):
+                    program = program.lower(carry, start).compile()
+            compiled[length] = program
+        return compiled[length]
+
+    num_blocks = max(1, min(int(num_blocks), total))
+    size = block_size or (-(-total // num_blocks) if total else 0)
+    outputs, done = [], 0
+    while done < total:
+        length = min(size, total - done)
+        run = program(length, done)
+        with timer(label):
+            carry, out = run(carry, done)
+            jax.block_until_ready(out)
+        outputs.append(out)
+        done += length
+        if progress is not None:
+            progress.update(length * units)
+        if stop is not None and stop(out, done):
+            break
+    return carry, outputs
+
+
+def scan_chain(step: Callable, key, state, start, length: int, *, collect: Callable, thinning=1):
+    """``length`` kept values of one chain: a pure ``lax.scan`` of a kernel's ``step``.
+
+    Step ``i`` (counted from the chain's start) uses ``fold_in(key, i)``, so a run cut
+    into blocks (``start`` is the first kept value of the block) draws exactly what one
+    block would.
+
+    Returns:
+        ``(state, collected)``: the final state and ``collect(state, info)`` at every
+        ``thinning``-th step, each leaf ``[length, ...]``.
+    """
+
+    def kept(state, j):
+        def inner(state, i):
+            k = jax.random.fold_in(key, (start + j) * thinning + i)
+            state, info = step(k, state)
+            return state, info
+
+        state, infos = jax.lax.scan(inner, state, jnp.arange(thinning))
+        last = jax.tree_util.tree_map(lambda a: a[-1], infos)
+        return state, collect(state, last)
+
+    return jax.lax.scan(kept, state, jnp.arange(length))
+
+
 def run_chains(
     step: Callable,
     states,
@@ -474,7 +657,8 @@ def run_chains(
     """Run a pure kernel for many chains at once and collect every ``thinning``-th step.
 
     Args:
-        step: ``step(key, state) -> (state, info)`` for one chain.
+        step: ``step(key, state) -> (state, info)`` for one chain (a
+            :class:`~bayesresnet.infer.base.SamplingAlgorithm`'s ``step``).
         states: initial states, a pytree with a leading chain axis ``C``.
         keys: ``[C]`` random keys, one per chain; step ``i`` uses ``fold_in(key, i)``.
         num_kept: number of collected values per chain (``num_kept · thinning`` steps).
@@ -492,45 +676,38 @@ def run_chains(
     """
     check_int("num_kept", num_kept, minimum=0)
     check_int("thinning", thinning, minimum=1)
-    timer = timer or Timer()
     num_chains = int(keys.shape[0])
     states, keys = shard_leading((states, keys))
 
-    def block(key, state, start, length):
-        def kept(state, j):
-            def inner(state, i):
-                k = jax.random.fold_in(key, (start + j) * thinning + i)
-                state, info = step(k, state)
-                return state, info
+    def block(carry, start, length):
+        keys, states = carry
 
-            state, infos = jax.lax.scan(inner, state, jnp.arange(thinning))
-            last = jax.tree_util.tree_map(lambda a: a[-1], infos)
-            return state, collect(state, last)
+        def one(key, state, start):
+            return scan_chain(step, key, state, start, length, collect=collect, thinning=thinning)
 
-        return jax.lax.scan(kept, state, jnp.arange(length))
+        states, out = jax.vmap(one, in_axes=(0, 0, None))(keys, states, start)
+        return (keys, states), out
 
-    compiled = {}
-
-    def program(length):
-        if length not in compiled:
-            compiled[length] = jax.jit(
-                jax.vmap(lambda k, s, start: block(k, s, start, length), in_axes=(0, 0, None))
-            )
-        return compiled[length]
-
-    num_blocks = max(1, min(int(num_blocks), num_kept))
-    size = -(-num_kept // num_blocks) if num_kept else 0
-    outputs, done = [], 0
-    with timer(label):
-        while done < num_kept:
-            length = min(size, num_kept - done)
-            states, out = program(length)(keys, states, done)
-            jax.block_until_ready(out)
-            outputs.append(out)
-            done += length
-            if progress is not None:  # steps of all chains
-                progress.update(length * thinning * num_chains)
+    (_, states), outputs = run_blocks(
+        block,
+        (keys, states),
+        num_kept,
+        num_blocks=num_blocks,
+        progress=progress,
+        units=thinning * num_chains,  # steps of all chains
+        timer=timer,
+        label=label,
+    )
     if not outputs:
         return states, None
     collected = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=1), *outputs)
     return states, collected
+
+
+def sampler_gradients(post) -> int:
+    """Every log-density gradient of a sampler's fit: MAP starts, warm-up and sampling."""
+    s, e = post.settings, post.extra
+    init = s["init_steps"] * (s.get("init_members") or s["num_chains"])
+    if s.get("init", "map") != "map":
+        init = 0
+    return int(init + e["num_warmup_gradient_evaluations"] + e["num_gradient_evaluations"])

@@ -25,16 +25,15 @@ References:
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict
 
 import jax
 import numpy as np
 from numpyro.infer.util import constrain_fn
 
-from bayesresnet.infer.base import EngineResult, Timer, to_numpy
-from bayesresnet.infer.core import EnsembleConfig, train_members
+from bayesresnet.infer.base import Check, Engine, EngineResult, Estimators, Timer, to_numpy
+from bayesresnet.infer.core import EnsembleConfig, config_settings, train_members
 
-__all__ = ["EnsembleConfig", "run_ensemble"]
+__all__ = ["EnsembleConfig", "run_ensemble", "ENGINE"]
 
 
 def _member_flags(losses: np.ndarray, num_obs: int, tol: float):
@@ -93,4 +92,69 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
         "member_converged": converged.tolist(),
         "member_diverged": diverged.tolist(),
     }
-    return EngineResult(samples, sample_stats, asdict(config), dict(timer.times), extra)
+    return EngineResult(samples, sample_stats, config_settings(config), dict(timer.times), extra)
+
+
+# ------------------------------------------------------------- what an ensemble knows of itself
+def describe(post) -> str:
+    """One line on how an ensemble posterior was made."""
+    s = post.settings
+    extras = [k for k in ("bootstrap", "anchored") if s.get(k)]
+    return (
+        f"deep ensemble of {post.num_draws} MAP fits ({s['num_members']} trained), "
+        f"{s['num_steps']} Adam steps each{', ' + ', '.join(extras) if extras else ''}"
+    )
+
+
+def gradients(post) -> int:
+    """One gradient per member and step."""
+    return int(post.settings["num_members"] * post.settings["num_steps"])
+
+
+def checks(post, estimators: Estimators) -> list[Check]:
+    """Members that diverged or did not converge, and the spread of their final losses."""
+    flags = np.asarray(post.extra.get("member_diverged", []), dtype=bool)
+    conv = np.asarray(post.extra.get("member_converged", []), dtype=bool)
+    final = np.asarray(post.extra.get("member_final_loss", []), dtype=float)
+    m = len(flags)
+    finite = final[np.isfinite(final)]
+    spread = float(np.ptp(finite) / len(post.x_train)) if len(finite) else float("nan")
+    return [
+        Check(
+            "members diverged",
+            "pass" if not flags.any() else "fail",
+            f"{int(flags.sum())} of {m}",
+            "0",
+            "" if not flags.any() else "lower learning_rate or clip_norm",
+        ),
+        Check(
+            "members converged",
+            "pass" if conv[~flags].all() else "warn",
+            f"{int(conv.sum())} of {m}",
+            f"all (tolerance {post.settings.get('convergence_tol')} per observation)",
+            ""
+            if conv[~flags].all()
+            else "raise num_steps; on noise-free data the noise "
+            "scale keeps shrinking and members may never meet the tolerance",
+        ),
+        Check(
+            "spread of member losses",
+            "pass" if spread < 1.0 else "warn",
+            f"{spread:.3f} per observation",
+            "< 1 per observation",
+            ""
+            if spread < 1.0
+            else "members found optima of different quality: more steps, or drop the worst members",
+        ),
+    ]
+
+
+ENGINE = Engine(
+    config=EnsembleConfig,
+    run=run_ensemble,
+    describe=describe,
+    gradients=gradients,
+    chains=False,
+    checks=checks,
+    loss="negative log posterior",
+)

@@ -1,7 +1,7 @@
 """Microcanonical Langevin Monte Carlo (BlackJAX), one chain per deep-ensemble member.
 
 The microcanonical Langevin ensemble (MILE; Sommer et al. 2025): train ``C`` MAP fits as
-one vmapped program (:func:`~bayesresnet.infer.core.train_members`), start one MCLMC
+one vmapped program (:func:`~bayesresnet.infer.core.map_start`), start one MCLMC
 chain at each, tune each chain's step size, momentum decoherence length ``L`` and
 diagonal preconditioner with BlackJAX's tuner, then sample all chains in one compiled
 program (:func:`~bayesresnet.infer.core.run_chains`: vmapped, sharded over devices).
@@ -29,7 +29,9 @@ References:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,17 +47,36 @@ from bayesresnet._validate import (
     check_int,
     check_number,
 )
-from bayesresnet.infer.base import EngineResult, Timer, progress_bar, show_progress, to_numpy
+from bayesresnet.infer.base import (
+    Check,
+    Engine,
+    EngineResult,
+    Estimators,
+    Timer,
+    progress_bar,
+    show_progress,
+    to_numpy,
+)
 from bayesresnet.infer.core import (
-    EnsembleConfig,
     constrain_draws,
     flatten_members,
     make_log_density,
+    map_start,
     run_chains,
-    train_members,
+    sampler_gradients,
 )
 
-__all__ = ["MCLMCConfig", "VARIANTS", "run_mclmc"]
+__all__ = [
+    "MCLMCConfig",
+    "VARIANTS",
+    "MCLMCChain",
+    "MCLMCInfo",
+    "MCLMCAlgorithm",
+    "mclmc_kernel",
+    "run_mclmc",
+    "MCLMC_ENERGY_VAR_FACTOR",
+    "ENGINE",
+]
 
 VARIANTS = ("unadjusted", "adjusted")
 #: Gradient evaluations per integrator step of BlackJAX's default isokinetic McLachlan
@@ -145,7 +166,45 @@ def _tuning_fractions(num_warmup: int, preconditioning: bool) -> tuple[float, fl
     return f, f, f
 
 
-def _unadjusted(config: MCLMCConfig, log_density, dim: int):
+class MCLMCChain(NamedTuple):
+    """One chain's sampler state (BlackJAX's) and its tuned parameters (``L``, step size,
+    diagonal preconditioner)."""
+
+    state: Any
+    params: MCLMCAdaptationState
+
+
+class MCLMCInfo(NamedTuple):
+    """What one MCLMC transition did (``acceptance_rate`` only for the adjusted variant)."""
+
+    energy_change: jax.Array
+    n_steps: jax.Array
+    diverging: jax.Array
+    acceptance_rate: jax.Array | None = None
+
+
+class MCLMCAlgorithm(NamedTuple):
+    """A :class:`~bayesresnet.infer.base.SamplingAlgorithm` with BlackJAX's tuner between
+    ``init`` and ``step``.
+
+    Attributes:
+        init: ``init(key, position) -> state`` (BlackJAX's).
+        tune: ``tune(key, state) -> MCLMCChain``: ``num_warmup`` tuning steps.
+        step: ``step(key, chain) -> (chain, MCLMCInfo)``.
+    """
+
+    init: Callable
+    tune: Callable
+    step: Callable
+
+
+def mclmc_kernel(log_density, config: MCLMCConfig, dim: int) -> MCLMCAlgorithm:
+    """The MCLMC kernel of ``config.variant`` over a log density of flat vectors ``[dim]``."""
+    build = _unadjusted if config.variant == "unadjusted" else _adjusted
+    return build(config, log_density, dim)
+
+
+def _unadjusted(config: MCLMCConfig, log_density, dim: int) -> MCLMCAlgorithm:
     kernel = mclmc.build_kernel(desired_energy_var=config.desired_energy_var)
 
     def init(key, z):
@@ -153,7 +212,7 @@ def _unadjusted(config: MCLMCConfig, log_density, dim: int):
 
     def tune(key, state):
         if config.num_warmup == 0:
-            return state, _fixed_params(config, dim)
+            return MCLMCChain(state, _fixed_params(config, dim))
         f1, f2, f3 = _tuning_fractions(config.num_warmup, config.diagonal_preconditioning)
         state, params, _ = mclmc_find_L_and_step_size(
             kernel,
@@ -167,24 +226,24 @@ def _unadjusted(config: MCLMCConfig, log_density, dim: int):
             desired_energy_var=config.desired_energy_var,
             diagonal_preconditioning=config.diagonal_preconditioning,
         )
-        return state, _override(config, params)
+        return MCLMCChain(state, _override(config, params))
 
-    def step(key, carry):
-        state, params = carry
+    def step(key, chain):
+        state, params = chain
         state, info = kernel(
             key, state, log_density, params.inverse_mass_matrix, params.L, params.step_size
         )
-        stats = {
-            "energy_change": info.energy_change,
-            "n_steps": jnp.asarray(1, jnp.int32),
-            "diverging": ~jnp.asarray(info.nonans),
-        }
-        return (state, params), stats
+        info = MCLMCInfo(
+            energy_change=info.energy_change,
+            n_steps=jnp.asarray(1, jnp.int32),
+            diverging=~jnp.asarray(info.nonans),
+        )
+        return MCLMCChain(state, params), info
 
-    return init, tune, step
+    return MCLMCAlgorithm(init, tune, step)
 
 
-def _adjusted(config: MCLMCConfig, log_density, dim: int):
+def _adjusted(config: MCLMCConfig, log_density, dim: int) -> MCLMCAlgorithm:
     steps_fn = adjusted_mclmc_dynamic.make_random_trajectory_length_fn(True)
     kernel = adjusted_mclmc_dynamic.build_kernel(integration_steps_fn=steps_fn)
 
@@ -205,7 +264,7 @@ def _adjusted(config: MCLMCConfig, log_density, dim: int):
 
     def tune(key, state):
         if config.num_warmup == 0:
-            return state, _fixed_params(config, dim)
+            return MCLMCChain(state, _fixed_params(config, dim))
         f = 0.5 / (1.0 + (1.0 / 3.0 if config.diagonal_preconditioning else 0.0))
         state, params, _ = adjusted_mclmc_find_L_and_step_size(
             tuner_kernel,
@@ -218,10 +277,10 @@ def _adjusted(config: MCLMCConfig, log_density, dim: int):
             frac_tune2=f,
             diagonal_preconditioning=config.diagonal_preconditioning,
         )
-        return state, _override(config, params)
+        return MCLMCChain(state, _override(config, params))
 
-    def step(key, carry):
-        state, params = carry
+    def step(key, chain):
+        state, params = chain
         state, info = kernel(
             key,
             state,
@@ -230,15 +289,15 @@ def _adjusted(config: MCLMCConfig, log_density, dim: int):
             inverse_mass_matrix=params.inverse_mass_matrix,
             integration_steps_params=(params.L / params.step_size,),
         )
-        stats = {
-            "energy_change": info.energy,
-            "acceptance_rate": info.acceptance_rate,
-            "n_steps": jnp.asarray(info.num_integration_steps, jnp.int32),
-            "diverging": jnp.asarray(info.is_divergent),
-        }
-        return (state, params), stats
+        info = MCLMCInfo(
+            energy_change=info.energy,
+            n_steps=jnp.asarray(info.num_integration_steps, jnp.int32),
+            diverging=jnp.asarray(info.is_divergent),
+            acceptance_rate=info.acceptance_rate,
+        )
+        return MCLMCChain(state, params), info
 
-    return init, tune, step
+    return MCLMCAlgorithm(init, tune, step)
 
 
 def _fixed_params(config: MCLMCConfig, dim: int) -> MCLMCAdaptationState:
@@ -258,74 +317,66 @@ def _override(config: MCLMCConfig, params: MCLMCAdaptationState) -> MCLMCAdaptat
     return params
 
 
-def run_mclmc(key, model, x, y, config: MCLMCConfig) -> EngineResult:
-    """Ensemble-started MCLMC (see module docstring); draws ``[chains, draws, ...]``."""
-    timer = Timer()
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    k_members, k_init, k_tune, k_sample = jax.random.split(key, 4)
+def _collect(chain, info):
+    stats = {k: v for k, v in info._asdict().items() if v is not None}
+    return {"z": chain.state.position, "lp": chain.state.logdensity, **stats}
+
+
+def _sample(algorithm, flat, keys, config: MCLMCConfig, timer: Timer):
+    """Tune every chain from its start ``flat`` ``[C, D]``, then sample all in one program."""
+    k_init, k_tune, k_sample = keys
     c = config.num_chains
-    with timer("init_s"):
-        members = train_members(
-            k_members,
-            model,
-            x,
-            y,
-            EnsembleConfig(
-                num_members=c,
-                num_steps=config.init_steps,
-                learning_rate=config.init_learning_rate,
-            ),
-        )
-    flat, unravel = flatten_members(members.params)  # [C, D]
-    final_loss = np.asarray(members.losses[:, -1])
-    if not np.all(np.isfinite(final_loss)) or not bool(jnp.all(jnp.isfinite(flat))):
-        bad = int(np.sum(~np.isfinite(final_loss)))
-        raise FloatingPointError(
-            f"{max(bad, 1)} of {c} MAP starts of the MCLMC chains diverged; lower "
-            f"`init_learning_rate` (now {config.init_learning_rate})."
-        )
-    dim = int(flat.shape[1])
-    model_log_density = make_log_density(model, x, y)
-
-    def log_density(z):
-        return model_log_density(unravel(z))
-
-    build = _unadjusted if config.variant == "unadjusted" else _adjusted
-    init, tune, step = build(config, log_density, dim)
     progress = show_progress("auto") if config.progress_bar else contextlib.nullcontext()
-    with (
-        progress,
-        progress_bar(
-            c * (config.num_warmup + config.num_samples * config.thinning), "MCLMC"
-        ) as bar,
-    ):
-        states = jax.jit(jax.vmap(init))(jax.random.split(k_init, c), flat)
+    total = c * (config.num_warmup + config.num_samples * config.thinning)
+    with progress, progress_bar(total, "MCLMC") as bar:
+        states = jax.jit(jax.vmap(algorithm.init))(jax.random.split(k_init, c), flat)
         with timer("warmup_s"):
-            states, params = jax.block_until_ready(
-                jax.jit(jax.vmap(tune))(jax.random.split(k_tune, c), states)
+            chains = jax.block_until_ready(
+                jax.jit(jax.vmap(algorithm.tune))(jax.random.split(k_tune, c), states)
             )
         bar.update(c * config.num_warmup)
-
-        def collect(carry, stats):
-            state, _ = carry
-            return {"z": state.position, "lp": state.logdensity, **stats}
-
         _, out = run_chains(
-            step,
-            (states, params),
+            algorithm.step,
+            chains,
             jax.random.split(k_sample, c),
             config.num_samples,
-            collect=collect,
+            collect=_collect,
             thinning=config.thinning,
             progress=bar,
             num_blocks=10,
             timer=timer,
             label="sampling_s",
         )
-    out = to_numpy(out)
+    return to_numpy(chains.params), to_numpy(out)
+
+
+def run_mclmc(key, model, x, y, config: MCLMCConfig) -> EngineResult:
+    """Ensemble-started MCLMC (see module docstring); draws ``[chains, draws, ...]``."""
+    timer = Timer()
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    k_members, k_init, k_tune, k_sample = jax.random.split(key, 4)
+    c = config.num_chains
+    start = map_start(
+        k_members,
+        model,
+        x,
+        y,
+        num_starts=c,
+        num_steps=config.init_steps,
+        learning_rate=config.init_learning_rate,
+        timer=timer,
+    )
+    flat, unravel = flatten_members(start.params)  # [C, D]
+    dim = int(flat.shape[1])
+    model_log_density = make_log_density(model, x, y)
+
+    def log_density(z):
+        return model_log_density(unravel(z))
+
+    algorithm = mclmc_kernel(log_density, config, dim)
+    params, out = _sample(algorithm, flat, (k_init, k_tune, k_sample), config, timer)
     with timer("sampling_s"):
         samples = constrain_draws(model, x, y, out["z"], unravel)
-    params = to_numpy(params)
     sample_stats = {
         "lp": out["lp"],
         "energy_change": out["energy_change"],
@@ -335,25 +386,104 @@ def run_mclmc(key, model, x, y, config: MCLMCConfig) -> EngineResult:
     }
     if "acceptance_rate" in out:
         sample_stats["acceptance_rate"] = out["acceptance_rate"]
-    # Kept draws record the last of `thinning` steps; the gradient count is of all steps.
-    steps_per_draw = config.thinning if config.variant == "unadjusted" else None
-    if steps_per_draw is not None:
-        num_gradients = GRADIENTS_PER_STEP * c * config.num_samples * config.thinning
-    else:  # the adjusted variant's trajectory lengths are random: estimated from kept ones
-        num_gradients = int(
-            GRADIENTS_PER_STEP
-            * sample_stats["n_steps"].mean()
-            * c
-            * config.num_samples
-            * config.thinning
-        )
     settings = asdict(config) | {"num_devices": jax.device_count(), "dim": dim}
     extra = {
         "step_size": params.step_size.tolist(),
         "L": params.L.tolist(),
-        "num_gradient_evaluations": int(num_gradients),
+        "num_gradient_evaluations": _num_gradients(config, sample_stats["n_steps"]),
         "num_warmup_gradient_evaluations": int(GRADIENTS_PER_STEP * c * config.num_warmup),
-        "init_final_loss": final_loss.tolist(),
+        "init_final_loss": start.final_loss.tolist(),
         "energy_var_per_dim": (np.var(out["energy_change"], axis=1) / dim).tolist(),
     }
     return EngineResult(samples, sample_stats, settings, dict(timer.times), extra)
+
+
+def _num_gradients(config: MCLMCConfig, n_steps) -> int:
+    """Gradients of all sampling steps (kept draws record the last of ``thinning``)."""
+    steps = config.num_chains * config.num_samples * config.thinning
+    if config.variant == "unadjusted":
+        return int(GRADIENTS_PER_STEP * steps)
+    # The adjusted variant's trajectory lengths are random: estimated from kept ones.
+    return int(GRADIENTS_PER_STEP * np.mean(n_steps) * steps)
+
+
+# ----------------------------------------------------------------- what MCLMC knows of itself
+#: Energy-error variance per dimension above this multiple of the target warns.
+MCLMC_ENERGY_VAR_FACTOR = 10.0
+
+
+def describe(post) -> str:
+    """One line on how an MCLMC posterior was made."""
+    s = post.settings
+    return (
+        f"MCLMC ({s['variant']}), {s['num_chains']} chains started at MAP fits × "
+        f"{s['num_samples']} draws (every {s['thinning']}th step) after "
+        f"{s['num_warmup']} tuning steps, step size "
+        f"{np.mean(post.extra.get('step_size', [np.nan])):.3g}, L "
+        f"{np.mean(post.extra.get('L', [np.nan])):.3g} (chain means)"
+    )
+
+
+def checks(post, estimators: Estimators) -> list[Check]:
+    """Non-finite steps (none), and the integrator's energy error or the acceptance rate.
+
+    For the unadjusted variant the energy-error variance per dimension is the bias
+    control (tuned to ``desired_energy_var``); far above it the draws are biased
+    (Robnik et al. 2023).
+    """
+    stats, settings = post.sample_stats, post.settings
+    num_bad = int(np.sum(stats["diverging"]))
+    found = [
+        Check(
+            "non-finite or divergent steps",
+            "pass" if num_bad == 0 else "fail",
+            f"{num_bad} of {stats['diverging'].size}",
+            "0",
+            ""
+            if num_bad == 0
+            else "the step size is too large for part of the posterior: lower `step_size`, "
+            "or `desired_energy_var` / raise `target_accept_prob` for the tuner",
+        )
+    ]
+    if settings.get("variant") == "adjusted":
+        rate = float(np.mean(stats["acceptance_rate"]))
+        target = float(settings.get("target_accept_prob", 0.9))
+        ok = rate >= target - 0.15
+        found.append(
+            Check(
+                "acceptance rate",
+                "pass" if ok else "warn",
+                f"{rate:.2f}",
+                f"≥ {target - 0.15:.2f} (target {target})",
+                "" if ok else "raise num_warmup so that the step size is tuned",
+            )
+        )
+        return found
+    dim = max(int(settings.get("dim", 1)), 1)
+    per_dim = np.var(stats["energy_change"], axis=1) / dim
+    desired = float(settings.get("desired_energy_var", 5e-4))
+    worst = float(np.max(per_dim))
+    ok = worst <= MCLMC_ENERGY_VAR_FACTOR * desired
+    found.append(
+        Check(
+            "energy error variance per dimension",
+            "pass" if ok else "warn",
+            f"max {worst:.2g}",
+            f"≤ {MCLMC_ENERGY_VAR_FACTOR:g} × desired ({desired:g})",
+            ""
+            if ok
+            else "the integrator's energy error is large: the draws may be biased; "
+            "lower `step_size` or use variant='adjusted'",
+        )
+    )
+    return found
+
+
+ENGINE = Engine(
+    config=MCLMCConfig,
+    run=run_mclmc,
+    describe=describe,
+    gradients=sampler_gradients,
+    chains=True,
+    checks=checks,
+)

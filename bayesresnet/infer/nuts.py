@@ -1,5 +1,11 @@
 """NUTS through NumPyro's functional kernel, every chain in one program, started at MAP fits.
 
+:func:`nuts_kernel` is NumPyro's ``hmc(..., algo="NUTS")`` pair ``(init_kernel,
+sample_kernel)`` as a :class:`~bayesresnet.infer.base.SamplingAlgorithm` over a log
+density; :func:`run_nuts` starts it at MAP fits and drives it with
+:func:`~bayesresnet.infer.core.run_chains`; :data:`ENGINE` holds what the package knows of
+NUTS (its description, gradient count and checks).
+
 References:
     Hoffman, Gelman (2014), The No-U-Turn sampler. JMLR.
     Phan, Pradhan, Jankowiak (2019), Composable effects for flexible and accelerated
@@ -11,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,17 +33,39 @@ from bayesresnet._validate import (
     check_int,
     check_number,
 )
-from bayesresnet.infer.base import EngineResult, Timer, progress_bar, show_progress, to_numpy
+from bayesresnet.infer.base import (
+    Check,
+    Engine,
+    EngineResult,
+    Estimators,
+    SamplingAlgorithm,
+    Timer,
+    progress_bar,
+    show_progress,
+    to_numpy,
+)
 from bayesresnet.infer.core import (
-    EnsembleConfig,
     constrain_draws,
     flatten_members,
     make_log_density,
+    map_start,
     run_chains,
-    train_members,
+    sampler_gradients,
 )
 
-__all__ = ["NUTSConfig", "DENSE_MASS_MAX", "resolve_chain_method", "run_nuts", "tree_depth"]
+__all__ = [
+    "NUTSConfig",
+    "DENSE_MASS_MAX",
+    "NUTSInfo",
+    "nuts_kernel",
+    "resolve_chain_method",
+    "run_nuts",
+    "tree_depth",
+    "tree_depth_saturation",
+    "TREE_DEPTH_SATURATION_MAX",
+    "EBFMI_MIN",
+    "ENGINE",
+]
 
 CHAIN_METHODS = ("auto", "parallel", "vectorized", "sequential")
 INITS = ("map", "prior", "median")
@@ -187,35 +216,22 @@ def _start(key, model, x, y, config: NUTSConfig, timer: Timer):
     """Initial unconstrained values ``[C, ...]``, initial inverse mass, and what to record."""
     c = config.num_chains
     if config.init == "map":
-        num_members = config.init_members or c
-        with timer("init_s"):
-            members = train_members(
-                key,
-                model,
-                x,
-                y,
-                EnsembleConfig(
-                    num_members=num_members,
-                    num_steps=config.init_steps,
-                    learning_rate=config.init_learning_rate,
-                ),
-            )
-        final = np.asarray(members.losses[:, -1])
-        order = np.argsort(np.where(np.isfinite(final), final, np.inf))
-        flat, _ = flatten_members(members.params)
-        finite = np.isfinite(final) & np.all(np.isfinite(np.asarray(flat)), axis=1)
-        if finite.sum() < c:
-            raise FloatingPointError(
-                f"only {int(finite.sum())} of {num_members} MAP starts are finite; lower "
-                f"`init_learning_rate` (now {config.init_learning_rate})."
-            )
-        chosen = jnp.asarray(order[:c])
-        u0 = jax.tree_util.tree_map(lambda a: a[chosen], members.params)
+        start = map_start(
+            key,
+            model,
+            x,
+            y,
+            num_starts=c,
+            num_members=config.init_members,
+            num_steps=config.init_steps,
+            learning_rate=config.init_learning_rate,
+            timer=timer,
+        )
         inverse_mass = None
         if config.init_mass == "spread":
-            inverse_mass = _regularized_variance(np.asarray(flat)[finite])
-        info = {"init_final_loss": final[order[:c]].tolist(), "init_members": num_members}
-        return u0, inverse_mass, info
+            inverse_mass = _regularized_variance(start.spread)
+        info = {"init_final_loss": start.final_loss.tolist(), "init_members": start.num_members}
+        return start.params, inverse_mass, info
     strategy = init_to_median if config.init == "median" else init_to_sample
     starts = [
         initialize_model(k, model, init_strategy=strategy, model_args=(x, y)).param_info.z
@@ -224,13 +240,119 @@ def _start(key, model, x, y, config: NUTSConfig, timer: Timer):
     return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *starts), None, {}
 
 
+class NUTSInfo(NamedTuple):
+    """What one NUTS transition did."""
+
+    diverging: jax.Array
+    num_steps: jax.Array  # leapfrog steps (gradient evaluations)
+    accept_prob: jax.Array
+    energy: jax.Array
+
+
+def nuts_kernel(
+    log_density,
+    *,
+    num_warmup: int,
+    inverse_mass_matrix=None,
+    dense_mass: bool = False,
+    target_accept_prob: float = 0.8,
+    max_tree_depth: int = 10,
+) -> SamplingAlgorithm:
+    """NumPyro's functional NUTS (``numpyro.infer.hmc.hmc``) as a kernel over a log density.
+
+    The state is NumPyro's ``HMCState`` (position ``z``); warm-up adaptation (step size
+    by dual averaging, mass matrix by Welford windows) runs inside ``step`` for the first
+    ``num_warmup`` transitions, as NumPyro's ``MCMC`` does.
+    """
+    init_kernel, sample_kernel = hmc(potential_fn=lambda u: -log_density(u), algo="NUTS")
+
+    def init(key, position):
+        return init_kernel(
+            position,
+            num_warmup,
+            inverse_mass_matrix=None
+            if inverse_mass_matrix is None
+            else jnp.asarray(inverse_mass_matrix),
+            dense_mass=dense_mass,
+            target_accept_prob=target_accept_prob,
+            max_tree_depth=max_tree_depth,
+            rng_key=key,
+        )
+
+    def step(key, state):
+        state = sample_kernel(state._replace(rng_key=key))
+        return state, NUTSInfo(state.diverging, state.num_steps, state.accept_prob, state.energy)
+
+    return SamplingAlgorithm(init, step)
+
+
+def _collect_warmup(state, info):
+    return info.num_steps
+
+
+def _collect_draw(state, info):
+    return {
+        "z": state.z,
+        "diverging": info.diverging,
+        "num_steps": info.num_steps,
+        "accept_prob": info.accept_prob,
+        "energy": info.energy,
+        "potential_energy": state.potential_energy,
+        "step_size": state.adapt_state.step_size,
+    }
+
+
+def _sample(algorithm, u0, key, config: NUTSConfig, chain_method: str, timer: Timer):
+    """Warm-up and sampling of every chain, all in one program unless ``"sequential"``.
+
+    Returns:
+        ``(warmup_steps, draws)``: leapfrog steps of every warm-up transition
+        ``[C, num_warmup]`` (or ``None``) and the collected draws ``{name: [C, S, ...]}``.
+    """
+    k_start, k_warm, k_sample = jax.random.split(key, 3)
+    c = config.num_chains
+    groups = [np.arange(c)] if chain_method != "sequential" else [np.array([i]) for i in range(c)]
+    progress = show_progress("auto") if config.progress_bar else contextlib.nullcontext()
+    total = c * (config.num_warmup + config.num_samples * config.thinning)
+    warm_steps, draws = [], []
+    with progress, progress_bar(total, "NUTS") as bar:
+        for idx in groups:
+            u_g = jax.tree_util.tree_map(lambda a, idx=idx: a[idx], u0)
+            keys_start = jax.random.split(jax.random.fold_in(k_start, int(idx[0])), len(idx))
+            states = jax.jit(jax.vmap(algorithm.init))(keys_start, u_g)
+            # Warm-up and sampling are timed apart; each includes its compilation.
+            runs = [("warmup_s", k_warm, config.num_warmup, _collect_warmup, 1)]
+            runs.append(
+                ("sampling_s", k_sample, config.num_samples, _collect_draw, config.thinning)
+            )
+            for label, k, num, collect, thinning in runs:
+                if num == 0:
+                    continue
+                keys = jax.random.split(jax.random.fold_in(k, int(idx[0])), len(idx))
+                states, out = run_chains(
+                    algorithm.step,
+                    states,
+                    keys,
+                    num,
+                    collect=collect,
+                    thinning=thinning,
+                    progress=bar,
+                    num_blocks=10,
+                    timer=timer,
+                    label=label,
+                )
+                (warm_steps if label == "warmup_s" else draws).append(to_numpy(out))
+    concat = lambda parts: jax.tree_util.tree_map(lambda *a: np.concatenate(a), *parts)  # noqa: E731
+    return (concat(warm_steps) if warm_steps else None), concat(draws)
+
+
 def run_nuts(key, model, x, y, config: NUTSConfig) -> EngineResult:
     """Run NUTS and return draws ``[chains, draws, ...]`` with per-draw statistics.
 
-    NumPyro's functional NUTS kernel (``numpyro.infer.hmc.hmc``) runs every chain in one
-    vmapped program through :func:`~bayesresnet.infer.core.run_chains`: warmup (step
-    size by dual averaging, mass matrix by Welford windows) and sampling, each chain with
-    its own adaptation.
+    Every chain starts at a MAP fit (:func:`~bayesresnet.infer.core.map_start`, by
+    default), and :func:`nuts_kernel` runs every chain in one vmapped program through
+    :func:`~bayesresnet.infer.core.run_chains`: warmup (step size by dual averaging, mass
+    matrix by Welford windows) and sampling, each chain with its own adaptation.
     """
     timer = Timer()
     chain_method = resolve_chain_method(config.chain_method, config.num_chains)
@@ -241,79 +363,15 @@ def run_nuts(key, model, x, y, config: NUTSConfig) -> EngineResult:
     dense = num_latent <= DENSE_MASS_MAX if config.dense_mass == "auto" else config.dense_mass
     if inverse_mass is not None and dense:
         inverse_mass = np.diag(inverse_mass)
-    log_density = make_log_density(model, x, y)
-    init_kernel, sample_kernel = hmc(potential_fn=lambda u: -log_density(u), algo="NUTS")
-
-    def init_one(k, u):
-        return init_kernel(
-            u,
-            config.num_warmup,
-            inverse_mass_matrix=None if inverse_mass is None else jnp.asarray(inverse_mass),
-            dense_mass=dense,
-            target_accept_prob=config.target_accept_prob,
-            max_tree_depth=config.max_tree_depth,
-            rng_key=k,
-        )
-
-    def step(k, state):
-        state = sample_kernel(state._replace(rng_key=k))
-        return state, None
-
-    def collect_warmup(state, _):
-        return state.num_steps
-
-    def collect_draw(state, _):
-        return {
-            "z": state.z,
-            "diverging": state.diverging,
-            "num_steps": state.num_steps,
-            "accept_prob": state.accept_prob,
-            "energy": state.energy,
-            "potential_energy": state.potential_energy,
-            "step_size": state.adapt_state.step_size,
-        }
-
-    k_start, k_warm, k_sample = jax.random.split(k_run, 3)
-    c = config.num_chains
-    groups = [np.arange(c)] if chain_method != "sequential" else [np.array([i]) for i in range(c)]
-    progress = show_progress("auto") if config.progress_bar else contextlib.nullcontext()
-    total = c * (config.num_warmup + config.num_samples * config.thinning)
-    warm_steps, draws = [], []
-    with progress, progress_bar(total, "NUTS") as bar:
-        for idx in groups:
-            u_g = jax.tree_util.tree_map(lambda a, idx=idx: a[idx], u0)
-            keys_start = jax.random.split(jax.random.fold_in(k_start, int(idx[0])), len(idx))
-            states = jax.jit(jax.vmap(init_one))(keys_start, u_g)
-            keys = jax.random.split(jax.random.fold_in(k_warm, int(idx[0])), len(idx))
-            if config.num_warmup > 0:
-                # Warm-up and sampling are timed apart; each includes its compilation.
-                states, steps = run_chains(
-                    step,
-                    states,
-                    keys,
-                    config.num_warmup,
-                    collect=collect_warmup,
-                    progress=bar,
-                    num_blocks=10,
-                    timer=timer,
-                    label="warmup_s",
-                )
-                warm_steps.append(np.asarray(steps))
-            keys = jax.random.split(jax.random.fold_in(k_sample, int(idx[0])), len(idx))
-            states, out = run_chains(
-                step,
-                states,
-                keys,
-                config.num_samples,
-                collect=collect_draw,
-                thinning=config.thinning,
-                progress=bar,
-                num_blocks=10,
-                timer=timer,
-                label="sampling_s",
-            )
-            draws.append(to_numpy(out))
-    out = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=0), *draws)
+    algorithm = nuts_kernel(
+        make_log_density(model, x, y),
+        num_warmup=config.num_warmup,
+        inverse_mass_matrix=inverse_mass,
+        dense_mass=dense,
+        target_accept_prob=config.target_accept_prob,
+        max_tree_depth=config.max_tree_depth,
+    )
+    warm_steps, out = _sample(algorithm, u0, k_run, config, chain_method, timer)
     with timer("sampling_s"):
         samples = constrain_draws(model, x, y, out["z"])
     sample_stats = {
@@ -330,11 +388,87 @@ def run_nuts(key, model, x, y, config: NUTSConfig) -> EngineResult:
         "dense_mass_used": bool(dense),
         "num_devices": jax.device_count(),
     }
-    warmup_gradients = int(sum(s.sum() for s in warm_steps))
     extra_out = {
         "num_divergences": int(sample_stats["diverging"].sum()),
         "num_gradient_evaluations": int(sample_stats["n_steps"].sum()),
-        "num_warmup_gradient_evaluations": warmup_gradients,
+        "num_warmup_gradient_evaluations": 0 if warm_steps is None else int(warm_steps.sum()),
         **init_info,
     }
     return EngineResult(samples, sample_stats, settings, dict(timer.times), extra_out)
+
+
+# ------------------------------------------------------------------ what NUTS knows of itself
+#: Draws at the maximum tree depth above this share warn (trajectories cut short).
+TREE_DEPTH_SATURATION_MAX = 0.05
+#: E-BFMI below this in any chain fails (Betancourt 2016).
+EBFMI_MIN = 0.3
+
+
+def tree_depth_saturation(post) -> float:
+    """The share of a NUTS run's draws whose tree reached the run's ``max_tree_depth``
+    (posteriors saved before the setting was recorded ran NumPyro's default, 10)."""
+    max_depth = post.settings.get("max_tree_depth", 10)
+    return float(np.mean(np.asarray(post.sample_stats["tree_depth"]) >= max_depth))
+
+
+def describe(post) -> str:
+    """One line on how a NUTS posterior was made."""
+    s = post.settings
+    return (
+        f"NUTS, {s['num_chains']} chains × {s['num_samples']} draws after "
+        f"{s['num_warmup']} warm-up ({s.get('chain_method_used')}), target acceptance "
+        f"{s['target_accept_prob']}, max tree depth {s['max_tree_depth']}, init {s['init']}"
+    )
+
+
+def checks(post, estimators: Estimators) -> list[Check]:
+    """Divergences (none), tree-depth saturation (< 5 % of draws) and E-BFMI (≥ 0.3)."""
+    stats = post.sample_stats
+    num_div = int(np.sum(stats["diverging"]))
+    max_depth = post.settings.get("max_tree_depth", 10)
+    saturated = tree_depth_saturation(post)
+    shallow = saturated < TREE_DEPTH_SATURATION_MAX
+    ebfmi = estimators.e_bfmi(stats["energy"])
+    mixing = bool(np.all(ebfmi >= EBFMI_MIN))
+    return [
+        Check(
+            "divergences",
+            "pass" if num_div == 0 else "fail",
+            f"{num_div} of {stats['diverging'].size}",
+            "0",
+            ""
+            if num_div == 0
+            else "raise target_accept_prob (e.g. 0.95), shrink the prior scales, or use "
+            "init='map'; divergences mean the sampler missed part of the posterior",
+        ),
+        Check(
+            "tree-depth saturation",
+            "pass" if shallow else "warn",
+            f"{100 * saturated:.1f}% at depth {max_depth}",
+            f"< {100 * TREE_DEPTH_SATURATION_MAX:.0f}% of draws",
+            ""
+            if shallow
+            else "trajectories are cut short: raise max_tree_depth, or use "
+            "dense_mass=True for correlated posteriors",
+        ),
+        Check(
+            "E-BFMI",
+            "pass" if mixing else "fail",
+            "min " + f"{np.min(ebfmi):.2f}",
+            f"≥ {EBFMI_MIN} per chain",
+            ""
+            if mixing
+            else "momentum resampling explores the energy poorly (heavy tails "
+            "or funnels): reparameterize, or shrink the prior on the noise scale",
+        ),
+    ]
+
+
+ENGINE = Engine(
+    config=NUTSConfig,
+    run=run_nuts,
+    describe=describe,
+    gradients=sampler_gradients,
+    chains=True,
+    checks=checks,
+)

@@ -17,26 +17,38 @@ References:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from numpyro.infer import SVI, Trace_ELBO, autoguide, init_to_median, init_to_value
 from numpyro.infer.util import constrain_fn
 from numpyro.optim import optax_to_numpyro
 
 from bayesresnet._validate import check_choice, check_int, check_number
-from bayesresnet.infer.base import EngineResult, Timer, progress_bar, to_numpy
+from bayesresnet.infer.base import (
+    PARETO_K_OK,
+    Check,
+    Engine,
+    EngineResult,
+    Estimators,
+    Timer,
+    progress_bar,
+    to_numpy,
+)
 from bayesresnet.infer.core import (
     SCHEDULES,
-    EnsembleConfig,
+    check_optimizer,
+    config_settings,
     latent_sites,
     make_optimizer,
-    train_members,
+    map_start,
+    run_blocks,
 )
 
-__all__ = ["SVIConfig", "GUIDES", "make_guide", "run_svi"]
+__all__ = ["SVIConfig", "GUIDES", "make_guide", "run_svi", "ENGINE"]
 
 GUIDES = ("meanfield", "lowrank", "fullrank", "iaf", "bnaf", "laplace", "map")
 #: Guides trained as a point mass (Laplace draws come from the Hessian afterwards), for
@@ -68,6 +80,9 @@ class SVIConfig:
             neural networks from stalling near the prior; ``"median"`` starts at the
             prior median.
         init_steps: optimizer steps of the MAP start.
+        optimizer: an ``optax.GradientTransformation`` used instead of the clipped Adam
+            that ``learning_rate``, ``schedule``, ``warmup_steps`` and ``clip_norm``
+            describe; ``None``: that Adam.
     """
 
     guide: str = "meanfield"
@@ -85,6 +100,7 @@ class SVIConfig:
     laplace_min_precision: float = 1.0
     init: str = "map"
     init_steps: int = 2000
+    optimizer: optax.GradientTransformation | None = None
 
     def __post_init__(self):
         check_choice("guide", self.guide, GUIDES)
@@ -104,6 +120,7 @@ class SVIConfig:
         check_number("laplace_min_precision", self.laplace_min_precision, low=0.0)
         check_choice("init", self.init, ("map", "median"))
         check_int("init_steps", self.init_steps, minimum=1)
+        check_optimizer(self.optimizer)
 
 
 def make_guide(model, config: SVIConfig, num_latent: int, init=init_to_median):
@@ -163,90 +180,184 @@ def _plateaued(previous: float, current: float, num_obs: int, tol: float) -> boo
     return abs(previous - current) / num_obs < tol
 
 
+def _learning_rate(config: SVIConfig) -> float:
+    if config.learning_rate is not None:
+        return config.learning_rate
+    return 1e-3 if config.guide in ("iaf", "bnaf") else 1e-2
+
+
+def _init_strategy(key, model, x, y, config: SVIConfig, timer: Timer):
+    """Where the guide starts: at a MAP fit (:func:`~bayesresnet.infer.core.map_start`)
+    or at the prior median."""
+    if config.init != "map":
+        return init_to_median
+    start = map_start(
+        key, model, x, y, num_starts=1, num_steps=config.init_steps, learning_rate=1e-2, timer=timer
+    )
+    u = jax.tree_util.tree_map(lambda a: a[0], start.params)
+    return init_to_value(values=constrain_fn(model, (x, y), {}, u))
+
+
+def _optimize(svi: SVI, state, x, y, config: SVIConfig, learning_rate: float, timer: Timer):
+    """SVI steps in blocks of ``check_every`` until the loss plateaus or ``num_steps``.
+
+    Returns:
+        ``(state, losses [steps run], converged)``.
+    """
+
+    def block(state, start, length):
+        def body(s, _):
+            return svi.update(s, x, y)
+
+        return jax.lax.scan(body, state, None, length=length)
+
+    means, converged = [], []
+
+    def stop(losses, done):
+        mean = float(np.mean(losses))
+        if not np.isfinite(mean):
+            raise FloatingPointError(
+                f"SVI diverged (non-finite ELBO) after {done} steps; lower "
+                f"`learning_rate` (now {learning_rate})."
+            )
+        means.append(mean)
+        if len(means) > 1 and _plateaued(means[-2], mean, x.shape[0], config.tol):
+            converged.append(done)
+        return bool(converged)
+
+    with progress_bar(config.num_steps, "SVI") as bar:
+        state, losses = run_blocks(
+            block,
+            state,
+            config.num_steps,
+            block_size=min(config.check_every, config.num_steps),
+            progress=bar,
+            timer=timer,
+            compile_label="compile_s",
+            stop=stop,
+        )
+    return state, np.concatenate([np.asarray(b) for b in losses]), bool(converged)
+
+
+def _log_weights(key, guide, params, model, x, y, num_draws: int) -> np.ndarray:
+    """``log p(y, θ) − log q(θ)`` for ``θ ~ q``: a one-particle ELBO each, for the
+    Pareto-k̂ diagnostic of the guide (Yao et al. 2018)."""
+    elbo = Trace_ELBO(num_particles=1)
+    keys = jax.random.split(jax.random.fold_in(key, 1), min(num_draws, 1000))
+    lw_fn = jax.jit(jax.vmap(lambda k: -elbo.loss(k, params, model, guide, x, y)))
+    return np.asarray(lw_fn(keys))
+
+
 def run_svi(key, model, x, y, config: SVIConfig) -> EngineResult:
     """Fit a guide by SVI and draw from it (see module docstring)."""
     timer = Timer()
     x, y = jnp.asarray(x), jnp.asarray(y)
-    n = x.shape[0]
     k_init, k_steps, k_draw = jax.random.split(key, 3)
-    learning_rate = config.learning_rate
-    if learning_rate is None:
-        learning_rate = 1e-3 if config.guide in ("iaf", "bnaf") else 1e-2
-    optimizer = optax_to_numpyro(
-        make_optimizer(
-            learning_rate,
-            config.num_steps,
-            schedule=config.schedule,
-            warmup_steps=config.warmup_steps,
-            clip_norm=config.clip_norm,
-        )
+    learning_rate = _learning_rate(config)
+    optimizer = make_optimizer(
+        learning_rate,
+        config.num_steps,
+        schedule=config.schedule,
+        warmup_steps=config.warmup_steps,
+        clip_norm=config.clip_norm,
+        optimizer=config.optimizer,
     )
     names = latent_sites(model, x, y)
     num_latent = int(sum(np.prod(s) for s in names.values()))
-    init = init_to_median
     if config.init == "map":
-        with timer("init_s"):
-            k_init, k_map = jax.random.split(k_init)
-            map_config = EnsembleConfig(num_members=1, num_steps=config.init_steps)
-            members = train_members(k_map, model, x, y, map_config)
-            u = jax.tree_util.tree_map(lambda a: a[0], members.params)
-            init = init_to_value(values=constrain_fn(model, (x, y), {}, u))
+        k_init, k_map = jax.random.split(k_init)
+    else:
+        k_map = None
+    init = _init_strategy(k_map, model, x, y, config, timer)
     guide = make_guide(model, config, num_latent, init)
-    svi = SVI(model, guide, optimizer, Trace_ELBO(num_particles=config.num_particles))
+    elbo = Trace_ELBO(num_particles=config.num_particles)
+    svi = SVI(model, guide, optax_to_numpyro(optimizer), elbo)
     with timer("init_s"):
         state = svi.init(k_init, x, y)
-    block = min(config.check_every, config.num_steps)
-
-    def run_block(state, _):
-        def body(s, _):
-            s, loss = svi.update(s, x, y)
-            return s, loss
-
-        return jax.lax.scan(body, state, None, length=block)
-
-    program = jax.jit(run_block)
-    with timer("compile_s"):
-        compiled = program.lower(state, None).compile()
-    losses, converged, prev = [], False, None
-    with timer("run_s"), progress_bar(config.num_steps, "SVI") as bar:
-        steps = 0
-        while steps < config.num_steps:
-            state, block_losses = compiled(state, None)
-            bar.update(block)
-            block_losses = np.asarray(block_losses)
-            losses.append(block_losses)
-            steps += block
-            mean = float(block_losses.mean())
-            if not np.isfinite(mean):
-                raise FloatingPointError(
-                    f"SVI diverged (non-finite ELBO) after {steps} steps; lower "
-                    f"`learning_rate` (now {learning_rate})."
-                )
-            if prev is not None and _plateaued(prev, mean, n, config.tol):
-                converged = True
-                break
-            prev = mean
+    state, history, converged = _optimize(svi, state, x, y, config, learning_rate, timer)
     params = svi.get_params(state)
     num_draws = 1 if config.guide == "map" else config.num_draws
     with timer("draw_s"):
         draw_fn = jax.jit(lambda k, p: guide.sample_posterior(k, p, sample_shape=(num_draws,)))
         draws = draw_fn(k_draw, params)
     samples = {k: v[None] for k, v in to_numpy(draws).items() if k in names}
-    log_weights = None
-    if config.guide not in POINT_GUIDES:
-        # log p(y, θ) − log q(θ) for θ ~ q: a one-particle ELBO each, for the Pareto-k̂
-        # diagnostic of the guide (Yao et al. 2018).
-        elbo = Trace_ELBO(num_particles=1)
-        keys = jax.random.split(jax.random.fold_in(k_draw, 1), min(num_draws, 1000))
-        lw_fn = jax.jit(jax.vmap(lambda k: -elbo.loss(k, params, model, guide, x, y)))
-        log_weights = np.asarray(lw_fn(keys))
-    history = np.concatenate(losses)
-    settings = asdict(config) | {"steps_run": int(len(history)), "learning_rate": learning_rate}
+    settings = config_settings(config) | {
+        "steps_run": int(len(history)),
+        "learning_rate": learning_rate,
+    }
+    block = min(config.check_every, config.num_steps)
     extra = {
         "loss_history": history,
         "final_loss": float(history[-block:].mean()),
         "converged": converged,
     }
-    if log_weights is not None:
-        extra["log_weights"] = log_weights
+    if config.guide not in POINT_GUIDES:
+        extra["log_weights"] = _log_weights(k_draw, guide, params, model, x, y, num_draws)
     return EngineResult(samples, {}, settings, dict(timer.times), extra)
+
+
+# ------------------------------------------------------------------ what SVI knows of itself
+def describe(post) -> str:
+    """One line on how an SVI posterior was made."""
+    s = post.settings
+    return (
+        f"SVI, guide {s['guide']}, {s.get('steps_run')} steps, learning rate "
+        f"{s.get('learning_rate')} ({s['schedule']}), {post.num_draws} draws"
+    )
+
+
+def gradients(post) -> int:
+    """ELBO gradients (each of ``num_particles`` log-density gradients) and the MAP start."""
+    s = post.settings
+    init = s["init_steps"] if s.get("init") == "map" else 0
+    return int(init + s["steps_run"] * s["num_particles"])
+
+
+def checks(post, estimators: Estimators) -> list[Check]:
+    """ELBO convergence and the Pareto k̂ of the importance weights log p − log q (≤ 0.7;
+    Yao et al. 2018)."""
+    converged = bool(post.extra.get("converged", False))
+    found = [
+        Check(
+            "ELBO converged",
+            "pass" if converged else "warn",
+            f"{post.settings.get('steps_run', '?')} steps",
+            f"block-mean loss change < {post.settings.get('tol')} per observation",
+            ""
+            if converged
+            else "raise num_steps, or the learning rate if the loss still falls steadily",
+        )
+    ]
+    lw = post.extra.get("log_weights")
+    if lw is None or len(lw) < 20:
+        found.append(
+            Check("Pareto k̂", "n/a", "—", f"≤ {PARETO_K_OK}", "not defined for point guides")
+        )
+        return found
+    k = estimators.pareto_khat(lw)
+    ok = k <= PARETO_K_OK
+    found.append(
+        Check(
+            "Pareto k̂",
+            "pass" if ok else "warn",
+            f"{k:.2f}",
+            f"≤ {PARETO_K_OK}",
+            ""
+            if ok
+            else "the guide misses mass of the posterior (typical for mean-"
+            "field guides of neural networks): its intervals are not to be trusted "
+            "without calibration checks; try guide='lowrank', an ensemble or NUTS",
+        )
+    )
+    return found
+
+
+ENGINE = Engine(
+    config=SVIConfig,
+    run=run_svi,
+    describe=describe,
+    gradients=gradients,
+    chains=False,
+    checks=checks,
+    loss="negative ELBO",
+)
