@@ -38,6 +38,7 @@ RUN_FILES = {
     "predictions.csv",
     "metrics.json",
     "report.html",
+    ".bayesresnet-run",
 }
 
 
@@ -84,7 +85,8 @@ def test_fit_writes_a_complete_run_folder(runs):
 def test_existing_folder_is_not_overwritten_without_flag(runs, capsys):
     root, out = runs
     assert run_main(["fit", root / "cubic.toml", "--out", out["cubic"], "--quiet"]) == 2
-    assert re.search(r"^error: .*exists and is not empty; pass --overwrite", _err(capsys))
+    pattern = r"^error: .*exists and is not empty \(a run folder\); pass --overwrite"
+    assert re.search(pattern, _err(capsys))
 
 
 def test_interrupted_fit_leaves_no_files(runs, monkeypatch):
@@ -244,6 +246,7 @@ def test_failed_analysis_keeps_the_fit_and_report_retries(tmp_path, monkeypatch,
         "posterior.npz",
         "data.npz",
         "analysis_error.txt",
+        ".bayesresnet-run",
     }
     assert "RuntimeError: analysis broke" in (out / "analysis_error.txt").read_text()
     monkeypatch.undo()
