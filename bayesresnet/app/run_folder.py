@@ -377,6 +377,11 @@ def _has_marker(folder: Path) -> bool:
     return isinstance(record, dict) and record.get("kind") == _MARKER_TAG
 
 
+def _is_marker_temporary(name: str) -> bool:
+    match = _OWN_TEMPORARY.fullmatch(name)
+    return match is not None and match["name"] == MARKER
+
+
 def _is_own_name(name: str) -> bool:
     match = _OWN_TEMPORARY.fullmatch(name)
     return name in OWN_FILES or (match is not None and match["name"] in OWN_FILES)
@@ -492,9 +497,11 @@ def replace_folder(staging, folder) -> None:
     _remove_own_folder(trash)
 
 
-def _pid_alive(pid: int) -> bool:
+def _in_use(pid: int) -> bool:
+    """Whether process ``pid`` may still be saving: it runs and is not this process (which
+    calls :func:`recover` only before its own save of the folder)."""
     if pid == os.getpid():
-        return True
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -508,10 +515,11 @@ def recover(folder) -> list[str]:
     """Clean up what an interrupted save of ``folder`` left beside it; returns notes.
 
     Only folders of ours are touched: named ``.<name>.staging-<pid>-…`` or
-    ``.<name>.trash-<pid>-…``, holding :data:`MARKER`, from a process that is no longer
-    running. A trash folder is the previous run, complete: it is moved back when
-    ``folder`` is missing (a crash between the two renames of :func:`replace_folder`),
-    else deleted. A staging folder is an unfinished save: deleted.
+    ``.<name>.trash-<pid>-…``, from a process that is no longer running (or this one),
+    and holding :data:`MARKER` (or nothing but the marker being written: a staging folder
+    made just before a crash). A trash folder is the previous run, complete: it is moved
+    back when ``folder`` is missing (a crash between the two renames of
+    :func:`replace_folder`), else deleted. A staging folder is an unfinished save: deleted.
     """
     folder = Path(folder)
     notes = []
@@ -523,9 +531,18 @@ def recover(folder) -> list[str]:
             match is None
             or match["name"] != folder.name
             or path.is_symlink()
-            or not _has_marker(path)
-            or _pid_alive(int(match["pid"]))
+            or not path.is_dir()
+            or _in_use(int(match["pid"]))
         ):
+            continue
+        entries = list(path.iterdir())
+        if all(_is_marker_temporary(p.name) for p in entries):  # crashed before the marker
+            for p in entries:
+                p.unlink()
+            path.rmdir()
+            continue
+        if not _has_marker(path):
+            notes.append(f"left {path}: it looks like an interrupted save's, but is not marked.")
             continue
         if match["kind"] == "trash" and not folder.exists() and not folder.is_symlink():
             os.replace(path, folder)
