@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -343,6 +344,16 @@ def test_a_folder_as_predict_output_is_refused(tmp_path, capsys):
     assert re.search(r"is a folder; give the path of a file to write", _err(capsys))
 
 
+def test_a_study_refuses_an_out_folder_that_is_not_a_study_folder(tmp_path, capsys):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "report.html").write_text("my report")
+    (tmp_path / "study.toml").write_text(f'base = "{_spec(tmp_path)}"\n')
+    assert run_main(["study", tmp_path / "study.toml", "--out", thesis]) == 2
+    assert re.search(r"thesis is not a study folder \(it holds report\.html;", _err(capsys))
+    assert sorted(p.name for p in thesis.iterdir()) == ["report.html"]
+
+
 # --------------------------------------------------------------------------- study lock
 
 
@@ -389,3 +400,108 @@ def test_a_lock_left_by_a_dead_study_is_taken_over_with_a_note(tmp_path, capsys)
                 pass
     assert f"note: took over {out / study.LOCK_FILE} from PID {pid}" in capsys.readouterr().err
     assert (out / study.LOCK_FILE).read_text() == ""  # a clean end leaves no PID behind
+
+
+# -------------------------------------------------------------------- studies that stop
+
+KILL_STUDY = """name = "kill"
+[base.data]
+problem = "sine"
+num_train = 20
+num_test = 10
+[base.network]
+width = 4
+num_layers = 2
+[base.inference]
+method = "ensemble"
+num_members = 2
+num_steps = 20000
+[base.report]
+num_probes = 3
+[grid]
+seed = [1, 2, 3, 4, 5, 6]
+"""
+
+
+def _marked_processes(parent: int) -> dict[int, str]:
+    """Live processes (not zombies) started by the study ``parent``: pid → command line."""
+    marker = f"{study.WORKER_MARKER}={parent}".encode()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        if state != "Z":
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def _start_study(tmp_path) -> subprocess.Popen:
+    """A local study of six long runs on two workers, started in a session of its own."""
+    spec = tmp_path / "kill.toml"
+    spec.write_text(KILL_STUDY)
+    command = [sys.executable, "-m", "bayesresnet", "study", str(spec), "--out"]
+    process = subprocess.Popen(
+        [*command, str(tmp_path / "out"), "--workers", "2", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        workers = [p for p, cmd in _marked_processes(process.pid).items() if "spawn_main" in cmd]
+        if len(workers) == 2:
+            time.sleep(2.0)  # let them start their runs
+            return process
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail(f"the study's workers did not start: {process.communicate()[1].decode()}")
+
+
+def _assert_all_end_within(process: subprocess.Popen, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and _marked_processes(process.pid):
+        time.sleep(0.2)
+    assert _marked_processes(process.pid) == {}
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_sigterm_to_a_study_ends_its_workers(tmp_path):
+    # Regression: SIGTERM (timeout, batch schedulers) left the workers running the queue.
+    process = _start_study(tmp_path)
+    start = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM, err.decode()
+    assert "stopped by SIGTERM: the study's workers have ended" in err.decode()
+    _assert_all_end_within(process, 10 - (time.monotonic() - start))
+    assert (tmp_path / "out" / study.LOCK_FILE).read_text() == ""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_sigkill_of_a_study_ends_its_workers(tmp_path):
+    process = _start_study(tmp_path)
+    process.kill()  # no handler runs: the workers' parent-death signal ends them
+    process.communicate(timeout=30)
+    _assert_all_end_within(process, 10)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_ctrl_c_stops_a_study_within_seconds(tmp_path):
+    # Regression: Ctrl-C waited for the runs in progress and then the next queued ones.
+    process = _start_study(tmp_path)
+    start = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)  # the terminal signals the whole group
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err.decode()
+    assert time.monotonic() - start < 10
+    _assert_all_end_within(process, 10 - (time.monotonic() - start))

@@ -232,7 +232,7 @@ def cmd_study(args) -> int:
     from bayesresnet.app import study
 
     with user_input():
-        run_folder.check_output_folder(args.out, existing="reuse")
+        study.check_out(args.out)
         spec = study.load_study(args.spec, strict=args.strict)  # every run validated first
         if args.workers is not None:
             check_int("--workers", args.workers, minimum=1)

@@ -111,6 +111,7 @@ __all__ = [
     "content_hash",
     "worker_env",
     "StudyLockedError",
+    "check_out",
     "StudyStopped",
     "LOCK_FILE",
     "WORKER_MARKER",
@@ -795,7 +796,7 @@ def run(
         study = load_study(spec_or_path, strict=strict)
     out = Path(out)
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
-    check_output_folder(out, existing="reuse")
+    check_out(out)
     with _locked(out), _stop_on_signals():
         return _run_study(study, out, backend, workers, address, progress, say)
 
@@ -825,6 +826,30 @@ def _run_study(study, out: Path, backend, workers, address, progress, say) -> li
     result = table.rows()
     _finish(out, study.name, result, say)
     return result
+
+
+STUDY_FILE = "study.json"
+
+
+def check_out(out) -> Path:
+    """``out`` can hold the study: new, empty, or a study folder (resumed), and writable.
+
+    Raises:
+        ValueError: For a symbolic link, a path inside a file, a file, a folder that is not
+            writable, or a non-empty folder without ``study.json`` (naming what it holds):
+            a study writes ``report.html``, ``results.csv`` and ``runs/`` there.
+    """
+    out = Path(out)
+    check_output_folder(out, existing="reuse")
+    if out.is_dir():
+        names = sorted(p.name for p in out.iterdir())
+        if names and not {STUDY_FILE, LOCK_FILE} & set(names):
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            raise ValueError(
+                f"{out} is not a study folder (it holds {shown}; a study folder holds "
+                f"{STUDY_FILE}); choose a new or empty --out."
+            )
+    return out
 
 
 class StudyLockedError(RuntimeError):
@@ -952,7 +977,7 @@ def _start(study: StudySpec, out: Path) -> tuple[_Table, list[tuple[StudyRun, Pa
             rows[r.run_id] = {**_base_row(r), "status": "pending"}
             todo.append((r, folder))
     write_json(
-        out / "study.json",
+        out / STUDY_FILE,
         {
             "name": study.name,
             "path": None if study.path is None else str(study.path),
