@@ -163,7 +163,7 @@ def cmd_predict(args) -> int:
     from bayesresnet.posterior import load
 
     _check_output_file(args.output)
-    _parse_levels(args.levels)
+    _parse_levels(args.levels)  # a bad item is one line, before any work
     folder = Path(args.run)
     with user_input():
         post = load(folder / "posterior.npz")
