@@ -455,10 +455,11 @@ def _start_study(tmp_path) -> subprocess.Popen:
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     deadline = time.monotonic() + 120
+    runs = tmp_path / "out" / study.RUNS_FOLDER
     while time.monotonic() < deadline and process.poll() is None:
         workers = [p for p, cmd in _marked_processes(process.pid).items() if "spawn_main" in cmd]
-        if len(workers) == 2:
-            time.sleep(2.0)  # let them start their runs
+        # Each worker makes its run's folder once started, then fits for many seconds.
+        if len(workers) == 2 and runs.is_dir() and len(list(runs.iterdir())) >= 2:
             return process
         time.sleep(0.2)
     process.kill()

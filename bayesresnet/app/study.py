@@ -602,6 +602,7 @@ def _init_worker(env: Mapping[str, str], parent: int) -> None:
     Ctrl-C reaches the whole process group; the worker ignores it and the study ends its
     workers (:func:`_stop_workers`). If the study process dies, even by SIGKILL, the
     worker is killed too: Linux's parent-death signal, else a thread watching the parent.
+    A worker still starting (importing) when the study dies exits here, once started.
     """
     os.environ.update(env)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
