@@ -135,6 +135,18 @@ def test_a_run_folder_from_before_the_marker_is_still_replaceable(tmp_path):
     _assert_complete(folder, {"new"})
 
 
+def test_a_run_folder_with_a_damaged_run_json_can_be_refitted_over(tmp_path):
+    # What `bayesresnet report` advises for a damaged run.json: fit again with --overwrite.
+    folder = tmp_path / "run"
+    _save(folder, "old")
+    (folder / run_folder.MARKER).unlink()  # a folder from before the marker, too
+    (folder / "run.json").write_text('{"name": ')
+    assert run_folder.is_run_folder(folder)
+    assert run_folder.check_output_folder(folder, overwrite=True) == []
+    _save(folder, "new")
+    _assert_complete(folder, {"new"})
+
+
 # ------------------------------------------------------------------- the replacement swap
 
 

@@ -389,7 +389,8 @@ def _is_own_name(name: str) -> bool:
 
 def is_run_folder(folder) -> bool:
     """Whether ``folder`` is a run folder of ours: it holds :data:`MARKER`, or (a folder
-    written before the marker existed) a ``run.json`` with bayesresnet's version and spec."""
+    written before the marker existed) a ``run.json`` with bayesresnet's version and spec,
+    or only run-folder files with ``posterior.npz`` and ``data.npz`` (a damaged run.json)."""
     folder = Path(folder)
     if not folder.is_dir() or folder.is_symlink():
         return False
@@ -398,8 +399,11 @@ def is_run_folder(folder) -> bool:
     try:
         info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and {"version", "spec", "name"} <= set(info)
+        info = None
+    if isinstance(info, dict) and {"version", "spec", "name"} <= set(info):
+        return True
+    names = {p.name for p in folder.iterdir()}
+    return {"posterior.npz", "data.npz"} <= names and all(_is_own_name(n) for n in names)
 
 
 def _listing(names: list[str], limit: int = 5) -> str:
