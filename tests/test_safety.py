@@ -135,6 +135,18 @@ def test_a_run_folder_from_before_the_marker_is_still_replaceable(tmp_path):
     _assert_complete(folder, {"new"})
 
 
+def test_a_link_or_a_file_is_never_replaced(tmp_path):
+    real = tmp_path / "real"
+    _save(real, "old")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with pytest.raises(ValueError, match=r"link is a symbolic link, not a run folder"):
+        run_folder.check_replaceable(link)
+    (tmp_path / "file").write_text("text")
+    with pytest.raises(ValueError, match=r"file is a file, not a run folder"):
+        run_folder.check_replaceable(tmp_path / "file")
+
+
 def test_a_run_folder_with_a_damaged_run_json_can_be_refitted_over(tmp_path):
     # What `bayesresnet report` advises for a damaged run.json: fit again with --overwrite.
     folder = tmp_path / "run"

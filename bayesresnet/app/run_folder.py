@@ -421,7 +421,8 @@ def check_replaceable(folder) -> None:
     if not folder.exists() and not folder.is_symlink():
         return
     if folder.is_symlink() or not folder.is_dir():
-        raise ValueError(f"{folder} is a file, not a run folder; choose another --out.")
+        what = "a symbolic link" if folder.is_symlink() else "a file"
+        raise ValueError(f"{folder} is {what}, not a run folder; choose another --out.")
     names = sorted(p.name for p in folder.iterdir())
     if not names:
         return
