@@ -344,6 +344,7 @@ def _read_csv(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
                     try:
                         values.append(float(cell))
                     except ValueError:
+                        _check_separator(header, path)
                         raise ValueError(
                             f"{path}: line {line}, column {j} ({header[j]!r}): cannot parse "
                             f"{cell!r} as a number."
@@ -375,8 +376,23 @@ def _check_header(header: list[str], path: Path) -> None:
         raise ValueError(f"{path}: the header has duplicate column names: {duplicates}.")
 
 
+def _check_separator(header: list[str], path: Path) -> None:
+    """A one-column header holding ``;`` or a tab is a file with another separator."""
+    if len(header) != 1:
+        return
+    for separator, word in ((";", "semicolons"), ("\t", "tabs")):
+        if separator in header[0]:
+            raise ValueError(
+                f"{path} looks separated by {word}, not commas (its header is one column "
+                f"{header[0]!r}); bayesresnet reads comma-separated files. Save it with "
+                f"commas, e.g. pandas.read_csv(path, sep={separator!r}).to_csv(new_path, "
+                "index=False)."
+            )
+
+
 def _select_columns(header: list[str], outputs, path: Path) -> tuple[list[int], list[int]]:
     """Input and output column indices for `outputs` (names, or a trailing-column count)."""
+    _check_separator(header, path)
     num_columns = len(header)
     if isinstance(outputs, bool):
         raise TypeError(f"`outputs` must be a list of column names or an int; got {outputs!r}.")
@@ -508,7 +524,12 @@ def load_csv(
                 f"the header of {test_path} does not match that of {path}: "
                 f"missing {missing}, unexpected {extra}. Both files need the same columns."
             )
-        _split_rows(len(table), 0.0, seed, str(path))  # checks the training row count
+        if len(table) < MIN_TRAIN_ROWS:
+            raise ValueError(
+                f"{path} has {_plural(len(table), 'data row')}, all for training (the test "
+                f"rows are in {test_path}), but at least {MIN_TRAIN_ROWS} are needed. Add "
+                "rows to the training file."
+            )
         train = table
         test = test_table[:, [test_header.index(c) for c in header]]
     return Dataset(

@@ -38,6 +38,7 @@ RUN_FILES = {
     "predictions.csv",
     "metrics.json",
     "report.html",
+    ".bayesresnet-run",
 }
 
 
@@ -84,7 +85,8 @@ def test_fit_writes_a_complete_run_folder(runs):
 def test_existing_folder_is_not_overwritten_without_flag(runs, capsys):
     root, out = runs
     assert run_main(["fit", root / "cubic.toml", "--out", out["cubic"], "--quiet"]) == 2
-    assert re.search(r"^error: .*exists and is not empty; pass --overwrite", _err(capsys))
+    pattern = r"^error: .*exists and is not empty \(a run folder\); pass --overwrite"
+    assert re.search(pattern, _err(capsys))
 
 
 def test_interrupted_fit_leaves_no_files(runs, monkeypatch):
@@ -244,6 +246,7 @@ def test_failed_analysis_keeps_the_fit_and_report_retries(tmp_path, monkeypatch,
         "posterior.npz",
         "data.npz",
         "analysis_error.txt",
+        ".bayesresnet-run",
     }
     assert "RuntimeError: analysis broke" in (out / "analysis_error.txt").read_text()
     monkeypatch.undo()
@@ -260,11 +263,15 @@ def _bad_csv(tmp_path, text):
     return ["fit", _csv_spec(tmp_path, train=path), "--out", tmp_path / "out", "--quiet"]
 
 
-def _run_folder_with_posterior(tmp_path, csv_run, data: bytes):
+def _run_folder_with(tmp_path, csv_run, name: str, data: bytes):
     folder = tmp_path / "run"
     shutil.copytree(csv_run, folder)
-    (folder / "posterior.npz").write_bytes(data)
+    (folder / name).write_bytes(data)
     return ["report", folder, "--quiet"]
+
+
+def _run_folder_with_posterior(tmp_path, csv_run, data: bytes):
+    return _run_folder_with(tmp_path, csv_run, "posterior.npz", data)
 
 
 GOOD_ROWS = "x1,x2,y\n" + "".join(f"{i / 10},{i % 3},{i * i / 50}\n" for i in range(10))
@@ -318,6 +325,51 @@ BAD_INPUTS = {
         r"x\.csv contains NaN or infinite values: column 0 \('x1'\) has 1 non-finite value "
         r"\(line 3\)",
     ),
+    "levels that are not numbers": (
+        lambda tmp, run: [
+            "predict",
+            run,
+            "--input",
+            _write(tmp / "x.csv", "x1,x2\n0.1,0.2\n"),
+            "--output",
+            tmp / "p.csv",
+            "--levels",
+            "0.5,abc",
+        ],
+        r"`--levels` must be comma-separated numbers in \(0, 1\), e\.g\. 0\.5,0\.9; item 1 of "
+        r"'0\.5,abc' is 'abc', not a number",
+    ),
+    "semicolon-separated training file": (
+        lambda tmp, run: _bad_csv(tmp, GOOD_ROWS.replace(",", ";")),
+        r"train\.csv looks separated by semicolons, not commas \(its header is one column "
+        r"'x1;x2;y'\); bayesresnet reads comma-separated files",
+    ),
+    "semicolon-separated predict input": (
+        lambda tmp, run: [
+            "predict",
+            run,
+            "--input",
+            _write(tmp / "x.csv", "x1;x2\n0.1;0.2\n"),
+            "--output",
+            tmp / "p.csv",
+        ],
+        r"x\.csv looks separated by semicolons, not commas",
+    ),
+    "two training rows beside a test file": (
+        lambda tmp, run: _bad_csv(tmp, "x1,x2,y\n0.1,0.2,0.3\n0.2,0.1,0.5\n"),
+        r"train\.csv has 2 data rows, all for training \(the test rows are in .*test\.csv\), "
+        r"but at least 3 are needed\. Add rows to the training file\.$",
+    ),
+    "damaged run.json": (
+        lambda tmp, run: _run_folder_with(tmp, run, "run.json", b"{}"),
+        r"run\.json is damaged \(missing or invalid: name, levels, num_probes, problem, "
+        r"problem_options, data_description\)\. `bayesresnet report` cannot use this folder\. "
+        r"Fit it again: `bayesresnet fit SPEC --out .*run --overwrite`",
+    ),
+    "unreadable run.json": (
+        lambda tmp, run: _run_folder_with(tmp, run, "run.json", b'{"name": '),
+        r"run\.json is damaged \(not readable JSON: .*\)\. `bayesresnet report` cannot use",
+    ),
     "bad levels": (
         lambda tmp, run: [
             "predict",
@@ -370,3 +422,25 @@ def test_constant_output_is_warned_about_before_the_fit_and_bugs_keep_tracebacks
         run_main(_bad_csv(tmp_path, rows))
     err = capsys.readouterr().err
     assert re.search(r"^warning: training output column 0 \('y'\) .* is constant", err, re.M)
+
+
+def test_a_failed_verdict_exits_3_after_writing_everything_and_quiet_still_shows_it(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("bayesresnet.diagnostics._verdict", lambda checks: "fail")
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY.format(basis="cubic").replace("num_steps = 200", "num_steps = 20"))
+    out = tmp_path / "run"
+    assert run_main(["fit", spec, "--out", out, "--quiet"]) == cli.EXIT_FAIL_VERDICT == 3
+    assert _err(capsys) == f"verdict: fail; report: {out / 'report.html'}\n"
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    assert json.loads((out / "metrics.json").read_text())["diagnostics"]["verdict"] == "fail"
+    assert run_main(["report", out, "--quiet"]) == 3
+    assert _err(capsys).startswith("verdict: fail")
+
+
+def test_fit_help_documents_the_exit_statuses():
+    fit = cli.build_parser()._subparsers._group_actions[0].choices["fit"]
+    text = fit.format_help()
+    assert "3  the run folder is complete but the diagnostics verdict is fail" in text
+    assert "the verdict is still shown" in text

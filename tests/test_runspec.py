@@ -537,7 +537,9 @@ def test_section_must_be_a_table():
         _parse("network = 5\n" + SINE)
 
 
-@pytest.mark.parametrize("name", ['""', '"a/b"', "3"])
+@pytest.mark.parametrize(
+    "name", ['""', '"a/b"', "3", '"."', '".."', '"/abs"', '".hidden"', '"a\\tb"']
+)
 def test_invalid_name(name):
     with pytest.raises(SpecError, match=r"line 1: `name` must be a non-empty string without"):
         _parse(f"name = {name}\n" + SINE)

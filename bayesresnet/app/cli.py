@@ -1,6 +1,8 @@
 """The ``bayesresnet`` command line.
 
-    bayesresnet fit SPEC.toml [--out DIR]        fit, diagnose, calibrate, report
+    bayesresnet fit SPEC.toml [--out DIR] [--overwrite]
+                                                 fit, diagnose, calibrate, report
+                                                 (exit 3: the verdict is fail)
     bayesresnet report DIR                       re-render a run's report
     bayesresnet predict DIR --input x.csv --output pred.csv
     bayesresnet compare DIR DIR ... [--out FILE] LOO and calibration side by side
@@ -17,9 +19,17 @@ done and moved into place only when complete; then ``predictions.csv``, ``metric
 and ``report.html`` from the analysis. If the analysis fails, the fit is kept, the
 traceback is left in ``analysis_error.txt`` and ``bayesresnet report DIR`` retries it.
 
-Errors in what the user gave (spec, data, files, settings) are one line ``error: …`` on
-standard error with exit status 2; a failed analysis exits with 1; anything else is a
-bug and shows its traceback.
+Errors in what the user gave (spec, data, files, settings, output paths) are one line
+``error: …`` on standard error with exit status 2, found before any fitting; a failed
+analysis exits with 1; a complete run whose diagnostics verdict is ``fail`` exits with 3
+(``fit`` and ``report``; the verdict line is shown even with ``--quiet``); anything else
+is a bug and shows its traceback.
+
+Output paths are checked before any work (not a symbolic link, not inside a file,
+writable). ``--overwrite`` replaces only a run folder bayesresnet wrote (see
+:func:`bayesresnet.app.run_folder.check_replaceable`), by a swap of renames; a run name
+is a plain name (no ``/``, no leading ``.``), so the default ``runs/<name>`` stays
+inside ``runs/``.
 """
 
 from __future__ import annotations
@@ -38,7 +48,13 @@ from bayesresnet._io import write_atomic, write_predictions
 from bayesresnet.app import run_folder
 from bayesresnet.app.run_folder import Run, UserInputError, user_input
 
-__all__ = ["main", "UserInputError"]
+__all__ = ["main", "UserInputError", "EXIT_USER_ERROR", "EXIT_FAIL_VERDICT"]
+
+EXIT_USER_ERROR = 2
+"""Exit status of an error in what the user gave (one line on standard error)."""
+EXIT_FAIL_VERDICT = 3
+"""Exit status of ``fit`` and ``report`` when the diagnostics verdict is ``fail`` (the
+run folder is complete; the report says which checks failed)."""
 
 
 class _Progress:
@@ -79,8 +95,9 @@ def _analyze_into(folder: Path, run: Run, progress, debug: bool) -> int:
         return 1
     progress(f"wrote {', '.join(names)}")
     verdict = analysis.metrics["diagnostics"]["verdict"]
-    progress(f"verdict: {verdict}; report: {folder / 'report.html'}")
-    return 0
+    # The verdict is the answer: shown with --quiet too, and a fail is exit status 3.
+    print(f"verdict: {verdict}; report: {folder / 'report.html'}", file=sys.stderr, flush=True)
+    return EXIT_FAIL_VERDICT if verdict == "fail" else 0
 
 
 def cmd_fit(args) -> int:
@@ -92,17 +109,42 @@ def cmd_fit(args) -> int:
         runspec = load_runspec(spec_path)  # validated before any work
         spec_text = spec_path.read_text(encoding="utf-8-sig")
     out = Path(args.out) if args.out else Path("runs") / runspec.name
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.overwrite:
-        raise UserInputError(
-            f"output folder {out} exists and is not empty; pass --overwrite to "
-            "replace it, or choose another --out."
-        )
+    with user_input():
+        _notes(run_folder.check_output_folder(out, overwrite=args.overwrite))
     progress(f"run {runspec.name!r} from {spec_path}")
     progress_bar = not args.quiet  # a bar on a terminal, lines in a log
     run = run_folder.fit_run(
         runspec, out, spec_text=spec_text, progress=progress, progress_bar=progress_bar
     )
     return _analyze_into(out, run, progress, args.debug)
+
+
+def _notes(notes) -> None:
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+
+
+def _check_output_file(path) -> None:
+    with user_input():
+        run_folder.check_output_file(path)
+
+
+def _parse_levels(text: str) -> tuple[float, ...]:
+    """``--levels`` as a tuple of levels, each checked; one line naming the bad item."""
+    from bayesresnet._validate import check_level
+
+    levels = []
+    for i, item in enumerate(text.split(",")):
+        try:
+            value = float(item)
+        except ValueError:
+            raise UserInputError(
+                f"`--levels` must be comma-separated numbers in (0, 1), e.g. 0.5,0.9; item "
+                f"{i} of {text!r} is {item.strip()!r}, not a number."
+            ) from None
+        with user_input():
+            levels.append(check_level(f"--levels[{i}]", value))
+    return tuple(levels)
 
 
 def _load_run(folder) -> Run:
@@ -120,6 +162,8 @@ def cmd_predict(args) -> int:
     from bayesresnet.data import read_table
     from bayesresnet.posterior import load
 
+    _check_output_file(args.output)
+    _parse_levels(args.levels)  # a bad item is one line, before any work
     folder = Path(args.run)
     with user_input():
         post = load(folder / "posterior.npz")
@@ -146,6 +190,7 @@ def cmd_compare(args) -> int:
     from bayesresnet.calibration import calibration_curve
     from bayesresnet.report import render_compare_html
 
+    _check_output_file(args.out)
     if len(args.runs) < 2:
         raise UserInputError("`compare` needs at least two run folders.")
     idatas, metrics, curves, posts = {}, {}, {}, {}
@@ -187,6 +232,7 @@ def cmd_study(args) -> int:
     from bayesresnet.app import study
 
     with user_input():
+        study.check_out(args.out)
         spec = study.load_study(args.spec, strict=args.strict)  # every run validated first
         if args.workers is not None:
             check_int("--workers", args.workers, minimum=1)
@@ -197,14 +243,25 @@ def cmd_study(args) -> int:
                 study._import_ray()
             except ImportError as error:
                 raise ValueError(str(error)) from None
-    rows = study.run(
-        spec,
-        args.out,
-        backend=args.backend,
-        workers=args.workers,
-        address=args.address,
-        progress=not args.quiet,
-    )
+    try:
+        rows = study.run(
+            spec,
+            args.out,
+            backend=args.backend,
+            workers=args.workers,
+            address=args.address,
+            progress=not args.quiet,
+        )
+    except study.StudyLockedError as error:
+        raise UserInputError(str(error)) from error
+    except KeyboardInterrupt as error:
+        why = str(error) if isinstance(error, study.StudyStopped) else "interrupted"
+        print(
+            f"{why}: the study's workers have ended; finished runs are kept in {args.out} "
+            "and the same command resumes it.",
+            file=sys.stderr,
+        )
+        return 128 + getattr(error, "signum", 2)
     failed = [r for r in rows if r["status"] != "ok"]
     for r in failed:
         print(f"failed: run {r['run_id']} ({r['name']}): {r['error']}", file=sys.stderr)
@@ -232,6 +289,15 @@ def cmd_problems(args) -> int:
     return 0
 
 
+_FIT_EPILOG = """\
+exit status:
+  0  the run folder is complete and the verdict is pass or warn
+  1  the analysis failed (the fit is kept; `bayesresnet report DIR` retries)
+  2  an error in what was given (spec, data, output path): one line, nothing written
+  3  the run folder is complete but the diagnostics verdict is fail (see report.html)
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --debug is global: accepted before or after the command. The subcommands' copy
     # defaults to SUPPRESS so that it does not reset a --debug given before the command.
@@ -249,16 +315,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser = functools.partial(sub.add_parser, parents=[debug(argparse.SUPPRESS)])
 
-    p = sub.add_parser("fit", help="fit a model from a TOML spec and write a run folder")
+    p = sub.add_parser(
+        "fit",
+        help="fit a model from a TOML spec and write a run folder",
+        epilog=_FIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("spec", help="run specification (TOML), e.g. models/default.toml")
     p.add_argument("--out", help="run folder (default runs/<name>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run folder (only a folder bayesresnet wrote; anything "
+        "else is refused)",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress messages (the verdict is still shown)"
+    )
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("report", help="re-render the report of a run folder")
+    p = sub.add_parser("report", help="re-render the report of a run folder (exit 3: fail)")
     p.add_argument("run")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress messages (the verdict is still shown)"
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", help="predict at new inputs from a run folder")
@@ -305,7 +385,7 @@ def main(argv=None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"error: {_one_line(error)}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted; no partial run folder was left behind", file=sys.stderr)
         return 130

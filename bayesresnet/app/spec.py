@@ -11,7 +11,8 @@ messages) are refused for the same reasons with the same words.
 As a TOML file (:func:`bayesresnet.app.runspec.load_runspec`; every section but ``[data]``
 may be left out; the values shown are the defaults)::
 
-    name = "sine-nuts"          # optional; default: the file's stem
+    name = "sine-nuts"          # optional; default: the file's stem. A plain name (no
+                                # '/' or '\\', no leading '.'): it names runs/<name>
     [data]
     problem = "sine"            # a built-in problem (see problems.names()), OR
     # train = "data/train.csv"  # your own data (.csv or .npz), relative to this file
@@ -62,7 +63,7 @@ from bayesresnet.levels import BAND_LEVELS
 from bayesresnet.model import PriorSpec
 from bayesresnet.resnet import ResNetSpec
 
-__all__ = ["RunSpec", "DataSpec", "NetworkSpec", "ReportSpec"]
+__all__ = ["RunSpec", "DataSpec", "NetworkSpec", "ReportSpec", "check_run_name"]
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,31 @@ class ReportSpec:
         return {"levels": list(self.levels), "num_probes": self.num_probes}
 
 
+def check_run_name(name) -> str:
+    """``name`` is a plain folder name: the default output folder is ``runs/<name>``.
+
+    A plain name is a non-empty string without ``/``, ``\\``, control characters or a
+    leading dot (which also rules out ``.`` and ``..``, hidden folders and the run
+    folder's own staging names), and without surrounding spaces.
+
+    Raises:
+        ValueError: Naming the rule and the value.
+    """
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or name != name.strip()
+        or name.startswith(".")
+        or re.search(r"[/\\\x00-\x1f\x7f]", name)
+    ):
+        raise ValueError(
+            "`name` must be a non-empty string without '/' or '\\', a leading '.' or control "
+            f"characters (it names the output folder runs/<name>); got {name!r}. Use a plain "
+            'name such as "borehole-nuts".'
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """A validated run specification: what to fit, how, and what to report.
@@ -282,12 +308,7 @@ class RunSpec:
     report: ReportSpec
 
     def __post_init__(self):
-        name = self.name
-        if not isinstance(name, str) or not name.strip() or re.search(r"[/\\]", name):
-            raise ValueError(
-                "`name` must be a non-empty string without '/' or '\\' (it names the output "
-                f"folder); got {self.name!r}."
-            )
+        check_run_name(self.name)
         check_choice("method", self.method, METHODS)
         check_int("seed", self.seed, minimum=0)
 

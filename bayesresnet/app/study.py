@@ -41,6 +41,12 @@ presence marks a finished run) or ``error.txt`` (a failed run). ``OUT/results.cs
 :mod:`bayesresnet.app.results`) and is rewritten atomically after every finished run;
 ``OUT/report.html`` summarizes the study (see :mod:`bayesresnet.app.study_report`).
 
+A study stops when told: Ctrl-C, SIGTERM or SIGHUP end its workers within seconds (the
+runs in progress are lost, the finished ones kept; a rerun resumes), and a local worker
+dies with the study even when the study is killed with SIGKILL (Linux's parent-death
+signal; elsewhere a thread watching the parent). ``OUT/study.lock`` (an ``flock``
+holding the PID) makes a second study on the same ``OUT`` fail at once, naming that PID.
+
 Example:
     >>> from bayesresnet.app import study
     >>> rows = study.run("models/studies/smoke.toml", "runs/smoke", workers=2)
@@ -49,6 +55,8 @@ Example:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import copy
 import dataclasses
 import difflib
@@ -57,8 +65,9 @@ import itertools
 import json
 import math
 import os
-import re
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -74,8 +83,9 @@ from bayesresnet.app.results import (
     metrics_row,
     write_results,
 )
-from bayesresnet.app.run_folder import analyze_run, fit_run
+from bayesresnet.app.run_folder import analyze_run, check_output_folder, claim, fit_run
 from bayesresnet.app.runspec import SECTION_KEYS, from_dict
+from bayesresnet.app.spec import check_run_name
 from bayesresnet.app.toml import (
     Locator,
     SpecError,
@@ -100,6 +110,11 @@ __all__ = [
     "execute",
     "content_hash",
     "worker_env",
+    "StudyLockedError",
+    "check_out",
+    "StudyStopped",
+    "LOCK_FILE",
+    "WORKER_MARKER",
 ]
 
 BACKENDS = ("local", "ray")
@@ -301,11 +316,10 @@ def _study_name(raw: Mapping, path: Path | None, where: Locator) -> str:
             f"{', '.join(_TOP_KEYS)}.",
         )
     name = raw.get("name", path.stem if path is not None else "study")
-    if not isinstance(name, str) or not name.strip() or re.search(r"[/\\]", name):
-        raise where.error(
-            ("name",), f"`name` must be a non-empty string without '/' or '\\'; got {name!r}."
-        )
-    return name
+    try:
+        return check_run_name(name)  # the runs are named <name>-000, <name>-001, ...
+    except ValueError as error:
+        raise where.error(("name",), str(error)) from None
 
 
 class _Base(NamedTuple):
@@ -515,7 +529,7 @@ def execute(run: StudyRun, folder) -> dict[str, Any]:
     """
     import warnings
 
-    folder = Path(folder)
+    folder = claim(folder)  # the study's own folder: a failed attempt's files are replaced
     start = time.perf_counter()
     row = _base_row(run)
     if run.spec is None:
@@ -578,8 +592,55 @@ def worker_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     }
 
 
-def _init_worker(env: Mapping[str, str]) -> None:
+#: Set in every local worker's environment (to the study's PID): how to find them.
+WORKER_MARKER = "BAYESRESNET_STUDY_WORKER"
+
+
+def _init_worker(env: Mapping[str, str], parent: int) -> None:
+    """A local worker: the study's environment, and it ends when the study does.
+
+    Ctrl-C reaches the whole process group; the worker ignores it and the study ends its
+    workers (:func:`_stop_workers`). If the study process dies, even by SIGKILL, the
+    worker is killed too: Linux's parent-death signal, else a thread watching the parent.
+    A worker still starting (importing) when the study dies exits here, once started.
+    """
     os.environ.update(env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    else:
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+    if os.getppid() != parent:  # the study died before the signal was armed
+        os._exit(1)
+
+
+def _stop_workers(processes) -> None:
+    """End the worker processes now (SIGTERM, then SIGKILL after 2 s); their runs are lost
+    and their unfinished run folders are cleaned up by the next save."""
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
+    deadline = time.monotonic() + 2.0
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
 
 
 def _execute_task(run: StudyRun, folder: str) -> dict[str, Any]:
@@ -591,7 +652,7 @@ def _run_local(tasks, workers: int, on_done: Callable[[dict], None]) -> None:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    env = worker_env()
+    env = {**worker_env(), WORKER_MARKER: str(os.getpid())}
     saved = {k: os.environ.get(k) for k in env}
     # A spawned worker inherits the environment at its start, before it imports JAX.
     os.environ.update(env)
@@ -599,7 +660,7 @@ def _run_local(tasks, workers: int, on_done: Callable[[dict], None]) -> None:
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(env,),
+        initargs=(env, os.getpid()),
     )
     try:
         futures = {pool.submit(_execute_task, run, str(folder)): run for run, folder in tasks}
@@ -611,7 +672,11 @@ def _run_local(tasks, workers: int, on_done: Callable[[dict], None]) -> None:
                 row.update(status="failed", error=f"the worker process died: {_one_line(error)}")
             on_done(row)
     except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): the running runs stop now, not when they finish.
+        # `_processes` (pid → Process) is the executor's record of its workers.
+        processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
+        _stop_workers(processes)
         raise
     finally:
         for k, v in saved.items():
@@ -658,6 +723,7 @@ def _run_ray_tasks(tasks, workers, address, on_done) -> None:
         else:
             ray.init(num_cpus=workers or os.cpu_count() or 1, **options)
         started = True
+        atexit.register(ray.shutdown)  # also when the study is ended by a signal
     try:
         resources = ray.cluster_resources()
         slots = workers or max(1, int(resources.get("CPU", 1)))
@@ -684,6 +750,7 @@ def _run_ray_tasks(tasks, workers, address, on_done) -> None:
     finally:
         if started:
             ray.shutdown()
+            atexit.unregister(ray.shutdown)
 
 
 # ---------------------------------------------------------------------------- the study
@@ -716,9 +783,13 @@ def run(
         run has ``status`` ``"failed"`` (or ``"invalid"``) and its ``error``.
 
     Raises:
-        ValueError: For a bad ``backend``, ``workers`` or ``address``.
+        ValueError: For a bad ``backend``, ``workers`` or ``address``, or an ``out`` that
+            cannot be written (a file, a symbolic link, inside a file, not writable).
         SpecError: For an invalid study.
         ImportError: For ``backend="ray"`` without Ray.
+        StudyLockedError: At once, if another study is writing ``out``.
+        KeyboardInterrupt: On Ctrl-C (:class:`StudyStopped` on SIGTERM or SIGHUP), after
+            the workers have ended; the finished runs are kept and a rerun resumes.
     """
     _check_backend(backend, workers, address)
     study = spec_or_path if isinstance(spec_or_path, StudySpec) else None
@@ -726,6 +797,13 @@ def run(
         study = load_study(spec_or_path, strict=strict)
     out = Path(out)
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
+    check_out(out)
+    with _locked(out), _stop_on_signals():
+        return _run_study(study, out, backend, workers, address, progress, say)
+
+
+def _run_study(study, out: Path, backend, workers, address, progress, say) -> list[dict]:
+    """The body of :func:`run`, holding the lock of ``out``."""
     table, todo = _start(study, out)
     num_workers = workers or min(os.cpu_count() or 1, max(1, len(todo)))
     invalid = sum(r.spec is None for r in study.runs)
@@ -749,6 +827,108 @@ def run(
     result = table.rows()
     _finish(out, study.name, result, say)
     return result
+
+
+STUDY_FILE = "study.json"
+
+
+def check_out(out) -> Path:
+    """``out`` can hold the study: new, empty, or a study folder (resumed), and writable.
+
+    Raises:
+        ValueError: For a symbolic link, a path inside a file, a file, a folder that is not
+            writable, or a non-empty folder without ``study.json`` (naming what it holds):
+            a study writes ``report.html``, ``results.csv`` and ``runs/`` there.
+    """
+    out = Path(out)
+    check_output_folder(out, existing="reuse")
+    if out.is_dir():
+        names = sorted(p.name for p in out.iterdir())
+        if names and not {STUDY_FILE, LOCK_FILE} & set(names):
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            raise ValueError(
+                f"{out} is not a study folder (it holds {shown}; a study folder holds "
+                f"{STUDY_FILE}); choose a new or empty --out."
+            )
+    return out
+
+
+class StudyLockedError(RuntimeError):
+    """Another study is writing the same study folder (the message names its PID)."""
+
+
+class StudyStopped(KeyboardInterrupt):
+    """The study was ended by a signal (SIGTERM, SIGHUP); ``signum`` names it.
+
+    A KeyboardInterrupt, so the same clean-up runs as for Ctrl-C: the workers end.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGTERM and SIGHUP (what ``timeout``, batch schedulers and closed terminals send)
+    raise :class:`StudyStopped` in the study, as Ctrl-C raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum, frame):
+        raise StudyStopped(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+LOCK_FILE = "study.lock"
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """Hold ``out/study.lock`` (an exclusive ``flock`` with the holder's PID in it).
+
+    The operating system releases the lock when its process ends, however it ends: a
+    lock whose PID is no longer running is taken over, with a note.
+
+    Raises:
+        StudyLockedError: At once, naming the PID of the study that holds it.
+    """
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise StudyLockedError(
+                f"another study (PID {holder}) is writing {out} (it holds {path}); wait for "
+                f"it to finish or stop it, or choose another --out."
+            ) from None
+        previous = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if previous and previous != str(os.getpid()):
+            print(
+                f"note: took over {path} from PID {previous}, which is no longer running.",
+                file=sys.stderr,
+                flush=True,
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # a clean end leaves an empty, unlocked file
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _check_backend(backend: str, workers: int | None, address: str | None) -> None:
@@ -798,7 +978,7 @@ def _start(study: StudySpec, out: Path) -> tuple[_Table, list[tuple[StudyRun, Pa
             rows[r.run_id] = {**_base_row(r), "status": "pending"}
             todo.append((r, folder))
     write_json(
-        out / "study.json",
+        out / STUDY_FILE,
         {
             "name": study.name,
             "path": None if study.path is None else str(study.path),
