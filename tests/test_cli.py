@@ -421,13 +421,22 @@ def test_predict_matches_csv_columns_by_name_and_flags_extrapolation(runs, tmp_p
 
 @pytest.fixture(scope="module")
 def other_runs(runs):
-    """Runs on other data: the same sizes with another data seed, and 25 training rows."""
+    """Runs on other data: the same sizes with another data seed, 25 training rows, and
+    another problem (four inputs, three outputs)."""
     root, _ = runs
     folders = {}
-    for name, edit in (("reseeded", "noise = 0.1\nseed = 1"), ("smaller", "noise = 0.1")):
+    for name, edit in (
+        ("reseeded", "noise = 0.1\nseed = 1"),
+        ("smaller", "noise = 0.1"),
+        ("oscillator", "noise = 0.1"),
+    ):
         text = TINY.format(basis="cubic").replace("noise = 0.1", edit)
         if name == "smaller":
             text = text.replace("num_train = 30", "num_train = 25")
+        if name == "oscillator":
+            text = text.replace('"sine"', '"oscillator"').replace(
+                "num_steps = 200", "num_steps = 50"
+            )
         spec = root / f"{name}.toml"
         spec.write_text(text)
         assert run_main(["fit", spec, "--out", root / name, "--quiet"]) == 0
@@ -469,3 +478,10 @@ def test_compare_with_force_shows_a_banner_and_does_not_crash(runs, other_runs, 
     )
     assert "Not ranked by LOO: the runs have different numbers of training rows" in text
     assert "Ranking by held-out CRPS" in text
+    # Different inputs and outputs: no calibration curves (they need equal output counts).
+    args = ["compare", out["cubic"], other_runs["oscillator"], "--out", page, "--force"]
+    assert run_main(args) == 0
+    assert "No calibration curves: the runs have different numbers of outputs" in page.read_text()
+    capsys.readouterr()
+    assert run_main(args[:-1]) == 2
+    assert re.search(r"^error: .*run 'oscillator' has inputs \['m', 'k', 'c', 'x0'\]", _err(capsys))

@@ -227,9 +227,21 @@ def _load_compared(runs) -> dict:
     return loaded
 
 
+def _calibration_curves(loaded: dict) -> dict:
+    """``{name: (levels, observed coverage)}`` on the held-out data of each run that has some."""
+    from bayesresnet.calibration import calibration_curve
+
+    curves = {}
+    for name, (post, dataset, _) in loaded.items():
+        if dataset.num_test:
+            pred = post.predict(dataset.x_test, return_draws=True)
+            curve = calibration_curve(pred.y, dataset.y_test)
+            curves[name] = (curve.levels, curve.observed)
+    return curves
+
+
 def cmd_compare(args) -> int:
     from bayesresnet import plots
-    from bayesresnet.calibration import calibration_curve
     from bayesresnet.report import render_compare_html
 
     if len(args.runs) < 2:
@@ -255,11 +267,10 @@ def cmd_compare(args) -> int:
         heldout_rows, heldout_note = _heldout_ranking(metrics)
         notes.append(heldout_note)
     curves = {}
-    for name, (post, dataset, _) in loaded.items():
-        if dataset.num_test:
-            pred = post.predict(dataset.x_test, return_draws=True)
-            curve = calibration_curve(pred.y, dataset.y_test)
-            curves[name] = (curve.levels, curve.observed)
+    if len({run[1].num_outputs for run in loaded.values()}) > 1:  # only with --force
+        notes.append("No calibration curves: the runs have different numbers of outputs.")
+    else:
+        curves = _calibration_curves(loaded)
     figures = {}
     if curves:
         figures["Calibration curves"] = (
