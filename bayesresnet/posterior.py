@@ -275,14 +275,18 @@ class Posterior:
             return None
         lo, hi = self.training_box
         names = list(self.input_names) or [f"x{j + 1}" for j in range(e.shape[1])]
+
+        def points(count) -> str:
+            return f"{count} point" if count == 1 else f"{count} points"
+
         parts = [
-            f"{names[j]!r} ({int(np.sum(e[:, j] > 0))} points, up to {np.max(e[:, j]):.3g} "
+            f"{names[j]!r} ({points(np.sum(e[:, j] > 0))}, up to {np.max(e[:, j]):.3g} "
             f"training ranges beyond [{lo[j]:.6g}, {hi[j]:.6g}])"
             for j in range(e.shape[1])
             if np.any(e[:, j] > 0)
         ]
         return (
-            f"{int(np.sum(e.max(axis=1) > 0))} of {len(e)} points lie outside the training "
+            f"{int(np.sum(e.max(axis=1) > 0))} of {points(len(e))} lie outside the training "
             f"range of {', '.join(parts)}; predictions there extrapolate and their intervals "
             "can be far too narrow."
         )

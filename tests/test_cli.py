@@ -404,7 +404,7 @@ def test_predict_matches_csv_columns_by_name_and_flags_extrapolation(runs, tmp_p
     assert run_main(["predict", out["cubic"], "--input", x, "--output", pred]) == 0
     err = capsys.readouterr().err
     assert re.search(
-        r"^warning: 1 of 2 points lie outside the training range of 'x' \(1 points, up to 2 "
+        r"^warning: 1 of 2 points lie outside the training range of 'x' \(1 point, up to 2 "
         r"training ranges beyond",
         err,
         re.M,

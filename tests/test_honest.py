@@ -102,7 +102,7 @@ def test_extrapolation_is_the_distance_outside_the_training_box_in_training_rang
     message = post.describe_extrapolation(x)
     assert re.search(
         r"^2 of 4 points lie outside the training range of 'b' \(2 points, up to 2 training "
-        r"ranges beyond \[.*\]\), 'a' \(1 points, up to 0\.25 training ranges",
+        r"ranges beyond \[.*\]\), 'a' \(1 point, up to 0\.25 training ranges",
         message,
     )
     assert post.describe_extrapolation(x[:2]) is None
