@@ -66,7 +66,9 @@ def prediction_table(x, pred, input_names, output_names, levels=(0.9,)) -> bytes
 
     Columns: the input names, then for each output ``{name}_mean``, ``{name}_sd`` (of a
     new observation), ``{name}_f_sd`` (of the noise-free function) and for each level
-    ``{name}_lower{pct}``, ``{name}_upper{pct}`` (e.g. ``y_lower90``).
+    ``{name}_lower{pct}``, ``{name}_upper{pct}`` (e.g. ``y_lower90``), then, when the
+    prediction has it, ``extrapolation``: how far the point lies outside the training
+    range, in training ranges (0 inside; see ``Posterior.extrapolation``).
 
     Args:
         x: inputs ``[N, D]``.
@@ -82,6 +84,9 @@ def prediction_table(x, pred, input_names, output_names, levels=(0.9,)) -> bytes
         for level in levels:
             pct = f"{100 * level:g}"
             header += [f"{name}_lower{pct}", f"{name}_upper{pct}"]
+    extrapolation = getattr(pred, "extrapolation", None)
+    if extrapolation is not None:
+        header.append("extrapolation")
     writer.writerow(header)
     bounds = [pred.interval(level) for level in levels]
     for i in range(len(x)):
@@ -90,6 +95,8 @@ def prediction_table(x, pred, input_names, output_names, levels=(0.9,)) -> bytes
             row += [f"{pred.mean[i, o]:.10g}", f"{pred.std[i, o]:.10g}", f"{pred.f_std[i, o]:.10g}"]
             for lo, hi in bounds:
                 row += [f"{lo[i, o]:.10g}", f"{hi[i, o]:.10g}"]
+        if extrapolation is not None:
+            row.append(f"{extrapolation[i]:.6g}")
         writer.writerow(row)
     return buffer.getvalue().encode()
 

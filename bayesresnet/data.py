@@ -13,6 +13,7 @@ behind.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import operator
 import os
@@ -31,6 +32,7 @@ __all__ = [
     "MIN_TRAIN_ROWS",
     "Dataset",
     "check_outputs",
+    "column_names",
     "load_csv",
     "load_npz",
     "save_npz",
@@ -60,6 +62,7 @@ def validate_xy(
     name_y: str = "y",
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
+    min_rows: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Checks a pair of input/output arrays and returns them as float64 arrays.
 
@@ -74,6 +77,7 @@ def validate_xy(
         name_y: How to name `y` in error messages.
         input_names: Optional names of the D input columns, quoted in error messages.
         output_names: Optional names of the O output columns, quoted in error messages.
+        min_rows: The fewest rows accepted (`MIN_TRAIN_ROWS` for training data).
 
     Returns:
         `(x, y)` as float64 arrays of shapes [N, D] and [N, O]. They may share memory with
@@ -82,9 +86,9 @@ def validate_xy(
     Raises:
         TypeError: If either array is not numeric.
         ValueError: If `x` is not 2-D, `y` is not 1-D or 2-D, either has no columns, the
-            row counts differ, or any value is NaN, infinite or too large to square
-            (above `_validate.MAX_ABS_VALUE`; the message lists the columns by index and
-            name, and the first few 0-based row indices).
+            row counts differ, there are fewer than `min_rows` rows, or any value is NaN,
+            infinite or too large to square (above `_validate.MAX_ABS_VALUE`; the message
+            lists the columns by index and name, and the first few 0-based row indices).
     """
     x_arr = check_array(name_x, x, finite=False)
     y_arr = check_array(name_y, y, finite=False)
@@ -109,11 +113,36 @@ def validate_xy(
             f"`{name_x}` and `{name_y}` must have the same number of rows; got "
             f"{x_arr.shape[0]} rows in `{name_x}` and {y_arr.shape[0]} rows in `{name_y}`."
         )
+    if x_arr.shape[0] < min_rows:
+        raise ValueError(
+            f"`{name_x}` and `{name_y}` have {_plural(x_arr.shape[0], 'row')}; at least "
+            f"{min_rows} training rows are needed (as the CSV and NPZ loaders require)."
+        )
     for arr, name, columns in ((x_arr, name_x, input_names), (y_arr, name_y, output_names)):
         if columns is not None and len(columns) != arr.shape[1]:
             columns = None  # a length mismatch is the caller's to report; index only here
         check_values(arr, what=f"`{name}`", column_names=columns)
     return x_arr, y_arr
+
+
+def column_names(table, argument: str) -> tuple[str, ...]:
+    """The column names of a pandas DataFrame (or the name of a Series); ``()`` for arrays.
+
+    Names are converted with ``str`` (a DataFrame built from an array has columns 0, 1, …).
+
+    Raises:
+        ValueError: If the names are not unique.
+    """
+    if getattr(table, "ndim", None) == 2 and hasattr(table, "columns"):
+        names = tuple(str(c) for c in table.columns)
+    elif getattr(table, "ndim", None) == 1 and getattr(table, "name", None) is not None:
+        names = (str(table.name),)
+    else:
+        return ()
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"`{argument}` has duplicate column names: {duplicates}.")
+    return names
 
 
 def _check_names(names, expected: int, field: str, dataset: str) -> tuple[str, ...]:
@@ -258,6 +287,19 @@ class Dataset:
         """The number of test rows (possibly 0)."""
         return self.x_test.shape[0]
 
+    def fingerprint(self) -> str:
+        """A content hash (SHA-256, hex) of the arrays, their shapes and the column names.
+
+        Two data sets have the same fingerprint exactly when their training and test
+        values (as float64), shapes and column names are equal; `name` does not count.
+        """
+        digest = hashlib.sha256()
+        for arr in (self.x_train, self.y_train, self.x_test, self.y_test):
+            digest.update(repr(arr.shape).encode())
+            digest.update(np.ascontiguousarray(arr, dtype="<f8").tobytes())
+        digest.update(repr((self.input_names, self.output_names)).encode())
+        return digest.hexdigest()
+
 
 def _maybe_names(names) -> tuple[str, ...] | None:
     """Names usable in an error message, or None if they are malformed (reported later)."""
@@ -364,7 +406,20 @@ def _read_csv(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
     return header, table, lines
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_header(header: list[str], path: Path) -> None:
+    if all(_is_number(name) for name in header):
+        raise ValueError(
+            f"{path}: the first row {header} looks like data, not a header (every cell is a "
+            "number); the first line must name the columns, e.g. `x1,x2,y`."
+        )
     empty = [j for j, name in enumerate(header) if not name]
     if empty:
         raise ValueError(
@@ -446,7 +501,7 @@ def check_outputs(path: str | os.PathLike, outputs) -> None:
     reports why when the data are loaded.
 
     Raises:
-        TypeError, ValueError: As `load_csv` does for `outputs`.
+        TypeError, ValueError: As `load_csv` does for the header and for `outputs`.
     """
     header = None
     try:
@@ -456,6 +511,7 @@ def check_outputs(path: str | os.PathLike, outputs) -> None:
     except (OSError, UnicodeDecodeError, csv.Error):
         pass
     if header is not None:
+        _check_header(header, Path(path))
         _select_columns(header, outputs, Path(path))
 
 
@@ -499,7 +555,8 @@ def load_csv(
     Raises:
         FileNotFoundError: If a file does not exist.
         TypeError: If `outputs` or `test_fraction` has the wrong type.
-        ValueError: If a file is empty, not UTF-8 text, has empty or duplicate header names,
+        ValueError: If a file is empty, not UTF-8 text, has a first row of numbers (data, not
+            a header), empty or duplicate header names,
             a line with the wrong number of fields (line number, expected and found
             counts), a cell that is not a number (line and column), NaN, infinite or
             too large values (1-based file line numbers and columns), if `outputs` names

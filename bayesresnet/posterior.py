@@ -25,6 +25,7 @@ import numpy as np
 from bayesresnet import bases, sites
 from bayesresnet._io import write_atomic
 from bayesresnet._validate import check_array, check_int, check_level
+from bayesresnet.data import column_names
 from bayesresnet.levels import PREDICTION_LEVELS
 from bayesresnet.model import PriorSpec, Scaler, observation_dist
 from bayesresnet.resnet import ResNetSpec, apply
@@ -51,6 +52,9 @@ class Prediction:
             parameter draw (``R = 1`` unless the posterior has few draws, see
             :meth:`Posterior.predict`), replicate-major (``y[r·S + s]`` uses draw ``s``).
         output_names: names of the outputs.
+        extrapolation: ``[N]`` how far each point lies outside the training box: the
+            largest, over inputs, distance beyond the training range in units of that
+            range (0 inside; see :meth:`Posterior.extrapolation`), or ``None`` when unknown.
     """
 
     mean: np.ndarray
@@ -61,6 +65,7 @@ class Prediction:
     f: np.ndarray | None = None
     y: np.ndarray | None = None
     output_names: tuple[str, ...] = ()
+    extrapolation: np.ndarray | None = None
 
     def interval(self, level: float = 0.9, kind: str = "y") -> tuple[np.ndarray, np.ndarray]:
         """Central ``level`` interval ``(lower, upper)``, each ``[N, O]``.
@@ -193,6 +198,9 @@ class Posterior:
 
     # -------------------------------------------------------------- predict
     def _check_x(self, x) -> np.ndarray:
+        columns = column_names(x, "x")
+        if columns:  # a DataFrame: its columns by name, in the model's order
+            x = self.select_inputs(columns, np.asarray(x), what="`x`")
         x = np.asarray(x, dtype=np.float64)
         if x.ndim == 1 and self.spec.in_features == 1:
             x = x[:, None]
@@ -202,6 +210,86 @@ class Posterior:
                 f"{list(self.input_names) or self.spec.in_features}); got shape {x.shape}."
             )
         return check_array("x", x, fix="Remove or impute these rows before predicting.")
+
+    def select_inputs(self, columns, values, *, what: str = "`x`", ignore=()) -> np.ndarray:
+        """The model's input columns of a table ``values [N, C]``, matched by name.
+
+        Columns are reordered to the model's :attr:`input_names`; a missing input or a
+        column that is not one (unless named in ``ignore``) is refused, never guessed.
+
+        Args:
+            columns: the ``C`` column names of ``values``.
+            values: the table ``[N, C]``.
+            what: how to name the table in messages (e.g. the CSV file).
+            ignore: further column names allowed and dropped (e.g. the outputs).
+
+        Raises:
+            ValueError: naming the missing and the unknown columns.
+        """
+        columns = [str(c) for c in columns]
+        names = list(self.input_names)
+        missing = [n for n in names if n not in columns]
+        unknown = [c for c in columns if c not in names and c not in ignore]
+        if missing or unknown:
+            problems = ([f"lacks the input column(s) {missing}"] if missing else []) + (
+                [f"has column(s) {unknown} that are not inputs"] if unknown else []
+            )
+            raise ValueError(
+                f"{what} {' and '.join(problems)}; the model's inputs are {names} (found "
+                f"{columns}). Columns are matched by name, in any order."
+            )
+        return np.asarray(values)[:, [columns.index(n) for n in names]]
+
+    @property
+    def training_box(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(lower, upper)`` ``[d]``: the range of each input in the training data."""
+        if not len(self.x_train):
+            return None
+        return self.x_train.min(axis=0), self.x_train.max(axis=0)
+
+    def extrapolation(self, x) -> np.ndarray | None:
+        """How far each point lies outside the training range of each input, ``[N, d]``.
+
+        ``e_ij = max(lo_j − x_ij, x_ij − hi_j, 0) / (hi_j − lo_j)``: 0 inside the training
+        box ``[lo, hi]``, 1 one full training range beyond it (``inf`` beyond a constant
+        input). ``None`` when the training data are empty.
+        """
+        return self._extrapolation(self._check_x(x))
+
+    def _extrapolation(self, x: np.ndarray) -> np.ndarray | None:
+        box = self.training_box
+        if box is None:
+            return None
+        lo, hi = box
+        beyond = np.maximum(np.maximum(lo - x, x - hi), 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(beyond > 0, beyond / (hi - lo), 0.0)
+
+    def describe_extrapolation(self, x) -> str | None:
+        """A warning naming the inputs of ``x`` outside the training range and how far.
+
+        ``None`` when every point lies inside the training box (or it is unknown).
+        """
+        e = self.extrapolation(x)
+        if e is None or not np.any(e > 0):
+            return None
+        lo, hi = self.training_box
+        names = list(self.input_names) or [f"x{j + 1}" for j in range(e.shape[1])]
+
+        def points(count) -> str:
+            return f"{count} point" if count == 1 else f"{count} points"
+
+        parts = [
+            f"{names[j]!r} ({points(np.sum(e[:, j] > 0))}, up to {np.max(e[:, j]):.3g} "
+            f"training ranges beyond [{lo[j]:.6g}, {hi[j]:.6g}])"
+            for j in range(e.shape[1])
+            if np.any(e[:, j] > 0)
+        ]
+        return (
+            f"{int(np.sum(e.max(axis=1) > 0))} of {points(len(e))} lie outside the training "
+            f"range of {', '.join(parts)}; predictions there extrapolate and their intervals "
+            "can be far too narrow."
+        )
 
     def predict_f(
         self, x, *, chunk_points: int = 4096, chunk_draws: int = 1024, depth=None
@@ -265,9 +353,12 @@ class Posterior:
         ``return_draws`` is true (by default when they hold at most 2·10⁷ numbers).
         Noisy ``y`` draws use ``R = ⌈1000/S⌉`` noise draws per parameter draw, so
         predictive quantiles stay resolved for a MAP fit or a small ensemble.
+        :attr:`Prediction.extrapolation` flags the points outside the training range
+        (silently: :meth:`describe_extrapolation` words the warning the CLI prints).
 
         Args:
-            x: inputs ``[N, d]`` in raw units.
+            x: inputs ``[N, d]`` in raw units: an array (columns in the model's order) or a
+                pandas DataFrame (columns matched by name to :attr:`input_names`).
             seed: seed of the observation-noise draws.
             levels: central-interval levels to precompute (default
                 :data:`bayesresnet.levels.PREDICTION_LEVELS`).
@@ -280,6 +371,7 @@ class Posterior:
                 Tsit5 with ``rtol=1e-5``, ``atol=1e-6``); default the spec's depth.
         """
         x = self._check_x(x)
+        extrapolation = self._extrapolation(x)
         depth = _check_depth(self.spec, depth)
         levels = tuple(check_level("levels", lv) for lv in levels)
         n, o, s = len(x), self.spec.out_features, self.num_samples
@@ -322,6 +414,7 @@ class Posterior:
             f=cat(out["f"], axis=1) if return_draws and n else None,
             y=cat(out["y"], axis=1) if return_draws and n else None,
             output_names=self.output_names,
+            extrapolation=None if extrapolation is None else extrapolation.max(axis=1),
         )
 
     def _sample_y(self, key, f, sigma, reps: int) -> np.ndarray:

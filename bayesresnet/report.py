@@ -251,9 +251,38 @@ def _calibration_table(cal: dict, metrics: dict) -> str:
     return _table(["metric", *names], rows)
 
 
-def render_compare_html(rows: list[dict], runs: dict[str, dict], figures) -> str:
-    """A comparison page: LOO ranking and calibration metrics of several runs side by side."""
+def render_compare_html(
+    rows: list[dict],
+    runs: dict[str, dict],
+    figures,
+    *,
+    banner: str | None = None,
+    notes=(),
+    heldout_rows=(),
+) -> str:
+    """A comparison page: LOO ranking and calibration metrics of several runs side by side.
+
+    Args:
+        rows: the LOO ranking (:func:`bayesresnet.diagnostics.compare`), or empty when the
+            runs are not ranked by LOO.
+        runs: ``{name: metrics}`` of each run.
+        figures: ``{title: (data URI, caption)}``.
+        banner: a warning shown first, e.g. that the runs were fitted to different data.
+        notes: sentences saying how the runs are (or are not) ranked.
+        heldout_rows: a ranking by held-out CRPS, ``{"name", "rank", "crps", "rmse"}`` each.
+    """
     parts = ["<h1>Comparison of runs</h1>"]
+    if banner:
+        parts.append(f'<p class="verdict fail" role="alert">{_esc(banner)}</p>')
+    parts += [f'<p class="note">{_esc(note)}</p>' for note in notes]
+    if heldout_rows:
+        parts += [
+            "<h2>Ranking by held-out CRPS (lower is better)</h2>",
+            _table(
+                ["run", "rank", "CRPS", "RMSE"],
+                [[r["name"], r["rank"], r["crps"], r["rmse"]] for r in heldout_rows],
+            ),
+        ]
     if rows:
         parts += [
             "<h2>LOO (az.compare, stacking weights)</h2>",

@@ -78,7 +78,15 @@ def test_fit_writes_a_complete_run_folder(runs):
     with open(folder / "predictions.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 40
-    assert set(rows[0]) == {"x", "y_mean", "y_sd", "y_f_sd", "y_lower90", "y_upper90"}
+    assert set(rows[0]) == {
+        "x",
+        "y_mean",
+        "y_sd",
+        "y_f_sd",
+        "y_lower90",
+        "y_upper90",
+        "extrapolation",
+    }
     assert all(float(r["y_lower90"]) <= float(r["y_upper90"]) for r in rows)
 
 
@@ -143,9 +151,19 @@ def test_compare_two_runs(runs, capsys):
     page = root / "comparison.html"
     assert run_main(["compare", out["cubic"], out["per_layer"], "--out", page]) == 0
     text = page.read_text()
-    assert "cubic" in text and "per_layer" in text and "elpd LOO" in text
+    assert "cubic" in text and "per_layer" in text
     row = re.search(r"<td>interval_score_90</td>(.*?)</tr>", text).group(1)
     assert len(re.findall(r'<td class="num">[0-9]', row)) == 2  # a number for each run
+    # Three ensemble members: too few draws for PSIS (k̂ undefined), so no LOO ranking.
+    assert "Not ranked by LOO" in text and "elpd LOO" not in text
+    crps = {
+        name: json.loads((out[name] / "metrics.json").read_text())["calibration"]["test"]["crps"][
+            "overall"
+        ]
+        for name in ("cubic", "per_layer")
+    }
+    table = re.search(r"Ranking by held-out CRPS.*?<tbody>(.*?)</tbody>", text, re.S).group(1)
+    assert re.findall(r"<tr><td>(\w+)</td>", table) == sorted(crps, key=crps.get)
     capsys.readouterr()
     assert run_main(["compare", out["cubic"]]) == 2
     assert re.search(r"^error: .*needs at least two run folders", _err(capsys))
@@ -444,3 +462,103 @@ def test_fit_help_documents_the_exit_statuses():
     text = fit.format_help()
     assert "3  the run folder is complete but the diagnostics verdict is fail" in text
     assert "the verdict is still shown" in text
+
+
+# --------------------------------------------------- predict by name, extrapolation, compare
+
+
+def test_predict_matches_csv_columns_by_name_and_flags_extrapolation(runs, tmp_path, capsys):
+    _, out = runs
+    post = __import__("bayesresnet").load(out["cubic"] / "posterior.npz")
+    lo, hi = post.x_train.min(), post.x_train.max()
+    far = float(hi + 2 * (hi - lo))  # two training ranges beyond the top
+    x = _write(tmp_path / "x.csv", f"y,x\n7,0.0\n7,{far!r}\n")  # an output column is dropped
+    pred = tmp_path / "pred.csv"
+    capsys.readouterr()
+    assert run_main(["predict", out["cubic"], "--input", x, "--output", pred]) == 0
+    err = capsys.readouterr().err
+    assert re.search(
+        r"^warning: 1 of 2 points lie outside the training range of 'x' \(1 point, up to 2 "
+        r"training ranges beyond",
+        err,
+        re.M,
+    ), err
+    with open(pred) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [float(r["x"]) for r in rows] == pytest.approx([0.0, far], rel=1e-9)
+    assert float(rows[0]["extrapolation"]) == 0.0
+    assert float(rows[1]["extrapolation"]) == pytest.approx(2.0, rel=1e-5)
+    unknown = _write(tmp_path / "z.csv", "x,z\n0.0,1\n")
+    assert run_main(["predict", out["cubic"], "--input", unknown, "--output", pred]) == 2
+    assert re.search(r"z\.csv has column\(s\) \['z'\] that are not inputs", _err(capsys))
+
+
+@pytest.fixture(scope="module")
+def other_runs(runs):
+    """Runs on other data: the same sizes with another data seed, 25 training rows (and a
+    larger network), and another problem (four inputs, three outputs)."""
+    root, _ = runs
+    folders = {}
+    for name, edit in (
+        ("reseeded", "noise = 0.1\nseed = 1"),
+        ("smaller", "noise = 0.1"),
+        ("oscillator", "noise = 0.1"),
+    ):
+        text = TINY.format(basis="cubic").replace("noise = 0.1", edit)
+        if name == "smaller":  # a wider, deeper network too: the weight paths must cope
+            text = text.replace("num_train = 30", "num_train = 25").replace(
+                "width = 4", "width = 5"
+            )
+            text = text.replace("num_layers = 3", "num_layers = 4")
+        if name == "oscillator":
+            text = text.replace('"sine"', '"oscillator"').replace(
+                "num_steps = 200", "num_steps = 50"
+            )
+        spec = root / f"{name}.toml"
+        spec.write_text(text)
+        assert run_main(["fit", spec, "--out", root / name, "--quiet"]) == 0
+        folders[name] = root / name
+    return folders
+
+
+def test_compare_refuses_runs_fitted_to_different_data(runs, other_runs, capsys):
+    root, out = runs
+    page = root / "refused.html"
+    capsys.readouterr()
+    args = ["compare", out["cubic"], other_runs["reseeded"], "--out", page]
+    assert run_main(args) == 2
+    assert re.search(
+        r"^error: cannot compare these runs: runs 'cubic' and 'reseeded' were fitted to "
+        r"different data .*content hashes [0-9a-f]{12} and [0-9a-f]{12}.*pass --force",
+        _err(capsys),
+    )
+    assert run_main(["compare", out["cubic"], other_runs["smaller"], "--out", page]) == 2
+    assert re.search(
+        r"^error: cannot compare these runs: run 'smaller' has 25 training / 40 held-out rows "
+        r"but run 'cubic' has 30 / 40",
+        _err(capsys),
+    )
+    assert not page.exists()
+
+
+def test_compare_with_force_shows_a_banner_and_does_not_crash(runs, other_runs, capsys):
+    root, out = runs
+    page = root / "forced.html"
+    args = ["compare", out["cubic"], other_runs["smaller"], "--out", page, "--force"]
+    capsys.readouterr()
+    assert run_main(args) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("warning: Compared with --force although")
+    text = page.read_text()
+    assert re.search(
+        r'<p class="verdict fail" role="alert">Compared with --force although run', text
+    )
+    assert "Not ranked by LOO: the runs have different numbers of training rows" in text
+    assert "Ranking by held-out CRPS" in text
+    # Different inputs and outputs: no calibration curves (they need equal output counts).
+    args = ["compare", out["cubic"], other_runs["oscillator"], "--out", page, "--force"]
+    assert run_main(args) == 0
+    assert "No calibration curves: the runs have different numbers of outputs" in page.read_text()
+    capsys.readouterr()
+    assert run_main(args[:-1]) == 2
+    assert re.search(r"^error: .*run 'oscillator' has inputs \['m', 'k', 'c', 'x0'\]", _err(capsys))

@@ -171,46 +171,151 @@ def cmd_predict(args) -> int:
         levels = tuple(
             check_level(f"--levels[{i}]", float(v)) for i, v in enumerate(args.levels.split(","))
         )
-    names = list(post.input_names)
-    missing = [n for n in names if n not in header]
-    if missing:
-        raise UserInputError(
-            f"{args.input} lacks the input column(s) {missing}; the model needs "
-            f"{names} (found {header})."
-        )
-    x = values[:, [header.index(n) for n in names]]
+        # By name, in any order; output columns (e.g. a test file's) are allowed and dropped.
+        x = post.select_inputs(header, values, what=str(args.input), ignore=post.output_names)
     pred = post.predict(x, levels=levels, return_draws=False)
-    write_predictions(Path(args.output), x, pred, names, post.output_names, levels)
+    write_predictions(Path(args.output), x, pred, post.input_names, post.output_names, levels)
+    warning = post.describe_extrapolation(x)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {len(x)} predictions to {args.output}", file=sys.stderr)
     return 0
 
 
-def cmd_compare(args) -> int:
-    from bayesresnet import diagnostics, plots
-    from bayesresnet.calibration import calibration_curve
-    from bayesresnet.report import render_compare_html
+#: ``compare`` ranks runs by PSIS-LOO only when, in every run, at most this share of the
+#: observations has a Pareto k̂ above 0.7 (or an undefined one). Beyond it the LOO
+#: estimate is unreliable (Vehtari et al. 2024, "Pareto smoothed importance sampling"),
+#: so the runs are ranked by held-out CRPS instead.
+LOO_MAX_BAD_K_SHARE = 0.05
 
-    _check_output_file(args.out)
-    if len(args.runs) < 2:
-        raise UserInputError("`compare` needs at least two run folders.")
-    idatas, metrics, curves, posts = {}, {}, {}, {}
-    for run in args.runs:
+
+def _data_mismatch(datasets: dict) -> str | None:
+    """How the runs' data differ (names, sizes, then content hash), or None if they agree."""
+    (first, ref), *others = datasets.items()
+    for name, d in others:
+        if (d.input_names, d.output_names) != (ref.input_names, ref.output_names):
+            return (
+                f"run {name!r} has inputs {list(d.input_names)} and outputs "
+                f"{list(d.output_names)} but run {first!r} has {list(ref.input_names)} and "
+                f"{list(ref.output_names)}"
+            )
+        if (d.num_train, d.num_test) != (ref.num_train, ref.num_test):
+            return (
+                f"run {name!r} has {d.num_train} training / {d.num_test} held-out rows but "
+                f"run {first!r} has {ref.num_train} / {ref.num_test}"
+            )
+        if d.fingerprint() != ref.fingerprint():
+            return (
+                f"runs {first!r} and {name!r} were fitted to different data (same columns "
+                f"and sizes, different values: content hashes {ref.fingerprint()[:12]} and "
+                f"{d.fingerprint()[:12]})"
+            )
+    return None
+
+
+def _loo_ranking(idatas: dict, same_size: bool) -> tuple[list[dict], str]:
+    """``az.compare``'s ranking and a note, or no ranking and why (see LOO_MAX_BAD_K_SHARE)."""
+    import numpy as np
+
+    from bayesresnet import diagnostics
+
+    if not same_size:
+        return [], "Not ranked by LOO: the runs have different numbers of training rows."
+    shares = {}
+    for name, idata in idatas.items():
+        k = np.asarray(diagnostics.loo(idata)["pareto_k"])
+        shares[name] = float(np.mean(~(k <= diagnostics.PARETO_K_OK)))  # nan k̂ counts
+    bad = {name: share for name, share in shares.items() if share > LOO_MAX_BAD_K_SHARE}
+    if bad:
+        listed = ", ".join(f"{name} {share:.0%}" for name, share in bad.items())
+        return [], (
+            "Not ranked by LOO: PSIS-LOO is unreliable when more than "
+            f"{LOO_MAX_BAD_K_SHARE:.0%} of the observations have Pareto k̂ > "
+            f"{diagnostics.PARETO_K_OK}, as in {listed}."
+        )
+    return diagnostics.compare(idatas), "Ranked by PSIS-LOO (every Pareto k̂ share is small)."
+
+
+def _heldout_ranking(metrics: dict) -> tuple[list[dict], str]:
+    """The runs ranked by held-out CRPS (from their metrics), and a note."""
+
+    def score(m, key):
+        value = m.get("calibration", {}).get("test", {}).get(key, {})
+        return value.get("overall") if isinstance(value, dict) else None
+
+    crps = {name: score(m, "crps") for name, m in metrics.items()}
+    if any(v is None for v in crps.values()):
+        return [], "Not ranked by held-out scores either: not every run has held-out data."
+    order = sorted(crps, key=crps.get)
+    rows = [
+        {"name": n, "rank": i, "crps": crps[n], "rmse": score(metrics[n], "rmse")}
+        for i, n in enumerate(order)
+    ]
+    return rows, "Ranked by held-out CRPS instead (lower is better)."
+
+
+def _load_compared(runs) -> dict:
+    """``{name: (posterior, dataset, metrics)}`` of the run folders (a repeated name: path)."""
+    loaded = {}
+    for run in runs:
         folder = Path(run)
         _, post, dataset = _load_run(folder)
         with user_input():
             metrics_json = (folder / "metrics.json").read_text(encoding="utf-8")
             run_metrics = json.loads(metrics_json)
-        name = folder.name
-        if name in idatas:
-            name = str(folder)
-        idatas[name] = post.to_inference_data()
-        metrics[name] = run_metrics
-        posts[name] = post
+        loaded[str(folder) if folder.name in loaded else folder.name] = (
+            post,
+            dataset,
+            run_metrics,
+        )
+    return loaded
+
+
+def _calibration_curves(loaded: dict) -> dict:
+    """``{name: (levels, observed coverage)}`` on the held-out data of each run that has some."""
+    from bayesresnet.calibration import calibration_curve
+
+    curves = {}
+    for name, (post, dataset, _) in loaded.items():
         if dataset.num_test:
             pred = post.predict(dataset.x_test, return_draws=True)
             curve = calibration_curve(pred.y, dataset.y_test)
             curves[name] = (curve.levels, curve.observed)
-    rows = diagnostics.compare(idatas)
+    return curves
+
+
+def cmd_compare(args) -> int:
+    from bayesresnet import plots
+    from bayesresnet.report import render_compare_html
+
+    _check_output_file(args.out)
+    if len(args.runs) < 2:
+        raise UserInputError("`compare` needs at least two run folders.")
+    loaded = _load_compared(args.runs)
+    mismatch = _data_mismatch({name: run[1] for name, run in loaded.items()})
+    if mismatch and not args.force:
+        raise UserInputError(
+            f"cannot compare these runs: {mismatch}. Rankings of fits to different data "
+            "mean nothing; pass --force to compare anyway."
+        )
+    banner = None
+    if mismatch:
+        banner = f"Compared with --force although {mismatch}: the rankings mean little."
+        print(f"warning: {banner}", file=sys.stderr)
+    posts = {name: run[0] for name, run in loaded.items()}
+    metrics = {name: run[2] for name, run in loaded.items()}
+    same_size = len({run[1].num_train for run in loaded.values()}) == 1
+    idatas = {name: post.to_inference_data() for name, post in posts.items()}
+    rows, note = _loo_ranking(idatas, same_size)
+    notes, heldout_rows = [note], []
+    if not rows:
+        heldout_rows, heldout_note = _heldout_ranking(metrics)
+        notes.append(heldout_note)
+    curves = {}
+    if len({run[1].num_outputs for run in loaded.values()}) > 1:  # only with --force
+        notes.append("No calibration curves: the runs have different numbers of outputs.")
+    else:
+        curves = _calibration_curves(loaded)
     figures = {}
     if curves:
         figures["Calibration curves"] = (
@@ -222,8 +327,11 @@ def cmd_compare(args) -> int:
         "Median and 90% band of ‖W(t)‖/width over depth for each run.",
     )
     out = Path(args.out)
-    write_atomic(out, render_compare_html(rows, metrics, figures).encode())
-    print(f"comparison: {out}", file=sys.stderr)
+    page = render_compare_html(
+        rows, metrics, figures, banner=banner, notes=notes, heldout_rows=heldout_rows
+    )
+    write_atomic(out, page.encode())
+    print(f"comparison: {out} ({' '.join(notes)})", file=sys.stderr)
     return 0
 
 
@@ -348,9 +456,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", default="0.9", help="central interval levels, e.g. 0.5,0.9")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("compare", help="compare runs by LOO and calibration (one HTML page)")
+    p = sub.add_parser(
+        "compare",
+        help="compare runs fitted to the same data by LOO and calibration (one HTML page)",
+        description="Compare runs fitted to the same data (same columns, sizes and values; "
+        "otherwise refused unless --force). Runs are ranked by PSIS-LOO when, in every run, "
+        f"at most {LOO_MAX_BAD_K_SHARE:.0%} of the Pareto k̂ exceed 0.7, else by held-out CRPS.",
+    )
     p.add_argument("runs", nargs="+")
     p.add_argument("--out", default="comparison.html")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="compare runs fitted to different data (a banner says so)",
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("study", help="run a study (a grid of runs) in parallel, resumably")

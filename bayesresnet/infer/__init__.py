@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from bayesresnet._validate import check_int
-from bayesresnet.data import Dataset, validate_xy
+from bayesresnet.data import MIN_TRAIN_ROWS, Dataset, column_names, validate_xy
 from bayesresnet.infer.base import (
     Engine,
     EngineResult,
@@ -85,9 +85,13 @@ def fit(
 
     Args:
         spec: the network architecture.
-        x: training inputs ``[N, d]`` (raw units), or a :class:`~bayesresnet.Dataset`
-            (then ``y`` is omitted and its training split is used).
-        y: training outputs ``[N, out]`` or ``[N]``.
+        x: training inputs ``[N, d]`` (raw units, at least
+            :data:`~bayesresnet.data.MIN_TRAIN_ROWS` rows), or a
+            :class:`~bayesresnet.Dataset` (then ``y`` is omitted and its training split is
+            used). A pandas DataFrame's column names become the input names (otherwise
+            ``x1``, ``x2``, …), which :meth:`Posterior.predict` matches by name.
+        y: training outputs ``[N, out]`` or ``[N]``; a DataFrame's column names (a
+            Series' name) become the output names.
         method: ``"nuts"``, ``"mclmc"``, ``"svi"`` or ``"ensemble"``.
         seed: seed of every random choice of the run.
         prior: prior and likelihood (default :class:`~bayesresnet.PriorSpec`).
@@ -113,7 +117,15 @@ def fit(
         x, y = x.x_train, x.y_train
     elif y is None:
         raise ValueError("`y` is required when `x` is an array.")
-    x, y = validate_xy(x, y)
+    else:  # DataFrames keep their column names
+        input_names, output_names = column_names(x, "x"), column_names(y, "y")
+    x, y = validate_xy(
+        x,
+        y,
+        input_names=input_names or None,
+        output_names=output_names or None,
+        min_rows=MIN_TRAIN_ROWS,
+    )
     if x.shape[1] != spec.in_features:
         raise ValueError(f"`x` has {x.shape[1]} columns but spec.in_features={spec.in_features}.")
     if y.shape[1] != spec.out_features:
