@@ -22,7 +22,12 @@ __all__ = [
     "write_json",
     "write_predictions",
     "render_compare_html",
+    "render_sensitivity_html",
+    "SENSITIVITY_FIGURE",
 ]
+
+#: The title of the Sobol figure, shown in the report's sensitivity section.
+SENSITIVITY_FIGURE = "Sobol sensitivity indices"
 
 _CSS = """
 *{box-sizing:border-box}
@@ -182,6 +187,11 @@ def render_html(metrics: dict, figures: dict[str, tuple[str, str]]) -> str:
     if cal:
         parts += ["<h2>Calibration on held-out data</h2>", _calibration_table(cal, metrics)]
     parts += _predictive_checks(metrics)
+    figures = dict(figures)
+    sobol_figure = figures.pop(SENSITIVITY_FIGURE, None)
+    if metrics.get("sensitivity"):
+        parts += ["<h2>Sensitivity (Sobol indices)</h2>"]
+        parts += _sensitivity_section(metrics["sensitivity"], sobol_figure)
     parts += ["<h2>Figures</h2>", _figures(figures)]
     return _page(f"{run['name']} — bayesresnet report", "\n".join(parts))
 
@@ -213,6 +223,91 @@ def _predictive_checks(metrics: dict) -> list[str]:
             )
         )
     return parts
+
+
+def _sobol_meaning(hdi_prob: float) -> str:
+    return (
+        "S1 (first order) is the share of the output's variance over the input ranges that "
+        "an input explains on its own; ST (total) adds every interaction it takes part in, "
+        "so ST − S1 is its share through interactions and ST near 0 means the output does "
+        "not depend on it over these ranges. Each posterior draw of the noise-free function "
+        "has its own indices: the table gives their posterior mean and sd and the "
+        f"{hdi_prob:.0%} highest-density interval (HDI) over the draws, the surrogate's "
+        "uncertainty about them. All draws share one quasi-random design, whose own "
+        "Monte-Carlo error (MC SE, from the design size n) is not in the bands: an index "
+        "is resolved when its MC SE is small against its sd and its value."
+    )
+
+
+def _sensitivity_section(sens: dict, figure: tuple[str, str] | None) -> list[str]:
+    """The Sobol indices: meaning, input ranges, settings, figure and table (no heading)."""
+    settings, notes = sens["settings"], sens["notes"]
+    rows = sens["summary"]
+    hdi = [k for k in rows[0] if k.startswith("hdi_")] if rows else []
+    parts = [
+        f"<p>{_esc(_sobol_meaning(settings['hdi_prob']))}</p>",
+        _dl(
+            {
+                "input ranges": sens["bounds_source"],
+                "function": notes["function"],
+                "design": f"{notes['design']} (n = {settings['n']}, seed {settings['seed']})",
+                "posterior draws": f"{settings['num_draws']}, evenly spaced over the chains",
+                "estimators": notes["estimators"],
+                "MC SE": notes["mc_se"],
+                "wall time": ", ".join(f"{k} {v:.1f} s" for k, v in sens["timings"].items()),
+            }
+        ),
+        _table(
+            ["input", "distribution", "bounds row (as SALib reads it)"],
+            [
+                [i["name"], i["dist"], ", ".join(f"{b:.6g}" for b in i["bounds"])]
+                for i in sens["inputs"]
+            ],
+        ),
+    ]
+    if figure is not None:
+        parts.append(_figures({SENSITIVITY_FIGURE: figure}))
+    parts.append(
+        _table(
+            [
+                "output",
+                "index",
+                "input",
+                "mean",
+                "sd",
+                *(h.replace("hdi_", "HDI ") for h in hdi),
+                "MC SE",
+            ],
+            [
+                [
+                    r["output"],
+                    r["index"],
+                    r["input"],
+                    r["mean"],
+                    r["sd"],
+                    *(r[h] for h in hdi),
+                    r["mc_se"],
+                ]
+                for r in rows
+            ],
+        )
+    )
+    return parts
+
+
+def render_sensitivity_html(sens: dict, figure: tuple[str, str], *, title: str) -> str:
+    """The page of ``bayesresnet sensitivity``: the Sobol indices of one run's posterior.
+
+    Args:
+        sens: the record written to ``sensitivity.json`` (``workflow.sensitivity_summary``).
+        figure: ``(data URI, caption)`` of the Sobol bars with their bands.
+        title: the run's name.
+    """
+    parts = [f"<h1>{_esc(title)}: Sobol sensitivity indices</h1>"]
+    if "run" in sens:
+        parts.append(f"<p class='note'>run folder {_esc(sens['run'])}</p>")
+    parts += _sensitivity_section(sens, figure)
+    return _page(f"{title} — Sobol sensitivity", "\n".join(parts))
 
 
 def _calibration_table(cal: dict, metrics: dict) -> str:
