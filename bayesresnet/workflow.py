@@ -36,7 +36,7 @@ __all__ = [
 
 #: Base rows of the Sobol design of the report's sensitivity section and the default of
 #: ``bayesresnet sensitivity --n``: ``n·(d + 2)`` points per draw.
-SENSITIVITY_N = 2**12
+SENSITIVITY_N = 2**13
 #: Posterior draws whose Sobol indices are computed (evenly spaced over the chains): the
 #: report's, and the default of ``bayesresnet sensitivity --max-draws``.
 SENSITIVITY_MAX_DRAWS = 200

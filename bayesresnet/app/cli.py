@@ -287,7 +287,7 @@ def cmd_sensitivity(args) -> int:
     progress(
         "indices done (" + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()) + ")"
     )
-    record = {"run": str(folder), **sensitivity_summary(result)}
+    record = {"run": str(folder), "version": __version__, **sensitivity_summary(result)}
     record["settings"].update(max_draws=max_draws, num_posterior_draws=post.num_samples)
     write_json(
         paths["json"],
