@@ -18,9 +18,30 @@ from bayesresnet import __version__, calibration, diagnostics, ode_plots, plots,
 from bayesresnet.data import Dataset
 from bayesresnet.infer.registry import METHODS
 from bayesresnet.posterior import Posterior, Prediction
+from bayesresnet.report import SENSITIVITY_FIGURE
 from bayesresnet.resnet import num_params
+from bayesresnet.sensitivity import SobolResult, sobol
 
-__all__ = ["Analysis", "analyze", "describe_model", "describe_method"]
+__all__ = [
+    "Analysis",
+    "analyze",
+    "describe_model",
+    "describe_method",
+    "SENSITIVITY_N",
+    "SENSITIVITY_MAX_DRAWS",
+    "SENSITIVITY_HDI_PROB",
+    "sensitivity_summary",
+    "sensitivity_figure",
+]
+
+#: Base rows of the Sobol design of the report's sensitivity section and the default of
+#: ``bayesresnet sensitivity --n``: ``n·(d + 2)`` points per draw.
+SENSITIVITY_N = 2**13
+#: Posterior draws whose Sobol indices are computed (evenly spaced over the chains): the
+#: report's, and the default of ``bayesresnet sensitivity --max-draws``.
+SENSITIVITY_MAX_DRAWS = 200
+#: Probability of the highest-density bands of the Sobol indices.
+SENSITIVITY_HDI_PROB = 0.9
 
 
 class Analysis(NamedTuple):
@@ -59,6 +80,7 @@ def analyze(
     truth=None,
     seed: int = 0,
     data_description: str = "",
+    sensitivity: bool = False,
 ) -> Analysis:
     """Diagnostics, calibration, predictive checks and figures of one fit.
 
@@ -77,6 +99,9 @@ def analyze(
             the 1-D predictive figure.
         seed: seed of predictive noise draws and of probe selection.
         data_description: one line on where the data came from.
+        sensitivity: also compute Sobol indices per posterior draw on the training box
+            (:data:`SENSITIVITY_N`, :data:`SENSITIVITY_MAX_DRAWS`, design seed ``seed``):
+            ``metrics["sensitivity"]`` (:func:`sensitivity_summary`) and their figure.
     """
     conv = diagnostics.convergence(post, num_probes=num_probes, seed=seed)
     train_pred = post.predict(post.x_train, seed=seed, return_draws=True)
@@ -95,7 +120,53 @@ def analyze(
         figures.update(_held_out_figures(post, dataset, prediction, name))
     figures.update(_fit_figures(post, dataset, train_pred, pit_loo, truth=truth, levels=levels))
     figures.update(_sampler_figures(post, conv))
+    if sensitivity:
+        result = sobol(post, n=SENSITIVITY_N, max_draws=SENSITIVITY_MAX_DRAWS, seed=seed)
+        metrics["sensitivity"] = sensitivity_summary(result)
+        figures[SENSITIVITY_FIGURE] = sensitivity_figure(result)
     return Analysis(metrics, figures, prediction)
+
+
+def sensitivity_summary(result: SobolResult, hdi_prob: float = SENSITIVITY_HDI_PROB) -> dict:
+    """A JSON-ready record of Sobol indices: settings, input ranges, meaning, table, timings.
+
+    ``summary`` holds the rows of :meth:`SobolResult.summary` (``hdi_prob``): per output,
+    index (``S1``, ``ST``) and input, the posterior mean and sd over the draws, the HDI and
+    the Monte-Carlo standard error of the shared design.
+    """
+    d = len(result.input_names)
+    problem = result.problem
+    return {
+        "settings": {
+            "n": result.n,
+            "num_points": result.n * (2 * d + 2 if result.second_order else d + 2),
+            "num_draws": result.num_draws,
+            "seed": result.seed,
+            "estimator": result.estimator,
+            "hdi_prob": hdi_prob,
+        },
+        "draws": result.draws.tolist(),
+        "inputs": [
+            {"name": name, "dist": dist, "bounds": list(row)}
+            for name, dist, row in zip(problem["names"], problem["dists"], problem["bounds"])
+        ],
+        "bounds_source": result.attrs["bounds_source"],
+        "notes": {k: v for k, v in result.attrs.items() if k != "bounds_source"},
+        "summary": result.summary(hdi_prob).to_dict(orient="records"),
+        "timings": dict(result.timings),
+    }
+
+
+def sensitivity_figure(
+    result: SobolResult, hdi_prob: float = SENSITIVITY_HDI_PROB
+) -> tuple[str, str]:
+    """The Sobol bars with their bands (:meth:`SobolResult.plot`) and their caption."""
+    return (
+        _uri(result.plot(hdi_prob=hdi_prob)),
+        f"Posterior mean of the first-order (S1) and total (ST) Sobol index of each input, "
+        f"with {hdi_prob:.0%} highest-density bands over {result.num_draws} posterior draws "
+        "of the noise-free function; one panel per output.",
+    )
 
 
 def _describe_run(post: Posterior, dataset, name: str, data_description: str) -> dict:

@@ -14,6 +14,8 @@ A run folder holds:
 ``metrics.json``          every number of the analysis
 ``report.html``           the report
 ``analysis_error.txt``    only when the analysis failed: its traceback
+``sensitivity.*``         only after ``bayesresnet sensitivity DIR``: its JSON, CSV and
+                          HTML
 ``.bayesresnet-run``      the marker (:data:`MARKER`) that says bayesresnet wrote it
 ========================  ============================================================
 
@@ -147,6 +149,7 @@ def _run_info(runspec) -> dict:
         "name": runspec.name,
         "levels": list(runspec.report.levels),
         "num_probes": runspec.report.num_probes,
+        "sensitivity": runspec.report.sensitivity,
         "problem": data.problem,
         "problem_options": dict(data.problem_options),
         "data_description": description,
@@ -213,6 +216,7 @@ def _analyze(post, dataset, info, progress):
         num_probes=info["num_probes"],
         truth=truth,
         data_description=info["data_description"],
+        sensitivity=info.get("sensitivity") is True,  # absent in folders from before it
     )
 
 
@@ -353,11 +357,13 @@ MARKER = ".bayesresnet-run"
 
 _MARKER_TAG = "bayesresnet run folder"
 
-#: Every name a run folder of ours may hold: the run files, the analysis files and what a
-#: study adds (``study_run.json``, ``error.txt``). ``--overwrite`` replaces nothing else.
+#: Every name a run folder of ours may hold: the run files, the analysis files, what a
+#: study adds (``study_run.json``, ``error.txt``) and what ``bayesresnet sensitivity``
+#: adds. ``--overwrite`` replaces nothing else.
 OWN_FILES = frozenset(
     {*RUN_FILES, MARKER, "predictions.csv", "metrics.json", "report.html", ANALYSIS_ERROR}
     | {"study_run.json", "error.txt"}
+    | {"sensitivity.json", "sensitivity.csv", "sensitivity.html"}
 )
 # A temporary file left by an interrupted write_atomic of one of them.
 _OWN_TEMPORARY = re.compile(r"\.(?P<name>[^/]+)\.[^/.]+\.tmp")

@@ -40,6 +40,7 @@ may be left out; the values shown are the defaults)::
     [report]
     levels = [0.5, 0.9]         # central-interval levels shown, each in (0, 1)
     num_probes = 20             # probe inputs for function-space diagnostics
+    sensitivity = false         # add Sobol indices per posterior draw (bars with bands)
 
 Example:
     >>> spec = RunSpec("sine", None, DataSpec(problem="sine"), NetworkSpec(width=8),
@@ -56,7 +57,13 @@ from pathlib import Path
 from typing import Any
 
 from bayesresnet import bases, problems
-from bayesresnet._validate import check_choice, check_fraction, check_int, check_levels
+from bayesresnet._validate import (
+    check_bool,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_levels,
+)
 from bayesresnet.data import Dataset, check_outputs, load_csv, load_npz
 from bayesresnet.infer import METHODS
 from bayesresnet.levels import BAND_LEVELS
@@ -239,18 +246,27 @@ class ReportSpec:
     Attributes:
         levels: Central-interval levels shown, each in (0, 1).
         num_probes: Probe inputs for function-space diagnostics.
+        sensitivity: Add a section of Sobol indices per posterior draw (first-order and
+            total, with credible bands, on the training data's box; as
+            ``bayesresnet sensitivity`` computes them with its default settings).
     """
 
     levels: tuple[float, ...] = BAND_LEVELS
     num_probes: int = 20
+    sensitivity: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "levels", check_levels("levels", self.levels))
         check_int("num_probes", self.num_probes, minimum=1)
+        check_bool("sensitivity", self.sensitivity)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``[report]`` table."""
-        return {"levels": list(self.levels), "num_probes": self.num_probes}
+        return {
+            "levels": list(self.levels),
+            "num_probes": self.num_probes,
+            "sensitivity": self.sensitivity,
+        }
 
 
 def check_run_name(name) -> str:
