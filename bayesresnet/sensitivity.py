@@ -779,15 +779,14 @@ def _estimate_in_chunks(fd, x, draws, chunk, out_idx, d, second_order, estimator
     }
 
 
-def _result_attrs(source: str, estimator: str, num_points: int) -> dict:
+def _result_attrs(source: str, estimator: str, num_points: int, second_order: bool) -> dict:
     """What a :class:`SobolResult` says about how it was computed."""
+    first = "Saltelli et al. (2010)" if estimator == "saltelli2010" else "Jansen (1999)"
     return {
         "bounds_source": source,
         "function": "noise-free function draws f (observation noise not included)",
-        "estimators": (
-            f"S1: {'Saltelli et al. (2010)' if estimator == 'saltelli2010' else 'Jansen (1999)'};"
-            " ST: Jansen (1999); S2: Saltelli (2002)"
-        ),
+        "estimators": f"S1: {first}; ST: Jansen (1999)"
+        + ("; S2: Saltelli (2002)" if second_order else ""),
         "centring": "each draw's outputs centred by their mean over the whole design, as SALib",
         "mc_se": "delta-method standard error of a ratio of means over n independent rows; "
         "usually conservative for the scrambled Sobol design",
@@ -871,7 +870,7 @@ def sobol(
     x = scale_design(saltelli_design(n, d, second_order=second_order, seed=seed), problem)
     timings = {"design": time.perf_counter() - t0, "evaluate": 0.0, "estimate": 0.0}
     joined = _estimate_in_chunks(fd, x, draws, chunk, out_idx, d, second_order, estimator, timings)
-    attrs = _result_attrs(source, estimator, len(x))
+    attrs = _result_attrs(source, estimator, len(x), second_order)
     return SobolResult(
         **joined,
         input_names=tuple(problem["names"]),
