@@ -86,8 +86,10 @@ def to_inference_data(
     Groups: ``posterior`` (every latent site, dims named after the network: ``basis``,
     ``hidden``, ``input``, ``output``), ``sample_stats`` (in ArviZ's names:
     ``diverging``, ``tree_depth``, ``step_size``, ``acceptance_rate``, ``energy``,
-    ``n_steps``, ``lp`` for NUTS), ``log_likelihood`` (``y`` per observation, i.e. per
-    row, summed over outputs, so ``az.loo`` leaves out whole rows),
+    ``n_steps``, ``lp`` for NUTS), ``log_likelihood`` (``y`` per observation and
+    output, the shape of the observed ``y``, as ``az.loo_pit`` and ``az.plot_loo_pit``
+    need; :func:`loo`, :func:`waic` and :func:`compare` sum it over outputs, so that they
+    leave out whole rows),
     ``posterior_predictive`` (noisy ``y`` at the training inputs), ``observed_data``
     and ``constant_data`` (the training inputs ``x``).
 
@@ -120,9 +122,11 @@ def to_inference_data(
         groups["posterior_predictive"] = {sites.OBS: y_rep}
     idata = az.from_dict(**groups, coords=coords, dims=dims)
     if log_likelihood:
-        ll = post.log_likelihood()  # [chains, draws, N]
+        ll = post.log_likelihood(per_output=True)  # [chains, draws, N, O]
         dataset = az.dict_to_dataset(
-            {sites.OBS: ll}, coords={"obs": coords["obs"]}, dims={sites.OBS: ["obs"]}
+            {sites.OBS: ll},
+            coords={"obs": coords["obs"], "output": coords["output"]},
+            dims={sites.OBS: ["obs", "output"]},
         )
         idata.add_groups(log_likelihood=dataset)
     return idata
@@ -416,13 +420,25 @@ def _with_arviz_warnings(fn, *args, **kwargs):
     return result, [str(w.message).strip() for w in caught]
 
 
+def _by_row(idata):
+    """``idata``'s posterior and log-likelihood summed over outputs: one value per row.
+
+    A row of the training data is one observation, so LOO and WAIC leave out whole rows
+    (all outputs at one input), not one output of a row.
+    """
+    ll = idata.log_likelihood[sites.OBS]
+    if "output" in ll.dims:
+        ll = ll.sum("output")
+    return az.InferenceData(posterior=idata.posterior, log_likelihood=ll.to_dataset())
+
+
 def loo(idata) -> dict:
     """PSIS-LOO (Vehtari, Gelman, Gabry 2017) with Pareto k̂ per observation.
 
     Returns ``elpd_loo``, its ``se``, ``p_loo``, the Pareto k̂ per observation
     (``pareto_k``), how many exceed 0.7 (``num_bad_k``) and ArviZ's warnings.
     """
-    result, notes = _with_arviz_warnings(az.loo, idata, pointwise=True)
+    result, notes = _with_arviz_warnings(az.loo, _by_row(idata), pointwise=True)
     k = np.asarray(result.pareto_k)
     return {
         "elpd_loo": float(result.elpd_loo),
@@ -436,7 +452,7 @@ def loo(idata) -> dict:
 
 def waic(idata) -> dict:
     """WAIC (Watanabe 2010) on the log scale."""
-    result, notes = _with_arviz_warnings(az.waic, idata)
+    result, notes = _with_arviz_warnings(az.waic, _by_row(idata))
     return {
         "elpd_waic": float(result.elpd_waic),
         "se": float(result.se),
@@ -445,29 +461,17 @@ def waic(idata) -> dict:
     }
 
 
-def loo_pit(idata, seed: int = 0) -> np.ndarray:
-    """LOO-PIT values ``[N, O]`` with PSIS weights (Gabry et al. 2019).
+def loo_pit(idata) -> np.ndarray:
+    """LOO-PIT values ``[N, O]`` with PSIS weights (Gabry et al. 2019), by ``az.loo_pit``.
 
     ``PIT_i = Σ_s w_is 1[ỹ_s ≤ y_i]`` with the leave-one-out importance weights
-    ``w_is ∝ 1/p(y_i | θ_s)`` smoothed by PSIS; ties are randomized. A calibrated
+    ``w_is ∝ 1/p(y_i | θ_s)`` smoothed by PSIS, per observation and output. A calibrated
     model gives uniform values.
     """
-    ll = idata.log_likelihood[sites.OBS].values  # [C, D, N]
-    y_rep = idata.posterior_predictive[sites.OBS].values  # [C, D, N, O]
-    y_obs = idata.observed_data[sites.OBS].values  # [N, O]
-    c, d, n = ll.shape
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        log_w, _ = az.psislw(-ll.reshape(c * d, n).T.copy())  # [N, S], normalized
-    w = np.exp(log_w)
-    y_rep = y_rep.reshape(c * d, n, -1)
-    below = (y_rep < y_obs[None]).astype(float)  # [S, N, O]
-    equal = (y_rep == y_obs[None]).astype(float)
-    rng = np.random.default_rng(seed)
-    u = rng.uniform(size=y_obs.shape)
-    pit = np.einsum("ns,sno->no", w, below) + u * np.einsum("ns,sno->no", w, equal)
-    # The weights sum to 1 only up to rounding (1 + 2e-16 is common): keep PIT in [0, 1].
-    return np.clip(pit, 0.0, 1.0)
+        warnings.simplefilter("ignore")  # PSIS's k̂ warnings: LOO reports k̂ itself
+        pit = az.loo_pit(idata, y=sites.OBS)
+    return np.asarray(pit).reshape(idata.observed_data[sites.OBS].shape)
 
 
 STATISTICS = {
@@ -510,7 +514,8 @@ def compare(idatas: dict) -> list[dict]:
     """LOO model comparison (``az.compare``, stacking weights), best first."""
     if len(idatas) < 2:
         raise ValueError(f"`compare` needs at least two runs; got {len(idatas)}.")
-    table, notes = _with_arviz_warnings(az.compare, dict(idatas), ic="loo")
+    by_row = {name: _by_row(idata) for name, idata in idatas.items()}
+    table, notes = _with_arviz_warnings(az.compare, by_row, ic="loo")
     rows = []
     for name, row in table.iterrows():
         rows.append(

@@ -53,6 +53,7 @@ __all__ = [
     "plot_trace_rank",
     "plot_energy",
     "plot_loss",
+    "loss_caption",
     "plot_weight_path",
     "plot_weight_paths",
     "plot_ppc",
@@ -670,10 +671,24 @@ def plot_energy(energy) -> Figure:
     return fig
 
 
+def loss_caption(history, label: str) -> str:
+    """The caption of :func:`plot_loss` for ``history``: what was optimized, and what a line is.
+
+    Args:
+        history: losses ``[steps]`` (one optimization, e.g. SVI) or ``[members, steps]``.
+        label: the engine's name of the loss (``METHODS[method].loss``).
+    """
+    lines = 1 if np.ndim(history) == 1 else np.shape(history)[0]
+    what = f"Optimization loss ({label}) over optimizer steps" if label else "Loss over steps"
+    if lines == 1:
+        return f"{what}."
+    return f"{what}, one line per ensemble member ({lines} members)."
+
+
 def plot_loss(
     history, *, label: str = "loss", log_steps: bool = False, step_every: int = 1
 ) -> Figure:
-    """Optimization loss against step: the SVI ELBO loss or one line per ensemble member.
+    """Optimization loss against step: one line for SVI, one line per ensemble member.
 
     Non-finite values (diverged steps) are left out, and the title counts them. The y
     axis is symmetric-log when the finite losses change sign, logarithmic when they are

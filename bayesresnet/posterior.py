@@ -424,10 +424,13 @@ class Posterior:
             y = observation_dist(self.prior, f, sigma).sample(key, (reps,))
         return np.asarray(y).reshape((-1,) + f.shape[1:])
 
-    def log_likelihood(self, x=None, y=None, *, chunk_points: int = 4096) -> np.ndarray:
+    def log_likelihood(
+        self, x=None, y=None, *, chunk_points: int = 4096, per_output: bool = False
+    ) -> np.ndarray:
         """Pointwise log-likelihood ``[chains, draws, N]`` (summed over outputs), raw units.
 
         Defaults to the training data. One row of ``y`` is one observation (for LOO).
+        With ``per_output`` one value per output, ``[chains, draws, N, O]``.
         """
         if (x is None) != (y is None):
             raise ValueError("pass both `x` and `y`, or neither (the training data).")
@@ -441,9 +444,9 @@ class Posterior:
             start += f.shape[1]
             with jax.enable_x64(True):  # float64, as the draws of f
                 lp = np.asarray(observation_dist(self.prior, f, sigma).log_prob(yy))
-            parts.append(lp.sum(axis=-1))
+            parts.append(lp if per_output else lp.sum(axis=-1))
         ll = np.concatenate(parts, axis=1)
-        return ll.reshape(self.num_chains, self.num_draws, -1)
+        return ll.reshape(self.num_chains, self.num_draws, *ll.shape[1:])
 
     # ---------------------------------------------------------------- arviz
     def to_inference_data(self, **kwargs):

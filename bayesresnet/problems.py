@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+from scipy.stats import qmc
 
 from bayesresnet._validate import (
     check_array,
@@ -183,9 +184,8 @@ class Problem:
 
     def _latin_hypercube(self, rng: np.random.Generator, num: int) -> np.ndarray:
         # One point in each of the `num` equal-width strata of every input, strata paired at
-        # random across inputs (McKay, Beckman & Conover 1979).
-        strata = np.stack([rng.permutation(num) for _ in range(self.num_inputs)], axis=1)
-        u = (strata + rng.uniform(size=(num, self.num_inputs))) / num
+        # random across inputs (McKay, Beckman & Conover 1979), by SciPy's sampler.
+        u = qmc.LatinHypercube(d=self.num_inputs, seed=rng).random(num)
         lower, upper = self.bounds[:, 0], self.bounds[:, 1]
         return lower + (upper - lower) * u
 

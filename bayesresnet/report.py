@@ -50,6 +50,8 @@ figcaption{font-size:.85rem;color:#57606a}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.3rem 0}
 dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
 .note{font-size:.85rem;color:#57606a}
+table.checks td:last-child{min-width:15rem}
+@media (max-width:600px){table.checks{font-size:.8rem}table.checks td:last-child{min-width:12rem}}
 """
 
 
@@ -158,7 +160,9 @@ def render_html(metrics: dict, figures: dict[str, tuple[str, str]]) -> str:
         .replace("<td>pass</td>", f"<td>{_status('pass')}</td>")
         .replace("<td>note</td>", f"<td>{_status('note')}</td>")
         .replace("<td>warn</td>", f"<td>{_status('warn')}</td>")
-        .replace("<td>fail</td>", f"<td>{_status('fail')}</td>"),
+        .replace("<td>fail</td>", f"<td>{_status('fail')}</td>")
+        # "what to try" keeps a readable width on a phone; the table scrolls sideways.
+        .replace("<table>", '<table class="checks">', 1),
     ]
     if diag.get("table"):
         worst = diag["table"][:10]

@@ -203,7 +203,7 @@ def _predictive_checks(post: Posterior, train_pred: Prediction, seed: int):
     idata = diagnostics.to_inference_data(post, seed=seed, train_prediction=train_pred)
     loo = diagnostics.loo(idata)
     waic = diagnostics.waic(idata)
-    pit_loo = diagnostics.loo_pit(idata, seed=seed)
+    pit_loo = diagnostics.loo_pit(idata)
     ppc = diagnostics.ppc_statistics(idata)
     checks = {"loo": loo, "waic": waic, "loo_pit_ks_pvalue": _min_ks(pit_loo), "ppc": ppc}
     return checks, pit_loo
@@ -329,7 +329,7 @@ def _sampler_figures(post: Posterior, conv: diagnostics.DiagnosticsResult) -> di
                     step_every=post.settings.get("history_every", 1),
                 )
             ),
-            "Optimization loss over steps (one line per ensemble member).",
+            plots.loss_caption(history, METHODS[post.method].loss),
         )
     return figures
 

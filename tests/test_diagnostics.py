@@ -1,6 +1,7 @@
 """Diagnostics: verdicts on posteriors with known defects, Pareto k̂, LOO-PIT, PPC p-values."""
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -166,8 +167,9 @@ def test_loo_pit_of_a_calibrated_model_is_uniform():
     mu = rng.normal(0, 0.05, size=(1, s, 1))  # posterior draws of a mean, sd 1 noise
     y_obs = rng.normal(size=(n, 1))
     y_rep = mu[..., None] + rng.normal(size=(1, s, n, 1))
-    ll = -0.5 * (y_obs[None, None, :, 0] - mu) ** 2 - 0.5 * np.log(2 * np.pi)
+    ll = -0.5 * (y_obs[None, None] - mu[..., None]) ** 2 - 0.5 * np.log(2 * np.pi)  # [1,S,N,1]
     idata = az.from_dict(
+        posterior={"mu": mu[..., 0]},
         posterior_predictive={"y": y_rep},
         observed_data={"y": y_obs},
         log_likelihood={"y": ll},
@@ -180,6 +182,7 @@ def test_loo_pit_of_a_calibrated_model_is_uniform():
     assert kstest(pit[:, 0], "uniform").pvalue > 1e-3
     # A model twice too narrow gives a U-shaped PIT: rejected.
     narrow = az.from_dict(
+        posterior={"mu": mu[..., 0]},
         posterior_predictive={"y": 0.5 * y_rep},
         observed_data={"y": y_obs},
         log_likelihood={"y": ll},
@@ -187,6 +190,28 @@ def test_loo_pit_of_a_calibrated_model_is_uniform():
         dims={"y": ["obs", "output"]},
     )
     assert kstest(diagnostics.loo_pit(narrow)[:, 0], "uniform").pvalue < 1e-6
+
+
+def test_inference_data_works_with_arvizs_loo_pit(rng):
+    """Log-likelihood and observed data agree in shape, so ArviZ's LOO-PIT and its plot run."""
+    import arviz as az
+    from matplotlib.figure import Figure
+
+    post = fake_nuts_posterior(rng, num_chains=2, num_draws=50)
+    idata = diagnostics.to_inference_data(post)
+    assert idata.log_likelihood["y"].shape == (2, 50, 30, 1)
+    assert idata.log_likelihood["y"].dims[2:] == idata.observed_data["y"].dims
+    np.testing.assert_array_equal(diagnostics.loo_pit(idata), az.loo_pit(idata, y="y"))
+    ax = Figure().subplots()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PSIS k̂ warnings of 100 iid draws
+        az.plot_loo_pit(idata, y="y", ax=ax)
+    assert ax.lines  # the LOO-PIT curve is drawn
+    # LOO and WAIC still leave out whole rows: the row sums of the log-likelihood.
+    np.testing.assert_allclose(
+        idata.log_likelihood["y"].values.sum(-1), post.log_likelihood(), rtol=1e-12
+    )
+    assert len(diagnostics.loo(idata)["pareto_k"]) == 30
 
 
 def test_ensemble_and_svi_checks():

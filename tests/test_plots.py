@@ -412,6 +412,15 @@ def test_loss_single_history_scales(post):
     assert len(plots.plot_loss(members, step_every=10).axes[0].lines) == members.shape[0]
 
 
+def test_loss_caption_names_the_method_and_its_lines():
+    # SVI: one optimization, so no "ensemble member" in its caption.
+    svi = plots.loss_caption(np.ones(50), "negative ELBO")
+    assert svi == "Optimization loss (negative ELBO) over optimizer steps."
+    ensemble = plots.loss_caption(np.ones((4, 50)), "negative log posterior")
+    assert ensemble.endswith("one line per ensemble member (4 members).")
+    assert "negative log posterior" in ensemble
+
+
 def test_loss_errors():
     with pytest.raises(ValueError, match="`history` has no finite values"):
         plots.plot_loss([np.nan, np.inf])

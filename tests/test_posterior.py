@@ -217,10 +217,14 @@ def test_inference_data(post):
     assert list(w.coords["basis"].values) == ["t^0", "t^1", "t^2", "t^3"]
     assert idata.posterior[sites.INPUT_WEIGHT].dims[2] == "input"
     assert list(idata.posterior.coords["output"].values) == list(post.output_names)
-    assert idata.log_likelihood[sites.OBS].dims == ("chain", "draw", "obs")
+    # Per observation and output, as the observed data (az.loo_pit needs the same shape).
+    assert idata.log_likelihood[sites.OBS].dims == ("chain", "draw", "obs", "output")
     assert idata.posterior_predictive[sites.OBS].shape == (1, 5, 40, 3)
     assert idata.constant_data["x"].shape == (40, 4)
-    np.testing.assert_allclose(idata.log_likelihood[sites.OBS].values, post.log_likelihood())
+    per_output = post.log_likelihood(per_output=True)
+    assert per_output.shape == (1, 5, 40, 3)
+    np.testing.assert_allclose(idata.log_likelihood[sites.OBS].values, per_output)
+    np.testing.assert_allclose(per_output.sum(-1), post.log_likelihood(), rtol=1e-12)
 
 
 def test_inference_data_reuses_a_training_prediction(post):

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import qmc
 
 from bayesresnet import problems
 from bayesresnet.data import Dataset
@@ -377,6 +378,15 @@ def test_sample_latin_hypercube_stratifies_every_input():
     strata = np.floor(data.x_train * n).astype(int)  # bounds are [0, 1]
     for j in range(problem.num_inputs):
         np.testing.assert_array_equal(np.sort(strata[:, j]), np.arange(n))
+
+
+def test_sample_latin_hypercube_is_scipys_sampler():
+    # The design is scipy.stats.qmc.LatinHypercube on the run's generator, scaled to bounds.
+    problem = problems.get("ishigami")
+    data = problem.sample(4, 12, num_test=5, design="lhs")
+    u = qmc.LatinHypercube(d=problem.num_inputs, seed=np.random.default_rng(4)).random(12)
+    lower, upper = problem.bounds[:, 0], problem.bounds[:, 1]
+    np.testing.assert_allclose(data.x_train, lower + (upper - lower) * u, rtol=1e-15)
 
 
 def test_sample_noise_is_relative_to_output_std():

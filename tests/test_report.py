@@ -59,6 +59,18 @@ def test_metrics_are_complete_and_json(analysis, tmp_path):
     assert json.loads(path.read_text())["run"]["name"] == "tiny"
 
 
+def test_checks_table_keeps_its_advice_readable_on_a_phone(analysis):
+    # At 390 px the auto table layout squeezed "what to try" to one character: the checks
+    # table is marked, its advice column has a minimum width, and the table scrolls sideways.
+    _, _, result = analysis
+    text = report.render_html(result.metrics, result.figures)
+    checks = text.split("<h2>Diagnostics</h2>", 1)[1]
+    assert checks.startswith('<div class="table-wrap"><table class="checks">')
+    assert text.count('<table class="checks">') == 1
+    assert "table.checks td:last-child{min-width:15rem}" in text
+    assert ".table-wrap{overflow-x:auto;" in text
+
+
 def test_html_is_self_contained(analysis, tmp_path):
     _, _, result = analysis
     path = report.write_report(tmp_path / "report.html", result.metrics, result.figures)

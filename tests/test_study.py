@@ -9,7 +9,7 @@ import pytest
 
 from bayesresnet.app import cli, results, study
 from bayesresnet.app.runspec import SpecError, parse_runspec
-from bayesresnet.app.study_report import render_study_html
+from bayesresnet.app.study_report import gap_caption, plot_gap_vs_params, render_study_html
 from bayesresnet.app.toml import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -275,6 +275,21 @@ def test_metrics_row_reads_the_generalization_gap_of_the_run():
     row = results.metrics_row(metrics)
     assert row["num_params"] == 42 and row["verdict"] == "pass"
     assert {k for k, v in row.items() if v is None} == set(row) - {"num_params", "verdict"}
+
+
+def test_gap_caption_promises_crosses_only_when_drawn():
+    rows = [r for r in fake_rows() if r["status"] == "ok"]
+    residual_only = [r for r in rows if r["residual"]]
+    for sel, crosses in ((rows, True), (residual_only, False)):
+        fig = plot_gap_vs_params(sel)
+        # matplotlib's "X" marker is the filled cross the caption calls black crosses.
+        drawn = any(
+            c.get_paths() and c.get_label() == "MLP baseline"
+            for ax in fig.axes
+            for c in ax.collections
+        )
+        assert drawn is crosses
+        assert ("black crosses" in gap_caption(sel)) is crosses
 
 
 def test_study_report_page_has_every_part():

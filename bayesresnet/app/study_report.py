@@ -28,6 +28,7 @@ __all__ = [
     "render_study_html",
     "write_study_report",
     "plot_gap_vs_params",
+    "gap_caption",
     "plot_coverage_by_method",
     "plot_metric_by_basis",
     "plot_time_by_method",
@@ -91,8 +92,8 @@ def _jitter(n: int, seed: int = 0, spread: float = 0.08) -> np.ndarray:
 def plot_gap_vs_params(rows) -> Figure:
     """Generalization gap (test − train RMSE) against the number of parameters.
 
-    One panel per problem; each dot a run, coloured by basis; the MLP baseline drawn as
-    black-edged crosses.
+    One panel per problem; each dot a run, coloured by basis; the MLP baseline (if any)
+    drawn as black crosses.
     """
     ok = [r for r in _ok(rows) if _finite(r.get("gap")) and _finite(r.get("num_params"))]
     problems = _ordered(r["problem"] for r in ok) or ["(no finished runs)"]
@@ -119,6 +120,17 @@ def plot_gap_vs_params(rows) -> Figure:
         if ok:
             ax.legend(fontsize=7)
     return fig
+
+
+def gap_caption(rows) -> str:
+    """The caption of :func:`plot_gap_vs_params`; it names the crosses only when drawn."""
+    mlp = any(_family(r) == MLP_LABEL for r in rows)
+    crosses = "; black crosses: the MLP baseline (residual = false)" if mlp else ""
+    return (
+        "Test minus training RMSE of each run (a dot) against its number of network "
+        f"parameters; colour: depth basis{crosses}. Dots of one configuration are spread "
+        "slightly sideways to show the seeds."
+    )
 
 
 def plot_coverage_by_method(rows) -> Figure:
@@ -265,10 +277,7 @@ def render_study_html(rows: list[dict], title: str = "study") -> str:
         figures = {
             "Generalization gap against the number of parameters": (
                 plots.figure_to_data_uri(plot_gap_vs_params(rows)),
-                "Test minus training RMSE of each run (a dot) against its number of network "
-                "parameters; colour: depth basis; black crosses: the MLP baseline "
-                "(residual = false). Dots of one configuration are spread slightly "
-                "sideways to show the seeds.",
+                gap_caption(ok),
             ),
             "Observed against nominal coverage per method": (
                 plots.figure_to_data_uri(plot_coverage_by_method(rows)),

@@ -21,7 +21,9 @@ workflow and the benchmarks reach through :data:`bayesresnet.infer.METHODS`.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -218,11 +220,68 @@ def progress_active() -> bool:
     return _progress_mode[0] != "off"
 
 
+class _DeferredInterrupt:
+    """Ctrl-C during compiled engine work, raised between blocks of steps.
+
+    JAX dispatches a compiled block asynchronously: a ``KeyboardInterrupt`` raised at the
+    next Python line unwinds the run, and the interpreter may exit, while XLA still
+    computes the block on its own threads, which crashed the process (a segfault, about
+    one Ctrl-C in four during NUTS sampling). Within this context a first SIGINT is only
+    recorded and :meth:`check` raises it after a block has finished (the engines report
+    progress after ``block_until_ready``); a second one raises at once. Only the main
+    thread can handle signals, and a handler other than Python's default is left alone.
+    """
+
+    def __init__(self):
+        self.pending = False
+        self.previous = None
+
+    def __enter__(self):
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._record)
+        return self
+
+    def _record(self, signum, frame):
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+        print(
+            "interrupted: stopping after the current block of steps (Ctrl-C again to force)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def check(self):
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc_info):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+        return False
+
+
+class _Reporter:
+    """A progress reporter that raises a deferred Ctrl-C after each finished block."""
+
+    def __init__(self, reporter, interrupt: _DeferredInterrupt):
+        self.reporter, self.interrupt = reporter, interrupt
+
+    def update(self, n: int = 1):
+        self.reporter.update(n)
+        self.interrupt.check()
+
+
 @contextmanager
 def progress_bar(total: int, desc: str):
     """A progress reporter with ``update(n)`` for ``total`` units of work, per the mode.
 
     Silent unless inside :func:`show_progress` (so library calls and tests stay quiet).
+    Within it Ctrl-C stops the work between blocks, never inside one (see
+    :class:`_DeferredInterrupt`).
     """
     mode = _progress_mode[0]
     if mode == "auto":
@@ -235,7 +294,9 @@ def progress_bar(total: int, desc: str):
         reporter = _Lines(total, desc, sys.stderr)
     else:
         reporter = _Silent()
-    try:
-        yield reporter
-    finally:
-        reporter.close()
+    with _DeferredInterrupt() as interrupt:
+        try:
+            yield _Reporter(reporter, interrupt)
+        finally:
+            reporter.close()
+        interrupt.check()  # an interrupt after the last block
