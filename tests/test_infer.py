@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
-import numpyro.distributions as dist
 import optax
 import pytest
+from _helpers import linear_data, linear_model, linear_posterior, tiny_spec
 from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import Predictive
 from numpyro.infer.util import constrain_fn, potential_energy
@@ -38,41 +38,6 @@ from bayesresnet.infer.core import (
     train_members,
 )
 from bayesresnet.infer.nuts import NUTSInfo, nuts_kernel, resolve_chain_method, tree_depth
-
-# ---------------------------------------------------------------------------------------
-# A conjugate linear-Gaussian model with a closed-form posterior: θ ~ N(m, s² I),
-# y_i ~ N(x_i·θ, σ²) with σ known. It follows the engines' model protocol
-# (prior_loc, obs_weight keyword arguments).
-PRIOR_SD, NOISE_SD = 1.0, 0.5
-
-
-def linear_model(x, y=None, prior_loc=None, obs_weight=None):
-    loc = jnp.zeros(x.shape[1]) if prior_loc is None else prior_loc["theta"]
-    theta = numpyro.sample("theta", dist.Normal(loc, PRIOR_SD).to_event(1))
-    with numpyro.plate("data", x.shape[0]):
-        if obs_weight is None:
-            numpyro.sample("y", dist.Normal(x @ theta, NOISE_SD), obs=y)
-        else:
-            with numpyro.handlers.scale(scale=obs_weight):
-                numpyro.sample("y", dist.Normal(x @ theta, NOISE_SD), obs=y)
-
-
-def linear_data():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(20, 2))
-    y = x @ np.array([1.0, -2.0]) + NOISE_SD * rng.normal(size=20)
-    return jnp.asarray(x, dtype=jnp.float32), jnp.asarray(y, dtype=jnp.float32)
-
-
-def linear_posterior(x, y, weights=None, anchor=None):
-    """Posterior (or weighted/anchored MAP) in closed form."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)
-    m = np.zeros(x.shape[1]) if anchor is None else np.asarray(anchor, dtype=np.float64)
-    precision = (x.T * w) @ x / NOISE_SD**2 + np.eye(x.shape[1]) / PRIOR_SD**2
-    cov = np.linalg.inv(precision)
-    mean = cov @ ((x.T * w) @ y / NOISE_SD**2 + m / PRIOR_SD**2)
-    return mean, cov
 
 
 def test_ensemble_members_reach_the_map(key):
@@ -213,10 +178,6 @@ def test_chain_method_resolution():
 
 # ---------------------------------------------------------------------------------------
 # The full model.
-
-
-def tiny_spec():
-    return brn.ResNetSpec(1, 1, width=2, num_layers=2, basis=bases.Linear())
 
 
 @pytest.mark.slow

@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import linear_data, linear_model, linear_posterior, tiny_spec
 from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import Predictive
-from test_infer import linear_data, linear_model, linear_posterior, tiny_spec
 
 import bayesresnet as brn
 from bayesresnet import sites

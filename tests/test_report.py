@@ -1,13 +1,11 @@
 """The report: workflow metrics, HTML structure, and rendering in headless Chromium."""
 
 import json
-import os
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
+from _helpers import render_in_chromium
 
 import bayesresnet as brn
 from bayesresnet import report, workflow
@@ -97,61 +95,10 @@ def test_html_is_self_contained(analysis, tmp_path):
         assert re.search(rf'<td>{re.escape(label)}</td><td class="num">-?[0-9]', text), label
 
 
-CHECK_SCRIPT = """
-<script>
-window.addEventListener('load', () => {
-  const imgs = [...document.images];
-  const broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length;
-  const vw = document.documentElement.clientWidth;
-  const page = document.documentElement.scrollWidth > vw + 1;
-  const sticking = [...document.querySelectorAll('main > *')]
-    .filter(e => e.getBoundingClientRect().right > vw + 1).map(e => e.tagName);
-  const out = document.createElement('pre');
-  out.id = 'check-result';
-  out.textContent = JSON.stringify({images: imgs.length, broken, page, sticking, vw});
-  document.body.appendChild(out);
-});
-</script>
-"""
-
-
-def find_chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    if os.environ.get("CI"):
-        pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
-    pytest.skip("chromium is not installed (apt-get install chromium)")
-
-
 @pytest.mark.parametrize("width", [390, 1280])  # a phone and a desktop
 def test_report_renders_in_chromium(analysis, tmp_path, width):
-    chromium = find_chromium()
     _, _, result = analysis
-    html = report.render_html(result.metrics, result.figures)
-    page = tmp_path / "report.html"
-    page.write_text(html.replace("</body>", CHECK_SCRIPT + "</body>"))
-    cmd = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"--window-size={width},900",
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-        page.as_uri(),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    found = re.search(r'<pre id="check-result">(.*?)</pre>', out.stdout, re.S)
-    assert found, out.stderr[-2000:]
-    check = json.loads(found.group(1).replace("&quot;", '"'))
+    check = render_in_chromium(report.render_html(result.metrics, result.figures), tmp_path, width)
     assert check["images"] == len(result.figures)
     assert check["broken"] == 0, check
     assert not check["page"], f"page scrolls sideways at width {width}: {check}"

@@ -1,11 +1,10 @@
 """Studies: spec validation, the local and Ray backends, resume, failures, the report."""
 
-import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
+from _helpers import render_in_chromium
 
 from bayesresnet.app import cli, results, study
 from bayesresnet.app.runspec import SpecError, parse_runspec
@@ -315,19 +314,7 @@ def test_study_report_page_has_every_part():
 
 @pytest.mark.parametrize("width", [390, 1280])
 def test_study_report_renders_in_chromium(tmp_path, width):
-    from test_report import CHECK_SCRIPT, find_chromium
-
-    chromium = find_chromium()
-    page = tmp_path / "report.html"
-    html = render_study_html(fake_rows(), title="demo")
-    page.write_text(html.replace("</body>", CHECK_SCRIPT + "</body>"))
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},900",
-           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    found = re.search(r'<pre id="check-result">(.*?)</pre>', out.stdout, re.S)
-    assert found, out.stderr[-2000:]
-    check = json.loads(found.group(1).replace("&quot;", '"'))
+    check = render_in_chromium(render_study_html(fake_rows(), title="demo"), tmp_path, width)
     assert check["images"] == 5 and check["broken"] == 0, check
     assert not check["page"] and check["sticking"] == [], check
 
