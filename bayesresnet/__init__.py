@@ -26,6 +26,7 @@ _LAZY = (
     "study",
     "study_report",
     "sensitivity",
+    "inverse",
 )
 
 
