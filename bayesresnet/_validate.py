@@ -27,6 +27,8 @@ __all__ = [
     "check_array",
     "did_you_mean",
     "check_columns",
+    "check_names",
+    "check_table",
 ]
 
 
@@ -131,6 +133,25 @@ def check_columns(name: str, value, names, *, noun: str) -> list[int]:
     if not chosen or len(set(chosen)) != len(chosen):
         raise ValueError(f"`{name}` must be non-empty and without repeats; got {value!r}.")
     return chosen
+
+
+def check_names(name: str, value) -> tuple[str, ...]:
+    """A non-empty sequence of distinct ``str`` (column names), as a tuple."""
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"`{name}` must be a sequence of str; got {value!r}.")
+    if not value or len(set(value)) != len(value):
+        raise ValueError(f"`{name}` must be non-empty and distinct; got {list(value)}.")
+    return tuple(value)
+
+
+def check_table(name: str, value, num_columns: int, *, columns: str) -> np.ndarray:
+    """A finite 2-D array with ``num_columns`` columns (``columns`` says what each is)."""
+    x = check_array(name, value, ndim=2)
+    if x.shape[1] != num_columns:
+        raise ValueError(
+            f"`{name}` must have {num_columns} columns ({columns}); got shape {x.shape}."
+        )
+    return x
 
 
 def check_level(name: str, value) -> float:

@@ -64,6 +64,8 @@ from bayesresnet._validate import (
     check_columns,
     check_int,
     check_level,
+    check_names,
+    check_table,
     did_you_mean,
 )
 from bayesresnet.posterior import Posterior, function_program
@@ -166,12 +168,7 @@ class SurrogateDraws:
                 f"draws); got leading sizes {[np.shape(v)[:1] for v in leaves]}."
             )
         for name in ("input_names", "output_names"):
-            names = getattr(self, name)
-            if isinstance(names, str) or not all(isinstance(v, str) for v in names):
-                raise TypeError(f"`{name}` must be a sequence of str; got {names!r}.")
-            if not names or len(set(names)) != len(names):
-                raise ValueError(f"`{name}` must be non-empty and distinct; got {list(names)}.")
-            object.__setattr__(self, name, tuple(names))
+            object.__setattr__(self, name, check_names(name, getattr(self, name)))
         scale = check_array("output_scale", self.output_scale, ndim=1)
         if scale.shape != (len(self.output_names),) or np.any(scale <= 0):
             raise ValueError(
@@ -180,12 +177,7 @@ class SurrogateDraws:
             )
         object.__setattr__(self, "output_scale", scale)
         if self.x_train is not None:
-            x = check_array("x_train", self.x_train, ndim=2)
-            if x.shape[1] != len(self.input_names):
-                raise ValueError(
-                    f"`x_train` must have {len(self.input_names)} columns (one per input); "
-                    f"got shape {x.shape}."
-                )
+            x = check_table("x_train", self.x_train, len(self.input_names), columns="one per input")
             object.__setattr__(self, "x_train", x)
 
     @property

@@ -78,6 +78,8 @@ from bayesresnet._validate import (
     check_columns,
     check_int,
     check_level,
+    check_names,
+    check_table,
 )
 from bayesresnet.posterior import Posterior
 
@@ -169,19 +171,9 @@ class FunctionDraws:
             )
         check_int("num_draws", self.num_draws, minimum=1)
         for name in ("input_names", "output_names"):
-            names = getattr(self, name)
-            if isinstance(names, str) or not all(isinstance(v, str) for v in names):
-                raise TypeError(f"`{name}` must be a sequence of str; got {names!r}.")
-            if not names or len(set(names)) != len(names):
-                raise ValueError(f"`{name}` must be non-empty and distinct; got {list(names)}.")
-            object.__setattr__(self, name, tuple(names))
+            object.__setattr__(self, name, check_names(name, getattr(self, name)))
         if self.x_train is not None:
-            x = check_array("x_train", self.x_train, ndim=2)
-            if x.shape[1] != len(self.input_names):
-                raise ValueError(
-                    f"`x_train` must have {len(self.input_names)} columns (one per input); "
-                    f"got shape {x.shape}."
-                )
+            x = check_table("x_train", self.x_train, len(self.input_names), columns="one per input")
             object.__setattr__(self, "x_train", x)
 
 

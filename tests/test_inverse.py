@@ -332,3 +332,134 @@ def test_surrogate_draws_validation():
 
 def test_lazy_submodule():
     assert brn.inverse is inverse
+
+
+# ------------------------------------------------------------------- exact linear case
+@pytest.mark.slow
+def test_exact_linear_case_tells_epost_from_elik():
+    """A linear simulator ``y = G θ + ε`` with a Gaussian prior; a stand-in surrogate with 8
+    linear draws ``G_s``. ``epost`` must give the equal-weight mixture of the 8 conjugate
+    posteriors, ``elik`` the evidence-weighted one, in mean and sd.
+
+    Draws: epost 8 draws × 2 chains × 1000, elik 4 chains × 1000 (500 warm-up steps each).
+    Tolerance: 4 Monte-Carlo standard errors, from ArviZ's bulk ESS: for a mean,
+    ``√(Σ_s var_s / ESS_s) / S`` over epost's components and ``sd / √ESS`` for elik; for an
+    sd, ``sd / √(2 ESS)`` (Gaussian). The two exact mixtures differ in ``a`` by more than
+    the sum of the two mean tolerances, so the test tells the modes apart.
+    """
+    g, known, y, sigma, mu0, s0 = linear_problem()
+    means, sds, log_ev = conjugate(g, known, y, sigma, mu0, s0)
+    evidence = np.exp(log_ev - log_ev.max())
+    evidence /= evidence.sum()
+    exact = {
+        "epost": mixture(np.full(len(g), 1 / len(g)), means, sds),
+        "elik": mixture(evidence, means, sds),
+    }
+    sd = linear_draws(g)
+    tolerance = {}
+    for mode, chains in (("epost", 2), ("elik", 4)):
+        result = inverse.calibrate(
+            sd, y, unknown=["a", "b"], known=known, prior=NORMAL_PRIOR, noise=sigma,
+            propagate=mode, num_warmup=500, num_samples=1000, num_chains=chains, seed=1,
+        )  # fmt: skip
+        theta = result.theta()
+        pooled = theta.reshape(-1, 2)
+        table = result.diagnostics()
+        assert table["divergences"].max() == 0
+        per = table[table["component"] != "pooled"]
+        ess = np.stack([per[per["variable"] == n]["ess_bulk"].to_numpy() for n in "ab"], -1)
+        k = ess.shape[0]  # components
+        var = theta.reshape(k, -1, 2).var(axis=1)
+        se_mean = np.sqrt((var / ess).sum(axis=0)) / k
+        se_sd = pooled.std(axis=0) / np.sqrt(2 * ess.sum(axis=0))
+        mean, sd_ = exact[mode]
+        np.testing.assert_array_less(np.abs(pooled.mean(axis=0) - mean), 4 * se_mean)
+        np.testing.assert_array_less(np.abs(pooled.std(axis=0) - sd_), 4 * se_sd)
+        tolerance[mode] = 4 * se_mean
+        if mode == "elik":
+            # p(s | y), the posterior mean of w_s(θ), is the normalized evidence of draw s.
+            w = result.draw_weights.reshape(-1, len(g))
+            se_w = w.std(axis=0) / np.sqrt(ess.min())
+            np.testing.assert_array_less(np.abs(w.mean(axis=0) - evidence), 4 * se_w + 1e-3)
+            assert result.effective_draws == pytest.approx(1 / np.sum(evidence**2), rel=0.1)
+        else:
+            # Var_s E[θ | s] / Var θ of the exact mixture; 0.05 exceeds 4 Monte-Carlo errors
+            # of the ratio (about 0.01 at these ESS).
+            share = means.var(axis=0) / sd_**2
+            np.testing.assert_allclose(result.surrogate_share().values, share, atol=0.05)
+    gap = np.abs(exact["epost"][0] - exact["elik"][0])
+    assert gap[0] > tolerance["epost"][0] + tolerance["elik"][0], (gap, tolerance)
+
+
+# ------------------------------------------------------ simulation-based calibration
+SBC_REPLICATES = 50
+SBC_RANKS = 99  # posterior draws each θ* is ranked among (evenly thinned)
+SBC_SIZES = dict(num_warmup=100, num_samples=60, num_chains=1)
+
+
+@pytest.fixture(scope="module")
+def borehole_surrogate():
+    """An anchored deep ensemble (8 members, width 16, 4 layers, cubic basis, 1500 steps)
+    of borehole, fitted once on 60 Latin-hypercube runs without noise. Its test RMSE is
+    about 6 (13 % of the output's sd, 45.7); observations get noise sd 0.05 × 45.7 ≈ 2.3,
+    so the surrogate's error is comparable to the noise (2.6 times it)."""
+    import warnings
+
+    problem = brn.problems.get("borehole")
+    data = problem.sample(0, num_train=60, num_test=0, design="lhs")
+    spec = ResNetSpec(8, 1, width=16, num_layers=4, basis=brn.bases.Cubic())
+    with warnings.catch_warnings():
+        # Members stop on a step budget, not on the convergence tolerance.
+        warnings.filterwarnings("ignore", r".*had not converged after", RuntimeWarning)
+        post = brn.fit(spec, data, method="ensemble", num_members=8, num_steps=1500, anchored=True)
+    return problem, post
+
+
+def _sbc_ranks(problem, post, propagate, replicates=SBC_REPLICATES, seed=0):
+    """Ranks of θ* = (rw, Hu), drawn from the uniform prior on the problem's bounds, among
+    99 evenly thinned posterior draws given 5 noisy observations of the true simulator at
+    fixed settings of the other six inputs; and whether θ* lies in the central 90 %."""
+    rng = np.random.default_rng(seed)
+    unknown = [0, 3]
+    known_cols = [j for j in range(8) if j not in unknown]
+    lower, upper = problem.bounds[:, 0], problem.bounds[:, 1]
+    known = rng.uniform(lower[known_cols], upper[known_cols], size=(5, 6))
+    sigma = 0.05 * float(problem.output_std[0])
+    prior = {problem.input_names[j]: (lower[j], upper[j]) for j in unknown}
+    ranks, inside = [], []
+    for _ in range(replicates):
+        truth = rng.uniform(lower[unknown], upper[unknown])
+        x = np.zeros((5, 8))
+        x[:, unknown], x[:, known_cols] = truth, known
+        y = problem.evaluate(x) + sigma * rng.standard_normal((5, 1))
+        result = inverse.calibrate(
+            post, y, unknown=unknown, known=known, prior=prior, noise=sigma,
+            propagate=propagate, surrogate_draws=8, seed=int(rng.integers(2**31)), **SBC_SIZES,
+        )  # fmt: skip
+        pooled = result.theta().reshape(-1, 2)
+        thinned = pooled[np.linspace(0, len(pooled) - 1, SBC_RANKS).round().astype(int)]
+        ranks.append((thinned < truth).sum(axis=0))
+        lo, hi = np.quantile(pooled, [0.05, 0.95], axis=0)
+        inside.append((lo <= truth) & (truth <= hi))
+    return np.array(ranks), np.array(inside)
+
+
+@pytest.mark.slow
+def test_sbc_epost_uniform_and_plugin_overconfident(borehole_surrogate):
+    """Perfect-model SBC over 50 replicates (θ* from the prior, data from the true borehole
+    function). ``epost`` (8 draws × 1 chain × 60 draws after 100 warm-up steps): the ranks
+    of each unknown among 99 of its 480 draws are uniform — a χ² test over 5 equal bins
+    (10 expected per bin) does not reject at level 0.001 per input. ``plugin`` (1 chain ×
+    60 draws, the first 25 replicates): with the surrogate's error 2.6 times the noise,
+    its central 90 % intervals miss θ* far more often than 10 % of the time — more misses
+    over both inputs than the 0.99 quantile of Binomial(50, 0.1) — and more often than
+    epost's over the same replicates."""
+    problem, post = borehole_surrogate
+    ranks, inside = _sbc_ranks(problem, post, "epost")
+    for j in range(2):
+        counts = np.bincount(ranks[:, j] * 5 // (SBC_RANKS + 1), minlength=5)
+        assert stats.chisquare(counts).pvalue > 1e-3, (j, counts)
+    _, plugin_inside = _sbc_ranks(problem, post, "plugin", replicates=25)
+    misses = int((~plugin_inside).sum())
+    assert misses > stats.binom.ppf(0.99, plugin_inside.size, 0.1), misses
+    assert misses > int((~inside[:25]).sum()), (misses, inside[:25])
