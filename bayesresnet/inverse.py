@@ -102,11 +102,13 @@ MAX_TREE_DEPTH = 10
 
 #: A posterior is flagged as extrapolating when more than this fraction of its draws put
 #: an observation outside the training box, or give an epistemic sd (over surrogate
-#: draws) above EPISTEMIC_FACTOR times its median over the training inputs.
+#: draws) above EPISTEMIC_FACTOR times its median over the training box.
 EXTRAPOLATION_MASS = 0.05
 EPISTEMIC_FACTOR = 3.0
 #: Posterior draws on which the epistemic sd is evaluated (evenly thinned).
 MAX_CHECK_DRAWS = 500
+#: Points uniform in the training box whose median epistemic sd is the reference level.
+REFERENCE_POINTS = 1024
 
 
 def _no_discrepancy(model: CalibrationModel):
@@ -668,7 +670,8 @@ def _extrapolation(setup: _Setup, theta) -> dict:
     outside the training box. ``epistemic_excess``: the fraction (over at most
     :data:`MAX_CHECK_DRAWS` evenly thinned draws) whose epistemic sd, the sd over
     surrogate draws of ``f_s(x_m(θ))``, exceeds :data:`EPISTEMIC_FACTOR` times its median
-    over the training inputs for some observation and output. ``flag``: either fraction
+    over :data:`REFERENCE_POINTS` points uniform in the training box (its level inside
+    the training domain) for some observation and output. ``flag``: either fraction
     above :data:`EXTRAPOLATION_MASS`.
     """
     sd, model = setup.surrogate, setup.model
@@ -683,7 +686,10 @@ def _extrapolation(setup: _Setup, theta) -> dict:
     lower, upper = sd.x_train.min(axis=0), sd.x_train.max(axis=0)
     out["outside_box"] = float(((x < lower) | (x > upper)).any(axis=(1, 2)).mean())
     if sd.num_draws >= 2:
-        level = np.median(sd.evaluate(sd.x_train).std(axis=0), axis=0)  # [O]
+        # The reference: points uniform in the training box (at the training inputs
+        # themselves the draws agree by construction, having been fitted to them).
+        box = np.random.default_rng(0).uniform(lower, upper, (REFERENCE_POINTS, len(lower)))
+        level = np.median(sd.evaluate(box).std(axis=0), axis=0)  # [O]
         level = np.where(level > 0, level, np.inf)
         pick = np.linspace(0, len(pooled) - 1, min(MAX_CHECK_DRAWS, len(pooled))).round()
         t = jnp.asarray(pooled[np.unique(pick).astype(int)], jnp.float32)
