@@ -463,3 +463,22 @@ def test_sbc_epost_uniform_and_plugin_overconfident(borehole_surrogate):
     misses = int((~plugin_inside).sum())
     assert misses > stats.binom.ppf(0.99, plugin_inside.size, 0.1), misses
     assert misses > int((~inside[:25]).sum()), (misses, inside[:25])
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_quick(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_inverse.py"
+    spec = importlib.util.spec_from_file_location("bench_inverse", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "inverse.json"
+    results = bench.main(["--quick", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["chains"] == 8 * 2 and saved["steps_per_chain"] == 60
+    assert saved["lockstep_leapfrogs_sampling"] >= saved["leapfrogs_sampling"] / saved["chains"]
+    assert results["lockstep_waste"] >= 1 and saved["warm"]["sample"] > 0
+    assert len(saved["theta_mean"]) == 2
