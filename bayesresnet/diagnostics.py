@@ -163,11 +163,13 @@ def groups_to_inference_data(groups, *, coords=None, dims=None, log_likelihood=N
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
-        idata = az.from_dict(**groups, coords=coords, dims=dims, attrs=attrs)
+        idata = az.from_dict(**groups, coords=coords, dims=dims)
         if log_likelihood is not None:
             values, ll_dims = log_likelihood
-            dataset = az.dict_to_dataset(values, coords=coords, dims=ll_dims, attrs=attrs)
+            dataset = az.dict_to_dataset(values, coords=coords, dims=ll_dims)
             idata.add_groups(log_likelihood=dataset)
+    for group in idata.groups():
+        idata[group].attrs.update(attrs or {})
     return idata
 
 

@@ -249,6 +249,55 @@ def test_extrapolation_flagged_outside_the_training_box():
     assert not result.extrapolates and result.extrapolation["outside_box"] < 0.05
 
 
+def test_elik_with_inferred_noise_and_discrepancy(small):
+    """``elik``: the pointwise log likelihood is ``log (1/S) Σ_s p(y_m | θ, f_s)`` with the
+    sd ``√(σ² + δ²)``; the weights ``w_s(θ)`` are the normalized likelihoods of the draws."""
+    sd, known, y, sigma, _ = small
+    result = inverse.calibrate(
+        sd, y, unknown=["a", "b"], known=known, noise="infer", discrepancy="iid",
+        propagate="elik", **TINY,
+    )  # fmt: skip
+    post = result.idata.posterior
+    assert post[inverse.NOISE].dims[2:] == ("output",) and post[inverse.DISCREPANCY].shape[2] == 4
+    names = list(result.summary().index)
+    assert names == ["a", "b"] + [
+        f"{s}[y{o}]" for s in ("noise_sd", "discrepancy_sd") for o in range(4)
+    ]
+    c, i = 1, 9
+    theta = result.theta()[c, i]
+    scale = np.hypot(post[inverse.NOISE].values[c, i], post[inverse.DISCREPANCY].values[c, i])
+    x = np.concatenate([np.broadcast_to(theta, (len(known), 2)), known], axis=1)
+    f = np.einsum("md,sod->smo", x, np.asarray(sd.params, np.float64))  # [S, M, O]
+    ll = stats.norm.logpdf(y, f, scale).sum(axis=-1)  # [S, M]
+    got = result.idata.log_likelihood[inverse.OBS].values[c, i]
+    np.testing.assert_allclose(got, np.logaddexp.reduce(ll, axis=0) - np.log(3), rtol=1e-4)
+    total = ll.sum(axis=1)
+    np.testing.assert_allclose(
+        result.draw_weights[c, i], np.exp(total - np.logaddexp.reduce(total)), atol=1e-4
+    )
+    assert 1 <= result.effective_draws <= 3
+    assert result.idata.sample_stats["surrogate_draw"].values.max() < 3
+
+
+def test_plugin_uses_the_mean_function_and_says_so(small):
+    sd, known, y, sigma, _ = small
+    result = inverse.calibrate(
+        sd, y, unknown=["a", "b"], known=known, noise=sigma, propagate="plugin", **TINY
+    )
+    assert result.attrs["overconfident"].startswith("yes")
+    assert result.idata.posterior.attrs["propagate"] == "plugin"
+    assert (result.idata.sample_stats["surrogate_draw"].values == -1).all()
+    np.testing.assert_array_equal(result.surrogate_share().values, [0.0, 0.0])
+    assert result.effective_draws == 1.0
+    c, i = 0, 4
+    x = np.concatenate([np.broadcast_to(result.theta()[c, i], (len(known), 2)), known], axis=1)
+    f = x @ np.asarray(sd.params, np.float64).mean(axis=0).T
+    expected = stats.norm.logpdf(y, f, sigma).sum(axis=-1)
+    np.testing.assert_allclose(
+        result.idata.log_likelihood[inverse.OBS].values[c, i], expected, rtol=1e-4
+    )
+
+
 # ---------------------------------------------------------------------- validation
 @pytest.fixture(scope="module")
 def parts():
@@ -482,3 +531,21 @@ def test_the_benchmark_runs_quick(tmp_path):
     assert saved["lockstep_leapfrogs_sampling"] >= saved["leapfrogs_sampling"] / saved["chains"]
     assert results["lockstep_waste"] >= 1 and saved["warm"]["sample"] > 0
     assert len(saved["theta_mean"]) == 2
+
+
+def test_inference_data_with_more_chains_than_draws():
+    """Vectorized chains may outnumber the draws per chain (ArviZ's warning is silenced,
+    and warnings are errors here); the attributes reach every group."""
+    from bayesresnet import diagnostics
+
+    rng = np.random.default_rng(0)
+    idata = diagnostics.groups_to_inference_data(
+        {"posterior": {"theta": rng.normal(size=(10, 3, 2))}, "observed_data": {"y": np.ones(4)}},
+        coords={"unknown": ["a", "b"], "obs": [0, 1, 2, 3]},
+        dims={"theta": ["unknown"], "y": ["obs"]},
+        log_likelihood=({"y": rng.normal(size=(10, 3, 4))}, {"y": ["obs"]}),
+        attrs={"propagate": "epost"},
+    )
+    assert idata.posterior["theta"].shape == (10, 3, 2)
+    assert idata.log_likelihood["y"].dims == ("chain", "draw", "obs")
+    assert all(idata[g].attrs["propagate"] == "epost" for g in idata.groups())
