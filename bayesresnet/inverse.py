@@ -15,7 +15,8 @@ a NumPyro model sampled by NUTS:
   surrogate draws the posterior ``p(θ | y, f_s)``, pooled with equal weight,
   ``p(θ | y) = (1/S) Σ_s p(θ | y, f_s)``. The draws do not learn from the observations.
   All ``S × num_chains`` chains run as one vectorized program (``jax.vmap`` of NumPyro's
-  NUTS kernel over draws and chains).
+  NUTS kernel over draws and chains), its draws split over the devices when there are
+  several.
 - ``"elik"``, the expected likelihood: one posterior on ``(1/S) Σ_s p(y | θ, f_s)``, so
   ``p(θ | y) = Σ_s w_s p(θ | y, f_s)`` with ``w_s ∝ p(y | f_s)``, the evidence of each
   draw. The observations re-weight the draws; :attr:`CalibrationResult.effective_draws`
@@ -356,6 +357,18 @@ def _sample(model, z0, keys, params, known, y_obs, *, num_warmup, num_samples, p
     return jax.vmap(component, (0, 0, None))(z0, keys, params)
 
 
+def _shard_components(tree, num_components: int):
+    """Arrays whose leading axis indexes components, split over the devices when there are
+    several and they divide the components (``jit`` then runs each device's chains
+    there); unchanged otherwise."""
+    devices = jax.devices()
+    if len(devices) < 2 or num_components % len(devices):
+        return tree
+    mesh = jax.sharding.Mesh(np.array(devices), ("components",))
+    spec = jax.sharding.PartitionSpec("components")
+    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, spec))
+
+
 def _initial_values(model, key, params, known, y_obs, shape):
     """Unconstrained initial values ``{site: [K, C, ...]}``, uniform in (−2, 2) (NumPyro's
     ``init_to_uniform``), checked for a finite density and gradient under the first draw."""
@@ -591,6 +604,8 @@ def _run(setup: _Setup, key) -> tuple[dict, dict]:
     init_key, run_key = jax.random.split(key)
     z0 = _initial_values(setup.model, init_key, params, known, y_obs, shape)
     keys = jax.random.split(run_key, int(np.prod(shape))).reshape(shape + (-1,))
+    if per_draw:
+        z0, keys, params = _shard_components((z0, keys, params), num_components)
     values, st = _sample(
         setup.model,
         z0,

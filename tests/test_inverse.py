@@ -549,3 +549,42 @@ def test_inference_data_with_more_chains_than_draws():
     assert idata.posterior["theta"].shape == (10, 3, 2)
     assert idata.log_likelihood["y"].dims == ("chain", "draw", "obs")
     assert all(idata[g].attrs["propagate"] == "epost" for g in idata.groups())
+
+
+@pytest.mark.slow
+def test_epost_sharded_over_two_devices(tmp_path):
+    """With two (host) devices the draws' chains are split between them. The trajectories
+    are those of one device up to float32 rounding, which chaotic NUTS trajectories then
+    amplify: the first sampling draw of every chain agrees to 1e-3 (observed 3e-5)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, numpy as np, jax\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_inverse import sharded_case\n"
+        "np.save(sys.argv[1], sharded_case().theta()); print(jax.device_count())\n"
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    out = tmp_path / "theta.npy"
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", str(script), str(out)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-1] == "2"
+    one = sharded_case().theta()
+    np.testing.assert_allclose(np.load(out)[:, 0], one[:, 0], atol=1e-3)
+
+
+def sharded_case():
+    g, known, y, sigma, *_ = linear_problem()
+    prior = {"a": (-3.0, 3.0), "b": (-3.0, 3.0)}
+    return inverse.calibrate(
+        linear_draws(g[:4]), y, unknown=["a", "b"], known=known, noise=sigma, prior=prior,
+        **TINY,
+    )  # fmt: skip
