@@ -553,9 +553,12 @@ def test_inference_data_with_more_chains_than_draws():
 
 @pytest.mark.slow
 def test_epost_sharded_over_two_devices(tmp_path):
-    """With two (host) devices the draws' chains are split between them. The trajectories
-    are those of one device up to float32 rounding, which chaotic NUTS trajectories then
-    amplify: the first sampling draw of every chain agrees to 1e-3 (observed 3e-5)."""
+    """With two (host) devices the components' arrays are split between them, and the
+    posterior agrees with one device's. Not draw for draw: float32 rounding differs
+    between the two programs and NUTS's adaptation amplifies it, so the means of ``θ``
+    (4 draws × 2 chains × 50 draws each run) must agree within 4 Monte-Carlo standard
+    errors of their difference, from each run's bulk ESS."""
+    import json
     import os
     import subprocess
     import sys
@@ -563,22 +566,35 @@ def test_epost_sharded_over_two_devices(tmp_path):
 
     script = tmp_path / "run.py"
     script.write_text(
-        "import sys, numpy as np, jax\n"
+        "import sys, json, numpy as np, jax\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-        "from test_inverse import sharded_case\n"
-        "np.save(sys.argv[1], sharded_case().theta()); print(jax.device_count())\n"
+        "from test_inverse import sharded_case, run_summary\n"
+        "from bayesresnet import inverse\n"
+        "split = inverse._shard_components(np.zeros((4, 2)), 4)\n"
+        "print(json.dumps({'devices': len(split.sharding.device_set),\n"
+        "                  **run_summary(sharded_case())}))\n"
     )
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
-    out = tmp_path / "theta.npy"
     proc = subprocess.run(
-        [sys.executable, "-W", "error", str(script), str(out)],
+        [sys.executable, "-W", "error", str(script)],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split()[-1] == "2"
-    one = sharded_case().theta()
-    np.testing.assert_allclose(np.load(out)[:, 0], one[:, 0], atol=1e-3)
+    two = json.loads(proc.stdout.splitlines()[-1])
+    assert two["devices"] == 2
+    one = run_summary(sharded_case())
+    se = np.sqrt(np.add(one["var_over_ess"], two["var_over_ess"]))
+    np.testing.assert_array_less(np.abs(np.subtract(one["mean"], two["mean"])), 4 * se)
+
+
+def run_summary(result) -> dict:
+    """The pooled mean of ``θ`` and its variance over the pooled bulk ESS."""
+    summary = result.summary()
+    return {
+        "mean": summary["mean"].tolist(),
+        "var_over_ess": (summary["sd"] ** 2 / summary["ess_bulk"]).tolist(),
+    }
 
 
 def sharded_case():
