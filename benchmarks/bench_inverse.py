@@ -79,6 +79,7 @@ def run(post, steps: int) -> dict:
             num_warmup=steps, num_samples=steps, num_chains=2,
         )  # fmt: skip
         calls.append({"total_s": time.perf_counter() - start, **result.timings})
+        print(f"  call {len(calls)}: {calls[-1]}", flush=True)
     n_steps = np.asarray(result.idata.sample_stats["n_steps"].values)  # [chains, draws]
     warm = calls[1]
     lockstep = int(n_steps.max(axis=0).sum())
@@ -113,6 +114,7 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     post = surrogate(draws, args.quick)
     fit_s = time.perf_counter() - start
+    print(f"  surrogate fitted in {fit_s:.1f} s", flush=True)
     results = {
         "quick": args.quick,
         "device": str(jax.devices()[0]),
