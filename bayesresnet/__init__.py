@@ -24,6 +24,7 @@ _LAZY = (
     "stiffness",
     "depth_scaling",
     "sensitivity",
+    "inverse",
     "app",
 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,6 +26,9 @@ __all__ = [
     "check_fraction",
     "check_array",
     "did_you_mean",
+    "check_columns",
+    "check_names",
+    "check_table",
 ]
 
 
@@ -100,6 +104,54 @@ def check_choice(name: str, value, choices) -> str:
             f"`{name}` must be one of {listed}; got {value!r}.{did_you_mean(value, listed)}"
         )
     return value
+
+
+def check_columns(name: str, value, names, *, noun: str) -> list[int]:
+    """Column indices from a name, an index, or a sequence of those: non-empty, no repeats.
+
+    ``noun`` says what a column is ("output", "input") in the messages.
+    """
+    many = isinstance(value, Sequence | np.ndarray) and not isinstance(value, str)
+    names = list(names)
+    chosen = []
+    for item in value if many else [value]:
+        if isinstance(item, str):
+            if item not in names:
+                raise ValueError(
+                    f"`{name}` names {item!r}, not an {noun} of the model "
+                    f"{names}.{did_you_mean(item, names)}"
+                )
+            chosen.append(names.index(item))
+        elif isinstance(item, numbers.Integral) and not isinstance(item, bool | np.bool_):
+            if not 0 <= item < len(names):
+                raise ValueError(f"`{name}` index {item} is out of range for {len(names)} {noun}s.")
+            chosen.append(int(item))
+        else:
+            raise TypeError(
+                f"`{name}` must hold {noun} names or indices; got {type(item).__name__} {item!r}."
+            )
+    if not chosen or len(set(chosen)) != len(chosen):
+        raise ValueError(f"`{name}` must be non-empty and without repeats; got {value!r}.")
+    return chosen
+
+
+def check_names(name: str, value) -> tuple[str, ...]:
+    """A non-empty sequence of distinct ``str`` (column names), as a tuple."""
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"`{name}` must be a sequence of str; got {value!r}.")
+    if not value or len(set(value)) != len(value):
+        raise ValueError(f"`{name}` must be non-empty and distinct; got {list(value)}.")
+    return tuple(value)
+
+
+def check_table(name: str, value, num_columns: int, *, columns: str) -> np.ndarray:
+    """A finite 2-D array with ``num_columns`` columns (``columns`` says what each is)."""
+    x = check_array(name, value, ndim=2)
+    if x.shape[1] != num_columns:
+        raise ValueError(
+            f"`{name}` must have {num_columns} columns ({columns}); got shape {x.shape}."
+        )
+    return x
 
 
 def check_level(name: str, value) -> float:

@@ -31,6 +31,7 @@ with warnings.catch_warnings():
 __all__ = [
     "to_inference_data",
     "draws_to_inference_data",
+    "groups_to_inference_data",
     "hdi",
     "coords_of",
     "Check",
@@ -153,6 +154,32 @@ def draws_to_inference_data(posterior, *, sample_stats=None, coords=None, dims=N
         groups["sample_stats"] = one_chain(sample_stats)
     idata = az.from_dict(**groups, coords=coords, dims=dims)
     idata.posterior.attrs.update(attrs or {})
+    return idata
+
+
+def groups_to_inference_data(groups, *, coords=None, dims=None, log_likelihood=None, attrs=None):
+    """An ``arviz.InferenceData`` from arrays by group (``az.from_dict``).
+
+    Vectorized samplers may run more chains than draws per chain, so ArviZ's warning
+    about that shape is silenced here.
+
+    Args:
+        groups: ``{group: {name: array}}``; sampled groups ``[chain, draw, ...]``,
+            ``observed_data`` and ``constant_data`` without those axes.
+        coords, dims: ArviZ coordinates and dimension names of the trailing axes.
+        log_likelihood: ``({name: [chain, draw, ...]}, dims)``, added as its own group (its
+            names may repeat the observed data's with other dimensions).
+        attrs: attributes of every group.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
+        idata = az.from_dict(**groups, coords=coords, dims=dims)
+        if log_likelihood is not None:
+            values, ll_dims = log_likelihood
+            dataset = az.dict_to_dataset(values, coords=coords, dims=ll_dims)
+            idata.add_groups(log_likelihood=dataset)
+    for group in idata.groups():
+        idata[group].attrs.update(attrs or {})
     return idata
 
 

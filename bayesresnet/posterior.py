@@ -30,7 +30,7 @@ from bayesresnet.levels import PREDICTION_LEVELS
 from bayesresnet.model import PriorSpec, Scaler, observation_dist
 from bayesresnet.resnet import ResNetSpec, apply
 
-__all__ = ["Posterior", "Prediction", "load", "FORMAT_VERSION"]
+__all__ = ["Posterior", "Prediction", "RawFunction", "function_program", "load", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 MIN_Y_DRAWS = 1000
@@ -112,6 +112,52 @@ def _forward_program(spec: ResNetSpec, depth=None):
             return apply(p, x, spec, num_layers=depth)
 
     return jax.jit(jax.vmap(forward, in_axes=(0, None)))
+
+
+@dataclass(frozen=True)
+class RawFunction:
+    """One draw's noise-free function in raw units: ``f(params_s, x [P, d]) -> [P, O]``.
+
+    Pure and differentiable in both arguments (JAX): the network of ``spec`` between the
+    standardization of ``x`` and the un-standardization of its output, as
+    :meth:`Posterior.predict_f` evaluates it. Hashable by value (the statistics are held as
+    tuples), so two posteriors of one architecture and scaling share compiled programs.
+    """
+
+    spec: ResNetSpec
+    x_mean: tuple[float, ...]
+    x_std: tuple[float, ...]
+    y_mean: tuple[float, ...]
+    y_std: tuple[float, ...]
+
+    def __call__(self, params, x):
+        xs = (x - jnp.asarray(self.x_mean, x.dtype)) / jnp.asarray(self.x_std, x.dtype)
+        f = apply(params, xs, self.spec)
+        return jnp.asarray(self.y_mean, f.dtype) + jnp.asarray(self.y_std, f.dtype) * f
+
+
+def function_program(post: Posterior) -> tuple[RawFunction, dict[str, np.ndarray]]:
+    """The posterior's draws as a pure function and stacked parameters.
+
+    Returns:
+        ``(f, params)``: ``f`` a :class:`RawFunction`, and ``params`` the network sites
+        ``{site: [S, ...]}`` with chains and draws merged (chain-major), so that
+        ``jax.vmap(f, (0, None))(params, x)`` equals ``post.predict_f(x)`` ``[S, P, O]``.
+    """
+
+    def stats(a):
+        return tuple(float(v) for v in np.ravel(a))
+
+    scaler = post.scaler
+    f = RawFunction(
+        post.spec,
+        stats(scaler.x_mean),
+        stats(scaler.x_std),
+        stats(scaler.y_mean),
+        stats(scaler.y_std),
+    )
+    params = {k: v for k, v in post.flat_samples().items() if k in sites.NETWORK}
+    return f, params
 
 
 def _check_depth(spec: ResNetSpec, depth):

@@ -75,9 +75,11 @@ from bayesresnet._validate import (
     check_array,
     check_bool,
     check_choice,
+    check_columns,
     check_int,
     check_level,
-    did_you_mean,
+    check_names,
+    check_table,
 )
 from bayesresnet.posterior import Posterior
 
@@ -169,19 +171,9 @@ class FunctionDraws:
             )
         check_int("num_draws", self.num_draws, minimum=1)
         for name in ("input_names", "output_names"):
-            names = getattr(self, name)
-            if isinstance(names, str) or not all(isinstance(v, str) for v in names):
-                raise TypeError(f"`{name}` must be a sequence of str; got {names!r}.")
-            if not names or len(set(names)) != len(names):
-                raise ValueError(f"`{name}` must be non-empty and distinct; got {list(names)}.")
-            object.__setattr__(self, name, tuple(names))
+            object.__setattr__(self, name, check_names(name, getattr(self, name)))
         if self.x_train is not None:
-            x = check_array("x_train", self.x_train, ndim=2)
-            if x.shape[1] != len(self.input_names):
-                raise ValueError(
-                    f"`x_train` must have {len(self.input_names)} columns (one per input); "
-                    f"got shape {x.shape}."
-                )
+            x = check_table("x_train", self.x_train, len(self.input_names), columns="one per input")
             object.__setattr__(self, "x_train", x)
 
 
@@ -663,27 +655,7 @@ def _check_outputs(outputs, names, *, name: str = "outputs") -> list[int]:
     """Output indices from ``None`` (all), a name, an index, or a sequence of those."""
     if outputs is None:
         return list(range(len(names)))
-    many = isinstance(outputs, Sequence | np.ndarray) and not isinstance(outputs, str)
-    chosen = []
-    for item in outputs if many else [outputs]:
-        if isinstance(item, str):
-            if item not in names:
-                raise ValueError(
-                    f"`{name}` names {item!r}, not an output of the model "
-                    f"{list(names)}.{did_you_mean(item, names)}"
-                )
-            chosen.append(names.index(item))
-        elif isinstance(item, int | np.integer) and not isinstance(item, bool):
-            if not 0 <= item < len(names):
-                raise ValueError(f"`{name}` index {item} is out of range for {len(names)} outputs.")
-            chosen.append(int(item))
-        else:
-            raise TypeError(
-                f"`{name}` must hold output names or indices; got {type(item).__name__} {item!r}."
-            )
-    if not chosen or len(set(chosen)) != len(chosen):
-        raise ValueError(f"`{name}` must be non-empty and without repeats; got {outputs!r}.")
-    return chosen
+    return check_columns(name, outputs, names, noun="output")
 
 
 def _resolve_problem(fd: FunctionDraws, bounds, dists):

@@ -145,8 +145,44 @@ def test_ode_link(tmp_path):
     assert result["stability_median"] > 0 and result["stiffness_ratio_median"] >= 1
 
 
+@pytest.mark.slow
+def test_calibrate_simulator(tmp_path):
+    stdout = run_example("calibrate_simulator.py", tmp_path)
+    for name in (
+        "sobol.csv",
+        "calibration.csv",
+        "calibrate_simulator.json",
+        "sobol.png",
+        "posterior.png",
+    ):
+        assert (tmp_path / name).is_file(), name
+    assert {"epost", "plugin"} <= table_rows(stdout), stdout
+    result = json.loads((tmp_path / "calibrate_simulator.json").read_text())
+    # Borehole's two leading inputs by total Sobol index: rw (about 0.87), then one of
+    # L, Hu, Hl (about 0.04 each).
+    assert result["unknown"][0] == "rw" and len(result["unknown"]) == 2
+    rows = result["rows"]
+    assert [(r["mode"], r["input"]) for r in rows] == [
+        (m, n) for m in ("epost", "plugin") for n in result["unknown"]
+    ]
+    for r in rows:
+        assert r["hdi90_lower"] < r["mean"] < r["hdi90_upper"] and r["sd"] > 0
+    # The plugin ignores the surrogate's uncertainty: none of the variance is the
+    # surrogate's; epost's components (one per draw) differ, so some of it is.
+    epost, plugin = rows[:2], rows[2:]
+    assert all(r["surrogate_share"] == 0 for r in plugin)
+    assert all(0 < r["surrogate_share"] < 1 for r in epost)
+
+
 @pytest.mark.parametrize(
-    "name", ["fit_diagnose_check", "compare_parameterizations", "calibration_study", "ode_link"]
+    "name",
+    [
+        "fit_diagnose_check",
+        "compare_parameterizations",
+        "calibration_study",
+        "ode_link",
+        "calibrate_simulator",
+    ],
 )
 def test_tiny_preset_and_overrides(name, tmp_path):
     module = load_script(name)
