@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import bayesresnet as brn
+from bayesresnet import sites
 from bayesresnet._io import prediction_table
 from bayesresnet.app import cli
 from bayesresnet.data import MIN_TRAIN_ROWS, Dataset, check_outputs, load_csv, read_table
@@ -186,7 +187,7 @@ def _normal_idata(y, num_draws, seed):
     rng = np.random.default_rng(seed)
     mu = y.mean() + rng.standard_normal((1, num_draws)) / np.sqrt(len(y))
     ll = -0.5 * (y[None, None, :] - mu[..., None]) ** 2 - 0.5 * np.log(2 * np.pi)
-    return az.from_dict(posterior={"mu": mu}, log_likelihood={"obs": ll})
+    return az.from_dict(posterior={"mu": mu}, log_likelihood={sites.OBS: ll})
 
 
 def test_compare_ranks_by_loo_only_where_pareto_khat_allows():
