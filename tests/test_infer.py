@@ -1,6 +1,7 @@
 """Inference engines: known answers, vmapped ensemble vs one-by-one, NUTS on the prior, SBC."""
 
 import warnings
+from types import SimpleNamespace
 
 import _sbc
 import jax
@@ -29,7 +30,7 @@ from bayesresnet.infer import (
     run_nuts,
     run_svi,
 )
-from bayesresnet.infer.base import Check
+from bayesresnet.infer.base import Check, Estimators
 from bayesresnet.infer.core import (
     _config_optimizer,
     make_member_trainer,
@@ -420,3 +421,30 @@ def test_nuts_kernel_is_a_sampling_algorithm(key):
     assert isinstance(info, NUTSInfo)
     assert 1 <= int(info.num_steps) <= 7 and state.z.shape == (2,)
     assert np.isfinite(float(info.energy)) and not bool(info.diverging)
+
+
+@pytest.mark.parametrize(("min_precision", "judged"), [(1.0, "pass"), (1e4, "warn")])
+def test_laplace_draws_get_a_pareto_khat(min_precision, judged, key):
+    """The Laplace guide trains as a point mass but draws from N(MAP, H⁻¹): its draws have
+    importance weights log p − log q, and k̂ judges them (it was skipped as a point guide).
+
+    On the linear-Gaussian model the Laplace approximation is the posterior, so the
+    weights are constant; flooring the precision at 1e4 (sd 0.01, about a tenth of the
+    posterior's) makes q too narrow and the weights heavy-tailed (k̂ ≈ 0.9).
+    """
+    from bayesresnet.diagnostics import pareto_khat
+    from bayesresnet.infer import svi
+
+    x, y = linear_data()
+    config = SVIConfig(
+        guide="laplace", num_steps=2000, num_draws=1000, laplace_min_precision=min_precision
+    )
+    result = run_svi(key, linear_model, x, y, config)
+    lw = result.extra["log_weights"]
+    assert lw.shape == (1000,) and np.all(np.isfinite(lw))
+    if min_precision == 1.0:
+        assert np.ptp(lw) < 1e-3  # p/q constant: q is the exact posterior
+    post = SimpleNamespace(extra=result.extra, settings=result.settings)  # what checks reads
+    estimators = Estimators(e_bfmi=None, pareto_khat=pareto_khat)
+    found = {c.name: c for c in svi.checks(post, estimators)}
+    assert found["Pareto k̂"].status == judged

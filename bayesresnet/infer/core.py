@@ -40,10 +40,11 @@ from numpyro.primitives import Messenger
 
 from bayesresnet import sites
 from bayesresnet._validate import check_bool, check_choice, check_int, check_number
-from bayesresnet.infer.base import Timer, progress_active, progress_bar
+from bayesresnet.infer.base import Timer, progress_bar
 
 __all__ = [
     "SCHEDULES",
+    "MEMBER_BLOCKS",
     "check_optimizer",
     "config_settings",
     "EnsembleConfig",
@@ -71,6 +72,8 @@ __all__ = [
 ]
 
 SCHEDULES = ("constant", "cosine", "exponential")
+#: Compiled blocks of :func:`train_members` (progress is reported between them).
+MEMBER_BLOCKS = 10
 GRADIENTS = ("backprop", "adjoint")
 
 
@@ -370,8 +373,9 @@ def member_inputs(key, model, x, y, config: EnsembleConfig):
 def train_members(key, model, x, y, config: EnsembleConfig, timer: Timer | None = None):
     """Train all members as one jitted, vmapped program (sharded over devices).
 
-    Within :func:`~bayesresnet.infer.show_progress` the steps run in about ten compiled
-    blocks, with progress reported between them; otherwise in one.
+    The steps run in about :data:`MEMBER_BLOCKS` compiled blocks, with progress reported
+    between them within :func:`~bayesresnet.infer.show_progress`; the blocks are the same
+    whether progress is shown or not, so the numbers are too.
 
     Returns:
         :class:`MembersResult` with unconstrained parameters ``[M, ...]`` and the full
@@ -397,19 +401,18 @@ def train_members(key, model, x, y, config: EnsembleConfig, timer: Timer | None 
         return (u, state, anchors, weights), losses
 
     state = jax.jit(jax.vmap(optimizer.init))(u0)
-    # Within show_progress about ten blocks, with progress between them; otherwise one
-    # block, its compilation timed apart.
-    blocks = 10 if progress_active() else 1
+    # Always the same blocks, shown or not: block lengths decide the compiled programs and
+    # so the last bits of the result, which must not depend on whether progress is shown.
     with progress_bar(config.num_members * config.num_steps, "MAP fits") as bar:
         (u, *_), losses = run_blocks(
             block,
             (u0, state, anchors, weights),
             config.num_steps,
-            num_blocks=blocks,
+            num_blocks=MEMBER_BLOCKS,
             progress=bar,
             units=config.num_members,
             timer=timer,
-            compile_label="compile_s" if blocks == 1 else None,
+            compile_label="compile_s",
         )
     return MembersResult(u, jnp.concatenate(losses, axis=1))
 
