@@ -25,6 +25,7 @@ from bayesresnet.infer import (
     NUTSConfig,
     SamplingAlgorithm,
     SVIConfig,
+    ensemble,
     run_ensemble,
     run_mclmc,
     run_nuts,
@@ -448,3 +449,65 @@ def test_laplace_draws_get_a_pareto_khat(min_precision, judged, key):
     estimators = Estimators(e_bfmi=None, pareto_khat=pareto_khat)
     found = {c.name: c for c in svi.checks(post, estimators)}
     assert found["Pareto k̂"].status == judged
+
+
+def test_an_ensemble_trains_on_until_its_members_converge(key):
+    """After ``num_steps`` the members train on, block by block, until each has settled."""
+    x, y = linear_data()
+    # Adam at 0.005 needs a few hundred steps from a prior draw to the MAP.
+    config = EnsembleConfig(
+        num_members=3, num_steps=200, schedule="constant", learning_rate=0.005, max_steps=4000
+    )
+    result = run_ensemble(key, linear_model, x, y, config)  # no warning (warnings are errors)
+    steps = result.settings["steps_run"]
+    assert 200 < steps < 4000 and steps % 20 == 0  # whole blocks of num_steps / 10
+    assert result.extra["member_converged"] == [True] * 3
+    assert result.extra["loss_history"].shape == (3, -(-steps // config.history_every))
+    # A block-mean change below 1e-3 per observation stops near the MAP, not at it: within
+    # a posterior sd (about 0.1 here), where the loss is within a fraction of a nat.
+    mean, cov = linear_posterior(x, y)
+    assert np.all(np.abs(result.samples["theta"][0] - mean) < np.sqrt(np.diag(cov)))
+    post = SimpleNamespace(settings=result.settings, extra=result.extra, x_train=np.asarray(x))
+    estimators = Estimators(e_bfmi=None, pareto_khat=None)
+    assert {c.name: c.status for c in ensemble.checks(post, estimators)} == {
+        "members diverged": "pass",
+        "members converged": "pass",
+        "spread of member losses": "pass",
+    }
+    assert ensemble.gradients(post) == 3 * steps
+
+
+def test_an_unconverged_ensemble_still_warns(key):
+    x, y = linear_data()
+    config = EnsembleConfig(
+        num_members=3, num_steps=40, schedule="constant", learning_rate=0.02, max_steps=40
+    )
+    with pytest.warns(RuntimeWarning, match=r"3 ensemble member\(s\) had not converged after 40"):
+        result = run_ensemble(key, linear_model, x, y, config)
+    assert result.settings["steps_run"] == 40
+    post = SimpleNamespace(settings=result.settings, extra=result.extra, x_train=np.asarray(x))
+    found = {c.name: c for c in ensemble.checks(post, Estimators(None, None))}
+    assert found["members converged"].status == "warn"
+    assert "max_steps" in found["members converged"].advice
+
+
+def test_max_steps_cannot_be_below_num_steps():
+    with pytest.raises(ValueError, match="max_steps"):
+        EnsembleConfig(num_steps=100, max_steps=50)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem", ["sine", "ishigami"])
+@pytest.mark.parametrize("basis", ["cubic", "per_layer"])
+def test_the_default_ensemble_converges_on_the_smoke_problems(problem, basis):
+    """The shipped smoke study's problems with the default ensemble settings (2 members):
+    no warning (warnings are errors here) and every check of the ensemble passes."""
+    from bayesresnet import diagnostics
+
+    ds = brn.problems.get(problem).sample(0, 40, 100, noise=0.1)
+    spec = brn.ResNetSpec(
+        ds.x_train.shape[1], 1, width=4, num_layers=3, basis=bases.make_basis(basis)
+    )
+    post = brn.fit(spec, ds, method="ensemble", num_members=2)
+    result = diagnostics.convergence(post)
+    assert result.verdict == "pass", result.failed()
