@@ -104,7 +104,14 @@ def test_analyze_computes_the_function_space_draws_once(nuts_fit, monkeypatch):
         "Trace and rank plots, worst-converged quantities", "Energy",
     ]  # fmt: skip
     conv = diagnostics.convergence(post, num_probes=4, seed=3)
-    assert metrics["diagnostics"] == conv.to_dict()
+    # The verdict: the convergence checks, then the predictive ones, judged together.
+    predictive = diagnostics.predictive_checks(
+        metrics["loo"], num_draws=post.num_samples, test=metrics["calibration"]["test"]
+    )
+    assert metrics["diagnostics"] == diagnostics.with_checks(conv, predictive).to_dict()
+    assert [c["name"] for c in metrics["diagnostics"]["checks"]][-3:] == [
+        "PSIS-LOO k̂", "PIT uniformity, held-out", "interval coverage, held-out",
+    ]  # fmt: skip
     # The trace figure shows the draws a fresh computation gives (same probes, same seed).
     fresh = {
         **diagnostics.function_space_draws(post, diagnostics.probe_inputs(post, 4, 3)),
