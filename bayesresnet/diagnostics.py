@@ -424,7 +424,9 @@ def convergence(post, *, num_probes: int = 20, num_t: int = 11, seed: int = 0):
     (≤ 0.7; Yao et al. 2018). Ensemble: members that diverged or did not converge, and
     the spread of their final losses. The chain checks are made here for every method
     whose draws are chains; each method's own checks sit with its engine
-    (``METHODS[post.method].checks``).
+    (``METHODS[post.method].checks``). The checks of the predictions every method is
+    judged on (:func:`predictive_checks`) need LOO and the held-out calibration, so
+    :func:`bayesresnet.workflow.analyze` adds them (:func:`with_checks`).
     """
     engine = METHODS[post.method]
     checks, rows, draws = (

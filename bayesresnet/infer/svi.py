@@ -332,7 +332,7 @@ def gradients(post) -> int:
 
 def checks(post, estimators: Estimators) -> list[Check]:
     """ELBO convergence and the Pareto k̂ of the importance weights log p − log q (≤ 0.7;
-    Yao et al. 2018)."""
+    Yao et al. 2018) of every guide with a density, Laplace included; not of ``"map"``."""
     converged = bool(post.extra.get("converged", False))
     found = [
         Check(
