@@ -9,12 +9,14 @@ energy, PPC) on axes that :mod:`bayesresnet.plots` lays out.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy import stats
 
 from bayesresnet import sites
 from bayesresnet.bases import weights
@@ -37,6 +39,13 @@ __all__ = [
     "Check",
     "DiagnosticsResult",
     "convergence",
+    "CALIBRATION_FAIL_P",
+    "CALIBRATION_WARN_P",
+    "LOO_MIN_DRAWS",
+    "pit_check",
+    "coverage_check",
+    "predictive_checks",
+    "with_checks",
     "tree_depth_saturation",
     "EBFMI_MIN",
     "TREE_DEPTH_SATURATION_MAX",
@@ -198,6 +207,14 @@ def hdi(draws, hdi_prob: float) -> np.ndarray:
 # their engines, whose checks use them.
 RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100
+#: Predictive calibration (PIT uniformity, interval coverage) fails when the data are
+#: this improbable under a calibrated model (a p-value below it), and warns below
+#: ``CALIBRATION_WARN_P``; both are p-values of the test's sampling error at the number
+#: of points checked.
+CALIBRATION_FAIL_P = 1e-3
+CALIBRATION_WARN_P = 1e-2
+#: Fewer draws than this make PSIS-LOO k̂ (and the LOO-PIT it weights) meaningless.
+LOO_MIN_DRAWS = 100
 
 
 @dataclass(frozen=True)
@@ -239,6 +256,110 @@ def _verdict(checks) -> str:
     if "fail" in statuses:
         return "fail"
     return "warn" if "warn" in statuses else "pass"
+
+
+def _p_status(p: float) -> str:
+    if not p >= CALIBRATION_FAIL_P:  # nan too: a calibration that cannot be computed
+        return "fail"
+    return "warn" if p < CALIBRATION_WARN_P else "pass"
+
+
+_P_THRESHOLD = f"p ≥ {CALIBRATION_WARN_P} (warn below, fail below {CALIBRATION_FAIL_P})"
+_MISCALIBRATED = (
+    "the predictive distributions do not match the {split} data: intervals and "
+    "probabilities from this fit are not to be trusted; a mis-set noise scale, an "
+    "under-trained or too-narrow approximation (try NUTS, an ensemble, or more steps) "
+    "or a test set unlike the training data"
+)
+
+
+def pit_check(p_value: float, split: str) -> Check:
+    """PIT uniformity: the Kolmogorov–Smirnov p-value (Bonferroni over outputs) of the
+    PIT values of the ``split`` data against U(0, 1)."""
+    status = _p_status(p_value)
+    return Check(
+        f"PIT uniformity, {split}",
+        status,
+        f"KS p = {p_value:.2g}",
+        _P_THRESHOLD,
+        "" if status == "pass" else _MISCALIBRATED.format(split=split),
+    )
+
+
+def coverage_check(coverage: Mapping[str, Mapping], num_points: int, split: str) -> Check:
+    """Coverage of the central predictive intervals against its binomial sampling error.
+
+    Each level ``q`` and output gives ``z = (ĉ − q) / √(q(1 − q)/n)`` for the observed
+    coverage ``ĉ`` of ``n`` points; the smallest two-sided normal p-value times the number
+    of (level, output) pairs (Bonferroni) is judged against the thresholds.
+
+    Args:
+        coverage: ``{"0.9": {"per_output": [O]}, ...}`` (:func:`bayesresnet.calibration.summarize`).
+        num_points: the points the coverage was counted on.
+        split: ``"held-out"`` or ``"training"``, for the messages.
+    """
+    worst = (np.inf, "")
+    tests = 0
+    for key, entry in coverage.items():
+        q = float(key)
+        for o, c in enumerate(entry["per_output"]):
+            tests += 1
+            c = np.nan if c is None else float(c)  # None: not computable (non-finite draws)
+            z = abs(c - q) / np.sqrt(q * (1.0 - q) / num_points)
+            p = 2.0 * float(stats.norm.sf(z)) if np.isfinite(z) else 0.0
+            if p < worst[0]:
+                worst = (p, f"{100 * float(c):.0f}% in the {100 * q:.0f}% interval (output {o})")
+    p_value = min(1.0, tests * worst[0])
+    status = _p_status(p_value)
+    return Check(
+        f"interval coverage, {split}",
+        status,
+        f"worst {worst[1]}; p = {p_value:.2g}",
+        f"binomial at {num_points} points, {_P_THRESHOLD}",
+        "" if status == "pass" else _MISCALIBRATED.format(split=split),
+    )
+
+
+def predictive_checks(loo_result: Mapping, *, num_draws: int, test=None, loo_pit_p=None):
+    """Checks of what every method can be judged on: its predictions.
+
+    PSIS-LOO k̂ (at least :data:`LOO_MIN_DRAWS` draws): a warning when some k̂ exceed
+    0.7, the LOO estimates then being unreliable. With a held-out split (``test``, a
+    :func:`bayesresnet.calibration.summarize` dict) its PIT uniformity and interval
+    coverage (:func:`pit_check`, :func:`coverage_check`); without one the LOO-PIT
+    uniformity (``loo_pit_p``), when the LOO weights are reliable.
+    """
+    bad = int(loo_result["num_bad_k"])
+    enough = num_draws >= LOO_MIN_DRAWS
+    found = [
+        Check(
+            "PSIS-LOO k̂",
+            ("pass" if not bad else "warn") if enough else "n/a",
+            f"{bad} of {len(loo_result['pareto_k'])} above {PARETO_K_OK}" if enough else "—",
+            f"none above {PARETO_K_OK}",
+            (
+                ""
+                if not bad
+                else "LOO estimates (elpd_loo, LOO-PIT) are unreliable here: judge and compare "
+                "by held-out scores"
+            )
+            if enough
+            else f"{num_draws} draws: too few for PSIS (≥ {LOO_MIN_DRAWS})",
+        )
+    ]
+    if test is not None:
+        p = test["pit"]["ks_pvalue"]["overall"]
+        found.append(pit_check(np.nan if p is None else float(p), "held-out"))
+        found.append(coverage_check(test["coverage"], int(test["num_points"]), "held-out"))
+    elif loo_pit_p is not None and enough and not bad:
+        found.append(pit_check(float(loo_pit_p), "LOO"))
+    return found
+
+
+def with_checks(result: DiagnosticsResult, more) -> DiagnosticsResult:
+    """``result`` with the checks ``more`` appended and the verdict formed again."""
+    checks = tuple(result.checks) + tuple(more)
+    return dataclasses.replace(result, checks=checks, verdict=_verdict(checks))
 
 
 def probe_inputs(post, num_probes: int = 20, seed: int = 0) -> np.ndarray:
@@ -334,7 +455,9 @@ def convergence(post, *, num_probes: int = 20, num_t: int = 11, seed: int = 0):
     (≤ 0.7; Yao et al. 2018). Ensemble: members that diverged or did not converge, and
     the spread of their final losses. The chain checks are made here for every method
     whose draws are chains; each method's own checks sit with its engine
-    (``METHODS[post.method].checks``).
+    (``METHODS[post.method].checks``). The checks of the predictions every method is
+    judged on (:func:`predictive_checks`) need LOO and the held-out calibration, so
+    :func:`bayesresnet.workflow.analyze` adds them (:func:`with_checks`).
     """
     engine = METHODS[post.method]
     checks, rows, draws = (

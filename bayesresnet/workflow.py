@@ -86,7 +86,9 @@ def analyze(
 
     The steps: :func:`diagnostics.convergence` (its function-space draws are reused by
     the trace figure), predictions at the training and held-out inputs (each made once),
-    the run's description, LOO/WAIC/PPC, calibration, then the figures.
+    the run's description, LOO/WAIC/PPC, calibration, the verdict's predictive checks
+    (:func:`diagnostics.predictive_checks`: PSIS-LOO k̂, and held-out PIT uniformity and
+    interval coverage, or LOO-PIT without a test split), then the figures.
 
     Args:
         post: the posterior.
@@ -106,15 +108,26 @@ def analyze(
     conv = diagnostics.convergence(post, num_probes=num_probes, seed=seed)
     train_pred = post.predict(post.x_train, seed=seed, return_draws=True)
     checks, pit_loo = _predictive_checks(post, train_pred, seed)
+    prediction = None
+    if dataset is not None and dataset.num_test > 0:
+        prediction = post.predict(dataset.x_test, seed=seed, return_draws=True)
+    calib = _calibration(post, dataset, train_pred, prediction)
+    # The verdict judges the predictions too: what approximate methods can be judged on.
+    conv = diagnostics.with_checks(
+        conv,
+        diagnostics.predictive_checks(
+            checks["loo"],
+            num_draws=post.num_samples,
+            test=calib.get("test"),
+            loo_pit_p=checks["loo_pit_ks_pvalue"],
+        ),
+    )
     metrics = {
         **_describe_run(post, dataset, name, data_description),
         "diagnostics": conv.to_dict(),
         **checks,
+        "calibration": calib,
     }
-    prediction = None
-    if dataset is not None and dataset.num_test > 0:
-        prediction = post.predict(dataset.x_test, seed=seed, return_draws=True)
-    metrics["calibration"] = _calibration(post, dataset, train_pred, prediction)
     figures: dict[str, tuple[str, str]] = {}
     if prediction is not None:
         figures.update(_held_out_figures(post, dataset, prediction, name))

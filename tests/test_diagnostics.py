@@ -292,3 +292,91 @@ def test_tree_depth_saturation_counts_draws_at_the_runs_own_cap():
     )
     # A file saved before the setting was recorded ran NumPyro's default cap of 10.
     assert tree_depth_saturation(SimpleNamespace(settings={}, sample_stats=stats)) == 0.75
+
+
+# ------------------------------------------------------------ predictive checks
+def held_out_summary(shift=0.0, scale=1.0, *, num_points=400, num_draws=1000, seed=0):
+    """Calibration of N(0, 1) predictive draws on test data y ~ N(shift, scale²)."""
+    from bayesresnet import calibration
+
+    rng = np.random.default_rng(seed)
+    draws = rng.normal(size=(num_draws, num_points, 1))
+    y = shift + scale * rng.normal(size=(num_points, 1))
+    return calibration.summarize(draws, y)
+
+
+GOOD_LOO = {"num_bad_k": 0, "pareto_k": [0.1] * 30}
+
+
+def test_calibrated_predictions_pass_the_held_out_checks():
+    # Under a calibrated model each check fails with probability 0.001 and warns with
+    # 0.01 (that is what the thresholds are): one fixed seed, not a seed that was hunted.
+    found = diagnostics.predictive_checks(GOOD_LOO, num_draws=1000, test=held_out_summary())
+    assert {c.name: c.status for c in found} == {
+        "PSIS-LOO k̂": "pass",
+        "PIT uniformity, held-out": "pass",
+        "interval coverage, held-out": "pass",
+    }
+
+
+@pytest.mark.parametrize(
+    ("shift", "scale", "failing"),
+    [
+        # A test set shifted by half a predictive sd: 69% of points above the median. The
+        # central intervals still cover 86% instead of 90%: a shift is the PIT's to see.
+        (0.5, 1.0, {"PIT uniformity, held-out"}),
+        # Noise twice the predicted scale: the 90% intervals cover about 59%.
+        (0.0, 2.0, {"PIT uniformity, held-out", "interval coverage, held-out"}),
+        # Noise half the predicted scale: intervals too wide (the 50% one covers 68%).
+        (0.0, 0.5, {"PIT uniformity, held-out", "interval coverage, held-out"}),
+    ],
+)
+def test_miscalibrated_predictions_fail_the_held_out_checks(shift, scale, failing):
+    found = diagnostics.predictive_checks(
+        GOOD_LOO, num_draws=1000, test=held_out_summary(shift, scale)
+    )
+    assert {c.name for c in found if c.status == "fail"} == failing
+    assert all(c.advice for c in found if c.status == "fail")
+
+
+def test_coverage_check_uses_the_binomial_error_at_the_test_size():
+    # 85% in the 90% interval: z = 0.05/√(0.09/n); two tests (Bonferroni ×2).
+    def status(n):
+        return diagnostics.coverage_check({"0.9": {"per_output": [0.85]}}, n, "held-out").status
+
+    from scipy.stats import norm
+
+    def p(n):
+        return 2 * 2 * norm.sf(0.05 / np.sqrt(0.09 / n))
+
+    # Check the labels by the p-values they stand for (fail < 0.001 ≤ warn < 0.01 ≤ pass).
+    assert p(100) > 0.01 and status(100) == "pass"
+    assert 0.001 < p(300) < 0.01 and status(300) == "warn"
+    assert p(1000) < 0.001 and status(1000) == "fail"
+    # Coverage that cannot be computed (non-finite draws) fails, never passes.
+    assert diagnostics.coverage_check({"0.9": {"per_output": [None]}}, 100, "x").status == "fail"
+    assert diagnostics.pit_check(float("nan"), "held-out").status == "fail"
+    assert diagnostics.pit_check(0.005, "held-out").status == "warn"
+
+
+def test_loo_checks_need_enough_draws_and_reliable_weights():
+    bad = {"num_bad_k": 30, "pareto_k": [0.9] * 30}
+    few = diagnostics.predictive_checks(bad, num_draws=8, loo_pit_p=1e-9)
+    assert [(c.name, c.status) for c in few] == [("PSIS-LOO k̂", "n/a")]
+    assert "too few for PSIS" in few[0].advice
+    unreliable = diagnostics.predictive_checks(bad, num_draws=1000, loo_pit_p=1e-9)
+    assert [(c.name, c.status) for c in unreliable] == [("PSIS-LOO k̂", "warn")]
+    # Without a test split, LOO-PIT judges the calibration when the weights are reliable.
+    loo_only = diagnostics.predictive_checks(GOOD_LOO, num_draws=1000, loo_pit_p=1e-9)
+    assert [(c.name, c.status) for c in loo_only] == [
+        ("PSIS-LOO k̂", "pass"),
+        ("PIT uniformity, LOO", "fail"),
+    ]
+
+
+def test_with_checks_forms_the_verdict_again():
+    result = diagnostics.convergence(fake_nuts_posterior(np.random.default_rng(0)))
+    assert result.verdict == "pass"
+    failed = diagnostics.with_checks(result, [diagnostics.pit_check(1e-9, "held-out")])
+    assert failed.verdict == "fail" and failed.checks[:-1] == result.checks
+    assert failed.to_dict()["checks"][-1]["name"] == "PIT uniformity, held-out"

@@ -1,6 +1,7 @@
 """Inference engines: known answers, vmapped ensemble vs one-by-one, NUTS on the prior, SBC."""
 
 import warnings
+from types import SimpleNamespace
 
 import _sbc
 import jax
@@ -24,12 +25,13 @@ from bayesresnet.infer import (
     NUTSConfig,
     SamplingAlgorithm,
     SVIConfig,
+    ensemble,
     run_ensemble,
     run_mclmc,
     run_nuts,
     run_svi,
 )
-from bayesresnet.infer.base import Check
+from bayesresnet.infer.base import Check, Estimators
 from bayesresnet.infer.core import (
     _config_optimizer,
     make_member_trainer,
@@ -381,3 +383,92 @@ def test_nuts_kernel_is_a_sampling_algorithm(key):
     assert isinstance(info, NUTSInfo)
     assert 1 <= int(info.num_steps) <= 7 and state.z.shape == (2,)
     assert np.isfinite(float(info.energy)) and not bool(info.diverging)
+
+
+@pytest.mark.parametrize(("min_precision", "judged"), [(1.0, "pass"), (1e4, "warn")])
+def test_laplace_draws_get_a_pareto_khat(min_precision, judged, key):
+    """The Laplace guide trains as a point mass but draws from N(MAP, H⁻¹): its draws have
+    importance weights log p − log q, and k̂ judges them (it was skipped as a point guide).
+
+    On the linear-Gaussian model the Laplace approximation is the posterior, so the
+    weights are constant; flooring the precision at 1e4 (sd 0.01, about a tenth of the
+    posterior's) makes q too narrow and the weights heavy-tailed (k̂ ≈ 0.9).
+    """
+    from bayesresnet.diagnostics import pareto_khat
+    from bayesresnet.infer import svi
+
+    x, y = linear_data()
+    config = SVIConfig(
+        guide="laplace", num_steps=2000, num_draws=1000, laplace_min_precision=min_precision
+    )
+    result = run_svi(key, linear_model, x, y, config)
+    lw = result.extra["log_weights"]
+    assert lw.shape == (1000,) and np.all(np.isfinite(lw))
+    if min_precision == 1.0:
+        assert np.ptp(lw) < 1e-3  # p/q constant: q is the exact posterior
+    post = SimpleNamespace(extra=result.extra, settings=result.settings)  # what checks reads
+    estimators = Estimators(e_bfmi=None, pareto_khat=pareto_khat)
+    found = {c.name: c for c in svi.checks(post, estimators)}
+    assert found["Pareto k̂"].status == judged
+
+
+def test_an_ensemble_trains_on_until_its_members_converge(key):
+    """After ``num_steps`` the members train on, block by block, until each has settled."""
+    x, y = linear_data()
+    # Adam at 0.005 needs a few hundred steps from a prior draw to the MAP.
+    config = EnsembleConfig(
+        num_members=3, num_steps=200, schedule="constant", learning_rate=0.005, max_steps=4000
+    )
+    result = run_ensemble(key, linear_model, x, y, config)  # no warning (warnings are errors)
+    steps = result.settings["steps_run"]
+    assert 200 < steps < 4000 and steps % 20 == 0  # whole blocks of num_steps / 10
+    assert result.extra["member_converged"] == [True] * 3
+    assert result.extra["loss_history"].shape == (3, -(-steps // config.history_every))
+    # A block-mean change below 1e-3 per observation stops near the MAP, not at it: within
+    # a posterior sd (about 0.1 here), where the loss is within a fraction of a nat.
+    mean, cov = linear_posterior(x, y)
+    assert np.all(np.abs(result.samples["theta"][0] - mean) < np.sqrt(np.diag(cov)))
+    post = SimpleNamespace(settings=result.settings, extra=result.extra, x_train=np.asarray(x))
+    estimators = Estimators(e_bfmi=None, pareto_khat=None)
+    assert {c.name: c.status for c in ensemble.checks(post, estimators)} == {
+        "members diverged": "pass",
+        "members converged": "pass",
+        "spread of member losses": "pass",
+    }
+    assert ensemble.gradients(post) == 3 * steps
+
+
+def test_an_unconverged_ensemble_still_warns(key):
+    x, y = linear_data()
+    config = EnsembleConfig(
+        num_members=3, num_steps=40, schedule="constant", learning_rate=0.02, max_steps=40
+    )
+    with pytest.warns(RuntimeWarning, match=r"3 ensemble member\(s\) had not converged after 40"):
+        result = run_ensemble(key, linear_model, x, y, config)
+    assert result.settings["steps_run"] == 40
+    post = SimpleNamespace(settings=result.settings, extra=result.extra, x_train=np.asarray(x))
+    found = {c.name: c for c in ensemble.checks(post, Estimators(None, None))}
+    assert found["members converged"].status == "warn"
+    assert "max_steps" in found["members converged"].advice
+
+
+def test_max_steps_cannot_be_below_num_steps():
+    with pytest.raises(ValueError, match="max_steps"):
+        EnsembleConfig(num_steps=100, max_steps=50)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem", ["sine", "ishigami"])
+@pytest.mark.parametrize("basis", ["cubic", "per_layer"])
+def test_the_default_ensemble_converges_on_the_smoke_problems(problem, basis):
+    """The shipped smoke study's problems with the default ensemble settings (2 members):
+    no warning (warnings are errors here) and every check of the ensemble passes."""
+    from bayesresnet import diagnostics
+
+    ds = brn.problems.get(problem).sample(0, 40, 100, noise=0.1)
+    spec = brn.ResNetSpec(
+        ds.x_train.shape[1], 1, width=4, num_layers=3, basis=bases.make_basis(basis)
+    )
+    post = brn.fit(spec, ds, method="ensemble", num_members=2)
+    result = diagnostics.convergence(post)
+    assert result.verdict == "pass", result.failed()

@@ -1,5 +1,6 @@
 """The report: workflow metrics, HTML structure, and rendering in headless Chromium."""
 
+import html
 import json
 import re
 
@@ -80,6 +81,7 @@ def test_html_is_self_contained(analysis, tmp_path):
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert "http://" not in text and "https://" not in text  # nothing fetched from outside
     assert f'Verdict: <span class="verdict {result.metrics["diagnostics"]["verdict"]}' in text
+    assert html.escape(report.verdict_meaning("nuts")) in text  # what the verdict means
     # Every calibration row carries a number for the one output.
     labels = (
         "RMSE",
@@ -103,3 +105,13 @@ def test_report_renders_in_chromium(analysis, tmp_path, width):
     assert check["broken"] == 0, check
     assert not check["page"], f"page scrolls sideways at width {width}: {check}"
     assert check["sticking"] == [], check
+
+
+@pytest.mark.parametrize("method", ["nuts", "mclmc", "svi", "ensemble"])
+def test_the_verdict_is_explained_per_method(method):
+    text = report.verdict_meaning(method)
+    assert text.startswith(f"For {'a deep ensemble' if method == 'ensemble' else method.upper()}")
+    for part in ("pass means", "held-out split", "0.001 fails", "Warn:", "Fail:"):
+        assert part in text
+    if method == "svi":
+        assert "Laplace included" in text

@@ -1,13 +1,15 @@
 """The workflow: held-out metrics use the fitted model's own likelihood, the generalization
 gap has one definition, and the function-space draws are computed once."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.stats
 from scipy.special import logsumexp
 
 import bayesresnet as brn
-from bayesresnet import calibration, diagnostics, plots, workflow
+from bayesresnet import calibration, diagnostics, plots, sites, workflow
 
 
 def test_student_t_report_nll_is_the_student_t_mixture():
@@ -102,7 +104,14 @@ def test_analyze_computes_the_function_space_draws_once(nuts_fit, monkeypatch):
         "Trace and rank plots, worst-converged quantities", "Energy",
     ]  # fmt: skip
     conv = diagnostics.convergence(post, num_probes=4, seed=3)
-    assert metrics["diagnostics"] == conv.to_dict()
+    # The verdict: the convergence checks, then the predictive ones, judged together.
+    predictive = diagnostics.predictive_checks(
+        metrics["loo"], num_draws=post.num_samples, test=metrics["calibration"]["test"]
+    )
+    assert metrics["diagnostics"] == diagnostics.with_checks(conv, predictive).to_dict()
+    assert [c["name"] for c in metrics["diagnostics"]["checks"]][-3:] == [
+        "PSIS-LOO k̂", "PIT uniformity, held-out", "interval coverage, held-out",
+    ]  # fmt: skip
     # The trace figure shows the draws a fresh computation gives (same probes, same seed).
     fresh = {
         **diagnostics.function_space_draws(post, diagnostics.probe_inputs(post, 4, 3)),
@@ -115,3 +124,69 @@ def test_analyze_computes_the_function_space_draws_once(nuts_fit, monkeypatch):
     worst += [r["name"] for r in conv.table if r["kind"] == "parameter"][:2]
     expected = plots.figure_to_data_uri(plots.plot_trace_rank({n: fresh[n] for n in worst}))
     assert figures["Trace and rank plots, worst-converged quantities"][0] == expected
+
+
+SINE_200 = dict(seed=0, num_train=40, num_test=200, noise=0.1)
+SMALL = brn.ResNetSpec(1, 1, width=4, num_layers=2, basis=brn.bases.Legendre(1))
+
+
+@pytest.fixture(scope="module")
+def ensemble_fit():
+    """A sound fit of the sine toy (8 members) with 200 held-out points."""
+    ds = brn.problems.get("sine").sample(**SINE_200)
+    return brn.fit(SMALL, ds, method="ensemble", seed=0, num_members=8), ds
+
+
+def held_out_statuses(analysis):
+    checks = analysis.metrics["diagnostics"]["checks"]
+    return {c["name"]: c["status"] for c in checks if "held-out" in c["name"]}
+
+
+def test_a_sound_fit_passes_the_held_out_checks(ensemble_fit):
+    post, ds = ensemble_fit
+    analysis = workflow.analyze(post, ds, num_probes=4)
+    assert held_out_statuses(analysis) == {
+        "PIT uniformity, held-out": "pass",
+        "interval coverage, held-out": "pass",
+    }
+    assert analysis.metrics["diagnostics"]["verdict"] == "pass"
+
+
+def test_a_shifted_test_set_fails_the_verdict(ensemble_fit):
+    post, ds = ensemble_fit
+    # Held-out outputs moved by 3 noise sds: the test data are not the data the model was
+    # fitted to, and the verdict must say so.
+    shifted = dataclasses.replace(ds, y_test=ds.y_test + 0.3)
+    analysis = workflow.analyze(post, shifted, num_probes=4)
+    assert held_out_statuses(analysis)["PIT uniformity, held-out"] == "fail"
+    assert analysis.metrics["diagnostics"]["verdict"] == "fail"
+
+
+def test_a_wrong_noise_scale_fails_the_verdict(ensemble_fit):
+    post, ds = ensemble_fit
+    # A noise scale a fifth of the fitted one: intervals far too narrow.
+    samples = dict(post.samples)
+    samples[sites.NOISE_SCALE] = samples[sites.NOISE_SCALE] / 5
+    narrow = dataclasses.replace(post, samples=samples)
+    analysis = workflow.analyze(narrow, ds, num_probes=4)
+    assert held_out_statuses(analysis) == {
+        "PIT uniformity, held-out": "fail",
+        "interval coverage, held-out": "fail",
+    }
+    assert analysis.metrics["diagnostics"]["verdict"] == "fail"
+
+
+@pytest.mark.slow
+def test_a_laplace_fit_with_far_too_wide_intervals_fails():
+    """The Laplace guide on a small network: eigenvalues of the Hessian floored at 1 leave
+    badly determined directions with prior-sized variance, and every held-out point falls
+    inside the 50% interval. Its draws are judged by k̂ too (once skipped as a point guide)."""
+    ds = brn.problems.get("sine").sample(**SINE_200)
+    options = dict(guide="laplace", num_steps=400, check_every=100, init_steps=1500)
+    post = brn.fit(SMALL, ds, method="svi", seed=0, **options)
+    analysis = workflow.analyze(post, ds, num_probes=4)
+    checks = {c["name"]: c for c in analysis.metrics["diagnostics"]["checks"]}
+    assert checks["Pareto k̂"]["status"] == "warn"
+    assert checks["interval coverage, held-out"]["status"] == "fail"
+    assert "100% in the 50% interval" in checks["interval coverage, held-out"]["value"]
+    assert analysis.metrics["diagnostics"]["verdict"] == "fail"

@@ -40,10 +40,11 @@ from numpyro.primitives import Messenger
 
 from bayesresnet import sites
 from bayesresnet._validate import check_bool, check_choice, check_int, check_number
-from bayesresnet.infer.base import Timer, progress_active, progress_bar
+from bayesresnet.infer.base import Timer, progress_bar
 
 __all__ = [
     "SCHEDULES",
+    "MEMBER_BLOCKS",
     "check_optimizer",
     "config_settings",
     "EnsembleConfig",
@@ -61,6 +62,7 @@ __all__ = [
     "member_model",
     "member_inputs",
     "make_member_trainer",
+    "member_block_size",
     "train_members",
     "make_log_density",
     "flatten_members",
@@ -71,6 +73,8 @@ __all__ = [
 ]
 
 SCHEDULES = ("constant", "cosine", "exponential")
+#: Compiled blocks of :func:`train_members` (progress is reported between them).
+MEMBER_BLOCKS = 10
 GRADIENTS = ("backprop", "adjoint")
 
 
@@ -88,9 +92,14 @@ class EnsembleConfig:
         bootstrap: resample the data per member (multinomial likelihood weights).
         anchored: draw each member's prior mean from the prior (anchored ensemble).
         clip_norm: global gradient-norm clipping.
-        convergence_tol: a member has converged when its mean loss over the last 10% of
-            steps differs from the 10% before by less than ``convergence_tol`` per
-            observation.
+        convergence_tol: a member has converged when its mean loss over the last block
+            of ``num_steps/10`` steps differs from the block before by less than
+            ``convergence_tol`` per observation.
+        max_steps: an ensemble trains on after ``num_steps``, at the schedule's final
+            learning rate, in blocks of ``num_steps/10`` steps, until every member has
+            converged (or diverged), for at most ``max_steps`` steps in all; ``None``:
+            ``3 · num_steps``; ``num_steps``: no more. (MAP starts of the samplers and of
+            SVI always run ``num_steps``.)
         history_every: keep every ``history_every``-th loss in the history.
         gradient: ``"backprop"`` (through the network's layers) or ``"adjoint"``: the
             loss is computed through the neural ODE with the same coefficients
@@ -110,6 +119,7 @@ class EnsembleConfig:
     anchored: bool = False
     clip_norm: float = 100.0
     convergence_tol: float = 1e-3
+    max_steps: int | None = None
     history_every: int = 10
     gradient: str = "backprop"
     optimizer: optax.GradientTransformation | None = None
@@ -124,6 +134,8 @@ class EnsembleConfig:
         check_bool("anchored", self.anchored)
         check_number("clip_norm", self.clip_norm, low=0.0)
         check_number("convergence_tol", self.convergence_tol, low=0.0)
+        if self.max_steps is not None:
+            check_int("max_steps", self.max_steps, minimum=self.num_steps)
         check_int("history_every", self.history_every, minimum=1)
         check_choice("gradient", self.gradient, GRADIENTS)
         check_optimizer(self.optimizer)
@@ -367,15 +379,36 @@ def member_inputs(key, model, x, y, config: EnsembleConfig):
     return u0, anchors, weights
 
 
-def train_members(key, model, x, y, config: EnsembleConfig, timer: Timer | None = None):
+def member_block_size(config: EnsembleConfig) -> int:
+    """Steps per compiled block of :func:`train_members`: ``num_steps`` / :data:`MEMBER_BLOCKS`."""
+    return -(-config.num_steps // MEMBER_BLOCKS)
+
+
+def train_members(
+    key,
+    model,
+    x,
+    y,
+    config: EnsembleConfig,
+    timer: Timer | None = None,
+    *,
+    converged: Callable | None = None,
+):
     """Train all members as one jitted, vmapped program (sharded over devices).
 
-    Within :func:`~bayesresnet.infer.show_progress` the steps run in about ten compiled
-    blocks, with progress reported between them; otherwise in one.
+    The steps run in compiled blocks of :func:`member_block_size` steps, with progress
+    reported between them within :func:`~bayesresnet.infer.show_progress`; the blocks are
+    the same whether progress is shown or not, so the numbers are too.
+
+    Args:
+        converged: ``converged(losses [M, T]) -> bool``: with it, training goes on after
+            ``num_steps`` (at the schedule's final learning rate), block by block, until
+            it says so or ``config.max_steps`` (default ``3 · num_steps``) are done;
+            without it, ``num_steps`` are run.
 
     Returns:
         :class:`MembersResult` with unconstrained parameters ``[M, ...]`` and the full
-        loss history ``[M, num_steps]``.
+        loss history ``[M, steps run]``.
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     timer = timer or Timer()
@@ -397,19 +430,28 @@ def train_members(key, model, x, y, config: EnsembleConfig, timer: Timer | None 
         return (u, state, anchors, weights), losses
 
     state = jax.jit(jax.vmap(optimizer.init))(u0)
-    # Within show_progress about ten blocks, with progress between them; otherwise one
-    # block, its compilation timed apart.
-    blocks = 10 if progress_active() else 1
+    total, stop = config.num_steps, None
+    if converged is not None:
+        total = config.max_steps or 3 * config.num_steps
+        history = []
+
+        def stop(out, done):
+            history.append(np.asarray(out))
+            return done >= config.num_steps and converged(np.concatenate(history, axis=1))
+
+    # Always the same blocks, shown or not: block lengths decide the compiled programs and
+    # so the last bits of the result, which must not depend on whether progress is shown.
     with progress_bar(config.num_members * config.num_steps, "MAP fits") as bar:
         (u, *_), losses = run_blocks(
             block,
             (u0, state, anchors, weights),
-            config.num_steps,
-            num_blocks=blocks,
+            total,
+            block_size=member_block_size(config),
             progress=bar,
             units=config.num_members,
             timer=timer,
-            compile_label="compile_s" if blocks == 1 else None,
+            compile_label="compile_s",
+            stop=stop,
         )
     return MembersResult(u, jnp.concatenate(losses, axis=1))
 

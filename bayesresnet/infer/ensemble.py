@@ -31,29 +31,57 @@ import numpy as np
 from numpyro.infer.util import constrain_fn
 
 from bayesresnet.infer.base import Check, Engine, EngineResult, Estimators, Timer, to_numpy
-from bayesresnet.infer.core import EnsembleConfig, config_settings, train_members
+from bayesresnet.infer.core import (
+    EnsembleConfig,
+    config_settings,
+    member_block_size,
+    train_members,
+)
 
 __all__ = ["EnsembleConfig", "run_ensemble", "ENGINE"]
 
 
-def _member_flags(losses: np.ndarray, num_obs: int, tol: float):
-    """Final loss, convergence and divergence of each member from its loss history."""
+def _member_flags(losses: np.ndarray, num_obs: int, tol: float, window: int):
+    """Final loss, convergence and divergence of each member from its loss history.
+
+    Converged: the mean loss over the last ``window`` steps differs from the ``window``
+    before by less than ``tol`` per observation (a history shorter than two windows
+    has not converged).
+    """
     final = losses[:, -1]
-    tail = max(losses.shape[1] // 10, 1)
-    last = losses[:, -tail:].mean(axis=1)
-    before = losses[:, -2 * tail : -tail].mean(axis=1) if losses.shape[1] >= 2 * tail else last
     diverged = ~np.isfinite(final)
+    if losses.shape[1] < 2 * window:
+        return final, np.zeros_like(diverged), diverged
+    last = losses[:, -window:].mean(axis=1)
+    before = losses[:, -2 * window : -window].mean(axis=1)
     with np.errstate(invalid="ignore"):
         converged = (~diverged) & (np.abs(before - last) / num_obs < tol)
     return final, converged, diverged
 
 
+def _all_settled(config: EnsembleConfig, num_obs: int):
+    """``settled(losses) -> bool``: every member has converged or diverged."""
+    window = member_block_size(config)
+
+    def settled(losses):
+        _, converged, diverged = _member_flags(losses, num_obs, config.convergence_tol, window)
+        return bool(np.all(converged | diverged))
+
+    return settled
+
+
 def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
     """Deep ensemble engine: ``M`` MAP fits trained together (see module docstring)."""
     timer = Timer()
-    result = train_members(key, model, x, y, config, timer)
+    # Trained past num_steps until every member has settled (see EnsembleConfig.max_steps).
+    result = train_members(
+        key, model, x, y, config, timer, converged=_all_settled(config, x.shape[0])
+    )
     losses = np.asarray(result.losses)
-    final, converged, diverged = _member_flags(losses, x.shape[0], config.convergence_tol)
+    steps_run = losses.shape[1]
+    final, converged, diverged = _member_flags(
+        losses, x.shape[0], config.convergence_tol, member_block_size(config)
+    )
     constrained = jax.jit(jax.vmap(lambda u: constrain_fn(model, (x, y), {}, u)))(result.params)
     samples = to_numpy(constrained)
     finite_params = np.all(
@@ -77,7 +105,7 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
     if not converged[keep].all():
         warnings.warn(
             f"{int((~converged[keep]).sum())} ensemble member(s) had not converged after "
-            f"{config.num_steps} steps; raise `num_steps`.",
+            f"{steps_run} steps; raise `num_steps` or `max_steps`.",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -92,7 +120,8 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
         "member_converged": converged.tolist(),
         "member_diverged": diverged.tolist(),
     }
-    return EngineResult(samples, sample_stats, config_settings(config), dict(timer.times), extra)
+    settings = config_settings(config) | {"steps_run": steps_run}
+    return EngineResult(samples, sample_stats, settings, dict(timer.times), extra)
 
 
 # ------------------------------------------------------------- what an ensemble knows of itself
@@ -102,13 +131,18 @@ def describe(post) -> str:
     extras = [k for k in ("bootstrap", "anchored") if s.get(k)]
     return (
         f"deep ensemble of {post.num_draws} MAP fits ({s['num_members']} trained), "
-        f"{s['num_steps']} Adam steps each{', ' + ', '.join(extras) if extras else ''}"
+        f"{_steps_run(s)} Adam steps each{', ' + ', '.join(extras) if extras else ''}"
     )
+
+
+def _steps_run(settings) -> int:
+    # Runs saved before training went on to convergence ran exactly num_steps.
+    return int(settings.get("steps_run", settings["num_steps"]))
 
 
 def gradients(post) -> int:
     """One gradient per member and step."""
-    return int(post.settings["num_members"] * post.settings["num_steps"])
+    return int(post.settings["num_members"] * _steps_run(post.settings))
 
 
 def checks(post, estimators: Estimators) -> list[Check]:
@@ -134,7 +168,7 @@ def checks(post, estimators: Estimators) -> list[Check]:
             f"all (tolerance {post.settings.get('convergence_tol')} per observation)",
             ""
             if conv[~flags].all()
-            else "raise num_steps; on noise-free data the noise "
+            else "raise num_steps or max_steps; on noise-free data the noise "
             "scale keeps shrinking and members may never meet the tolerance",
         ),
         Check(
