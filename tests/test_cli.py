@@ -268,7 +268,8 @@ def test_failed_analysis_keeps_the_fit_and_report_retries(tmp_path, monkeypatch,
     }
     assert "RuntimeError: analysis broke" in (out / "analysis_error.txt").read_text()
     monkeypatch.undo()
-    assert run_main(["report", out, "--quiet"]) == 0
+    # The tiny fit may fail its verdict (exit 3); the report is written either way.
+    assert run_main(["report", out, "--quiet"]) in (0, cli.EXIT_FAIL_VERDICT)
     assert {p.name for p in out.iterdir()} == RUN_FILES
 
 
@@ -516,7 +517,11 @@ def other_runs(runs):
             )
         spec = root / f"{name}.toml"
         spec.write_text(text)
-        assert run_main(["fit", spec, "--out", root / name, "--quiet"]) == 0
+        # A tiny fit may fail its verdict (exit 3) after writing its run folder.
+        assert run_main(["fit", spec, "--out", root / name, "--quiet"]) in (
+            0,
+            cli.EXIT_FAIL_VERDICT,
+        )
         folders[name] = root / name
     return folders
 

@@ -28,6 +28,8 @@ README = ROOT / "README.md"
 CPU_LIMIT_S = 2 * 120.0
 #: Only catches a hang: a loaded machine may stretch two minutes a few times over.
 WALL_LIMIT_S = 900
+#: Marks a README command documented to end with exit status 3 (verdict fail).
+EXPECT_FAIL_VERDICT = "<exit 3>"
 
 
 def code_blocks(text: str, language: str) -> list[str]:
@@ -36,7 +38,11 @@ def code_blocks(text: str, language: str) -> list[str]:
 
 
 def readme_commands(text: str) -> list[list[str]]:
-    """The ``bayesresnet`` command lines of the bash blocks as argument lists, in order."""
+    """The ``bayesresnet`` command lines of the bash blocks as argument lists, in order.
+
+    A line whose comment says ``exit 3`` documents a run whose verdict is fail: its
+    argument list ends with the marker :data:`EXPECT_FAIL_VERDICT` (removed before running).
+    """
     commands = []
     for block in code_blocks(text, "bash"):
         for line in block.splitlines():
@@ -46,7 +52,7 @@ def readme_commands(text: str) -> list[list[str]]:
             assert args[0] == "bayesresnet", f"README command not covered: {line!r}"
             if "ray" in args and importlib.util.find_spec("ray") is None:
                 continue  # pip install bayesresnet[ray]
-            commands.append(args)
+            commands.append(args + ([EXPECT_FAIL_VERDICT] if "exit 3" in line else []))
     return commands
 
 
@@ -88,8 +94,10 @@ def test_readme_python_example_finishes(tmp_path):
 def test_readme_commands_finish_in_order(tmp_path):
     (tmp_path / "models").symlink_to(ROOT / "models")
     for args in readme_commands(README.read_text(encoding="utf-8")):
+        expected = 3 if args[-1] == EXPECT_FAIL_VERDICT else 0
+        args = [a for a in args if a != EXPECT_FAIL_VERDICT]
         proc, cpu = run_timed([sys.executable, "-m", "bayesresnet", *args[1:]], tmp_path)
-        assert proc.returncode == 0, f"{shlex.join(args)}:\n{proc.stderr[-5000:]}"
+        assert proc.returncode == expected, f"{shlex.join(args)}:\n{proc.stderr[-5000:]}"
         assert cpu <= CPU_LIMIT_S, shlex.join(args)
         if args[1] == "fit":
             assert "% (" in proc.stderr, proc.stderr[-2000:]  # progress lines

@@ -64,7 +64,7 @@ def test_checks_table_keeps_its_advice_readable_on_a_phone(analysis):
     _, _, result = analysis
     text = report.render_html(result.metrics, result.figures)
     checks = text.split("<h2>Diagnostics</h2>", 1)[1]
-    assert checks.startswith('<div class="table-wrap"><table class="checks">')
+    assert checks.lstrip().startswith('<div class="table-wrap"><table class="checks">')
     assert text.count('<table class="checks">') == 1
     assert "table.checks td:last-child{min-width:15rem}" in text
     assert ".table-wrap{overflow-x:auto;" in text
