@@ -25,6 +25,7 @@ _LAZY = (
     "depth_scaling",
     "sensitivity",
     "inverse",
+    "architecture",
     "app",
 )
 

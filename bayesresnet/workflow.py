@@ -55,9 +55,22 @@ class Analysis(NamedTuple):
 def describe_model(post: Posterior) -> str:
     spec = post.spec
     kind = "ResNet" if spec.residual else "MLP baseline"
-    return (
+    text = (
         f"{kind}, width {spec.width}, {spec.num_layers} layers, basis {spec.basis!r} "
         f"({spec.num_basis_functions} coefficient matrices), activation {spec.activation}"
+    )
+    choice = post.settings.get("architecture")
+    if choice is None:
+        return text
+    if "scores" not in choice:
+        return f"{text}; {choice['rule']}"
+    tried = ", ".join(
+        f"{row['width']}×{row['num_layers']} {row['basis']}: {row['crps']:.3g}"
+        for row in choice["scores"]
+    )
+    return (
+        f"{text}; chosen by held-out CRPS (in output sds, {choice['num_validation']} rows) "
+        f"over {len(choice['scores'])} candidates, best first: {tried}"
     )
 
 

@@ -384,7 +384,7 @@ def test_unknown_key_names_section_suggestion_allowed_keys_and_line():
     with pytest.raises(
         SpecError,
         match=r"spec\.toml, line 6: unknown key 'num_layer' in \[network\]\. "
-        r"Did you mean 'num_layers'\? Allowed keys in \[network\]: activation, basis, "
+        r"Did you mean 'num_layers'\? Allowed keys in \[network\]: activation, auto, basis, "
         r"degree, num_knots, num_layers, residual, scheme, width\.",
     ):
         _parse(text)

@@ -202,6 +202,10 @@ class NetworkSpec:
         activation: One of the activations of ``bayesresnet.resnet``.
         residual: ResNet update (True) or MLP baseline (False).
         scheme: ``"euler"`` or ``"heun"`` (see ``ResNetSpec``).
+        auto: choose width, number of layers and depth basis from the data, by the
+            held-out CRPS of quick ensembles over a small grid
+            (:func:`bayesresnet.architecture.choose_spec`); ``width``, ``num_layers`` and
+            ``basis`` are then not used. The scores are kept in the run record.
     """
 
     width: int = _RESNET_DEFAULTS["width"]
@@ -212,8 +216,10 @@ class NetworkSpec:
     activation: str = _RESNET_DEFAULTS["activation"]
     residual: bool = _RESNET_DEFAULTS["residual"]
     scheme: str = _RESNET_DEFAULTS["scheme"]
+    auto: bool = False
 
     def __post_init__(self):
+        check_bool("auto", self.auto)
         self.resnet_spec(in_features=1, out_features=1)  # every check of the library, now
 
     def make_basis(self) -> bases.Basis:
@@ -235,8 +241,12 @@ class NetworkSpec:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``[network]`` table (``degree``/``num_knots`` only when set)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        """The ``[network]`` table (``degree``/``num_knots`` only when set, ``auto`` only
+        when true)."""
+        table = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        if not self.auto:
+            del table["auto"]
+        return table
 
 
 @dataclass(frozen=True)
@@ -332,8 +342,11 @@ class RunSpec:
         """Draws or reads the data set."""
         return self.data.load()
 
-    def resnet_spec(self, dataset: Dataset) -> ResNetSpec:
-        """The network, with input and output sizes taken from ``dataset``."""
+    def resnet_spec(self, dataset: Dataset) -> ResNetSpec | str:
+        """The network, with input and output sizes taken from ``dataset``; ``"auto"``
+        when ``[network] auto = true`` (``bayesresnet.fit`` then chooses it)."""
+        if self.network.auto:
+            return "auto"
         return self.network.resnet_spec(dataset.num_inputs, dataset.num_outputs)
 
     def method_config(self):

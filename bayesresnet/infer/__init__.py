@@ -9,16 +9,26 @@ gradient count, checks); the samplers are kernels in BlackJAX's form
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import numpy as np
 
 from bayesresnet._validate import check_int
+from bayesresnet.architecture import (
+    SEARCH_OPTIONS,
+    candidate_specs,
+    choose_spec,
+    default_spec,
+    describe,
+)
 from bayesresnet.data import MIN_TRAIN_ROWS, Dataset, column_names, validate_xy
 from bayesresnet.infer.base import (
     Engine,
     EngineResult,
     SamplingAlgorithm,
     config_from_options,
+    progress_bar,
     show_progress,
 )
 from bayesresnet.infer.ensemble import EnsembleConfig, run_ensemble
@@ -71,8 +81,40 @@ def _resolve_noncentred(config, prior: PriorSpec) -> bool:
     return bool(requested)
 
 
+def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec) -> tuple[ResNetSpec, dict]:
+    """The network to fit and what the run record says of its choice.
+
+    ``spec`` as given (nothing recorded), :func:`~bayesresnet.architecture.default_spec`
+    for ``None``, or for ``"auto"`` the held-out search of
+    :func:`~bayesresnet.architecture.choose_spec` with quick ensembles.
+    """
+    if isinstance(spec, ResNetSpec):
+        return spec, {}  # the user's network: nothing to record
+    (n, d), out = x.shape, y.shape[1]
+    if spec is None:
+        chosen = default_spec(d, out, n)
+        return chosen, {"architecture": {"rule": "default by data size", **describe(chosen)}}
+
+    candidates = candidate_specs(d, out, n)
+    with progress_bar(len(candidates), "network search") as bar:
+
+        def quick_fit(candidate, xs, ys, s):
+            # One bar for the search, none per quick fit; quick fits stop before they
+            # converge by design (they rank candidates), so their warning is not news.
+            with show_progress("off"), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "ensemble member", RuntimeWarning)
+                post = fit(
+                    candidate, xs, ys, method="ensemble", seed=s, prior=prior, **SEARCH_OPTIONS
+                )
+            bar.update(1)
+            return post
+
+        choice = choose_spec(x, y, fit=quick_fit, candidates=candidates, seed=seed)
+    return choice.spec, {"architecture": {"rule": "held-out CRPS", **choice.to_record()}}
+
+
 def fit(
-    spec: ResNetSpec,
+    spec: ResNetSpec | str | None,
     x,
     y=None,
     *,
@@ -84,7 +126,12 @@ def fit(
     """Fit a Bayesian WP-ResNet.
 
     Args:
-        spec: the network architecture.
+        spec: the network architecture; ``None`` for
+            :func:`~bayesresnet.architecture.default_spec` (sized by the number of training
+            rows); ``"auto"`` to choose width, depth and depth basis by the held-out CRPS of
+            quick ensembles (:func:`~bayesresnet.architecture.choose_spec`: one per
+            candidate, a few seconds each at a few hundred rows). Either way the choice is
+            recorded in ``post.settings["architecture"]`` (with every candidate's scores).
         x: training inputs ``[N, d]`` (raw units, at least
             :data:`~bayesresnet.data.MIN_TRAIN_ROWS` rows), or a
             :class:`~bayesresnet.Dataset` (then ``y`` is omitted and its training split is
@@ -103,8 +150,11 @@ def fit(
     """
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {sorted(METHODS)}; got {method!r}.")
-    if not isinstance(spec, ResNetSpec):
-        raise TypeError(f"`spec` must be a ResNetSpec; got {type(spec).__name__}.")
+    if not (isinstance(spec, ResNetSpec) or spec is None or spec == "auto"):
+        raise TypeError(
+            f"`spec` must be a ResNetSpec, None (a default by data size) or 'auto' (chosen "
+            f"on held-out data); got {type(spec).__name__} {spec!r}."
+        )
     prior = PriorSpec() if prior is None else prior
     if not isinstance(prior, PriorSpec):
         raise TypeError(f"`prior` must be a PriorSpec; got {type(prior).__name__}.")
@@ -126,12 +176,13 @@ def fit(
         output_names=output_names or None,
         min_rows=MIN_TRAIN_ROWS,
     )
+    engine = METHODS[method]
+    config = config_from_options(engine.config, method, options)
+    spec, spec_record = _resolve_spec(spec, x, y, seed=seed, prior=prior)
     if x.shape[1] != spec.in_features:
         raise ValueError(f"`x` has {x.shape[1]} columns but spec.in_features={spec.in_features}.")
     if y.shape[1] != spec.out_features:
         raise ValueError(f"`y` has {y.shape[1]} columns but spec.out_features={spec.out_features}.")
-    engine = METHODS[method]
-    config = config_from_options(engine.config, method, options)
     marginal = _resolve_marginal(config, prior)
     scaler = fit_scaler(x, y)
     # Offsets and input scales are removed in float64, before the engines cast to float32.
@@ -145,7 +196,7 @@ def fit(
     if noncentre:
         model = noncentred(model)
     result = engine.run(key, model, x_fit, y_fit, config)
-    samples, settings = drop_decentered(result.samples), result.settings
+    samples, settings = drop_decentered(result.samples), result.settings | spec_record
     if hasattr(config, "marginalize_output"):
         settings = settings | {"marginalize_output_used": marginal}
     if hasattr(config, "noncentred"):
