@@ -5,6 +5,8 @@ the command line) serves every test. ``x4`` enters Friedman #1 linearly (``10 x4
 the surrogate learns it and it can be calibrated from a few observations.
 """
 
+import contextlib
+import io
 import json
 import re
 import shutil
@@ -22,7 +24,7 @@ from _helpers import (
 )
 
 import bayesresnet as brn
-from bayesresnet import inverse
+from bayesresnet import inverse, report
 from bayesresnet.app import cli, run_folder
 
 TINY = tiny_run_spec("tiny-calibrate", "friedman1", num_train=80, noise=0.05, num_steps=200)
@@ -72,13 +74,21 @@ def _calibrate(run, obs, *args):
     return run_main(["calibrate", run, "--observations", obs, "--unknown", "x4,x5", *args])
 
 
+@pytest.fixture(scope="module")
+def calibrated(run, obs_csv, tmp_path_factory):
+    """The folder written by the command with :data:`SMALL` settings, and its stderr."""
+    out = tmp_path_factory.mktemp("cal") / "cal"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert _calibrate(run, obs_csv, *SMALL, "--out", out) == 0
+    return out, err.getvalue()
+
+
 # -------------------------------------------------------------------------- the command
 
 
-def test_calibrate_writes_readable_files_equal_to_the_library(run, obs_csv, tmp_path, capsys):
-    out = tmp_path / "cal"
-    assert _calibrate(run, obs_csv, *SMALL, "--out", out) == 0
-    err = capsys.readouterr().err
+def test_calibrate_writes_readable_files_equal_to_the_library(run, obs_csv, calibrated):
+    out, err = calibrated
     assert "calibrating x4, x5 from 8 observations of y" in err
     assert "prior: the training data's box, each uniform: x4 in [" in err
     assert "column(s) ['note']" in err and "are not used" in err
@@ -303,9 +313,22 @@ def test_help_documents_the_command(capsys):
         assert words in text, words
 
 
-def test_the_page_renders_without_broken_images_or_sideways_scrolling(run, obs_csv, tmp_path):
-    assert _calibrate(run, obs_csv, *SMALL, "--out", tmp_path / "cal", "--quiet") == 0
-    page = (tmp_path / "cal" / "calibration.html").read_text()
+def test_the_page_escapes_every_text(calibrated):
+    out, _ = calibrated
+    record = json.loads((out / "calibration.json").read_text())
+    evil = "<b>x4</b>"
+    record["settings"]["unknown"][0] = evil
+    record["summary"][0]["name"] = evil
+    record["prior"][0]["name"] = evil
+    record["settings"]["observations"] = "<script>alert(1)</script>.csv"
+    page = report.render_calibrate_html(record, {}, title="<i>run</i>")
+    assert "<b>" not in page and "<script>" not in page and "<i>" not in page
+    assert "&lt;b&gt;x4&lt;/b&gt;" in page and "&lt;i&gt;run&lt;/i&gt;" in page
+
+
+def test_the_page_renders_without_broken_images_or_sideways_scrolling(calibrated, tmp_path):
+    out, _ = calibrated
+    page = (out / "calibration.html").read_text()
     for width in (390, 1280):  # a phone and a laptop
         found = render_in_chromium(page, tmp_path, width)
         assert found["images"] == 4 and found["broken"] == 0, found
