@@ -370,10 +370,20 @@ def describe_calibration_check(record: dict) -> str:
     """One line: the worst convergence numbers and the extrapolation flag of a calibration."""
     worst, extra = record["diagnostics"]["worst"], record["extrapolation"]
     where = "YES: posterior mass sits where the surrogate extrapolates" if extra["flag"] else "no"
+    limit = worst["r_hat_threshold"]
+    above = f" (> {limit})" if worst["r_hat"] > limit else ""
     return (
-        f"worst R-hat {worst['r_hat']:.3f}, smallest bulk ESS {worst['ess_bulk']:.0f}, "
-        f"{worst['divergences']} divergences; extrapolates: {where}"
+        f"worst R-hat {worst['r_hat']:.3f}{above}, "
+        f"smallest bulk ESS {worst['ess_bulk']:.0f}, {worst['divergences']} divergences; "
+        f"extrapolates: {where}"
     )
+
+
+def _calibration_status(record: dict) -> str:
+    """``warn`` when a chain check or the extrapolation flag asks for a second look."""
+    worst = record["diagnostics"]["worst"]
+    trouble = worst["r_hat"] > worst["r_hat_threshold"] or worst["divergences"] > 0
+    return "warn" if trouble or record["extrapolation"]["flag"] else "pass"
 
 
 def _calibrate_settings(record: dict) -> dict:
@@ -387,7 +397,9 @@ def _calibrate_settings(record: dict) -> dict:
         "prior": "each unknown uniform on the training data's box (its min and max over "
         "the training inputs)",
         "observation noise sd": settings["noise"],
-        "model discrepancy": settings["discrepancy"],
+        "model discrepancy": {"None": "none", "iid": "iid: an extra inferred sd per output"}.get(
+            settings["discrepancy"], settings["discrepancy"]
+        ),
         "surrogate draws": f"{settings['num_surrogate_draws']} used, evenly spaced over the "
         f"posterior's draws; effective draws {record['effective_draws']:.3g}",
         "sampler": f"{settings['method']}: {settings['num_chains']} chains per component, "
@@ -499,7 +511,7 @@ def render_calibrate_html(record: dict, figures: dict[str, tuple[str, str]], *, 
         parts.append(
             f'<p><span class="verdict warn">over-confident</span> {_esc(_PLUGIN_WARNING)}</p>'
         )
-    status = "warn" if record["extrapolation"]["flag"] else "na"
+    status = _calibration_status(record)
     parts += [
         f'<p><span class="verdict {status}">{_esc(describe_calibration_check(record))}</span></p>',
         "<p>The posterior of the simulator's unknown inputs given the observations, with the "

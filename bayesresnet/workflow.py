@@ -241,7 +241,8 @@ def calibrate_summary(
         ``settings`` (how it was computed), ``prior`` (one row per unknown), ``summary``
         (the rows of :meth:`CalibrationResult.summary`, a ``name`` each), ``diagnostics``
         (``components`` and ``pooled`` rows, and ``worst``: the largest R-hat, the smallest
-        bulk and tail ESS and the divergences of all chains), ``surrogate_share``,
+        bulk and tail ESS, the divergences of all chains, and the R-hat threshold of the
+        run diagnostics), ``surrogate_share``,
         ``extrapolation`` (with ``flag``, and the ``threshold`` and ``epistemic_factor``
         behind it), ``effective_draws``, ``draws`` (the surrogate
         draws used), ``observations`` (the predictive check at each observation) and
@@ -271,6 +272,7 @@ def calibrate_summary(
                 "ess_bulk": float(pooled["ess_bulk"].min()),
                 "ess_tail": float(pooled["ess_tail"].min()),
                 "divergences": int(pooled["divergences"].max()),
+                "r_hat_threshold": diagnostics.RHAT_MAX,
             },
         },
         "surrogate_share": {k: float(v) for k, v in result.surrogate_share().items()},

@@ -93,7 +93,8 @@ def test_calibrate_writes_readable_files_equal_to_the_library(run, obs_csv, cali
     assert "prior: the training data's box, each uniform: x4 in [" in err
     assert "column(s) ['note']" in err and "are not used" in err
     last = err.splitlines()[-1]
-    assert re.match(r"calibration: worst R-hat \d\.\d{3}, smallest bulk ESS \d+, \d+ diverg", last)
+    pattern = r"calibration: worst R-hat \d\.\d{3}( \(> 1\.01\))?, smallest bulk ESS \d+, \d+ "
+    assert re.match(pattern + "divergences; extrapolates: ", last), last
     assert "extrapolates: " in last and str(out / "calibration.html") in last
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
     assert not any((run / name).exists() for name in FILES)  # --out, not the run folder
@@ -324,6 +325,24 @@ def test_the_page_escapes_every_text(calibrated):
     page = report.render_calibrate_html(record, {}, title="<i>run</i>")
     assert "<b>" not in page and "<script>" not in page and "<i>" not in page
     assert "&lt;b&gt;x4&lt;/b&gt;" in page and "&lt;i&gt;run&lt;/i&gt;" in page
+
+
+def test_the_check_line_and_the_pages_status_say_what_needs_a_second_look(calibrated):
+    out, _ = calibrated
+    record = json.loads((out / "calibration.json").read_text())
+    worst = record["diagnostics"]["worst"]
+    assert worst["r_hat_threshold"] == 1.01
+    worst.update(r_hat=1.005, divergences=0, ess_bulk=400.0)
+    record["extrapolation"]["flag"] = False
+    line = report.describe_calibration_check(record)
+    assert line == "worst R-hat 1.005, smallest bulk ESS 400, 0 divergences; extrapolates: no"
+    assert '<span class="verdict pass">' in report.render_calibrate_html(record, {}, title="t")
+    worst.update(r_hat=1.04)
+    record["extrapolation"]["flag"] = True
+    line = report.describe_calibration_check(record)
+    assert line.startswith("worst R-hat 1.040 (> 1.01), ")
+    assert line.endswith("extrapolates: YES: posterior mass sits where the surrogate extrapolates")
+    assert '<span class="verdict warn">' in report.render_calibrate_html(record, {}, title="t")
 
 
 def test_the_page_renders_without_broken_images_or_sideways_scrolling(calibrated, tmp_path):

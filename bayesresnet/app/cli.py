@@ -840,7 +840,8 @@ is over-confident (for comparison only).
 writes calibration.json (settings, prior, summary, diagnostics per component and pooled,
 surrogate share, extrapolation flag, effective draws, predictive check, timings),
 calibration.csv (the summary table) and calibration.html (posterior marginals with the
-prior, pairs, surrogate share, predictive check at the observations) into DIR; the last
+prior, pairs, surrogate share, predictive check at the observations) into --out (the
+run folder by default); the last
 line on standard error gives the worst R-hat, ESS and divergences and whether the
 posterior sits where the surrogate extrapolates.
 exit status: 0 done; 2 an error in what was given (one line, nothing written)
