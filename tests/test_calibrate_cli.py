@@ -183,8 +183,11 @@ def test_plugin_recovers_the_truth_and_its_page_says_it_is_over_confident(run, t
 def test_calibrate_writes_into_the_run_folder_which_stays_replaceable(run, obs_csv, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    assert _calibrate(copy, obs_csv, *SMALL, "--quiet") == 0
+    known = "x10,x9,x8,x7,x6,x3,x2,x1"  # every input not unknown, in another order
+    assert _calibrate(copy, obs_csv, *SMALL, "--known-columns", known, "--quiet") == 0
     assert all((copy / name).is_file() for name in FILES)
+    record = json.loads((copy / "calibration.json").read_text())
+    assert record["settings"]["known"] == ["x1", "x2", "x3", "x6", "x7", "x8", "x9", "x10"]
     run_folder.check_replaceable(copy)  # `fit --overwrite` may still replace it
     assert run_folder.is_run_folder(copy)
 
