@@ -65,6 +65,8 @@ __all__ = [
     "plot_rank",
     "plot_energy",
     "plot_ppc",
+    "plot_marginals",
+    "plot_pair",
 ]
 
 
@@ -764,6 +766,49 @@ def plot_energy(energy, ax):
         energy = az.from_dict(sample_stats={"energy": np.asarray(energy, dtype=np.float64)})
     with _plotting():
         return az.plot_energy(energy, kind="hist", ax=ax, show=False)
+
+
+def plot_marginals(draws, axes, *, hdi_prob: float):
+    """The marginal posterior density of each quantity (``az.plot_posterior``), one axis each.
+
+    A kernel density estimate of the draws of all chains pooled, the mean, and the
+    ``hdi_prob`` highest-density interval as a bar with its ends written beside it.
+
+    Args:
+        draws: ``{name: [chains, draws]}`` of scalar quantities.
+        axes: one matplotlib axis per quantity.
+        hdi_prob: the probability of the interval drawn.
+
+    Returns:
+        ``axes``.
+    """
+    with _plotting():
+        return az.plot_posterior(
+            _draws_dataset(draws),
+            hdi_prob=hdi_prob,
+            point_estimate="mean",
+            ax=axes,
+            textsize=8,
+            show=False,
+        )
+
+
+def plot_pair(draws, axes):
+    """Pairwise joint densities of the quantities (``az.plot_pair``, kernel density contours).
+
+    Args:
+        draws: ``{name: [chains, draws]}`` of two or more scalar quantities (``U``).
+        axes: the matplotlib axes ``[U − 1, U − 1]`` of the lower triangle (one axis when
+            ``U = 2``): row ``i`` pairs quantity ``i + 1`` (vertical) with quantity ``j``
+            (horizontal) in column ``j ≤ i``; ArviZ hides the upper triangle.
+
+    Returns:
+        ``axes``.
+    """
+    with _plotting():
+        return az.plot_pair(
+            _draws_dataset(draws), kind="kde", marginals=False, ax=axes, textsize=8, show=False
+        )
 
 
 def predictive_data(y_obs, y_rep, output_names=None):

@@ -46,6 +46,7 @@ __all__ = [
     "MAX_PANELS",
     "MAX_TRACE_ROWS",
     "MAX_TEST_POINTS",
+    "MAX_PAIR_DRAWS",
     "plot_predictive_1d",
     "plot_parity",
     "plot_calibration_curve",
@@ -57,6 +58,10 @@ __all__ = [
     "plot_weight_path",
     "plot_weight_paths",
     "plot_ppc",
+    "plot_inverse_marginals",
+    "plot_inverse_pairs",
+    "plot_surrogate_share",
+    "plot_observation_check",
     "figure_to_png",
     "figure_to_data_uri",
 ]
@@ -986,6 +991,162 @@ def plot_ppc(y_obs, y_rep, *, num_draws: int = 50, output_names=None) -> Figure:
             ax.legend(fontsize="x-small", loc="upper right")
         elif ax.get_legend() is not None:
             ax.get_legend().remove()
+    return fig
+
+
+# ------------------------------------------------------------ calibration of simulator inputs
+#: Most draws per quantity in :func:`plot_inverse_pairs` (evenly thinned; the contours of a
+#: kernel density estimate need no more).
+MAX_PAIR_DRAWS = 4000
+
+
+def _check_draw_dict(draws, name: str = "draws") -> dict[str, np.ndarray]:
+    if not isinstance(draws, Mapping) or not draws:
+        raise TypeError(
+            f"`{name}` must be a non-empty dict {{name: [chains, draws]}}; got {draws!r:.80}."
+        )
+    return {str(k): _as_chains(v, f"{name}[{k!r}]", min_draws=2) for k, v in draws.items()}
+
+
+def plot_inverse_marginals(draws, prior_bounds, *, hdi_prob: float = 0.9) -> Figure:
+    """The posterior of each calibrated input, with its uniform prior (ArviZ densities).
+
+    One panel per input (``az.plot_posterior``: a density of the draws of all chains, the
+    mean and the ``hdi_prob`` HDI), over the prior's range, the prior's density
+    ``1 / (upper − lower)`` dashed: a posterior as flat as the prior learned nothing.
+
+    Args:
+        draws: ``{input: [chains, draws]}``.
+        prior_bounds: ``{input: (lower, upper)}`` of each input's uniform prior.
+        hdi_prob: the probability of the HDI drawn.
+
+    Returns:
+        The figure.
+    """
+    draws = _check_draw_dict(draws)
+    hdi_prob = check_level("hdi_prob", hdi_prob)
+    missing = [k for k in draws if k not in prior_bounds]
+    if missing:
+        raise ValueError(f"`prior_bounds` lacks the inputs {missing}; got {list(prior_bounds)}.")
+    num = len(draws)
+    fig = _new_figure((min(3.4 * num, 10.0), 3.2))
+    axes = np.ravel(fig.subplots(1, num, squeeze=False))
+    diagnostics.plot_marginals(draws, axes, hdi_prob=hdi_prob)
+    for ax, name in zip(axes, draws):
+        lower, upper = (float(v) for v in prior_bounds[name])
+        height = 1.0 / (upper - lower)
+        ax.plot(
+            [lower, lower, upper, upper],
+            [0.0, height, height, 0.0],
+            linestyle="--",
+            color="0.4",
+            label="prior (uniform)",
+        )
+        ax.set_xlim(lower - 0.02 * (upper - lower), upper + 0.02 * (upper - lower))
+        ax.set_title(name, fontsize="medium")
+    axes[0].legend(fontsize="x-small", loc="upper right")
+    _fit_text(axes)
+    return fig
+
+
+def plot_inverse_pairs(draws) -> Figure:
+    """Pairwise joint posterior densities of two or more calibrated inputs (ArviZ contours).
+
+    Args:
+        draws: ``{input: [chains, draws]}``, at least two inputs; thinned evenly to at
+            most :data:`MAX_PAIR_DRAWS` draws each.
+
+    Returns:
+        The figure: the lower triangle of the pairs, each input against every earlier one.
+    """
+    draws = _check_draw_dict(draws)
+    if len(draws) < 2:
+        raise ValueError(f"`draws` must hold at least two inputs to pair; got {list(draws)}.")
+    flat = {k: v.reshape(1, -1) for k, v in draws.items()}
+    keep = _thin(np.arange(next(iter(flat.values())).shape[1]), MAX_PAIR_DRAWS)
+    flat = {k: v[:, keep] for k, v in flat.items()}
+    side = len(flat) - 1
+    fig = _new_figure((min(3.0 * side + 1.0, 9.0), min(3.0 * side + 0.6, 9.0)))
+    axes = fig.subplots(side, side, squeeze=False)
+    diagnostics.plot_pair(flat, axes[0, 0] if side == 1 else axes)
+    _fit_text(axes)
+    return fig
+
+
+def plot_surrogate_share(share) -> Figure:
+    """The share of each input's posterior variance due to the surrogate's uncertainty.
+
+    Args:
+        share: ``{input: Var_s E[θ | s] / Var θ}``, each in [0, 1] (a value a little above
+            1 from Monte-Carlo error is drawn as it is).
+
+    Returns:
+        The figure: one horizontal bar per input.
+    """
+    if not isinstance(share, Mapping) or not share:
+        raise TypeError(f"`share` must be a non-empty dict {{input: share}}; got {share!r:.80}.")
+    names = [str(k) for k in share]
+    values = _check_finite(_as_float(list(share.values()), "share"), "share")
+    fig = _new_figure((6.4, 0.5 * len(names) + 1.4))
+    ax = fig.subplots()
+    ax.barh(names, values, color="C0")
+    ax.set_xlim(0.0, max(1.0, float(values.max()) * 1.05))
+    ax.invert_yaxis()
+    ax.set_xlabel("surrogate share of the posterior variance", fontsize="small")
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v:.0%}", va="center", fontsize="small")
+    return fig
+
+
+def plot_observation_check(y_obs, y_rep, *, levels=(0.5, 0.9), output_names=None) -> Figure:
+    """The posterior predictive at each observation against the observed value.
+
+    Per output (one panel each, at most :data:`MAX_PANELS`), everything relative to each
+    observation's predictive mean, so that observations of different sizes share a
+    scale: its central predictive intervals (thick: the smallest level, thin: the
+    largest) around 0 and the observed value minus the predictive mean (black dot). A dot
+    outside its intervals is an observation the calibrated model does not reproduce.
+
+    Args:
+        y_obs: the observations ``[M, O]``.
+        y_rep: posterior predictive draws at them ``[S, M, O]``.
+        levels: central interval levels, each in (0, 1).
+        output_names: names of the outputs.
+
+    Returns:
+        The figure.
+    """
+    y = _check_finite(_as_columns(y_obs, "y_obs"), "y_obs")
+    rep = _as_float(y_rep, "y_rep")
+    if rep.ndim != 3 or rep.shape[1:] != y.shape or rep.shape[0] == 0:
+        raise ValueError(
+            f"`y_rep` must have shape [S, M, O] = [S, {y.shape[0]}, {y.shape[1]}]; got {rep.shape}."
+        )
+    _check_finite(rep, "y_rep")
+    levels = sorted(check_level(f"levels[{i}]", v) for i, v in enumerate(levels))
+    names = _names(output_names, y.shape[1], "output_names", "y")
+    fig, axes = _panels(y.shape[1])
+    m = np.arange(y.shape[0])
+    for j, ax in enumerate(axes):
+        mean = rep[:, :, j].mean(axis=0)
+        for i, level in enumerate(levels):
+            _, low, high = _quantile_band(rep[:, :, j] - mean, level)
+            width = 1.5 + 4.0 * (len(levels) - 1 - i) / max(len(levels) - 1, 1)
+            ax.vlines(
+                m,
+                low,
+                high,
+                color="C0",
+                linewidth=width,
+                alpha=0.6,
+                label=f"{level:.0%} predictive interval",
+            )
+        ax.axhline(0.0, color="0.6", linewidth=0.8)
+        ax.plot(m, y[:, j] - mean, "o", color="k", markersize=4, label="observed")
+        ax.set_xlabel("observation", fontsize="small")
+        ax.set_ylabel(f"{names[j]} − predictive mean", fontsize="small")
+        ax.set_xticks(m if len(m) <= 20 else m[:: max(1, len(m) // 10)])
+    axes[0].legend(fontsize="x-small")
     return fig
 
 

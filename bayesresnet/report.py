@@ -23,6 +23,8 @@ __all__ = [
     "write_predictions",
     "render_compare_html",
     "render_sensitivity_html",
+    "render_calibrate_html",
+    "describe_calibration_check",
     "SENSITIVITY_FIGURE",
     "verdict_meaning",
 ]
@@ -354,6 +356,176 @@ def render_sensitivity_html(sens: dict, figure: tuple[str, str], *, title: str) 
         )
     parts += _sensitivity_section(sens, figure)
     return _page(f"{title} — Sobol sensitivity", "\n".join(parts))
+
+
+_PLUGIN_WARNING = (
+    "plugin: the posterior-mean surrogate is taken as the exact simulator, so this posterior "
+    "ignores the surrogate's own uncertainty and is over-confident wherever that uncertainty "
+    "is not small against the noise. Use it for comparison; --propagate epost (the default) "
+    "carries the surrogate's uncertainty into the answer."
+)
+
+
+def describe_calibration_check(record: dict) -> str:
+    """One line: the worst convergence numbers and the extrapolation flag of a calibration."""
+    worst, extra = record["diagnostics"]["worst"], record["extrapolation"]
+    where = "YES: posterior mass sits where the surrogate extrapolates" if extra["flag"] else "no"
+    limit = worst["r_hat_threshold"]
+    above = f" (> {limit})" if worst["r_hat"] > limit else ""
+    return (
+        f"worst R-hat {worst['r_hat']:.3f}{above}, "
+        f"smallest bulk ESS {worst['ess_bulk']:.0f}, {worst['divergences']} divergences; "
+        f"extrapolates: {where}"
+    )
+
+
+def _calibration_status(record: dict) -> str:
+    """``warn`` when a chain check or the extrapolation flag asks for a second look."""
+    worst = record["diagnostics"]["worst"]
+    trouble = worst["r_hat"] > worst["r_hat_threshold"] or worst["divergences"] > 0
+    return "warn" if trouble or record["extrapolation"]["flag"] else "pass"
+
+
+def _calibrate_settings(record: dict) -> dict:
+    settings = record["settings"]
+    return {
+        "surrogate uncertainty": f"{settings['propagate']}: {settings['propagate_meaning']}",
+        "unknown inputs": ", ".join(settings["unknown"]),
+        "known inputs": ", ".join(settings.get("known") or []) or "none",
+        "observations": f"{settings.get('num_observations', '?')} rows of "
+        f"{settings.get('observations', 'the observations')}",
+        "prior": "each unknown uniform on the training data's box (its min and max over "
+        "the training inputs)",
+        "observation noise sd": settings["noise"],
+        "model discrepancy": {"None": "none", "iid": "iid: an extra inferred sd per output"}.get(
+            settings["discrepancy"], settings["discrepancy"]
+        ),
+        "surrogate draws": f"{settings['num_surrogate_draws']} used, evenly spaced over the "
+        f"posterior's draws; effective draws {record['effective_draws']:.3g}",
+        "sampler": f"{settings['method']}: {settings['num_chains']} chains per component, "
+        f"{settings['num_warmup']} warm-up and {settings['num_samples']} draws each "
+        f"({settings['num_draws_total']} draws in all), seed {settings['seed']}",
+        "wall time": ", ".join(f"{k} {v:.1f} s" for k, v in record["timings"].items()),
+    }
+
+
+def _calibrate_tables(record: dict) -> list[str]:
+    hdi = record["settings"]["hdi_prob"]
+    extra = record["extrapolation"]
+    obs = record["observations"]
+    inside = sum(r["inside"] for r in obs)
+    return [
+        "<h2>Posterior summary</h2>",
+        _table(
+            [
+                "quantity",
+                "mean",
+                "sd",
+                f"HDI {hdi:.0%} lower",
+                f"HDI {hdi:.0%} upper",
+                "surrogate share",
+                "R-hat (worst)",
+                "bulk ESS",
+                "divergences",
+            ],
+            [
+                [
+                    r["name"],
+                    r["mean"],
+                    r["sd"],
+                    r["hdi_lower"],
+                    r["hdi_upper"],
+                    r["surrogate_share"],
+                    r["r_hat"],
+                    r["ess_bulk"],
+                    r["divergences"],
+                ]
+                for r in record["summary"]
+            ],
+        ),
+        "<h2>Extrapolation</h2>",
+        "<p>The shares of the posterior draws that put some observation's inputs outside "
+        "the training box (outside the box), or whose epistemic sd (the sd over surrogate "
+        f"draws) at some observation exceeds {_fmt(extra['epistemic_factor'])} times its "
+        "median over the training box (epistemic sd high); either share above "
+        f"{_fmt(extra['threshold'])} flags the posterior as extrapolating. The epistemic "
+        "ratio is the median over draws of the largest such ratio.</p>",
+        _dl(
+            {
+                "flag": "YES: posterior mass sits where the surrogate extrapolates"
+                if extra["flag"]
+                else "no",
+                "outside the box": extra["outside_box"],
+                "epistemic sd high": extra["epistemic_excess"],
+                "epistemic ratio": extra.get("epistemic_ratio_median"),
+            }
+        ),
+        "<h2>Convergence</h2>",
+        "<p class='note'>Pooled over the components (R-hat: the worst component's; ESS and "
+        "divergences: summed). Each component's own rows are in calibration.json.</p>",
+        _table(
+            ["quantity", "R-hat", "bulk ESS", "tail ESS", "divergences"],
+            [
+                [r["variable"], r["r_hat"], r["ess_bulk"], r["ess_tail"], r["divergences"]]
+                for r in record["diagnostics"]["pooled"]
+            ],
+        ),
+        "<h2>Predictive check at the observations</h2>",
+        f"<p>{inside} of {len(obs)} observed values lie inside their {hdi:.0%} central "
+        "posterior predictive interval.</p>",
+        _table(
+            ["observation", "output", "observed", "predictive mean", "lower", "upper", "inside"],
+            [
+                [
+                    r["obs"],
+                    r["output"],
+                    r["observed"],
+                    r["mean"],
+                    r["lower"],
+                    r["upper"],
+                    "yes" if r["inside"] else "NO",
+                ]
+                for r in obs
+            ],
+        ),
+    ]
+
+
+def render_calibrate_html(record: dict, figures: dict[str, tuple[str, str]], *, title: str) -> str:
+    """The page of ``bayesresnet calibrate``: the posterior of a simulator's inputs.
+
+    Args:
+        record: the record written to ``calibration.json`` (``workflow.calibrate_summary``
+            with the command's settings).
+        figures: ``{title: (data URI, caption)}`` (``workflow.calibrate_figures``).
+        title: the run's name.
+    """
+    unknown = ", ".join(record["settings"]["unknown"])
+    parts = [f"<h1>{_esc(title)}: calibration of {_esc(unknown)}</h1>"]
+    if "run" in record:
+        parts.append(
+            f"<p class='note'>run folder {_esc(record['run'])}; generated by bayesresnet "
+            f"{_esc(record.get('version', ''))}</p>"
+        )
+    if record["settings"]["propagate"] == "plugin":
+        parts.append(
+            f'<p><span class="verdict warn">over-confident</span> {_esc(_PLUGIN_WARNING)}</p>'
+        )
+    status = _calibration_status(record)
+    parts += [
+        f'<p><span class="verdict {status}">{_esc(describe_calibration_check(record))}</span></p>',
+        "<p>The posterior of the simulator's unknown inputs given the observations, with the "
+        "surrogate's posterior draws standing in for the simulator: y = f(θ, known inputs) + "
+        "noise (+ discrepancy), per output.</p>",
+        _dl(_calibrate_settings(record)),
+        _table(
+            ["input", "prior", "lower", "upper"],
+            [[p["name"], p["dist"], p["lower"], p["upper"]] for p in record["prior"]],
+        ),
+        _figures(figures),
+    ]
+    parts += _calibrate_tables(record)
+    return _page(f"{title} — calibration of {unknown}", "\n".join(parts))
 
 
 def _calibration_table(cal: dict, metrics: dict) -> str:

@@ -94,6 +94,7 @@ __all__ = [
     "scale_design",
     "estimate_indices",
     "sobol",
+    "check_n",
 ]
 
 #: Evaluations (floats) held at once per chunk of draws: the draws of one chunk are
@@ -219,7 +220,7 @@ def saltelli_design(n: int, num_inputs: int, *, second_order: bool = False, seed
         per base row ``j``, the rows ``A_j``, ``AB_j^(1..d)``, [``BA_j^(1..d)``], ``B_j``.
     """
     d = check_int("num_inputs", num_inputs, minimum=1)
-    n = _check_n(n)
+    n = check_n(n)
     base = qmc.Sobol(d=2 * d, scramble=True, seed=check_int("seed", seed, minimum=0)).random(n)
     a, b = base[:, None, :d], base[:, None, d:]  # [n, 1, d]
     eye = np.eye(d, dtype=bool)[None]  # [1, d (row), d (column)]
@@ -608,12 +609,18 @@ class SobolResult:
 
 
 # ------------------------------------------------------------------------ validation
-def _check_n(n) -> int:
-    n = check_int("n", n, minimum=4)
+def check_n(n, name: str = "n") -> int:
+    """The design's base rows ``n``: an int ≥ 4 and a power of 2 (the balance of the Sobol
+    sequence). ``name`` is the argument as the caller spells it (``"n"``, or a command-line
+    option such as ``"--n"``); the message suggests the two nearest powers of 2 in its form.
+    """
+    n = check_int(name, n, minimum=4)
     if n & (n - 1):
+        spell = (lambda v: f"{name} {v}") if name.startswith("--") else (lambda v: f"{name}={v}")
         raise ValueError(
-            f"`n` must be a power of 2 (the balance of the Sobol sequence); got {n}. "
-            f"Try n={1 << (n.bit_length() - 1)} or n={1 << n.bit_length()}."
+            f"`{name}` must be a power of 2 (the design's base rows, for the balance of the "
+            f"Sobol sequence); got {n}. Try {spell(1 << (n.bit_length() - 1))} or "
+            f"{spell(1 << n.bit_length())}."
         )
     return n
 
@@ -823,7 +830,7 @@ def sobol(
             f"`post` must be a bayesresnet Posterior or FunctionDraws; got {type(post).__name__}."
         )
     problem, source = _resolve_problem(fd, bounds, dists)
-    n = _check_n(n)
+    n = check_n(n)
     second_order = check_bool("second_order", second_order)
     check_choice("estimator", estimator, ESTIMATORS)
     out_idx = _check_outputs(outputs, list(fd.output_names))

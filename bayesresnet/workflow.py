@@ -14,7 +14,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bayesresnet import __version__, calibration, diagnostics, ode_plots, plots, stiffness
+from bayesresnet import (
+    __version__,
+    calibration,
+    diagnostics,
+    inverse,
+    ode_plots,
+    plots,
+    stiffness,
+)
 from bayesresnet.data import Dataset
 from bayesresnet.infer.registry import METHODS
 from bayesresnet.posterior import Posterior, Prediction
@@ -32,6 +40,9 @@ __all__ = [
     "SENSITIVITY_HDI_PROB",
     "sensitivity_summary",
     "sensitivity_figure",
+    "CALIBRATE_HDI_PROB",
+    "calibrate_summary",
+    "calibrate_figures",
 ]
 
 #: Base rows of the Sobol design of the report's sensitivity section and the default of
@@ -42,6 +53,9 @@ SENSITIVITY_N = 2**13
 SENSITIVITY_MAX_DRAWS = 200
 #: Probability of the highest-density bands of the Sobol indices.
 SENSITIVITY_HDI_PROB = 0.9
+#: Probability of the HDIs of calibrated inputs and of the predictive intervals at the
+#: observations (``bayesresnet calibrate``).
+CALIBRATE_HDI_PROB = 0.9
 
 
 class Analysis(NamedTuple):
@@ -193,6 +207,140 @@ def sensitivity_figure(
         f"with {hdi_prob:.0%} highest-density bands over {result.num_draws} posterior draws "
         "of the noise-free function; one panel per output.",
     )
+
+
+def _records(table) -> list[dict]:
+    """A DataFrame's rows as JSON-ready dicts (NumPy scalars as Python numbers)."""
+    return [
+        {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
+        for row in table.to_dict(orient="records")
+    ]
+
+
+def _observation_check(result: inverse.CalibrationResult, level: float) -> list[dict]:
+    """Per observation and output: observed, predictive mean and central ``level`` interval."""
+    idata = result.idata
+    y_rep = np.asarray(idata.posterior_predictive["y"].values)
+    y_rep = y_rep.reshape((-1,) + y_rep.shape[2:])  # [draws, M, O]
+    y_obs = np.asarray(idata.observed_data["y"].values)
+    lower, upper = np.quantile(y_rep, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    outputs = [str(v) for v in idata.observed_data["y"].coords["output"].values]
+    return [
+        {
+            "obs": m,
+            "output": name,
+            "observed": float(y_obs[m, o]),
+            "mean": float(y_rep[:, m, o].mean()),
+            "lower": float(lower[m, o]),
+            "upper": float(upper[m, o]),
+            "inside": bool(lower[m, o] <= y_obs[m, o] <= upper[m, o]),
+        }
+        for m in range(y_obs.shape[0])
+        for o, name in enumerate(outputs)
+    ]
+
+
+def calibrate_summary(
+    result: inverse.CalibrationResult, prior_bounds: dict, hdi_prob: float = CALIBRATE_HDI_PROB
+) -> dict:
+    """A JSON-ready record of a calibration of simulator inputs (``bayesresnet calibrate``).
+
+    Args:
+        result: from :func:`bayesresnet.inverse.calibrate`.
+        prior_bounds: ``{input: (lower, upper)}`` of each unknown's uniform prior.
+        hdi_prob: the probability of the HDIs and of the predictive intervals.
+
+    Returns:
+        ``settings`` (how it was computed), ``prior`` (one row per unknown), ``summary``
+        (the rows of :meth:`CalibrationResult.summary`, a ``name`` each), ``diagnostics``
+        (``components`` and ``pooled`` rows, and ``worst``: the largest R-hat, the smallest
+        bulk and tail ESS, the divergences of all chains, and the R-hat threshold of the
+        run diagnostics), ``surrogate_share``,
+        ``extrapolation`` (with ``flag``, and the ``threshold`` and ``epistemic_factor``
+        behind it), ``effective_draws``, ``draws`` (the surrogate
+        draws used), ``observations`` (the predictive check at each observation) and
+        ``timings``.
+    """
+    summary = result.summary(hdi_prob)
+    table = result.diagnostics()
+    pooled = table[table["component"] == "pooled"]
+    shape = result.theta().shape
+    return {
+        "settings": {
+            **result.attrs,
+            "unknown": list(result.unknown_names),
+            "num_draws_total": int(shape[0] * shape[1]),
+            "hdi_prob": hdi_prob,
+        },
+        "prior": [
+            {"name": name, "dist": "uniform", "lower": float(lo), "upper": float(hi)}
+            for name, (lo, hi) in prior_bounds.items()
+        ],
+        "summary": _records(summary.reset_index(names="name")),
+        "diagnostics": {
+            "components": _records(table[table["component"] != "pooled"]),
+            "pooled": _records(pooled.drop(columns="component")),
+            "worst": {
+                "r_hat": float(pooled["r_hat"].max()),
+                "ess_bulk": float(pooled["ess_bulk"].min()),
+                "ess_tail": float(pooled["ess_tail"].min()),
+                "divergences": int(pooled["divergences"].max()),
+                "r_hat_threshold": diagnostics.RHAT_MAX,
+            },
+        },
+        "surrogate_share": {k: float(v) for k, v in result.surrogate_share().items()},
+        "extrapolation": {
+            **result.extrapolation,
+            "threshold": inverse.EXTRAPOLATION_MASS,
+            "epistemic_factor": inverse.EPISTEMIC_FACTOR,
+        },
+        "effective_draws": result.effective_draws,
+        "draws": result.draws.tolist(),
+        "observations": _observation_check(result, hdi_prob),
+        "timings": dict(result.timings),
+    }
+
+
+def calibrate_figures(
+    result: inverse.CalibrationResult, prior_bounds: dict, hdi_prob: float = CALIBRATE_HDI_PROB
+) -> dict[str, tuple[str, str]]:
+    """The figures of ``bayesresnet calibrate``: ``{title: (data URI, caption)}``."""
+    theta = result.theta()
+    draws = {name: theta[..., j] for j, name in enumerate(result.unknown_names)}
+    figures = {
+        "Posterior of the calibrated inputs": (
+            _uri(plots.plot_inverse_marginals(draws, prior_bounds, hdi_prob=hdi_prob)),
+            f"Posterior density of each input over all chains, its mean and {hdi_prob:.0%} "
+            "highest-density interval, over the range of its uniform prior (dashed).",
+        )
+    }
+    if len(draws) > 1:
+        figures["Pairs"] = (
+            _uri(plots.plot_inverse_pairs(draws)),
+            "Joint posterior density of each pair of calibrated inputs (contours of a "
+            f"kernel density estimate over at most {plots.MAX_PAIR_DRAWS} draws).",
+        )
+    figures["Surrogate share"] = (
+        _uri(plots.plot_surrogate_share(result.surrogate_share().to_dict())),
+        "The share of each input's posterior variance due to the surrogate's uncertainty, "
+        "Var_s E[θ | s] / Var θ over the surrogate draws s (0 for plugin, which ignores it).",
+    )
+    y_rep = np.asarray(result.idata.posterior_predictive["y"].values)
+    y_obs = result.idata.observed_data["y"]
+    figures["Predictive check at the observations"] = (
+        _uri(
+            plots.plot_observation_check(
+                np.asarray(y_obs.values),
+                y_rep.reshape((-1,) + y_rep.shape[2:]),
+                levels=(0.5, hdi_prob),
+                output_names=[str(v) for v in y_obs.coords["output"].values],
+            )
+        ),
+        f"Each observation minus its posterior predictive mean (black), against the 50% "
+        f"(thick) and {hdi_prob:.0%} (thin) central predictive intervals (noise and "
+        "discrepancy included), also relative to the mean.",
+    )
+    return figures
 
 
 def _describe_run(post: Posterior, dataset, name: str, data_description: str) -> dict:

@@ -1,6 +1,8 @@
 """Helpers shared by test modules (test modules never import each other).
 
 * a conjugate linear-Gaussian model with a closed-form posterior, for the engines' tests;
+* :func:`run_main`, :func:`one_line_error` and :func:`fit_run_folder`: the command line run
+  in the test's process, its one-line errors, and a run folder fitted through it;
 * :func:`render_in_chromium`: one headless-Chromium harness for every HTML page.
 """
 
@@ -9,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +21,7 @@ import pytest
 
 import bayesresnet as brn
 from bayesresnet import bases
+from bayesresnet.app import cli
 
 # ---------------------------------------------------------------------------------------
 # A conjugate linear-Gaussian model with a closed-form posterior: θ ~ N(m, s² I),
@@ -57,6 +61,60 @@ def linear_posterior(x, y, weights=None, anchor=None):
 
 def tiny_spec():
     return brn.ResNetSpec(1, 1, width=2, num_layers=2, basis=bases.Linear())
+
+
+# ------------------------------------------------------------------------- command line
+def run_main(args) -> int:
+    """``bayesresnet ARGS`` in this process; its exit status."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # unconverged tiny ensembles
+        return cli.main([str(a) for a in args])
+
+
+def one_line_error(capsys) -> str:
+    """Standard error of the last command, which must be exactly one line (no traceback)."""
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def help_text(command: str, capsys) -> str:
+    """``bayesresnet COMMAND --help`` (exit status 0), its whitespace collapsed."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def tiny_run_spec(
+    name: str, problem: str, *, num_train: int, noise: float, num_steps: int, extra: str = ""
+) -> str:
+    """The spec (TOML) of a tiny run: an ensemble of 4 members, width 4, 2 cubic layers, on
+    ``num_train`` points of a built-in problem (20 held out), then ``extra`` (e.g. a
+    ``[report]`` table)."""
+    return f"""name = "{name}"
+[data]
+problem = "{problem}"
+num_train = {num_train}
+num_test = 20
+noise = {noise}
+[network]
+width = 4
+num_layers = 2
+basis = "cubic"
+[inference]
+method = "ensemble"
+num_members = 4
+num_steps = {num_steps}
+{extra}"""
+
+
+def fit_run_folder(root, spec_text: str, name: str = "run"):
+    """``bayesresnet fit`` of the spec ``spec_text`` into ``root / name``; that folder."""
+    spec = root / f"{name}.toml"
+    spec.write_text(spec_text)
+    assert run_main(["fit", spec, "--out", root / name, "--quiet"]) == 0
+    return root / name
 
 
 # --------------------------------------------------------------------- headless Chromium

@@ -6,11 +6,11 @@ import re
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import one_line_error, run_main
 
 from bayesresnet.app import cli
 
@@ -40,19 +40,6 @@ RUN_FILES = {
     "report.html",
     ".bayesresnet-run",
 }
-
-
-def _err(capsys) -> str:
-    """Standard error of the last command, which must be exactly one line."""
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
-
-
-def run_main(args):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # unconverged tiny ensembles
-        return cli.main([str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +81,7 @@ def test_existing_folder_is_not_overwritten_without_flag(runs, capsys):
     root, out = runs
     assert run_main(["fit", root / "cubic.toml", "--out", out["cubic"], "--quiet"]) == 2
     pattern = r"^error: .*exists and is not empty \(a run folder\); pass --overwrite"
-    assert re.search(pattern, _err(capsys))
+    assert re.search(pattern, one_line_error(capsys))
 
 
 def test_interrupted_fit_leaves_no_files(runs, monkeypatch):
@@ -143,7 +130,7 @@ def test_predict_from_csv(runs, tmp_path, capsys):
     bad.write_text("z\n1.0\n")
     capsys.readouterr()
     assert run_main(["predict", out["cubic"], "--input", bad, "--output", pred]) == 2
-    assert re.search(r"^error: .*lacks the input column\(s\) \['x'\]", _err(capsys))
+    assert re.search(r"^error: .*lacks the input column\(s\) \['x'\]", one_line_error(capsys))
 
 
 def test_compare_two_runs(runs, capsys):
@@ -166,12 +153,12 @@ def test_compare_two_runs(runs, capsys):
     assert re.findall(r"<tr><td>(\w+)</td>", table) == sorted(crps, key=crps.get)
     capsys.readouterr()
     assert run_main(["compare", out["cubic"]]) == 2
-    assert re.search(r"^error: .*needs at least two run folders", _err(capsys))
+    assert re.search(r"^error: .*needs at least two run folders", one_line_error(capsys))
 
 
 def test_not_a_run_folder(tmp_path, capsys):
     assert run_main(["report", tmp_path]) == 2
-    assert re.search(r"^error: .*is not a run folder: run.json is missing", _err(capsys))
+    assert re.search(r"^error: .*is not a run folder: run.json is missing", one_line_error(capsys))
 
 
 def test_spec_error_names_key_and_line(tmp_path, capsys):
@@ -255,7 +242,7 @@ def test_failed_analysis_keeps_the_fit_and_report_retries(tmp_path, monkeypatch,
     monkeypatch.setattr("bayesresnet.workflow.analyze", broken)
     out = tmp_path / "run"
     assert run_main(["fit", _csv_spec(tmp_path, steps=20), "--out", out, "--quiet"]) == 1
-    err = _err(capsys)
+    err = one_line_error(capsys)
     assert err.startswith("error: the analysis failed (RuntimeError: analysis broke)")
     assert f"bayesresnet report {out}" in err
     assert {p.name for p in out.iterdir()} == {
@@ -415,7 +402,7 @@ def test_user_errors_are_one_line_with_exit_status_2(case, tmp_path, csv_run, ca
     make_args, pattern = BAD_INPUTS[case]
     args = make_args(tmp_path, csv_run)
     assert run_main(args) == 2
-    err = _err(capsys)
+    err = one_line_error(capsys)
     assert err.startswith("error: ")
     assert re.search(pattern, err), err
     assert not (tmp_path / "out").exists()
@@ -451,11 +438,11 @@ def test_a_failed_verdict_exits_3_after_writing_everything_and_quiet_still_shows
     spec.write_text(TINY.format(basis="cubic").replace("num_steps = 200", "num_steps = 20"))
     out = tmp_path / "run"
     assert run_main(["fit", spec, "--out", out, "--quiet"]) == cli.EXIT_FAIL_VERDICT == 3
-    assert _err(capsys) == f"verdict: fail; report: {out / 'report.html'}\n"
+    assert one_line_error(capsys) == f"verdict: fail; report: {out / 'report.html'}\n"
     assert {p.name for p in out.iterdir()} == RUN_FILES
     assert json.loads((out / "metrics.json").read_text())["diagnostics"]["verdict"] == "fail"
     assert run_main(["report", out, "--quiet"]) == 3
-    assert _err(capsys).startswith("verdict: fail")
+    assert one_line_error(capsys).startswith("verdict: fail")
 
 
 def test_fit_help_documents_the_exit_statuses():
@@ -491,7 +478,7 @@ def test_predict_matches_csv_columns_by_name_and_flags_extrapolation(runs, tmp_p
     assert float(rows[1]["extrapolation"]) == pytest.approx(2.0, rel=1e-5)
     unknown = _write(tmp_path / "z.csv", "x,z\n0.0,1\n")
     assert run_main(["predict", out["cubic"], "--input", unknown, "--output", pred]) == 2
-    assert re.search(r"z\.csv has column\(s\) \['z'\] that are not inputs", _err(capsys))
+    assert re.search(r"z\.csv has column\(s\) \['z'\] that are not inputs", one_line_error(capsys))
 
 
 @pytest.fixture(scope="module")
@@ -535,13 +522,13 @@ def test_compare_refuses_runs_fitted_to_different_data(runs, other_runs, capsys)
     assert re.search(
         r"^error: cannot compare these runs: runs 'cubic' and 'reseeded' were fitted to "
         r"different data .*content hashes [0-9a-f]{12} and [0-9a-f]{12}.*pass --force",
-        _err(capsys),
+        one_line_error(capsys),
     )
     assert run_main(["compare", out["cubic"], other_runs["smaller"], "--out", page]) == 2
     assert re.search(
         r"^error: cannot compare these runs: run 'smaller' has 25 training / 40 held-out rows "
         r"but run 'cubic' has 30 / 40",
-        _err(capsys),
+        one_line_error(capsys),
     )
     assert not page.exists()
 
@@ -566,4 +553,6 @@ def test_compare_with_force_shows_a_banner_and_does_not_crash(runs, other_runs, 
     assert "No calibration curves: the runs have different numbers of outputs" in page.read_text()
     capsys.readouterr()
     assert run_main(args[:-1]) == 2
-    assert re.search(r"^error: .*run 'oscillator' has inputs \['m', 'k', 'c', 'x0'\]", _err(capsys))
+    assert re.search(
+        r"^error: .*run 'oscillator' has inputs \['m', 'k', 'c', 'x0'\]", one_line_error(capsys)
+    )

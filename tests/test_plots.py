@@ -581,6 +581,56 @@ def test_ppc_errors(rng):
         plots.plot_ppc(np.zeros(2), np.zeros((3, 2)), num_draws=0)
 
 
+# ------------------------------------------------------------ calibration of simulator inputs
+
+
+def test_inverse_marginals_draw_the_posterior_over_the_uniform_prior(rng):
+    draws = {"a": rng.normal(0.3, 0.05, (2, 200)), "b": rng.uniform(2.0, 4.0, (2, 200))}
+    bounds = {"a": (0.0, 1.0), "b": (2.0, 4.0)}
+    fig = plots.plot_inverse_marginals(draws, bounds, hdi_prob=0.9)
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    for ax, (lower, upper) in zip(fig.axes, bounds.values()):
+        (prior,) = [line for line in ax.lines if line.get_label() == "prior (uniform)"]
+        np.testing.assert_allclose(prior.get_xdata(), [lower, lower, upper, upper])
+        span = upper - lower
+        np.testing.assert_allclose(prior.get_ydata(), [0, 1 / span, 1 / span, 0])
+        np.testing.assert_allclose(ax.get_xlim(), (lower - 0.02 * span, upper + 0.02 * span))
+    # ArviZ's density of the draws: it peaks near the mean of a (0.3).
+    density = max(fig.axes[0].lines, key=lambda line: len(line.get_xdata()))
+    assert abs(density.get_xdata()[np.argmax(density.get_ydata())] - 0.3) < 0.05
+
+
+def test_inverse_pairs_and_share_and_observation_check(rng):
+    draws = {"a": rng.normal(size=(2, 50)), "b": rng.normal(size=(2, 50))}
+    assert len(plots.plot_inverse_pairs(draws).axes) == 1  # one pair
+    three = {**draws, "c": rng.normal(size=(2, 50))}
+    assert len([ax for ax in plots.plot_inverse_pairs(three).axes if ax.get_visible()]) == 3
+    fig = plots.plot_surrogate_share({"a": 0.25, "b": 0.0})
+    widths = [patch.get_width() for patch in fig.axes[0].patches]
+    assert widths == [0.25, 0.0]
+    y_obs = np.array([[1.0], [5.0], [9.0]])
+    y_rep = y_obs[None] + rng.normal(size=(400, 3, 1))
+    y_obs[2] += 10.0  # one observation far from its predictive distribution
+    fig = plots.plot_observation_check(y_obs, y_rep, levels=(0.5, 0.9), output_names=["y"])
+    (observed,) = [line for line in fig.axes[0].lines if line.get_label() == "observed"]
+    residual = observed.get_ydata()
+    assert np.all(np.abs(residual[:2]) < 0.3) and abs(residual[2] - 10.0) < 0.3
+
+
+def test_inverse_figure_errors(rng):
+    draws = {"a": rng.normal(size=(2, 10))}
+    with pytest.raises(TypeError, match=r"`draws` must be a non-empty dict"):
+        plots.plot_inverse_marginals({}, {})
+    with pytest.raises(ValueError, match=r"`prior_bounds` lacks the inputs \['a'\]"):
+        plots.plot_inverse_marginals(draws, {"b": (0, 1)})
+    with pytest.raises(ValueError, match=r"`draws` must hold at least two inputs"):
+        plots.plot_inverse_pairs(draws)
+    with pytest.raises(TypeError, match=r"`share` must be a non-empty dict"):
+        plots.plot_surrogate_share({})
+    with pytest.raises(ValueError, match=r"`y_rep` must have shape \[S, M, O\] = \[S, 3, 1\]"):
+        plots.plot_observation_check(np.zeros(3), np.zeros((5, 2, 1)))
+
+
 # --------------------------------------------------------------------------- export
 
 

@@ -75,7 +75,7 @@ def test_readme_blocks_are_found():
     text = README.read_text(encoding="utf-8")
     assert len(code_blocks(text, "python")) == 1
     names = [args[1] for args in readme_commands(text)]
-    for command in ("fit", "report", "predict", "compare", "problems", "study"):
+    for command in ("fit", "report", "predict", "compare", "problems", "study", "calibrate"):
         assert command in names, command
 
 

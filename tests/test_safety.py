@@ -7,14 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import one_line_error, run_main
 
 from bayesresnet._io import write_atomic
-from bayesresnet.app import cli, run_folder, study
+from bayesresnet.app import run_folder, study
 from bayesresnet.app.runspec import SpecError, parse_runspec
 from bayesresnet.data import Dataset
 
@@ -33,18 +33,6 @@ num_steps = 50
 [report]
 num_probes = 3
 """
-
-
-def run_main(args):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # unconverged tiny ensembles
-        return cli.main([str(a) for a in args])
-
-
-def _err(capsys) -> str:
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 @pytest.fixture
@@ -87,7 +75,7 @@ def test_fit_with_name_dotdot_touches_nothing(tmp_path, monkeypatch, no_fit, cap
     monkeypatch.chdir(work)
     spec = _spec(work, name='".."')
     assert run_main(["fit", spec, "--overwrite"]) == 2
-    assert re.search(r"^error: .*spec\.toml, line 1: `name` must", _err(capsys))
+    assert re.search(r"^error: .*spec\.toml, line 1: `name` must", one_line_error(capsys))
     assert sorted(p.name for p in work.iterdir()) == ["spec.toml", "thesis.tex"]
 
 
@@ -104,7 +92,7 @@ def test_overwrite_refuses_a_folder_that_is_not_a_run_folder(tmp_path, no_fit, c
     thesis.mkdir()
     (thesis / "chapter1.tex").write_text("my work")
     assert run_main(["fit", _spec(tmp_path), "--out", thesis, "--overwrite"]) == 2
-    err = _err(capsys)
+    err = one_line_error(capsys)
     assert re.search(r"thesis is not a bayesresnet run folder \(it holds chapter1\.tex\)", err)
     assert (thesis / "chapter1.tex").read_text() == "my work"
 
@@ -113,7 +101,9 @@ def test_overwrite_of_the_working_folder_is_refused(tmp_path, monkeypatch, no_fi
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("keep")
     assert run_main(["fit", _spec(tmp_path), "--out", ".", "--overwrite"]) == 2
-    assert "is not a bayesresnet run folder (it holds notes.txt, spec.toml)" in _err(capsys)
+    assert "is not a bayesresnet run folder (it holds notes.txt, spec.toml)" in one_line_error(
+        capsys
+    )
     assert (tmp_path / "notes.txt").read_text() == "keep"
 
 
@@ -122,7 +112,7 @@ def test_overwrite_refuses_a_run_folder_holding_a_user_file(tmp_path, no_fit, ca
     _save(folder, "old")
     (folder / "notes.md").write_text("mine")
     assert run_main(["fit", _spec(tmp_path), "--out", folder, "--overwrite"]) == 2
-    assert "holds files bayesresnet did not write (notes.md)" in _err(capsys)
+    assert "holds files bayesresnet did not write (notes.md)" in one_line_error(capsys)
     assert (folder / "notes.md").read_text() == "mine"
 
 
@@ -357,7 +347,7 @@ def test_a_bad_output_path_is_one_line_and_exit_2_before_any_work(
     monkeypatch.setattr(study, "load_study", lambda *a, **k: pytest.fail("work started"))
     args = _outputs(tmp_path, tmp_path / "no_run")[command](target)
     assert run_main(args) == 2
-    err = _err(capsys)
+    err = one_line_error(capsys)
     assert err.startswith("error: ") and re.search(pattern, err), err
 
 
@@ -365,7 +355,7 @@ def test_a_folder_as_predict_output_is_refused(tmp_path, capsys):
     x = tmp_path / "x.csv"
     x.write_text("x\n0.5\n")
     assert run_main(["predict", tmp_path, "--input", x, "--output", tmp_path]) == 2
-    assert re.search(r"is a folder; give the path of a file to write", _err(capsys))
+    assert re.search(r"is a folder; give the path of a file to write", one_line_error(capsys))
 
 
 def test_a_study_refuses_an_out_folder_that_is_not_a_study_folder(tmp_path, capsys):
@@ -374,7 +364,9 @@ def test_a_study_refuses_an_out_folder_that_is_not_a_study_folder(tmp_path, caps
     (thesis / "report.html").write_text("my report")
     (tmp_path / "study.toml").write_text(f'base = "{_spec(tmp_path)}"\n')
     assert run_main(["study", tmp_path / "study.toml", "--out", thesis]) == 2
-    assert re.search(r"thesis is not a study folder \(it holds report\.html;", _err(capsys))
+    assert re.search(
+        r"thesis is not a study folder \(it holds report\.html;", one_line_error(capsys)
+    )
     assert sorted(p.name for p in thesis.iterdir()) == ["report.html"]
 
 
@@ -407,7 +399,7 @@ def test_a_second_study_on_the_same_out_fails_at_once_naming_the_pid(tmp_path, c
             assert time.perf_counter() - start < 10
         finally:
             holder.kill()
-    err = _err(capsys)
+    err = one_line_error(capsys)
     assert re.search(rf"^error: another study \(PID {holder.pid}\) is writing .*study", err)
     assert not (out / "results.csv").exists()
 

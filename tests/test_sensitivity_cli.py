@@ -7,59 +7,34 @@ command line with ``[report] sensitivity = true``) serves every test of the modu
 import json
 import re
 import shutil
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from _helpers import fit_run_folder, help_text, one_line_error, run_main, tiny_run_spec
 
 import bayesresnet as brn
-from bayesresnet.app import cli, run_folder
+from bayesresnet.app import run_folder
 from bayesresnet.app.runspec import SpecError, parse_runspec
 from bayesresnet.workflow import SENSITIVITY_HDI_PROB, SENSITIVITY_MAX_DRAWS, SENSITIVITY_N
 
-TINY = """name = "tiny-sobol"
-[data]
-problem = "ishigami"
-num_train = 60
-num_test = 20
-noise = 0.1
-[network]
-width = 4
-num_layers = 2
-basis = "cubic"
-[inference]
-method = "ensemble"
-num_members = 4
-num_steps = 150
-[report]
-sensitivity = true
-"""
+TINY = tiny_run_spec(
+    "tiny-sobol",
+    "ishigami",
+    num_train=60,
+    noise=0.1,
+    num_steps=150,
+    extra="[report]\nsensitivity = true\n",
+)
 
 FILES = ("sensitivity.json", "sensitivity.csv", "sensitivity.html")
 # Small settings for the command: 64 base rows (320 points per draw), 3 of the 4 draws.
 SMALL = ["--n", "64", "--max-draws", "3", "--seed", "5"]
 
 
-def run_main(args):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # unconverged tiny ensembles
-        return cli.main([str(a) for a in args])
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sobol")
-    spec = root / "tiny.toml"
-    spec.write_text(TINY)
-    assert run_main(["fit", spec, "--out", root / "run", "--quiet"]) == 0
-    return root / "run"
-
-
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
+    return fit_run_folder(tmp_path_factory.mktemp("sobol"), TINY)
 
 
 # -------------------------------------------------------------------------- the command
@@ -128,7 +103,7 @@ def test_sensitivity_writes_into_the_run_folder_which_stays_replaceable(run, tmp
 def test_bad_options_are_one_line_exit_2_naming_the_option(run, args, pattern, capsys):
     before = sorted(p.name for p in run.iterdir())
     assert run_main(["sensitivity", run, *args]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert re.search(pattern, err), err
     assert sorted(p.name for p in run.iterdir()) == before  # nothing written
 
@@ -136,7 +111,7 @@ def test_bad_options_are_one_line_exit_2_naming_the_option(run, args, pattern, c
 def test_missing_run_folder_is_one_line_exit_2_naming_it(tmp_path, capsys):
     missing = tmp_path / "nope"
     assert run_main(["sensitivity", missing, *SMALL]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert f"error: {missing} is not a run folder: run.json is missing." in err
     assert not missing.exists()
 
@@ -149,19 +124,16 @@ def test_out_a_file_is_refused_before_any_work(run, tmp_path, capsys, monkeypatc
     target = tmp_path / "a-file"
     target.write_text("keep me")
     assert run_main(["sensitivity", run, *SMALL, "--out", target]) == 2
-    assert f"{target} is a file, not a folder; choose another --out." in _one_line_error(capsys)
+    assert f"{target} is a file, not a folder; choose another --out." in one_line_error(capsys)
     assert target.read_text() == "keep me"
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "sensitivity.html").mkdir()  # an output file that is a folder
     assert run_main(["sensitivity", run, *SMALL, "--out", tmp_path / "out"]) == 2
-    assert "sensitivity.html is a folder" in _one_line_error(capsys)
+    assert "sensitivity.html is a folder" in one_line_error(capsys)
 
 
 def test_help_documents_the_command(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["sensitivity", "--help"])
-    assert exit_info.value.code == 0
-    text = " ".join(capsys.readouterr().out.split())
+    text = help_text("sensitivity", capsys)
     for words in (
         "--n N",
         "--max-draws MAX_DRAWS",

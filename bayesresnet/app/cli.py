@@ -8,6 +8,8 @@
     bayesresnet compare DIR DIR ... [--out FILE] LOO and calibration side by side
     bayesresnet sensitivity DIR [--n N] [--max-draws K] [--seed S] [--out DIR]
                                                  Sobol indices per posterior draw
+    bayesresnet calibrate DIR --observations obs.csv --unknown a,b [--propagate epost|elik|plugin]
+                                                 infer simulator inputs from observations
     bayesresnet study SPEC.toml --out DIR [--backend local|ray] [--workers N]
                                                  a grid of runs (exit 1: some failed)
     bayesresnet study-report DIR                 re-render a study's report
@@ -47,6 +49,7 @@ from pathlib import Path
 
 from bayesresnet import __version__, problems
 from bayesresnet._io import write_atomic, write_predictions
+from bayesresnet._validate import did_you_mean
 from bayesresnet.app import run_folder
 from bayesresnet.app.run_folder import Run, UserInputError, user_input
 
@@ -337,23 +340,28 @@ def cmd_compare(args) -> int:
     return 0
 
 
-_SENSITIVITY_FILES = ("json", "csv", "html")
+def _output_paths(args, stem: str) -> tuple[Path, Path, dict[str, Path]]:
+    """The run folder, ``--out`` (default: the run folder) and ``{kind: <stem>.<kind>}`` of
+    ``json``, ``csv`` and ``html`` in it, checked writable before any work."""
+    folder = Path(args.run)
+    out = Path(args.out) if args.out is not None else folder
+    paths = {kind: out / f"{stem}.{kind}" for kind in ("json", "csv", "html")}
+    with user_input():
+        run_folder.check_output_folder(out, existing="reuse")
+    for path in paths.values():
+        _check_output_file(path)
+    return folder, out, paths
 
 
 def _sensitivity_options(args) -> tuple[int, int, int]:
     """``--n``, ``--max-draws`` and ``--seed``, checked before any work."""
     from bayesresnet._validate import check_int
+    from bayesresnet.sensitivity import check_n
 
     with user_input():
-        n = check_int("--n", args.n, minimum=4)
+        n = check_n(args.n, "--n")
         max_draws = check_int("--max-draws", args.max_draws, minimum=1)
         seed = check_int("--seed", args.seed, minimum=0)
-    if n & (n - 1):  # as sensitivity.sobol requires, said in the option's name
-        raise UserInputError(
-            f"`--n` must be a power of 2 (the design's base rows, for the balance of the "
-            f"Sobol sequence); got {n}. Try --n {1 << (n.bit_length() - 1)} or "
-            f"--n {1 << n.bit_length()}."
-        )
     return n, max_draws, seed
 
 
@@ -375,13 +383,7 @@ def cmd_sensitivity(args) -> int:
 
     progress = _Progress(args.quiet)
     n, max_draws, seed = _sensitivity_options(args)
-    folder = Path(args.run)
-    out = Path(args.out) if args.out is not None else folder
-    paths = {kind: out / f"sensitivity.{kind}" for kind in _SENSITIVITY_FILES}
-    with user_input():
-        run_folder.check_output_folder(out, existing="reuse")
-    for path in paths.values():
-        _check_output_file(path)
+    folder, out, paths = _output_paths(args, "sensitivity")
     start = time.perf_counter()
     info, post, _ = _load_run(folder)
     used = min(max_draws, post.num_samples)
@@ -406,6 +408,206 @@ def cmd_sensitivity(args) -> int:
     write_atomic(paths["html"], page.encode())
     progress(f"wrote {', '.join(p.name for p in paths.values())} in {out}")
     print(f"sensitivity: {paths['html']}", file=sys.stderr, flush=True)
+    return 0
+
+
+#: Defaults of ``bayesresnet calibrate``: the surrogate draws used (evenly spaced over the
+#: posterior's) and the NUTS steps per chain (``brn.inverse.calibrate`` defaults to 64,
+#: 500 and 500; these keep a command on a run folder to about a minute of CPU).
+CALIBRATE_SURROGATE_DRAWS = 32
+CALIBRATE_NUM_WARMUP = 300
+CALIBRATE_NUM_SAMPLES = 300
+CALIBRATE_NUM_CHAINS = 2
+
+
+def _split_names(option: str, text: str) -> list[str]:
+    """A comma-separated list of names: non-empty items, none repeated."""
+    names = [item.strip() for item in text.split(",")]
+    if not text.strip() or not all(names):
+        raise UserInputError(
+            f"`{option}` must be comma-separated input names, e.g. rw,Kw; got {text!r}."
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UserInputError(f"`{option}` names {repeated} more than once; got {text!r}.")
+    return names
+
+
+def _parse_noise(text: str):
+    """``--noise``: ``"infer"`` or the known sds (one, or one per output), each > 0."""
+    if text.strip() == "infer":
+        return "infer"
+    sds = []
+    for i, item in enumerate(text.split(",")):
+        try:
+            sds.append(float(item))
+        except ValueError:
+            raise UserInputError(
+                f"`--noise` must be infer or known noise sds > 0 (one, or one per output, "
+                f"comma-separated); item {i} of {text!r} is {item.strip()!r}, not a number."
+                f"{did_you_mean(item.strip(), ['infer'])}"
+            ) from None
+        if not sds[-1] > 0 or sds[-1] == float("inf"):
+            raise UserInputError(
+                f"`--noise` sds must be finite and > 0; item {i} of {text!r} is {sds[-1]:g}."
+            )
+    return tuple(sds)
+
+
+def _calibrate_options(args) -> dict:
+    """The numeric options and ``--noise``/``--discrepancy``, checked before any work."""
+    from bayesresnet._validate import check_int
+
+    with user_input():
+        options = {
+            "surrogate_draws": check_int("--surrogate-draws", args.surrogate_draws, minimum=1),
+            "num_warmup": check_int("--num-warmup", args.num_warmup, minimum=0),
+            "num_samples": check_int("--num-samples", args.num_samples, minimum=1),
+            "num_chains": check_int("--num-chains", args.num_chains, minimum=1),
+            "seed": check_int("--seed", args.seed, minimum=0),
+        }
+    options["noise"] = _parse_noise(args.noise)
+    options["discrepancy"] = None if args.discrepancy == "none" else args.discrepancy
+    options["propagate"] = args.propagate
+    return options
+
+
+def _check_input_names(option: str, names: list[str], inputs: list[str]) -> None:
+    for name in names:
+        if name not in inputs:
+            raise UserInputError(
+                f"`{option}` names {name!r}, which is not an input of the run; its inputs "
+                f"are {inputs}.{did_you_mean(name, inputs)}"
+            )
+
+
+def _calibrate_inputs(args, post) -> tuple[list[str], list[str]]:
+    """The unknown and the known inputs, by name, checked against the run's inputs."""
+    inputs = list(post.input_names)
+    unknown = _split_names("--unknown", args.unknown)
+    _check_input_names("--unknown", unknown, inputs)
+    if args.known_columns is None:
+        return unknown, [n for n in inputs if n not in unknown]
+    known = _split_names("--known-columns", args.known_columns)
+    _check_input_names("--known-columns", known, inputs)
+    both = [n for n in known if n in unknown]
+    if both:
+        raise UserInputError(
+            f"{both} named by both `--unknown` and `--known-columns`: an input is either "
+            "inferred (--unknown) or given per observation (--known-columns), not both."
+        )
+    neither = [n for n in inputs if n not in unknown and n not in known]
+    if neither:
+        raise UserInputError(
+            f"the input(s) {neither} are in neither `--unknown` nor `--known-columns`: every "
+            "input of the run is either inferred or given per observation. Add them to one "
+            "of the two (without --known-columns, every input not in --unknown is known)."
+        )
+    return unknown, [n for n in inputs if n in known]  # in the run's order
+
+
+def _read_observations(path: Path, post, known: list[str]):
+    """``(known settings [M, d_known], observations [M, O], unused columns)`` from the CSV,
+    by column name."""
+    from bayesresnet.data import read_table
+
+    if not path.is_file():
+        raise UserInputError(f"`--observations`: no such file: {path}")
+    with user_input():
+        header, values = read_table(path)
+    outputs = list(post.output_names)
+    missing = [(n, "a known input") for n in known if n not in header]
+    missing += [(n, "an output") for n in outputs if n not in header]
+    if missing:
+        listed = ", ".join(f"{n!r} ({what})" for n, what in missing)
+        raise UserInputError(
+            f"{path} lacks the column(s) {listed}; it needs one column per known input "
+            f"{known} and per output {outputs}, matched by name (found {header})."
+        )
+    unused = [c for c in header if c not in known and c not in outputs]
+    known_values, y_obs = (
+        values[:, [header.index(n) for n in names]] for names in (known, outputs)
+    )
+    return known_values, y_obs, unused
+
+
+def cmd_calibrate(args) -> int:
+    import pandas as pd
+
+    from bayesresnet._io import write_json
+    from bayesresnet.inverse import PROPAGATE, calibrate
+    from bayesresnet.report import describe_calibration_check, render_calibrate_html
+    from bayesresnet.workflow import calibrate_figures, calibrate_summary
+
+    progress = _Progress(args.quiet)
+    options = _calibrate_options(args)
+    folder, out, paths = _output_paths(args, "calibration")
+    start = time.perf_counter()
+    info, post, _ = _load_run(folder)
+    unknown, known = _calibrate_inputs(args, post)
+    observations = Path(args.observations)
+    known_values, y_obs, unused = _read_observations(observations, post, known)
+    noise = options["noise"]
+    if noise != "infer" and len(noise) not in (1, len(post.output_names)):
+        raise UserInputError(
+            f"`--noise` must give one sd, or one per output ({len(post.output_names)}: "
+            f"{list(post.output_names)}); got {len(noise)}: {args.noise!r}."
+        )
+    if unused:  # after every check, so that an error stays one line
+        print(
+            f"note: column(s) {unused} of {observations} are not used (neither a known input "
+            "nor an output).",
+            file=sys.stderr,
+        )
+    lower, upper = post.training_box
+    columns = [list(post.input_names).index(n) for n in unknown]
+    bounds = {n: (float(lower[j]), float(upper[j])) for n, j in zip(unknown, columns)}
+    used = min(options["surrogate_draws"], post.num_samples)
+    progress(
+        f"run {info['name']!r}: calibrating {', '.join(unknown)} from {len(y_obs)} "
+        f"observations of {', '.join(post.output_names)} in {observations}"
+    )
+    progress(
+        "prior: the training data's box, each uniform: "
+        + ", ".join(f"{n} in [{a:.4g}, {b:.4g}]" for n, (a, b) in bounds.items())
+    )
+    chains = options["num_chains"] * (used if options["propagate"] == "epost" else 1)
+    progress(
+        f"{options['propagate']} ({PROPAGATE[options['propagate']]}): {used} of the "
+        f"{post.num_samples} posterior draws; NUTS, {chains} chains of "
+        f"{options['num_warmup']} + {options['num_samples']} steps"
+    )
+    result = calibrate(
+        post,
+        y_obs,
+        unknown=unknown,
+        known=known_values if known else None,
+        prior=bounds,
+        method="nuts",
+        **options,
+    )
+    progress(
+        "calibration done (" + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()) + ")"
+    )
+    record = {"run": str(folder), "version": __version__, **calibrate_summary(result, bounds)}
+    record["settings"].update(
+        observations=str(observations),
+        num_observations=len(y_obs),
+        known=known,
+        surrogate_draws=options["surrogate_draws"],
+        num_posterior_draws=post.num_samples,
+    )
+    record["timings"]["total"] = time.perf_counter() - start
+    figures = calibrate_figures(result, bounds)
+    write_json(paths["json"], record)
+    write_atomic(paths["csv"], pd.DataFrame(record["summary"]).to_csv(index=False).encode())
+    page = render_calibrate_html(record, figures, title=info["name"])
+    write_atomic(paths["html"], page.encode())
+    progress(f"wrote {', '.join(p.name for p in paths.values())} in {out}")
+    if options["propagate"] == "plugin":
+        print("note: plugin ignores the surrogate's uncertainty (over-confident)", file=sys.stderr)
+    check = describe_calibration_check(record)
+    print(f"calibration: {check}; page: {paths['html']}", file=sys.stderr, flush=True)
     return 0
 
 
@@ -547,6 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     _add_sensitivity_parser(sub)
+    _add_calibrate_parser(sub)
 
     p = sub.add_parser("study", help="run a study (a grid of runs) in parallel, resumably")
     p.add_argument("spec", help="study specification (TOML), e.g. models/studies/smoke.toml")
@@ -580,16 +783,31 @@ exit status: 0 done; 2 an error in what was given (one line, nothing written)
 """
 
 
+def _add_run_parser(sub, name: str, *, help: str, epilog: str):
+    """The parser of a command that reads a run folder (its first argument) and writes
+    ``<stem>.json/.csv/.html`` (``--out``, added by :func:`_add_out_options`)."""
+    p = sub.add_parser(
+        name, help=help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("run", help="run folder (from `bayesresnet fit`)")
+    return p
+
+
+def _add_out_options(p, stem: str, func) -> None:
+    p.add_argument("--out", help=f"folder for {stem}.json/.csv/.html (default: the run folder)")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=func)
+
+
 def _add_sensitivity_parser(sub) -> None:
     from bayesresnet.workflow import SENSITIVITY_MAX_DRAWS, SENSITIVITY_N
 
-    p = sub.add_parser(
+    p = _add_run_parser(
+        sub,
         "sensitivity",
         help="Sobol indices per posterior draw of a run, with credible bands",
         epilog=_SENSITIVITY_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run", help="run folder (from `bayesresnet fit`)")
     p.add_argument(
         "--n",
         type=int,
@@ -605,9 +823,98 @@ def _add_sensitivity_parser(sub) -> None:
         f"{SENSITIVITY_MAX_DRAWS}, or all when fewer)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the design (default 0)")
-    p.add_argument("--out", help="folder for sensitivity.json/.csv/.html (default: the run folder)")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
-    p.set_defaults(func=cmd_sensitivity)
+    _add_out_options(p, "sensitivity", cmd_sensitivity)
+
+
+_CALIBRATE_EPILOG = """\
+Infers the simulator inputs named by --unknown from observations, with the run's
+surrogate standing in for the simulator: y = f(θ, known inputs) + noise, per output.
+The observations CSV has one row per observation: a column per known input (matched by
+the run's input names; by default every input not in --unknown) and a column per output
+(the run's output names). Each unknown is uniform on the training data's box (its min
+and max over the training inputs). --propagate says how the surrogate's uncertainty
+enters: epost (default) pools the posteriors given each surrogate draw; elik averages
+the likelihood over the draws; plugin takes the posterior-mean surrogate as exact and
+is over-confident (for comparison only).
+
+writes calibration.json (settings, prior, summary, diagnostics per component and pooled,
+surrogate share, extrapolation flag, effective draws, predictive check, timings),
+calibration.csv (the summary table) and calibration.html (posterior marginals with the
+prior, pairs, surrogate share, predictive check at the observations) into --out (the
+run folder by default); the last
+line on standard error gives the worst R-hat, ESS and divergences and whether the
+posterior sits where the surrogate extrapolates.
+exit status: 0 done; 2 an error in what was given (one line, nothing written)
+
+example:
+  bayesresnet calibrate runs/borehole --unknown rw,Kw \\
+      --observations models/data/borehole_observations.csv
+"""
+
+
+def _add_calibrate_parser(sub) -> None:
+    from bayesresnet.inverse import PROPAGATE
+
+    p = _add_run_parser(
+        sub,
+        "calibrate",
+        help="infer simulator inputs from observations through a run's surrogate (NUTS)",
+        epilog=_CALIBRATE_EPILOG,
+    )
+    p.add_argument(
+        "--observations", required=True, help="CSV: known inputs and observed outputs per row"
+    )
+    p.add_argument("--unknown", required=True, help="the inputs to infer, e.g. rw,Kw")
+    p.add_argument(
+        "--known-columns",
+        help="the inputs given per observation (default: every input not in --unknown)",
+    )
+    p.add_argument(
+        "--propagate",
+        choices=list(PROPAGATE),
+        default="epost",
+        help="how the surrogate's uncertainty enters (default epost)",
+    )
+    p.add_argument(
+        "--noise",
+        default="infer",
+        help="observation noise sd: infer (half-normal prior, the output's scale; the "
+        "default) or known sds, one or one per output, e.g. 0.5",
+    )
+    p.add_argument(
+        "--discrepancy",
+        choices=["none", "iid"],
+        default="none",
+        help="model discrepancy: none (default) or iid (an extra inferred sd per output)",
+    )
+    p.add_argument(
+        "--surrogate-draws",
+        type=int,
+        default=CALIBRATE_SURROGATE_DRAWS,
+        help=f"surrogate draws used, evenly spaced (default {CALIBRATE_SURROGATE_DRAWS}, or "
+        "all when fewer)",
+    )
+    p.add_argument(
+        "--num-warmup",
+        type=int,
+        default=CALIBRATE_NUM_WARMUP,
+        help=f"NUTS warm-up steps per chain (default {CALIBRATE_NUM_WARMUP})",
+    )
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        default=CALIBRATE_NUM_SAMPLES,
+        help=f"NUTS draws per chain (default {CALIBRATE_NUM_SAMPLES})",
+    )
+    p.add_argument(
+        "--num-chains",
+        type=int,
+        default=CALIBRATE_NUM_CHAINS,
+        help=f"chains per component, i.e. per surrogate draw for epost (default "
+        f"{CALIBRATE_NUM_CHAINS})",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the chains (default 0)")
+    _add_out_options(p, "calibration", cmd_calibrate)
 
 
 def _one_line(error: BaseException) -> str:

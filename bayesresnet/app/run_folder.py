@@ -16,6 +16,8 @@ A run folder holds:
 ``analysis_error.txt``    only when the analysis failed: its traceback
 ``sensitivity.*``         only after ``bayesresnet sensitivity DIR``: its JSON, CSV and
                           HTML
+``calibration.*``         only after ``bayesresnet calibrate DIR``: its JSON, CSV and
+                          HTML
 ``.bayesresnet-run``      the marker (:data:`MARKER`) that says bayesresnet wrote it
 ========================  ============================================================
 
@@ -358,12 +360,13 @@ MARKER = ".bayesresnet-run"
 _MARKER_TAG = "bayesresnet run folder"
 
 #: Every name a run folder of ours may hold: the run files, the analysis files, what a
-#: study adds (``study_run.json``, ``error.txt``) and what ``bayesresnet sensitivity``
-#: adds. ``--overwrite`` replaces nothing else.
+#: study adds (``study_run.json``, ``error.txt``) and what ``bayesresnet sensitivity`` and
+#: ``bayesresnet calibrate`` add. ``--overwrite`` replaces nothing else.
 OWN_FILES = frozenset(
     {*RUN_FILES, MARKER, "predictions.csv", "metrics.json", "report.html", ANALYSIS_ERROR}
     | {"study_run.json", "error.txt"}
     | {"sensitivity.json", "sensitivity.csv", "sensitivity.html"}
+    | {"calibration.json", "calibration.csv", "calibration.html"}
 )
 # A temporary file left by an interrupted write_atomic of one of them.
 _OWN_TEMPORARY = re.compile(r"\.(?P<name>[^/]+)\.[^/.]+\.tmp")
