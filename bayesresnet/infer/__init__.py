@@ -13,7 +13,14 @@ import jax
 import numpy as np
 
 from bayesresnet._validate import check_int
-from bayesresnet.data import MIN_TRAIN_ROWS, Dataset, column_names, validate_xy
+from bayesresnet.data import (
+    MIN_TRAIN_ROWS,
+    Dataset,
+    check_log_columns,
+    column_names,
+    transform_masks,
+    validate_xy,
+)
 from bayesresnet.infer.base import (
     Engine,
     EngineResult,
@@ -79,6 +86,7 @@ def fit(
     method: str = "nuts",
     seed: int = 0,
     prior: PriorSpec | None = None,
+    transforms=None,
     **options,
 ) -> Posterior:
     """Fit a Bayesian WP-ResNet.
@@ -95,6 +103,12 @@ def fit(
         method: ``"nuts"``, ``"mclmc"``, ``"svi"`` or ``"ensemble"``.
         seed: seed of every random choice of the run.
         prior: prior and likelihood (default :class:`~bayesresnet.PriorSpec`).
+        transforms: per-column transforms ``{column name: "log"}`` of inputs and outputs
+            (names as above; default none). A log input is standardized as ``log x``
+            (for inputs spanning orders of magnitude); a log output is modelled as
+            ``log y`` (multiplicative noise; predictions and intervals positive). Both
+            live in the posterior's :class:`~bayesresnet.Scaler`, so every prediction
+            takes and returns raw units. Every value of a log column must be > 0.
         **options: the method's settings: see :class:`NUTSConfig`, :class:`MCLMCConfig`,
             :class:`SVIConfig`, :class:`EnsembleConfig`.
 
@@ -130,10 +144,15 @@ def fit(
         raise ValueError(f"`x` has {x.shape[1]} columns but spec.in_features={spec.in_features}.")
     if y.shape[1] != spec.out_features:
         raise ValueError(f"`y` has {y.shape[1]} columns but spec.out_features={spec.out_features}.")
+    input_names = tuple(input_names) or tuple(f"x{i + 1}" for i in range(x.shape[1]))
+    output_names = tuple(output_names) or tuple(f"y{i + 1}" for i in range(y.shape[1]))
+    x_log, y_log = transform_masks(transforms, input_names, output_names)
+    check_log_columns(x, x_log, input_names, what="`x`")
+    check_log_columns(y, y_log, output_names, what="`y`")
     engine = METHODS[method]
     config = config_from_options(engine.config, method, options)
     marginal = _resolve_marginal(config, prior)
-    scaler = fit_scaler(x, y)
+    scaler = fit_scaler(x, y, x_log=x_log, y_log=y_log)
     # Offsets and input scales are removed in float64, before the engines cast to float32.
     x_fit, y_fit = scaler.centre_data(x, y)
     key = jax.random.key(seed)
@@ -166,7 +185,7 @@ def fit(
         extra=result.extra,
         x_train=np.asarray(x),
         y_train=np.asarray(y),
-        input_names=tuple(input_names) or tuple(f"x{i + 1}" for i in range(x.shape[1])),
-        output_names=tuple(output_names) or tuple(f"y{i + 1}" for i in range(y.shape[1])),
+        input_names=input_names,
+        output_names=output_names,
         seed=seed,
     )
