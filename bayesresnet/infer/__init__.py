@@ -78,6 +78,34 @@ def _resolve_noncentred(config, prior: PriorSpec) -> bool:
     return bool(requested)
 
 
+def _training_data(spec: ResNetSpec, x, y):
+    """``(x, y, input_names, output_names)`` of :func:`fit`'s data, checked (float64)."""
+    input_names = output_names = ()
+    if isinstance(x, Dataset):
+        if y is not None:
+            raise ValueError("pass either a Dataset or `x` and `y`, not both.")
+        input_names, output_names = x.input_names, x.output_names
+        x, y = x.x_train, x.y_train
+    elif y is None:
+        raise ValueError("`y` is required when `x` is an array.")
+    else:  # DataFrames keep their column names
+        input_names, output_names = column_names(x, "x"), column_names(y, "y")
+    x, y = validate_xy(
+        x,
+        y,
+        input_names=input_names or None,
+        output_names=output_names or None,
+        min_rows=MIN_TRAIN_ROWS,
+    )
+    if x.shape[1] != spec.in_features:
+        raise ValueError(f"`x` has {x.shape[1]} columns but spec.in_features={spec.in_features}.")
+    if y.shape[1] != spec.out_features:
+        raise ValueError(f"`y` has {y.shape[1]} columns but spec.out_features={spec.out_features}.")
+    input_names = tuple(input_names) or tuple(f"x{i + 1}" for i in range(x.shape[1]))
+    output_names = tuple(output_names) or tuple(f"y{i + 1}" for i in range(y.shape[1]))
+    return x, y, input_names, output_names
+
+
 def fit(
     spec: ResNetSpec,
     x,
@@ -123,29 +151,7 @@ def fit(
     if not isinstance(prior, PriorSpec):
         raise TypeError(f"`prior` must be a PriorSpec; got {type(prior).__name__}.")
     check_int("seed", seed, minimum=0)
-    input_names = output_names = ()
-    if isinstance(x, Dataset):
-        if y is not None:
-            raise ValueError("pass either a Dataset or `x` and `y`, not both.")
-        input_names, output_names = x.input_names, x.output_names
-        x, y = x.x_train, x.y_train
-    elif y is None:
-        raise ValueError("`y` is required when `x` is an array.")
-    else:  # DataFrames keep their column names
-        input_names, output_names = column_names(x, "x"), column_names(y, "y")
-    x, y = validate_xy(
-        x,
-        y,
-        input_names=input_names or None,
-        output_names=output_names or None,
-        min_rows=MIN_TRAIN_ROWS,
-    )
-    if x.shape[1] != spec.in_features:
-        raise ValueError(f"`x` has {x.shape[1]} columns but spec.in_features={spec.in_features}.")
-    if y.shape[1] != spec.out_features:
-        raise ValueError(f"`y` has {y.shape[1]} columns but spec.out_features={spec.out_features}.")
-    input_names = tuple(input_names) or tuple(f"x{i + 1}" for i in range(x.shape[1]))
-    output_names = tuple(output_names) or tuple(f"y{i + 1}" for i in range(y.shape[1]))
+    x, y, input_names, output_names = _training_data(spec, x, y)
     x_log, y_log = transform_masks(transforms, input_names, output_names)
     check_log_columns(x, x_log, input_names, what="`x`")
     check_log_columns(y, y_log, output_names, what="`y`")
