@@ -260,3 +260,19 @@ def test_multiplicative_noise_gets_positive_calibrated_intervals():
     assert np.all(lo > 0)
     coverage = np.mean((y_test >= lo) & (y_test <= hi))
     assert 0.85 <= coverage <= 0.95, coverage
+
+
+def test_analysis_and_report_of_a_transformed_fit(post, data):
+    from bayesresnet import report, workflow
+
+    x, y = data
+    ds = brn.Dataset(x, y, x[:20], y[:20], ("x1", "x2"), ("y1",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 3 draws: ArviZ's LOO warnings are expected
+        result = workflow.analyze(post, ds, name="logs", num_probes=4)
+    data_metrics = result.metrics["data"]
+    assert data_metrics["transforms"] == {"x1": "log", "y1": "log"}
+    assert "notes" not in data_metrics  # the wide input and the output are declared
+    assert np.isfinite(result.metrics["calibration"]["test"]["nll"]["overall"])
+    text = report.render_html(result.metrics, result.figures)
+    assert "<dt>transforms</dt><dd>x1: log, y1: log</dd>" in text
