@@ -65,6 +65,31 @@ def run_one(transforms, noise: float, seed: int) -> dict:
     }
 
 
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean and range over seeds of each metric, per noise level and transforms."""
+    keys = sorted({(r["noise"], r["transforms"]) for r in rows}, key=lambda k: k[0])
+    out = []
+    for noise, label in keys:
+        group = [r for r in rows if (r["noise"], r["transforms"]) == (noise, label)]
+        row = {"noise": noise, "transforms": label, "seeds": [r["seed"] for r in group]}
+        for metric in ("rel_rmse", "crps", "coverage_90"):
+            values = [r[metric] for r in group]
+            row[metric] = float(np.mean(values))
+            row[f"{metric}_range"] = [float(min(values)), float(max(values))]
+        out.append(row)
+    return out
+
+
+def format_table(summary: list[dict]) -> str:
+    lines = [f"{'noise':>5}  {'transforms':20s} {'rel RMSE':>9} {'CRPS':>7} {'cov90':>6}"]
+    lines += [
+        f"{r['noise']:5.2f}  {r['transforms']:20s} {r['rel_rmse']:9.3%} {r['crps']:7.4f} "
+        f"{r['coverage_90']:6.3f}"
+        for r in summary
+    ]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -86,7 +111,9 @@ def main(argv=None):
                     flush=True,
                 )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+    summary = summarize(rows)
+    args.out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n")
+    print(format_table(summary))
     print(f"wrote {args.out}")
 
 

@@ -262,6 +262,7 @@ def test_multiplicative_noise_gets_positive_calibrated_intervals():
     assert 0.85 <= coverage <= 0.95, coverage
 
 
+@pytest.mark.slow  # the whole analysis with its figures: about 20 s on a quiet machine
 def test_analysis_and_report_of_a_transformed_fit(post, data):
     from bayesresnet import report, workflow
 
