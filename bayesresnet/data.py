@@ -35,6 +35,7 @@ __all__ = [
     "check_transforms",
     "transform_masks",
     "check_log_columns",
+    "check_dataset_transforms",
     "suggest_transforms",
     "check_outputs",
     "column_names",
@@ -405,6 +406,25 @@ def check_log_columns(arr, mask, names: Sequence[str], *, what: str) -> None:
                 f"has {_plural(bad.size, 'value')} ≤ 0, the first in row {bad[0]} "
                 f"({arr[bad[0], j]:g}); a log transform needs values > 0. Drop the transform "
                 f"of {names[j]!r}, or shift the column so that it is positive."
+            )
+
+
+def check_dataset_transforms(dataset: Dataset, transforms) -> None:
+    """Checks declared transforms against a loaded `Dataset`: known column names, and
+    values > 0 in every log column of both splits (as `fit` and `predict` will need).
+
+    Raises:
+        TypeError, ValueError: As :func:`transform_masks` and :func:`check_log_columns`.
+    """
+    x_log, y_log = transform_masks(transforms, dataset.input_names, dataset.output_names)
+    for split in ("train", "test"):
+        for kind, mask, names in (
+            ("x", x_log, dataset.input_names),
+            ("y", y_log, dataset.output_names),
+        ):
+            values = getattr(dataset, f"{kind}_{split}")
+            check_log_columns(
+                values, mask, names, what=f"{kind}_{split} of dataset {dataset.name!r}"
             )
 
 

@@ -9,7 +9,12 @@ from scipy import stats
 
 import bayesresnet as brn
 from bayesresnet import calibration
-from bayesresnet.data import check_log_columns, suggest_transforms, transform_masks
+from bayesresnet.data import (
+    check_dataset_transforms,
+    check_log_columns,
+    suggest_transforms,
+    transform_masks,
+)
 from bayesresnet.inverse import make_surrogate_draws
 from bayesresnet.model import Scaler, fit_scaler
 from bayesresnet.posterior import function_program
@@ -277,3 +282,15 @@ def test_analysis_and_report_of_a_transformed_fit(post, data):
     assert np.isfinite(result.metrics["calibration"]["test"]["nll"]["overall"])
     text = report.render_html(result.metrics, result.figures)
     assert "<dt>transforms</dt><dd>x1: log, y1: log</dd>" in text
+
+
+def test_dataset_transforms_are_checked_on_both_splits(data):
+    x, y = data
+    test_y = y[:5].copy()
+    test_y[2] = -1.0
+    ds = brn.Dataset(x, y, x[:5], test_y, ("x1", "x2"), ("y1",), name="d")
+    check_dataset_transforms(ds, {"x1": "log"})
+    with pytest.raises(ValueError, match=r"column 0 \('y1'\) of y_test of dataset 'd' .* row 2"):
+        check_dataset_transforms(ds, {"y1": "log"})
+    with pytest.raises(ValueError, match=r"`transforms` names 'x9'"):
+        check_dataset_transforms(ds, {"x9": "log"})
