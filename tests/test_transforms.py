@@ -294,3 +294,12 @@ def test_dataset_transforms_are_checked_on_both_splits(data):
         check_dataset_transforms(ds, {"y1": "log"})
     with pytest.raises(ValueError, match=r"`transforms` names 'x9'"):
         check_dataset_transforms(ds, {"x9": "log"})
+
+
+def test_sobol_indices_of_a_transformed_posterior_use_the_raw_training_box(post):
+    result = brn.sensitivity.sobol(post, n=64, max_draws=3, seed=0)
+    lo, hi = post.training_box  # raw units: x1 spans 4 decades
+    explicit = brn.sensitivity.sobol(post, bounds=np.column_stack([lo, hi]), n=64, max_draws=3)
+    assert "training data's box" in result.attrs["bounds_source"]
+    first, again = result.summary()["mean"], explicit.summary()["mean"]
+    assert np.all(np.isfinite(first)) and np.array_equal(first, again)
