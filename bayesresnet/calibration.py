@@ -370,6 +370,7 @@ def nll(
     loc_draws,
     scale_draws,
     df: float | None = None,
+    log_outputs=None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> np.ndarray:
     """Exact negative log predictive density of the mixture over posterior draws.
@@ -390,6 +391,11 @@ def nll(
             [S] (shared by the outputs), [S, N] when O = 1, a scalar, or [S, N, O]
             (size-1 axes broadcast).
         df: Student-t degrees of freedom of the likelihood, or None for Normal.
+        log_outputs: Optional [O] bools: the outputs whose likelihood is on ``log y``
+            (a log-transformed output, see :class:`bayesresnet.model.Scaler`). There
+            ``loc_draws`` are raw (``exp`` of the log-space location, > 0), ``scale_draws``
+            are sds of ``log y``, and the density is that of the raw ``y``:
+            ``log p(y) = log p(log y | log f_s, σ_s) − log y``; ``y`` must be > 0 there.
         chunk_size: (point, output) pairs evaluated at once.
 
     Returns:
@@ -401,12 +407,44 @@ def nll(
     scale = _as_scale_draws(scale_draws, num_draws, num_points, num_outputs)
     df = None if df is None else check_number("df", df, low=0.0)
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    mask = _log_mask(log_outputs, num_outputs, t, loc)
+    jacobian = 0.0
+    if mask is not None:
+        t = np.where(mask, np.log(np.where(mask, t, 1.0)), t)
+        loc = np.where(mask, np.log(np.where(mask, loc, 1.0)), loc)
+        jacobian = np.where(mask, -t, 0.0)  # −log y on the log outputs, [N, O]
 
     def chunk_nll(c: np.ndarray, sl: slice) -> np.ndarray:
         log_p = log_density(t[sl], c, scale[:, sl, :], df)
-        return math.log(num_draws) - special.logsumexp(log_p, axis=0)
+        return math.log(num_draws) - special.logsumexp(log_p, axis=0) - _rows(jacobian, sl)
 
     return _map_points(loc, chunk_nll, chunk_size)
+
+
+def _rows(a, sl: slice):
+    """``a[sl]`` for an array, ``a`` for a scalar (no Jacobian)."""
+    return a[sl] if isinstance(a, np.ndarray) else a
+
+
+def _log_mask(log_outputs, num_outputs: int, t: np.ndarray, loc: np.ndarray):
+    """The ``[O]`` bool mask of the log outputs (``None`` when none), with ``y, f > 0`` there."""
+    if log_outputs is None:
+        return None
+    mask = np.asarray(log_outputs)
+    if mask.dtype != bool or mask.shape != (num_outputs,):
+        raise ValueError(
+            f"`log_outputs` must be {num_outputs} bools (one per output); got {mask.tolist()!r}."
+        )
+    if not mask.any():
+        return None
+    for name, values in (("y", t), ("loc_draws", loc)):
+        bad = ~(values[..., mask] > 0)
+        if bad.any():
+            raise ValueError(
+                f"`{name}` must be > 0 on the log outputs {np.flatnonzero(mask).tolist()}; "
+                f"got {int(bad.sum())} values ≤ 0."
+            )
+    return mask
 
 
 def nll_gaussian(mean, sd, y) -> np.ndarray:
@@ -795,6 +833,7 @@ def summarize(
     df: float | None = None,
     levels=DEFAULT_LEVELS,
     train: tuple[Any, Any] | None = None,
+    log_outputs=None,
 ) -> dict[str, Any]:
     """Every metric of this module in one JSON-serializable dict.
 
@@ -832,6 +871,8 @@ def summarize(
         train: Optional ``(train_loc_draws, train_y)`` for the generalization gap: draws
             of the noise-free function f at the training inputs ([S', N', O] or
             [S', N']) and the training observations.
+        log_outputs: Optional [O] bools, the log-transformed outputs, for the NLL (see
+            :func:`nll`).
 
     Returns:
         A dict of plain floats, lists and None.
@@ -849,7 +890,9 @@ def summarize(
     # The NLL validates `loc_draws`/`scale_draws`: run it before any other work.
     nll_values = None
     if loc_draws is not None:
-        nll_values = nll(t, loc_draws=loc_draws, scale_draws=scale_draws, df=df)
+        nll_values = nll(
+            t, loc_draws=loc_draws, scale_draws=scale_draws, df=df, log_outputs=log_outputs
+        )
 
     # Same expectation; the noise-free draws carry no observation-noise Monte-Carlo error.
     mean = _draw_mean(x) if loc_draws is None else _draw_mean(_as_draws(loc_draws, "loc_draws"))

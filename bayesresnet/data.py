@@ -19,18 +19,24 @@ import operator
 import os
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bayesresnet._io import write_atomic
-from bayesresnet._validate import check_array, check_fraction, check_values
+from bayesresnet._validate import check_array, check_fraction, check_values, did_you_mean
 
 __all__ = [
     "MIN_TRAIN_ROWS",
+    "TRANSFORMS",
     "Dataset",
+    "check_transforms",
+    "transform_masks",
+    "check_log_columns",
+    "check_dataset_transforms",
+    "suggest_transforms",
     "check_outputs",
     "column_names",
     "load_csv",
@@ -42,6 +48,13 @@ __all__ = [
 
 MIN_TRAIN_ROWS = 3
 """The fewest training rows a `Dataset` accepts (a posterior needs something to condition on)."""
+
+#: The per-column transforms a user may declare (``fit(..., transforms={"r": "log"})``).
+TRANSFORMS = ("log",)
+#: A positive input whose middle 90 % spans more decades than this gets a log suggestion.
+SUGGEST_LOG_DECADES = 2.0
+#: A positive output whose sample skewness exceeds this (and whose log is less skewed) gets one.
+SUGGEST_LOG_SKEWNESS = 1.0
 
 _NPZ_REQUIRED = ("x_train", "y_train")
 _NPZ_OPTIONAL = ("x_test", "y_test", "input_names", "output_names", "name")
@@ -309,6 +322,167 @@ def _maybe_names(names) -> tuple[str, ...] | None:
     return tuple(str(n) for n in names) if all(isinstance(n, str) for n in names) else None
 
 
+# --------------------------------------------------------------------------- transforms
+
+
+def check_transforms(transforms) -> dict[str, str]:
+    """A ``{column name: transform}`` mapping, checked: str names, values in `TRANSFORMS`.
+
+    ``None`` gives ``{}`` (no transform).
+
+    Raises:
+        TypeError: If `transforms` is not a mapping, or a name is not a str.
+        ValueError: If a transform is not one of `TRANSFORMS`.
+    """
+    if transforms is None:
+        return {}
+    if not isinstance(transforms, Mapping):
+        raise TypeError(
+            '`transforms` must be a mapping of column names to transforms, e.g. {"r": "log"}; '
+            f"got {type(transforms).__name__}."
+        )
+    out = {}
+    for name, kind in transforms.items():
+        if not isinstance(name, str):
+            raise TypeError(
+                f"`transforms` keys must be column names (str); got {type(name).__name__} {name!r}."
+            )
+        if isinstance(kind, bool) or kind not in TRANSFORMS:
+            raise ValueError(
+                f"`transforms` gives column {name!r} the transform {kind!r}; the transforms "
+                f"are {list(TRANSFORMS)}.{did_you_mean(kind, TRANSFORMS)}"
+            )
+        out[name] = kind
+    return out
+
+
+def transform_masks(
+    transforms, input_names: Sequence[str], output_names: Sequence[str]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The ``(x_log [d], y_log [O])`` masks of :class:`~bayesresnet.model.Scaler` from a
+    ``{column name: "log"}`` mapping (each ``None`` when no column of its kind is marked).
+
+    Raises:
+        TypeError, ValueError: As :func:`check_transforms`; ValueError also for a name
+            that is not an input or output column (the columns are listed), or one that
+            names both an input and an output.
+    """
+    transforms = check_transforms(transforms)
+    inputs, outputs = list(input_names), list(output_names)
+    for name in transforms:
+        if name in inputs and name in outputs:
+            raise ValueError(
+                f"`transforms` names {name!r}, which is both an input and an output column; "
+                "rename one of them."
+            )
+        if name not in inputs and name not in outputs:
+            raise ValueError(
+                f"`transforms` names {name!r}, not a column of the data: the inputs are "
+                f"{inputs} and the outputs {outputs}.{did_you_mean(name, inputs + outputs)}"
+            )
+
+    def mask(names):
+        m = np.array([transforms.get(n) == "log" for n in names], dtype=bool)
+        return m if m.any() else None
+
+    return mask(inputs), mask(outputs)
+
+
+def check_log_columns(arr, mask, names: Sequence[str], *, what: str) -> None:
+    """Every value of a log-transformed column of ``arr [N, C]`` must be > 0.
+
+    Raises:
+        ValueError: naming the first such column with a value ≤ 0, the first bad row
+            (0-based) and its value, and how many there are.
+    """
+    if mask is None:
+        return
+    arr = np.asarray(arr, dtype=np.float64)
+    for j in np.flatnonzero(mask):
+        bad = np.flatnonzero(~(arr[:, j] > 0))
+        if bad.size:
+            raise ValueError(
+                f"column {j} ({names[j]!r}) of {what} is log-transformed (`transforms`) but "
+                f"has {_plural(bad.size, 'value')} ≤ 0, the first in row {bad[0]} "
+                f"({arr[bad[0], j]:g}); a log transform needs values > 0. Drop the transform "
+                f"of {names[j]!r}, or shift the column so that it is positive."
+            )
+
+
+def check_dataset_transforms(dataset: Dataset, transforms) -> None:
+    """Checks declared transforms against a loaded `Dataset`: known column names, and
+    values > 0 in every log column of both splits (as `fit` and `predict` will need).
+
+    Raises:
+        TypeError, ValueError: As :func:`transform_masks` and :func:`check_log_columns`.
+    """
+    x_log, y_log = transform_masks(transforms, dataset.input_names, dataset.output_names)
+    for split in ("train", "test"):
+        for kind, mask, names in (
+            ("x", x_log, dataset.input_names),
+            ("y", y_log, dataset.output_names),
+        ):
+            values = getattr(dataset, f"{kind}_{split}")
+            check_log_columns(
+                values, mask, names, what=f"{kind}_{split} of dataset {dataset.name!r}"
+            )
+
+
+def _skewness(a: np.ndarray) -> float:
+    sd = a.std()
+    return float(np.mean(((a - a.mean()) / sd) ** 3)) if sd > 0 else 0.0
+
+
+def suggest_transforms(
+    x, y, input_names: Sequence[str], output_names: Sequence[str], transforms=None
+) -> list[str]:
+    """Notes suggesting a log transform for columns that would likely fit better with one.
+
+    An input is suggested when all its values are > 0 and its middle 90 % (5th to 95th
+    percentile) spans more than `SUGGEST_LOG_DECADES` decades; an output when all its
+    values are > 0, its sample skewness exceeds `SUGGEST_LOG_SKEWNESS` and its log is less
+    skewed. Columns already in ``transforms`` are skipped.
+
+    Args:
+        x: training inputs ``[N, d]``; y: training outputs ``[N, O]``.
+        input_names, output_names: the column names.
+        transforms: the declared ``{column name: "log"}`` (default none).
+
+    Returns:
+        One sentence per suggested column (empty when none).
+    """
+    declared = check_transforms(transforms)
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(len(x), -1)
+    notes = []
+    for j, name in enumerate(input_names):
+        column = x[:, j]
+        if name in declared or not len(column) or not np.all(column > 0):
+            continue
+        lo, hi = np.quantile(column, [0.05, 0.95])
+        decades = np.log10(hi / lo)
+        if decades > SUGGEST_LOG_DECADES:
+            notes.append(
+                f"input {name!r} is positive and its middle 90 % spans {decades:.1f} decades "
+                f"({lo:.3g} to {hi:.3g}); a log transform may fit better: "
+                f'transforms={{"{name}": "log"}} in Python, or `{name} = "log"` under '
+                "[data.transforms] in the run spec."
+            )
+    for j, name in enumerate(output_names):
+        column = y[:, j]
+        if name in declared or not len(column) or not np.all(column > 0):
+            continue
+        skew, log_skew = _skewness(column), _skewness(np.log(column))
+        if skew > SUGGEST_LOG_SKEWNESS and abs(log_skew) < skew:
+            notes.append(
+                f"output {name!r} is positive and strongly skewed (skewness {skew:.2f}; "
+                f"{log_skew:.2f} for its log); a log transform (multiplicative noise, "
+                f'positive predictions) may fit better: transforms={{"{name}": "log"}} in '
+                f'Python, or `{name} = "log"` under [data.transforms] in the run spec.'
+            )
+    return notes
+
+
 # ---------------------------------------------------------------------- shared helpers
 
 
@@ -494,11 +668,16 @@ def _select_columns(header: list[str], outputs, path: Path) -> tuple[list[int], 
     return input_idx, output_idx
 
 
-def check_outputs(path: str | os.PathLike, outputs) -> None:
+def check_outputs(
+    path: str | os.PathLike, outputs
+) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     """Checks that `outputs` selects columns of the CSV file `path`, reading its header only.
 
     A file whose header cannot be read (not UTF-8, empty, malformed) passes: `load_csv`
     reports why when the data are loaded.
+
+    Returns:
+        The input and the output column names, or None when the header cannot be read.
 
     Raises:
         TypeError, ValueError: As `load_csv` does for the header and for `outputs`.
@@ -510,9 +689,11 @@ def check_outputs(path: str | os.PathLike, outputs) -> None:
             header = next((row for row in rows if any(row)), None)
     except (OSError, UnicodeDecodeError, csv.Error):
         pass
-    if header is not None:
-        _check_header(header, Path(path))
-        _select_columns(header, outputs, Path(path))
+    if header is None:
+        return None
+    _check_header(header, Path(path))
+    input_idx, output_idx = _select_columns(header, outputs, Path(path))
+    return tuple(header[j] for j in input_idx), tuple(header[j] for j in output_idx)
 
 
 def load_csv(

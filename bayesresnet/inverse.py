@@ -211,12 +211,23 @@ def _evaluate_draws(function, params, x):
     return jax.vmap(function, (0, None))(params, x)
 
 
+def _output_scale(post: Posterior) -> np.ndarray:
+    """``[O]`` the training outputs' sd in raw units: the scaler's, or for a log-transformed
+    output (whose scaler holds the sd of ``log y``) the raw training values' (1 if constant)."""
+    o = post.spec.out_features
+    scale = np.broadcast_to(np.asarray(post.scaler.y_std, dtype=np.float64), (o,))
+    if post.scaler.y_log is None:
+        return scale
+    raw = np.std(post.y_train, axis=0)
+    return np.where(post.scaler.y_log, np.where(raw > 0, raw, 1.0), scale)
+
+
 def make_surrogate_draws(post: Posterior) -> SurrogateDraws:
     """A posterior's noise-free function draws (raw units), differentiable in the inputs.
 
     The draws are the posterior's with chains and draws merged (chain-major), evaluated by
-    :func:`bayesresnet.posterior.function_program`; the outputs' scale is the training
-    outputs' sd.
+    :func:`bayesresnet.posterior.function_program` (raw inputs and outputs, log transforms
+    included); the outputs' scale is the training outputs' sd in raw units.
     """
     if not isinstance(post, Posterior):
         raise TypeError(f"`post` must be a bayesresnet Posterior; got {type(post).__name__}.")
@@ -227,7 +238,7 @@ def make_surrogate_draws(post: Posterior) -> SurrogateDraws:
         params=params,
         input_names=post.input_names or tuple(f"x{j + 1}" for j in range(d)),
         output_names=post.output_names or tuple(f"y{j + 1}" for j in range(o)),
-        output_scale=np.broadcast_to(np.asarray(post.scaler.y_std, dtype=np.float64), (o,)),
+        output_scale=_output_scale(post),
         x_train=post.x_train,
     )
 

@@ -18,6 +18,14 @@ user gives ``x`` and ``y`` (and gets predictions) in raw units. The likelihood i
 written in raw units: ``y ~ Normal(μ_y + s_y f(x̃), s_y σ)`` (or Student-t), so
 log-likelihoods, LOO and WAIC are in the data's own units.
 
+Declared log transforms (``fit(..., transforms={"r": "log", "y": "log"})``) live in the
+:class:`Scaler` too: a log input is standardized as ``log x``; a log output is modelled as
+``log y ~ Normal(μ_y + s_y f(x̃), s_y σ)`` (multiplicative noise of relative size ``s_y σ``).
+The engines sample that density, which differs from the raw one by the constant
+``−Σ log y`` (the Jacobian, free of the parameters); the reported pointwise log-likelihoods
+(:meth:`~bayesresnet.posterior.Posterior.log_likelihood`, hence LOO and WAIC) add it, so they
+stay densities of the raw ``y``.
+
 :func:`bayesresnet.infer.fit` removes the offsets first, in float64
 (:meth:`Scaler.centre_data`: ``x̃`` and ``y − μ_y``), and binds the model to
 :meth:`Scaler.centred` (the output scale ``s_y`` alone): float32 cannot hold the spread of
@@ -30,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -112,37 +121,95 @@ class PriorSpec:
         return self.student_t_df if self.likelihood == "student_t" else None
 
 
+def _log_columns(a, mask, inverse: bool = False):
+    """``a`` with ``log`` (``exp`` when ``inverse``) applied to the columns where ``mask``
+    is true (the last axis); ``a`` itself, untouched, when no column is marked.
+
+    NumPy in, NumPy out; JAX in (traced or not), JAX out. The other columns never pass
+    through ``log``, so they may hold any value (and their gradients stay finite).
+    """
+    if mask is None or not np.any(mask):
+        return a
+    xp = jnp if isinstance(a, jax.Array) else np
+    mask = np.asarray(mask, dtype=bool)
+    if inverse:
+        return xp.where(mask, xp.exp(xp.where(mask, a, 0.0)), a)
+    return xp.where(mask, xp.log(xp.where(mask, a, 1.0)), a)
+
+
 class Scaler(NamedTuple):
-    """Per-column standardization ``x̃ = (x − x_mean)/x_std`` (and the same for y).
+    """Per-column standardization ``x̃ = (g(x) − x_mean)/x_std`` (and the same for y).
+
+    ``g`` is the identity, or ``log`` on the columns marked in ``x_log`` (``y_log``): a
+    declared log transform (an input spanning orders of magnitude, a positive output).
+    The means and sds are then those of the logged columns. With log outputs the model's
+    likelihood is on ``g(y)``; :meth:`log_jacobian_y` turns its densities back into densities
+    of the raw ``y`` (``log p(y) = log p(log y) − log y``).
 
     The one owner of the arithmetic between raw and standardized units: its methods work
     on NumPy and JAX arrays alike (NumPy float64 in, float64 out).
+
+    Attributes:
+        x_mean, x_std: ``[d]`` statistics of ``g(x)`` on the training data.
+        y_mean, y_std: ``[out]`` statistics of ``g(y)``.
+        x_log: ``[d]`` bool, the log-transformed inputs, or ``None`` (none).
+        y_log: ``[out]`` bool, the log-transformed outputs, or ``None`` (none).
     """
 
     x_mean: np.ndarray
     x_std: np.ndarray
     y_mean: np.ndarray
     y_std: np.ndarray
+    x_log: np.ndarray | None = None
+    y_log: np.ndarray | None = None
+
+    @property
+    def has_transforms(self) -> bool:
+        """Whether any input or output column is log-transformed."""
+        return bool(np.any(_mask(self.x_log)) or np.any(_mask(self.y_log)))
 
     def transform_x(self, x):
-        """Standardized inputs ``x̃ = (x − x_mean)/x_std`` ``[N, d]``."""
-        return (x - self.x_mean) / self.x_std
+        """Standardized inputs ``x̃ = (g(x) − x_mean)/x_std`` ``[N, d]``."""
+        return (_log_columns(x, self.x_log) - self.x_mean) / self.x_std
 
     def transform_y(self, y):
-        """Standardized outputs ``ỹ = (y − y_mean)/y_std`` ``[N, out]``."""
-        return (y - self.y_mean) / self.y_std
+        """Standardized outputs ``ỹ = (g(y) − y_mean)/y_std`` ``[N, out]``."""
+        return (_log_columns(y, self.y_log) - self.y_mean) / self.y_std
 
-    def inverse_y(self, y_tilde):
-        """Raw outputs ``y = y_mean + y_std·ỹ`` from standardized ones (e.g. ``f̃`` draws)."""
+    def model_y(self, y):
+        """Raw outputs in the likelihood's units, ``g(y)``: ``log y`` on the log columns."""
+        return _log_columns(y, self.y_log)
+
+    def raw_y(self, z):
+        """The inverse of :meth:`model_y`: ``exp z`` on the log columns."""
+        return _log_columns(z, self.y_log, inverse=True)
+
+    def unscale_y(self, y_tilde):
+        """Outputs in the likelihood's units, ``g(y) = y_mean + y_std·ỹ``, from standardized
+        ones (raw units when no output is log-transformed)."""
         return self.y_mean + self.y_std * y_tilde
 
+    def inverse_y(self, y_tilde):
+        """Raw outputs ``y = g⁻¹(y_mean + y_std·ỹ)`` from standardized ones (e.g. ``f̃``)."""
+        return self.raw_y(self.unscale_y(y_tilde))
+
+    def log_jacobian_y(self, y):
+        """``log |dg/dy|`` per output, ``[..., out]``: ``−log y`` on the log columns, 0 on
+        the others, so that ``log p(y) = log p(g(y)) + log_jacobian_y(y)``."""
+        y = np.asarray(y, dtype=np.float64)
+        mask = _mask(self.y_log)
+        if mask is None:
+            return np.zeros_like(y)
+        return np.where(mask, -_log_columns(y, mask), 0.0)
+
     def scale_sd(self, sd):
-        """A standard deviation of the standardized outputs (the noise ``σ``) in raw units:
-        ``y_std·σ`` per output."""
+        """A standard deviation of the standardized outputs (the noise ``σ``) in the
+        likelihood's units: ``y_std·σ`` per output (raw units, or the sd of ``log y`` on a
+        log-transformed output)."""
         return self.y_std * sd
 
     def centre_data(self, x, y):
-        """The training data as the engines receive them: ``(x̃, y − y_mean)`` in float64.
+        """The training data as the engines receive them: ``(x̃, g(y) − y_mean)`` in float64.
 
         Computed in NumPy float64 before any cast to float32, so a large offset (inputs at
         ``1e8 ± 1``, outputs at ``1 ± 1e-8``) does not swallow the spread: in float32 the
@@ -151,12 +218,13 @@ class Scaler(NamedTuple):
         """
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
-        return self.transform_x(x), y - self.y_mean
+        return self.transform_x(x), self.model_y(y) - self.y_mean
 
     def centred(self) -> Scaler:
         """The standardization left once :meth:`centre_data` has been applied: identity on
-        the inputs, the output scale ``y_std`` alone (so the model's likelihood stays in raw
-        output units, up to the shift by ``y_mean``, which leaves densities unchanged)."""
+        the inputs, the output scale ``y_std`` alone (so the model's likelihood stays in the
+        units of ``g(y)``, raw units without log outputs, up to the shift by ``y_mean``, which
+        leaves densities unchanged). The log transforms are already applied."""
         return Scaler(
             np.zeros_like(self.x_mean),
             np.ones_like(self.x_std),
@@ -165,8 +233,8 @@ class Scaler(NamedTuple):
         )
 
     def log_det_y(self):
-        """``Σ_o log y_std_o``: the log-Jacobian of ``ỹ ↦ y`` for one observation, so that
-        ``log p(y) = log p(ỹ) − log_det_y()`` per observation."""
+        """``Σ_o log y_std_o``: the log-Jacobian of ``ỹ ↦ g(y)`` for one observation, so that
+        ``log p(g(y)) = log p(ỹ) − log_det_y()`` per observation."""
         return jnp.sum(jnp.log(jnp.asarray(self.y_std)))
 
     @classmethod
@@ -179,17 +247,33 @@ class Scaler(NamedTuple):
         )
 
 
-def fit_scaler(x, y) -> Scaler:
-    """Standardization statistics of training data; constant columns get sd 1."""
+def _mask(mask) -> np.ndarray | None:
+    """A log mask as a bool array, or ``None`` when no column is marked."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    return mask if mask.any() else None
+
+
+def fit_scaler(x, y, *, x_log=None, y_log=None) -> Scaler:
+    """Standardization statistics of training data; constant columns get sd 1.
+
+    Args:
+        x: training inputs ``[N, d]``.
+        y: training outputs ``[N, out]``.
+        x_log: ``[d]`` bool, the inputs standardized as ``log x`` (must be > 0), or ``None``.
+        y_log: ``[out]`` bool, the outputs modelled as ``log y`` (must be > 0), or ``None``.
+    """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    x_log, y_log = _mask(x_log), _mask(y_log)
 
     def stats(a):
         mean = a.mean(axis=0)
         std = a.std(axis=0)
         return mean, np.where(std > 0, std, 1.0)
 
-    return Scaler(*stats(x), *stats(y))
+    return Scaler(*stats(_log_columns(x, x_log)), *stats(_log_columns(y, y_log)), x_log, y_log)
 
 
 def observation_dist(prior: PriorSpec, loc, scale) -> dist.Distribution:

@@ -25,7 +25,7 @@ import numpy as np
 from bayesresnet import bases, sites
 from bayesresnet._io import write_atomic
 from bayesresnet._validate import check_array, check_int, check_level
-from bayesresnet.data import column_names
+from bayesresnet.data import check_log_columns, column_names
 from bayesresnet.levels import PREDICTION_LEVELS
 from bayesresnet.model import PriorSpec, Scaler, observation_dist
 from bayesresnet.resnet import ResNetSpec, apply
@@ -120,8 +120,10 @@ class RawFunction:
 
     Pure and differentiable in both arguments (JAX): the network of ``spec`` between the
     standardization of ``x`` and the un-standardization of its output, as
-    :meth:`Posterior.predict_f` evaluates it. Hashable by value (the statistics are held as
-    tuples), so two posteriors of one architecture and scaling share compiled programs.
+    :meth:`Posterior.predict_f` evaluates it (with the log transforms of the
+    :class:`~bayesresnet.Scaler`: ``x_log``, ``y_log`` per column, empty when none). Hashable
+    by value (the statistics are held as tuples), so two posteriors of one architecture and
+    scaling share compiled programs.
     """
 
     spec: ResNetSpec
@@ -129,11 +131,23 @@ class RawFunction:
     x_std: tuple[float, ...]
     y_mean: tuple[float, ...]
     y_std: tuple[float, ...]
+    x_log: tuple[bool, ...] = ()
+    y_log: tuple[bool, ...] = ()
 
     def __call__(self, params, x):
-        xs = (x - jnp.asarray(self.x_mean, x.dtype)) / jnp.asarray(self.x_std, x.dtype)
-        f = apply(params, xs, self.spec)
-        return jnp.asarray(self.y_mean, f.dtype) + jnp.asarray(self.y_std, f.dtype) * f
+        scaler = Scaler(
+            jnp.asarray(self.x_mean, x.dtype),
+            jnp.asarray(self.x_std, x.dtype),
+            jnp.asarray(self.y_mean, x.dtype),
+            jnp.asarray(self.y_std, x.dtype),
+            self.x_log or None,
+            self.y_log or None,
+        )
+        if not scaler.has_transforms:  # the arithmetic as it always was
+            xs = (x - scaler.x_mean) / scaler.x_std
+            f = apply(params, xs, self.spec)
+            return jnp.asarray(self.y_mean, f.dtype) + jnp.asarray(self.y_std, f.dtype) * f
+        return scaler.inverse_y(apply(params, scaler.transform_x(x), self.spec))
 
 
 def function_program(post: Posterior) -> tuple[RawFunction, dict[str, np.ndarray]]:
@@ -148,6 +162,9 @@ def function_program(post: Posterior) -> tuple[RawFunction, dict[str, np.ndarray
     def stats(a):
         return tuple(float(v) for v in np.ravel(a))
 
+    def flags(mask):
+        return () if mask is None else tuple(bool(v) for v in np.ravel(mask))
+
     scaler = post.scaler
     f = RawFunction(
         post.spec,
@@ -155,6 +172,8 @@ def function_program(post: Posterior) -> tuple[RawFunction, dict[str, np.ndarray
         stats(scaler.x_std),
         stats(scaler.y_mean),
         stats(scaler.y_std),
+        flags(scaler.x_log),
+        flags(scaler.y_log),
     )
     params = {k: v for k, v in post.flat_samples().items() if k in sites.NETWORK}
     return f, params
@@ -239,8 +258,21 @@ class Posterior:
         return {k: v.reshape((-1,) + v.shape[2:]) for k, v in self.samples.items()}
 
     def noise_scale(self) -> np.ndarray:
-        """Noise sd draws in raw output units, ``[S, O]``."""
+        """Noise sd draws in raw output units, ``[S, O]``; for a log-transformed output,
+        the sd of ``log y`` (the relative size of its multiplicative noise)."""
         return self.scaler.scale_sd(self.flat_samples()[sites.NOISE_SCALE])
+
+    @property
+    def transforms(self) -> dict[str, str]:
+        """The declared per-column transforms, ``{column name: "log"}`` (empty when none)."""
+        out = {}
+        for names, mask in (
+            (self.input_names, self.scaler.x_log),
+            (self.output_names, self.scaler.y_log),
+        ):
+            if mask is not None:
+                out |= {n: "log" for n, m in zip(names, np.ravel(mask)) if m}
+        return out
 
     # -------------------------------------------------------------- predict
     def _check_x(self, x) -> np.ndarray:
@@ -255,7 +287,9 @@ class Posterior:
                 f"`x` must have shape [N, {self.spec.in_features}] (the model's inputs "
                 f"{list(self.input_names) or self.spec.in_features}); got shape {x.shape}."
             )
-        return check_array("x", x, fix="Remove or impute these rows before predicting.")
+        x = check_array("x", x, fix="Remove or impute these rows before predicting.")
+        check_log_columns(x, self.scaler.x_log, self.input_names, what="`x`")
+        return x
 
     def select_inputs(self, columns, values, *, what: str = "`x`", ignore=()) -> np.ndarray:
         """The model's input columns of a table ``values [N, C]``, matched by name.
@@ -342,18 +376,23 @@ class Posterior:
     ) -> np.ndarray:
         """Draws of the noise-free output ``f`` ``[S, N, O]`` (raw units), computed in chunks.
 
-        ``depth`` as in :meth:`predict`.
+        ``depth`` as in :meth:`predict`. For a log-transformed output ``f = exp g(x)``, the
+        median of ``y`` given the draw.
         """
         x = self._check_x(x)
         depth = _check_depth(self.spec, depth)
         return (
-            np.concatenate(list(self._f_chunks(x, chunk_points, chunk_draws, depth)), axis=1)
+            self.scaler.raw_y(
+                np.concatenate(list(self._f_chunks(x, chunk_points, chunk_draws, depth)), axis=1)
+            )
             if len(x)
             else np.zeros((self.num_samples, 0, self.spec.out_features))
         )
 
     def _f_chunks(self, x, chunk_points: int, chunk_draws: int, depth=None):
-        """Yield ``f`` draws ``[S, P, O]`` for consecutive chunks of at most ``chunk_points``."""
+        """Yield ``f`` draws ``[S, P, O]`` for consecutive chunks of at most ``chunk_points``,
+        in the likelihood's units (:meth:`~bayesresnet.Scaler.unscale_y`: ``log`` on the
+        log-transformed outputs, raw units otherwise)."""
         check_int("chunk_points", chunk_points, minimum=1)
         check_int("chunk_draws", chunk_draws, minimum=1)
         program = _forward_program(self.spec, depth)
@@ -378,7 +417,7 @@ class Posterior:
                 params = {k: v[i * d_size : (i + 1) * d_size] for k, v in padded.items()}
                 parts.append(np.asarray(program(params, block)))
             f = np.concatenate(parts)[:s, :n_real]
-            yield self.scaler.inverse_y(f)
+            yield self.scaler.unscale_y(f)
 
     def predict(
         self,
@@ -401,6 +440,13 @@ class Posterior:
         predictive quantiles stay resolved for a MAP fit or a small ensemble.
         :attr:`Prediction.extrapolation` flags the points outside the training range
         (silently: :meth:`describe_extrapolation` words the warning the CLI prints).
+
+        A log-transformed output (``fit(..., transforms=...)``) comes back in raw units:
+        the draws are ``exp`` of the draws of ``log y`` (so positive); quantiles and
+        intervals are those of the raw draws (``exp`` of the log-space ones, a monotone map);
+        ``mean`` is the mean of the ``exp`` draws of ``f`` (never ``exp`` of a mean), i.e.
+        of the median of ``y`` given each draw; ``y.mean(axis=0)`` of the kept draws is the
+        predictive mean of ``y``.
 
         Args:
             x: inputs ``[N, d]`` in raw units: an array (columns in the model's order) or a
@@ -436,6 +482,7 @@ class Posterior:
         for i, f in enumerate(self._f_chunks(x, chunk_points, chunk_draws, depth)):
             # [R·S, P, O]: R noise draws per parameter draw, replicate-major.
             y = self._sample_y(jax.random.fold_in(key, i), f, sigma[:, None, :], reps)
+            f, y = self.scaler.raw_y(f), self.scaler.raw_y(y)
             out["mean"].append(f.mean(axis=0))
             out["f_std"].append(f.std(axis=0))
             out["std"].append(y.std(axis=0))
@@ -476,12 +523,15 @@ class Posterior:
         """Pointwise log-likelihood ``[chains, draws, N]`` (summed over outputs), raw units.
 
         Defaults to the training data. One row of ``y`` is one observation (for LOO).
-        With ``per_output`` one value per output, ``[chains, draws, N, O]``.
+        With ``per_output`` one value per output, ``[chains, draws, N, O]``. A
+        log-transformed output adds its Jacobian, ``log p(y) = log p(log y) − log y``, so
+        the values stay densities of the raw ``y``.
         """
         if (x is None) != (y is None):
             raise ValueError("pass both `x` and `y`, or neither (the training data).")
         x = self.x_train if x is None else self._check_x(x)
         y = self.y_train if y is None else np.asarray(y, dtype=np.float64).reshape(len(x), -1)
+        check_log_columns(y, self.scaler.y_log, self.output_names, what="`y`")
         sigma = self.noise_scale()[:, None, :]  # [S, 1, O]
         parts = []
         start = 0
@@ -489,7 +539,11 @@ class Posterior:
             yy = y[start : start + f.shape[1]][None]
             start += f.shape[1]
             with jax.enable_x64(True):  # float64, as the draws of f
-                lp = np.asarray(observation_dist(self.prior, f, sigma).log_prob(yy))
+                lp = np.asarray(
+                    observation_dist(self.prior, f, sigma).log_prob(self.scaler.model_y(yy))
+                )
+            if self.scaler.y_log is not None:
+                lp = lp + self.scaler.log_jacobian_y(yy)
             parts.append(lp if per_output else lp.sum(axis=-1))
         ll = np.concatenate(parts, axis=1)
         return ll.reshape(self.num_chains, self.num_draws, *ll.shape[1:])
@@ -508,7 +562,11 @@ class Posterior:
         arrays = {
             "x_train": self.x_train,
             "y_train": self.y_train,
-            **{f"scaler/{k}": np.asarray(v) for k, v in self.scaler._asdict().items()},
+            **{
+                f"scaler/{k}": np.asarray(v)
+                for k, v in self.scaler._asdict().items()
+                if v is not None  # no log transform: no mask saved
+            },
             **{f"samples/{k}": v for k, v in self.samples.items()},
             **{f"sample_stats/{k}": v for k, v in self.sample_stats.items()},
         }
@@ -581,7 +639,7 @@ def load(path) -> Posterior:
     return Posterior(
         spec=_spec_from_dict(meta["spec"]),
         prior=PriorSpec(**meta["prior"]),
-        scaler=Scaler(**{k: scaler[k] for k in Scaler._fields}),
+        scaler=Scaler(**{k: scaler[k] for k in Scaler._fields if k in scaler}),
         samples=group("samples"),
         method=meta["method"],
         settings=meta["settings"],

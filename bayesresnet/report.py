@@ -183,6 +183,12 @@ def render_html(metrics: dict, figures: dict[str, tuple[str, str]]) -> str:
                 "training / test points": f"{data['num_train']} / {data['num_test']}",
                 "inputs": ", ".join(data["input_names"]),
                 "outputs": ", ".join(data["output_names"]),
+                **(
+                    {"transforms": ", ".join(f"{k}: {v}" for k, v in data["transforms"].items())}
+                    if data.get("transforms")
+                    else {}
+                ),
+                **({"data check": " ".join(data["notes"])} if data.get("notes") else {}),
                 "network": model["description"],
                 "parameters": model["num_params"],
                 "prior": model["prior"],

@@ -23,7 +23,7 @@ from bayesresnet import (
     plots,
     stiffness,
 )
-from bayesresnet.data import Dataset
+from bayesresnet.data import Dataset, suggest_transforms
 from bayesresnet.infer.registry import METHODS
 from bayesresnet.posterior import Posterior, Prediction
 from bayesresnet.report import SENSITIVITY_FIGURE
@@ -33,6 +33,7 @@ from bayesresnet.sensitivity import SobolResult, sobol
 __all__ = [
     "Analysis",
     "analyze",
+    "data_notes",
     "describe_model",
     "describe_method",
     "SENSITIVITY_N",
@@ -343,6 +344,19 @@ def calibrate_figures(
     return figures
 
 
+def data_notes(post: Posterior) -> dict:
+    """The declared transforms and the data check's suggestions of the ``data`` metrics:
+    ``{"transforms": {column: "log"}, "notes": [...]}``, each key only when non-empty."""
+    transforms = post.transforms
+    notes = suggest_transforms(
+        post.x_train, post.y_train, post.input_names, post.output_names, transforms
+    )
+    return {
+        **({"transforms": transforms} if transforms else {}),
+        **({"notes": notes} if notes else {}),
+    }
+
+
 def _describe_run(post: Posterior, dataset, name: str, data_description: str) -> dict:
     """The ``run``, ``data``, ``model`` and ``inference`` entries of the metrics."""
     return {
@@ -353,6 +367,7 @@ def _describe_run(post: Posterior, dataset, name: str, data_description: str) ->
             "num_test": int(dataset.num_test) if dataset is not None else 0,
             "input_names": list(post.input_names),
             "output_names": list(post.output_names),
+            **data_notes(post),
         },
         "model": {
             "description": describe_model(post),
@@ -399,9 +414,15 @@ def _calibration(post: Posterior, dataset, train_pred: Prediction, prediction) -
             scale_draws=post.noise_scale(),
             df=df,
             train=(train_pred.f, post.y_train),
+            log_outputs=post.scaler.y_log,
         )
     calib["train"] = calibration.summarize(
-        train_pred.y, post.y_train, loc_draws=train_pred.f, scale_draws=post.noise_scale(), df=df
+        train_pred.y,
+        post.y_train,
+        loc_draws=train_pred.f,
+        scale_draws=post.noise_scale(),
+        df=df,
+        log_outputs=post.scaler.y_log,
     )
     return calib
 

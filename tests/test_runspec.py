@@ -890,3 +890,59 @@ def test_resolve_path_takes_relative_paths_from_the_base_folder(tmp_path, monkey
     assert resolve_path("../x.csv", tmp_path / "a") == tmp_path / "x.csv"
     assert resolve_path("/abs/x.csv", tmp_path) == Path("/abs/x.csv")
     assert resolve_path("~/x.csv", tmp_path) == tmp_path / "home" / "x.csv"
+
+
+# ------------------------------------------------------------------------- transforms
+
+
+BOREHOLE = """
+[data]
+problem = "borehole"
+[data.transforms]
+r = "log"
+flow = "log"
+"""
+
+
+def test_transforms_table_reaches_fit_kwargs_and_round_trips():
+    spec = _parse(BOREHOLE)
+    assert spec.data.transforms == {"r": "log", "flow": "log"}
+    assert spec.fit_kwargs()["transforms"] == {"r": "log", "flow": "log"}
+    again = from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again.data.transforms == spec.data.transforms
+
+
+def test_no_transforms_leave_fit_kwargs_and_to_dict_unchanged():
+    spec = _parse(SINE)
+    assert "transforms" not in spec.fit_kwargs()
+    assert "transforms" not in spec.to_dict()["data"]
+
+
+def test_unknown_transform_is_refused_at_its_line():
+    with pytest.raises(SpecError) as info:
+        _parse(BOREHOLE.replace('flow = "log"', 'flow = "lg"'))
+    assert (info.value.line, info.value.key) == (5, "data.transforms.flow")
+    assert "transforms are ['log']. Did you mean 'log'?" in str(info.value)
+
+
+def test_transform_of_an_unknown_column_is_refused_at_its_line():
+    with pytest.raises(SpecError) as info:
+        _parse(BOREHOLE.replace('r = "log"', 'rr = "log"'))
+    assert (info.value.line, info.value.key) == (4, "data.transforms.rr")
+    assert re.search(
+        r"`transforms` names 'rr', not a column of the data: the inputs are", str(info.value)
+    )
+
+
+def test_transform_of_a_csv_column_is_checked_against_its_header(tmp_path):
+    _csv(tmp_path / "d.csv")
+    text = 'name = "c"\n[data]\ntrain = "d.csv"\noutputs = ["y"]\n[data.transforms]\nx11 = "log"\n'
+    with pytest.raises(SpecError, match=r"line 6: .*names 'x11', not a column.*Did you mean 'x1'"):
+        parse_runspec(text, path=tmp_path / "spec.toml")
+    ok = parse_runspec(text.replace("x11", "x2"), path=tmp_path / "spec.toml")
+    assert ok.data.transforms == {"x2": "log"}
+
+
+def test_transforms_must_be_a_table():
+    with pytest.raises(SpecError, match=r"line 3: `transforms` in \[data\] must be a table"):
+        _parse(SINE + 'transforms = "log"\n')

@@ -53,7 +53,7 @@ from typing import Any, NamedTuple
 
 from bayesresnet import __version__, problems
 from bayesresnet._io import write_atomic, write_json, write_predictions
-from bayesresnet.data import Dataset, load_npz, save_npz
+from bayesresnet.data import Dataset, check_dataset_transforms, load_npz, save_npz
 from bayesresnet.posterior import Posterior, load
 
 __all__ = [
@@ -180,6 +180,7 @@ def fit_run(runspec, out, *, spec_text: str, progress=None, progress_bar: bool =
     with user_input(), _warnings_to_stderr():
         dataset = runspec.load_dataset()
         spec = runspec.resnet_spec(dataset)
+        check_dataset_transforms(dataset, runspec.data.transforms)
     kwargs = runspec.fit_kwargs()
     progress(
         f"data: {dataset.num_train} training / {dataset.num_test} held-out rows, "

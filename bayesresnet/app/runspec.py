@@ -46,6 +46,7 @@ from bayesresnet.app.toml import (
     read_text,
     resolve_path,
 )
+from bayesresnet.data import check_transforms, transform_masks
 from bayesresnet.infer import METHODS
 from bayesresnet.model import PriorSpec
 
@@ -57,7 +58,7 @@ __all__ = ["SpecError", "load_runspec", "parse_runspec", "from_dict"]
 _TOP_KEYS = ("name", "data", "network", "prior", "inference", "report")
 _PROBLEM_KEYS = ("problem", "problem_options", "num_train", "num_test", "noise", "design")
 _FILE_KEYS = ("train", "test", "outputs", "test_fraction")
-_DATA_KEYS = (*_PROBLEM_KEYS, *_FILE_KEYS, "seed")
+_DATA_KEYS = (*_PROBLEM_KEYS, *_FILE_KEYS, "seed", "transforms")
 
 
 def _field_kinds(cls, **overrides) -> dict[str, str | None]:
@@ -74,7 +75,12 @@ def _field_kinds(cls, **overrides) -> dict[str, str | None]:
 
 
 _DATA_TYPES = _field_kinds(
-    DataSpec, problem_options="table", train="str", test="str", outputs="outputs"
+    DataSpec,
+    problem_options="table",
+    train="str",
+    test="str",
+    outputs="outputs",
+    transforms="table",
 )
 _NETWORK_TYPES = _field_kinds(NetworkSpec)
 _REPORT_TYPES = _field_kinds(ReportSpec, levels="float_list")
@@ -315,6 +321,23 @@ def _parse_data(raw: dict, base_dir: Path, check: _Checker) -> DataSpec:
     section = ("data",)
     check.known(raw, section, _DATA_KEYS)
     raw = check.typed(raw, section, _DATA_TYPES)
+    transforms = raw.pop("transforms", {})
+    data = _parse_source(raw, base_dir, check)
+    # Each transform is checked on its own, so an error points at its line.
+    where = ("data", "transforms")
+    names = data.column_names() if transforms else None
+    for key, value in transforms.items():
+        check.build(where, {}, check_transforms, {key: value}, fallback=key)
+        if names is not None:
+            check.build(where, {}, transform_masks, {key: value}, *names, fallback=key)
+    if not transforms:
+        return data
+    return check.build(section, raw, dataclasses.replace, data, transforms=transforms)
+
+
+def _parse_source(raw: dict, base_dir: Path, check: _Checker) -> DataSpec:
+    """The ``[data]`` section less its transforms: the data source."""
+    section = ("data",)
     fields, problem, train = dict(raw), raw.get("problem"), raw.get("train")
     if (problem is None) == (train is None):  # DataSpec says why
         return check.build(section, raw, DataSpec, fallback="train", **fields)

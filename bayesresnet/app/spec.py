@@ -25,6 +25,9 @@ may be left out; the values shown are the defaults)::
     design = "uniform"          # problem only: "uniform" or "lhs"
     seed = 0
     [data.problem_options]      # keyword arguments of the problem (e.g. dim = 6)
+    [data.transforms]           # per-column transforms, applied inside the model: a
+    # r = "log"                 # log input (spanning orders of magnitude) or log output
+                                # (positive, multiplicative noise); raw units in and out
     [network]                   # see ResNetSpec
     width = 16
     num_layers = 20
@@ -64,7 +67,14 @@ from bayesresnet._validate import (
     check_int,
     check_levels,
 )
-from bayesresnet.data import Dataset, check_outputs, load_csv, load_npz
+from bayesresnet.data import (
+    Dataset,
+    check_outputs,
+    check_transforms,
+    load_csv,
+    load_npz,
+    transform_masks,
+)
 from bayesresnet.infer import METHODS
 from bayesresnet.levels import BAND_LEVELS
 from bayesresnet.model import PriorSpec
@@ -91,6 +101,8 @@ class DataSpec:
         outputs: CSV output columns (names) or a count of trailing columns.
         test_fraction: Rows held out for testing when there is no test file.
         seed: Seed of the problem's draw or of the train/test split.
+        transforms: Per-column transforms ``{column name: "log"}`` (``[data.transforms]``),
+            passed to :func:`bayesresnet.fit`; the names must be columns of the data.
     """
 
     problem: str | None = None
@@ -104,6 +116,7 @@ class DataSpec:
     outputs: tuple[str, ...] | int | None = None
     test_fraction: float = 0.2
     seed: int = 0
+    transforms: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if (self.problem is None) == (self.train is None):
@@ -116,9 +129,12 @@ class DataSpec:
                 "file's folder)."
             )
         check_int("seed", self.seed, minimum=0)
+        object.__setattr__(self, "transforms", check_transforms(self.transforms))
         if self.problem is not None:
             problems.check_name(self.problem)
             problems.check_sampling(self.num_train, self.num_test, self.noise, self.design)
+            if self.transforms:
+                transform_masks(self.transforms, *self.column_names())
             return
         check_fraction("test_fraction", self.test_fraction)
         if isinstance(self.outputs, str | list):  # one name, or a list as TOML gives it
@@ -131,6 +147,19 @@ class DataSpec:
                     '`outputs = ["y"]` (column names) or `outputs = 1` (the last column).'
                 )
             check_outputs(self.train, self.outputs)
+        names = self.column_names() if self.transforms else None
+        if names is not None:
+            transform_masks(self.transforms, *names)
+
+    def column_names(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """``(input names, output names)`` known without loading the data: a problem's, or a
+        CSV file's header; None for an ``.npz`` archive or an unreadable header."""
+        if self.kind == "problem":
+            problem = problems.get(self.problem, **self.problem_options)
+            return problem.input_names, problem.output_names
+        if self.kind == "csv":
+            return check_outputs(self.train, self.outputs)
+        return None
 
     @property
     def kind(self) -> str:
@@ -174,6 +203,8 @@ class DataSpec:
             }
             if self.problem_options:
                 out["problem_options"] = dict(self.problem_options)
+            if self.transforms:
+                out["transforms"] = dict(self.transforms)
             return out
         out = {"train": str(self.train)}
         if self.test is not None:
@@ -183,6 +214,8 @@ class DataSpec:
         if self.outputs is not None:
             out["outputs"] = self.outputs if isinstance(self.outputs, int) else list(self.outputs)
         out["seed"] = self.seed
+        if self.transforms:
+            out["transforms"] = dict(self.transforms)
         return out
 
 
@@ -354,8 +387,16 @@ class RunSpec:
         return METHODS[self.method][0](**self.options)
 
     def fit_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`bayesresnet.fit`: method, seed, prior and options."""
-        return {"method": self.method, "seed": self.seed, "prior": self.prior, **self.options}
+        """Keyword arguments of :func:`bayesresnet.fit`: method, seed, prior, the data's
+        transforms (when any) and the method's options."""
+        transforms = {"transforms": dict(self.data.transforms)} if self.data.transforms else {}
+        return {
+            "method": self.method,
+            "seed": self.seed,
+            "prior": self.prior,
+            **transforms,
+            **self.options,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as nested dicts (JSON- and TOML-writable), as ``runspec.from_dict`` reads."""

@@ -22,7 +22,14 @@ from bayesresnet.architecture import (
     default_spec,
     describe,
 )
-from bayesresnet.data import MIN_TRAIN_ROWS, Dataset, column_names, validate_xy
+from bayesresnet.data import (
+    MIN_TRAIN_ROWS,
+    Dataset,
+    check_log_columns,
+    column_names,
+    transform_masks,
+    validate_xy,
+)
 from bayesresnet.infer.base import (
     Engine,
     EngineResult,
@@ -81,21 +88,56 @@ def _resolve_noncentred(config, prior: PriorSpec) -> bool:
     return bool(requested)
 
 
-def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec) -> tuple[ResNetSpec, dict]:
+def _training_data(x, y):
+    """``(x, y, input_names, output_names)`` of :func:`fit`'s data, checked (float64)."""
+    input_names = output_names = ()
+    if isinstance(x, Dataset):
+        if y is not None:
+            raise ValueError("pass either a Dataset or `x` and `y`, not both.")
+        input_names, output_names = x.input_names, x.output_names
+        x, y = x.x_train, x.y_train
+    elif y is None:
+        raise ValueError("`y` is required when `x` is an array.")
+    else:  # DataFrames keep their column names
+        input_names, output_names = column_names(x, "x"), column_names(y, "y")
+    x, y = validate_xy(
+        x,
+        y,
+        input_names=input_names or None,
+        output_names=output_names or None,
+        min_rows=MIN_TRAIN_ROWS,
+    )
+    input_names = tuple(input_names) or tuple(f"x{i + 1}" for i in range(x.shape[1]))
+    output_names = tuple(output_names) or tuple(f"y{i + 1}" for i in range(y.shape[1]))
+    return x, y, input_names, output_names
+
+
+def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec, masks) -> tuple[ResNetSpec, dict]:
     """The network to fit and what the run record says of its choice.
 
     ``spec`` as given (nothing recorded), :func:`~bayesresnet.architecture.default_spec`
     for ``None``, or for ``"auto"`` the held-out search of
     :func:`~bayesresnet.architecture.choose_spec` with quick ensembles.
     """
-    if isinstance(spec, ResNetSpec):
-        return spec, {}  # the user's network: nothing to record
     (n, d), out = x.shape, y.shape[1]
+    if isinstance(spec, ResNetSpec):
+        if d != spec.in_features:
+            raise ValueError(f"`x` has {d} columns but spec.in_features={spec.in_features}.")
+        if out != spec.out_features:
+            raise ValueError(f"`y` has {out} columns but spec.out_features={spec.out_features}.")
+        return spec, {}  # the user's network: nothing to record
     if spec is None:
         chosen = default_spec(d, out, n)
         return chosen, {"architecture": {"rule": "default by data size", **describe(chosen)}}
 
     candidates = candidate_specs(d, out, n)
+    # The quick fits see arrays, whose columns are named x1…, y1…: the same transforms.
+    transforms = {
+        f"{prefix}{i + 1}": "log"
+        for prefix, mask in zip("xy", masks)
+        if mask is not None
+        for i in np.flatnonzero(mask)
+    }
     with progress_bar(len(candidates), "network search") as bar:
 
         def quick_fit(candidate, xs, ys, s):
@@ -104,7 +146,14 @@ def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec) -> tuple[ResNetSpe
             with show_progress("off"), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "ensemble member", RuntimeWarning)
                 post = fit(
-                    candidate, xs, ys, method="ensemble", seed=s, prior=prior, **SEARCH_OPTIONS
+                    candidate,
+                    xs,
+                    ys,
+                    method="ensemble",
+                    seed=s,
+                    prior=prior,
+                    transforms=transforms or None,
+                    **SEARCH_OPTIONS,
                 )
             bar.update(1)
             return post
@@ -121,6 +170,7 @@ def fit(
     method: str = "nuts",
     seed: int = 0,
     prior: PriorSpec | None = None,
+    transforms=None,
     **options,
 ) -> Posterior:
     """Fit a Bayesian WP-ResNet.
@@ -142,6 +192,12 @@ def fit(
         method: ``"nuts"``, ``"mclmc"``, ``"svi"`` or ``"ensemble"``.
         seed: seed of every random choice of the run.
         prior: prior and likelihood (default :class:`~bayesresnet.PriorSpec`).
+        transforms: per-column transforms ``{column name: "log"}`` of inputs and outputs
+            (names as above; default none). A log input is standardized as ``log x``
+            (for inputs spanning orders of magnitude); a log output is modelled as
+            ``log y`` (multiplicative noise; predictions and intervals positive). Both
+            live in the posterior's :class:`~bayesresnet.Scaler`, so every prediction
+            takes and returns raw units. Every value of a log column must be > 0.
         **options: the method's settings: see :class:`NUTSConfig`, :class:`MCLMCConfig`,
             :class:`SVIConfig`, :class:`EnsembleConfig`.
 
@@ -159,32 +215,15 @@ def fit(
     if not isinstance(prior, PriorSpec):
         raise TypeError(f"`prior` must be a PriorSpec; got {type(prior).__name__}.")
     check_int("seed", seed, minimum=0)
-    input_names = output_names = ()
-    if isinstance(x, Dataset):
-        if y is not None:
-            raise ValueError("pass either a Dataset or `x` and `y`, not both.")
-        input_names, output_names = x.input_names, x.output_names
-        x, y = x.x_train, x.y_train
-    elif y is None:
-        raise ValueError("`y` is required when `x` is an array.")
-    else:  # DataFrames keep their column names
-        input_names, output_names = column_names(x, "x"), column_names(y, "y")
-    x, y = validate_xy(
-        x,
-        y,
-        input_names=input_names or None,
-        output_names=output_names or None,
-        min_rows=MIN_TRAIN_ROWS,
-    )
+    x, y, input_names, output_names = _training_data(x, y)
+    x_log, y_log = transform_masks(transforms, input_names, output_names)
+    check_log_columns(x, x_log, input_names, what="`x`")
+    check_log_columns(y, y_log, output_names, what="`y`")
     engine = METHODS[method]
     config = config_from_options(engine.config, method, options)
-    spec, spec_record = _resolve_spec(spec, x, y, seed=seed, prior=prior)
-    if x.shape[1] != spec.in_features:
-        raise ValueError(f"`x` has {x.shape[1]} columns but spec.in_features={spec.in_features}.")
-    if y.shape[1] != spec.out_features:
-        raise ValueError(f"`y` has {y.shape[1]} columns but spec.out_features={spec.out_features}.")
+    spec, spec_record = _resolve_spec(spec, x, y, seed=seed, prior=prior, masks=(x_log, y_log))
     marginal = _resolve_marginal(config, prior)
-    scaler = fit_scaler(x, y)
+    scaler = fit_scaler(x, y, x_log=x_log, y_log=y_log)
     # Offsets and input scales are removed in float64, before the engines cast to float32.
     x_fit, y_fit = scaler.centre_data(x, y)
     key = jax.random.key(seed)
@@ -217,7 +256,7 @@ def fit(
         extra=result.extra,
         x_train=np.asarray(x),
         y_train=np.asarray(y),
-        input_names=tuple(input_names) or tuple(f"x{i + 1}" for i in range(x.shape[1])),
-        output_names=tuple(output_names) or tuple(f"y{i + 1}" for i in range(y.shape[1])),
+        input_names=input_names,
+        output_names=output_names,
         seed=seed,
     )
