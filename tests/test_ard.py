@@ -208,14 +208,18 @@ def test_inert_inputs_get_small_scales():
     """``y = sin(2 x1) + x2²`` with three inert inputs, fitted by an ensemble of 4 MAP
     fits (1 500 Adam steps): every inert input's posterior-mean ``λ_j`` and weight norm
     lie below every active input's. A deterministic fit (seed 0); the margin is wide:
-    inert scales fall to about 1e-2, active ones stay of order 1."""
+    inert scales fall to about 1e-2, active ones stay of order 1. The MAP fits keep
+    shrinking the inert scales towards the joint mode at ``λ_j = 0``, so they are not
+    expected to meet the convergence tolerance (that warning is ignored)."""
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(120, 5))
     y = np.sin(2 * x[:, :1]) + x[:, 1:2] ** 2 + 0.02 * rng.normal(size=(120, 1))
     spec = brn.ResNetSpec(5, 1, width=8, num_layers=4, basis=bases.Cubic())
-    post = brn.fit(
-        spec, x, y, prior=ARD, method="ensemble", num_members=4, num_steps=1500, max_steps=1500
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".* had not converged", RuntimeWarning)
+        post = brn.fit(
+            spec, x, y, prior=ARD, method="ensemble", num_members=4, num_steps=1500, max_steps=1500
+        )
     table = post.relevance()
     for measure in ("ard_scale_mean", "weight_norm_mean"):
         active, inert = table[measure].iloc[:2], table[measure].iloc[2:]
