@@ -154,6 +154,13 @@ def test_relevance_table_is_the_draws_summary(tiny_posts):
         post.relevance(hdi_prob=1.5)
 
 
+def test_relevance_survives_save_and_load(tiny_posts, tmp_path):
+    post = tiny_posts[True]
+    loaded = brn.load(post.save(tmp_path / "ard.npz"))
+    assert loaded.prior.ard is True
+    assert loaded.relevance().equals(post.relevance())
+
+
 def test_relevance_keeps_dataframe_input_names():
     import pandas as pd
 
@@ -186,6 +193,18 @@ def test_report_section_renders_the_relevance(tiny_posts):
     first = summary["table"][0]
     assert report._fmt(first["ard_scale_mean"]) in page
     assert page.count("<tr>") == 1 + 3  # header and one row per input
+
+
+def test_run_report_has_the_relevance_section_only_with_ard(tiny_posts):
+    analysis = workflow.analyze(tiny_posts[True], name="ard")
+    assert [r["input"] for r in analysis.metrics["relevance"]["table"]] == ["x1", "x2", "x3"]
+    assert report.RELEVANCE_FIGURE in analysis.figures
+    page = report.render_html(analysis.metrics, analysis.figures)
+    assert "<h2>Input relevance (ARD)</h2>" in page
+    assert page.count(f'alt="{report.RELEVANCE_FIGURE}"') == 1  # in its section, not twice
+    plain = workflow.analyze(tiny_posts[False], name="plain")
+    assert "relevance" not in plain.metrics and report.RELEVANCE_FIGURE not in plain.figures
+    assert "Input relevance" not in report.render_html(plain.metrics, plain.figures)
 
 
 # -------------------------------------------------------------------- run spec key
