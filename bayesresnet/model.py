@@ -2,7 +2,10 @@
 
 Priors (all Normal, centred at zero):
 
-* input layer ``W_in ~ N(0, (input_scale/√d)²)``, ``b_in ~ N(0, bias_scale²)``;
+* input layer ``W_in[j, :] ~ N(0, (input_scale · λ_j/√d)²)``, ``b_in ~ N(0, bias_scale²)``,
+  where ``λ_j = 1`` or, with ``ard=True`` (automatic relevance determination),
+  ``λ_j ~ HalfNormal(1)`` per input: the network's analogue of a GP's inverse length
+  scales, which lets the posterior switch inert inputs off;
 * hidden coefficients ``C_k ~ N(0, (weight_scale · s_basis · τ_k / √width)²)`` and bias
   coefficients ``c_k ~ N(0, (bias_scale · s_basis · τ_k)²)``, where ``s_basis`` is the
   basis' :meth:`~bayesresnet.bases.Basis.coefficient_scale` (so the layer-averaged prior
@@ -59,6 +62,8 @@ __all__ = [
     "make_model",
     "prior_scales",
     "SCALED_SITES",
+    "ARD_SITES",
+    "noncentred_sites",
     "noncentred",
     "drop_decentered",
 ]
@@ -66,6 +71,8 @@ __all__ = [
 LIKELIHOODS = ("normal", "student_t")
 #: The sites whose prior sd carries the learned per-basis scale ``τ_k``.
 SCALED_SITES = (sites.HIDDEN_WEIGHT, sites.HIDDEN_BIAS)
+#: The site whose prior sd carries the learned per-input scale ``λ_j`` (``ard=True``).
+ARD_SITES = (sites.INPUT_WEIGHT,)
 #: Suffix of the standard-Normal sites :func:`noncentred` adds (NumPyro's naming).
 _DECENTERED = "_decentered"
 
@@ -81,6 +88,9 @@ class PriorSpec:
         input_scale: prior sd of the input weights times ``√d``.
         output_scale: prior sd of the output weights times ``√width``.
         learn_basis_scale: learn a scale ``τ_k ~ HalfNormal(1)`` per basis function.
+        ard: learn a scale ``λ_j ~ HalfNormal(1)`` per input that multiplies the prior sd
+            of that input's weights (automatic relevance determination; see
+            :meth:`~bayesresnet.posterior.Posterior.relevance`).
         likelihood: ``"normal"`` or ``"student_t"``.
         student_t_df: degrees of freedom of the Student-t likelihood.
         noise_prior_scale: scale of the HalfNormal prior on the noise sd.
@@ -95,6 +105,7 @@ class PriorSpec:
     input_scale: float = 1.0
     output_scale: float = 1.0
     learn_basis_scale: bool = False
+    ard: bool = False
     likelihood: str = "normal"
     student_t_df: float = 4.0
     noise_prior_scale: float = 0.5
@@ -112,6 +123,7 @@ class PriorSpec:
             check_number(name, getattr(self, name), low=0.0)
         check_choice("likelihood", self.likelihood, LIKELIHOODS)
         check_bool("learn_basis_scale", self.learn_basis_scale)
+        check_bool("ard", self.ard)
         check_number("stiffness_penalty", self.stiffness_penalty, low=0.0, inclusive=True)
 
     @property
@@ -296,7 +308,7 @@ def observation_dist(prior: PriorSpec, loc, scale) -> dist.Distribution:
 
 
 def prior_scales(spec: ResNetSpec, prior: PriorSpec) -> dict[str, float]:
-    """Prior sd of each network site before any learned per-basis scale."""
+    """Prior sd of each network site before any learned per-basis or per-input scale."""
     s_basis = spec.basis.coefficient_scale(spec.num_layers)
     return {
         sites.INPUT_WEIGHT: prior.input_scale / np.sqrt(spec.in_features),
@@ -314,9 +326,12 @@ def _sample_network(spec: ResNetSpec, prior: PriorSpec, exclude=()) -> dict:
     shapes = param_shapes(spec)
     scales = prior_scales(spec, prior)
     k = spec.num_basis_functions
-    tau = None
+    tau = lam = None
     if prior.learn_basis_scale:
         tau = numpyro.sample(sites.BASIS_SCALE, dist.HalfNormal(jnp.ones(k)).to_event(1))  # [K]
+    if prior.ard:
+        d = spec.in_features
+        lam = numpyro.sample(sites.ARD_SCALE, dist.HalfNormal(jnp.ones(d)).to_event(1))  # [d]
     params = {}
     for name in sites.NETWORK:
         if name in exclude:
@@ -325,6 +340,8 @@ def _sample_network(spec: ResNetSpec, prior: PriorSpec, exclude=()) -> dict:
         scale = jnp.full(shape, scales[name])
         if tau is not None and name in (sites.HIDDEN_WEIGHT, sites.HIDDEN_BIAS):
             scale = scale * tau.reshape((k,) + (1,) * (len(shape) - 1))
+        if lam is not None and name == sites.INPUT_WEIGHT:
+            scale = scale * lam[:, None]  # [d, width]: row j carries λ_j
         params[name] = numpyro.sample(
             name, dist.Normal(jnp.zeros(shape), scale).to_event(len(shape))
         )
@@ -397,17 +414,24 @@ def make_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler):
     return model
 
 
-def noncentred(model):
-    """The same model with the hidden coefficients in non-centred form.
+def noncentred_sites(prior: PriorSpec) -> tuple[str, ...]:
+    """The sites :func:`noncentred` reparameterizes: :data:`SCALED_SITES`, and the input
+    weights (:data:`ARD_SITES`) when ``prior.ard``."""
+    return SCALED_SITES + (ARD_SITES if prior.ard else ())
 
-    Each site of :data:`SCALED_SITES`, ``C ~ Normal(m, s·τ)``, is sampled as
+
+def noncentred(model, names=SCALED_SITES):
+    """The same model with the hidden coefficients (and the sites ``names``) non-centred.
+
+    Each site of ``names`` (default :data:`SCALED_SITES`; :func:`noncentred_sites` adds
+    the input weights under ``ard=True``), ``C ~ Normal(m, s·τ)``, is sampled as
     ``C_decentered ~ Normal(0, 1)`` and recorded as the deterministic site
     ``C = m + s·τ·C_decentered`` (NumPyro's ``LocScaleReparam(centered=0)``). The
-    posterior is the same; with ``learn_basis_scale=True`` the sampler no longer sees the
-    funnel between ``τ_k`` and its coefficients. Apply it outside
-    :func:`~bayesresnet.infer.core.anchor_prior`, so an anchor moves ``m``.
+    posterior is the same; with ``learn_basis_scale=True`` (``ard=True``) the sampler no
+    longer sees the funnel between ``τ_k`` (``λ_j``) and its coefficients. Apply it
+    outside :func:`~bayesresnet.infer.core.anchor_prior`, so an anchor moves ``m``.
     """
-    config = {name: LocScaleReparam(centered=0.0) for name in SCALED_SITES}
+    config = {name: LocScaleReparam(centered=0.0) for name in names}
     return handlers.reparam(model, config=config)
 
 

@@ -62,6 +62,7 @@ __all__ = [
     "plot_inverse_pairs",
     "plot_surrogate_share",
     "plot_observation_check",
+    "plot_relevance",
     "figure_to_png",
     "figure_to_data_uri",
 ]
@@ -1151,6 +1152,46 @@ def plot_observation_check(y_obs, y_rep, *, levels=(0.5, 0.9), output_names=None
 
 
 # --------------------------------------------------------------------------- export
+
+
+#: The measures of :meth:`Posterior.relevance` drawn by :func:`plot_relevance`, with labels.
+_RELEVANCE = {
+    "ard_scale": r"ARD scale $\lambda_j$",
+    "weight_norm": r"input-weight norm $\Vert W_{\mathrm{in}}[j,:]\Vert_2$",
+}
+
+
+def plot_relevance(relevance, *, hdi_prob: float = 0.9) -> Figure:
+    """Input relevance: one bar per input with its HDI band, a panel per measure.
+
+    Args:
+        relevance: the DataFrame of :meth:`Posterior.relevance` (index: input names;
+            columns ``{measure}_mean``, ``_hdi_low``, ``_hdi_high`` for ``ard_scale``,
+            when present, and ``weight_norm``).
+        hdi_prob: the HDI probability the table was computed with (for the legend).
+    """
+    check_level("hdi_prob", hdi_prob)
+    measures = [m for m in _RELEVANCE if f"{m}_mean" in relevance.columns]
+    if not measures:
+        raise ValueError(
+            "`relevance` must have the columns of Posterior.relevance() (e.g. "
+            f"'weight_norm_mean'); got {list(relevance.columns)}."
+        )
+    fig = _new_figure()
+    axes = list(fig.subplots(len(measures), 1, sharex=True, squeeze=False)[:, 0])
+    names = [str(n) for n in relevance.index]
+    x = np.arange(len(names))
+    for ax, measure in zip(axes, measures):
+        mean = relevance[f"{measure}_mean"].to_numpy(dtype=float)
+        low = relevance[f"{measure}_hdi_low"].to_numpy(dtype=float)
+        high = relevance[f"{measure}_hdi_high"].to_numpy(dtype=float)
+        err = np.stack([mean - low, high - mean]).clip(min=0)
+        ax.bar(x, mean, yerr=err, capsize=3, color="C0", ecolor="0.2", label="posterior mean")
+        ax.set_xticks(x, names, rotation=45 if len(x) > 6 else 0)
+        ax.set_ylabel(_RELEVANCE[measure])
+        ax.axhline(0.0, color="0.5", linewidth=0.5)
+    axes[0].legend(fontsize="small", title=f"bars: {hdi_prob:.0%} HDI", title_fontsize="small")
+    return fig
 
 
 def figure_to_png(fig: Figure, dpi: int = 110) -> bytes:

@@ -548,6 +548,46 @@ class Posterior:
         ll = np.concatenate(parts, axis=1)
         return ll.reshape(self.num_chains, self.num_draws, *ll.shape[1:])
 
+    # ------------------------------------------------------------- relevance
+    def relevance(self, hdi_prob: float = 0.9):
+        """How much each input matters to the network: a DataFrame, one row per input.
+
+        Two measures, each as posterior mean, sd and HDI (``*_mean``, ``*_sd``,
+        ``*_hdi_low``, ``*_hdi_high``):
+
+        * ``weight_norm``: ``‖W_in[j, :]‖₂``, the norm of input ``j``'s weights into the
+          first hidden layer. The network sees standardized inputs, so the norms compare
+          across inputs whatever their units; it exists with or without ARD (an inert
+          input's weights can still be large without it, when the data do not pin them);
+        * ``ard_scale`` (only with ``prior.ard``): the learned prior scale ``λ_j`` of those
+          weights, the network's analogue of a GP's inverse length scale; a small ``λ_j``
+          (well below its ``HalfNormal(1)`` prior's mean 0.8) switches the input off.
+
+        Args:
+            hdi_prob: probability mass of the highest-density intervals, in (0, 1).
+
+        Returns:
+            A ``pandas.DataFrame`` indexed by input name (index name ``"input"``).
+        """
+        import pandas as pd
+
+        from bayesresnet.diagnostics import hdi
+
+        check_level("hdi_prob", hdi_prob)
+        draws = self.flat_samples()
+        measures = {"weight_norm": np.linalg.norm(draws[sites.INPUT_WEIGHT], axis=-1)}  # [S, d]
+        if sites.ARD_SCALE in draws:
+            measures["ard_scale"] = draws[sites.ARD_SCALE]  # [S, d]
+        columns = {}
+        for name, values in measures.items():
+            band = hdi(values, hdi_prob)  # [d, 2]
+            columns[f"{name}_mean"] = values.mean(axis=0)
+            columns[f"{name}_sd"] = values.std(axis=0, ddof=1) if len(values) > 1 else 0.0
+            columns[f"{name}_hdi_low"] = band[:, 0]
+            columns[f"{name}_hdi_high"] = band[:, 1]
+        names = list(self.input_names) or [f"x{j + 1}" for j in range(self.spec.in_features)]
+        return pd.DataFrame(columns, index=pd.Index(names, name="input"))
+
     # ---------------------------------------------------------------- arviz
     def to_inference_data(self, **kwargs):
         """An ArviZ ``InferenceData`` (see :func:`bayesresnet.diagnostics.to_inference_data`)."""

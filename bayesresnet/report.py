@@ -26,11 +26,14 @@ __all__ = [
     "render_calibrate_html",
     "describe_calibration_check",
     "SENSITIVITY_FIGURE",
+    "RELEVANCE_FIGURE",
     "verdict_meaning",
 ]
 
 #: The title of the Sobol figure, shown in the report's sensitivity section.
 SENSITIVITY_FIGURE = "Sobol sensitivity indices"
+#: The title of the input-relevance figure, shown in the report's relevance section.
+RELEVANCE_FIGURE = "Input relevance"
 
 _CSS = """
 *{box-sizing:border-box}
@@ -240,6 +243,10 @@ def render_html(metrics: dict, figures: dict[str, tuple[str, str]]) -> str:
     parts += _predictive_checks(metrics)
     figures = dict(figures)
     sobol_figure = figures.pop(SENSITIVITY_FIGURE, None)
+    relevance_figure = figures.pop(RELEVANCE_FIGURE, None)
+    if metrics.get("relevance"):
+        parts += ["<h2>Input relevance (ARD)</h2>"]
+        parts += _relevance_section(metrics["relevance"], relevance_figure)
     if metrics.get("sensitivity"):
         parts += ["<h2>Sensitivity (Sobol indices)</h2>"]
         parts += _sensitivity_section(metrics["sensitivity"], sobol_figure)
@@ -273,6 +280,38 @@ def _predictive_checks(metrics: dict) -> list[str]:
                 ],
             )
         )
+    return parts
+
+
+def _relevance_section(relevance: dict, figure: tuple[str, str] | None) -> list[str]:
+    """The learned per-input scales: meaning, figure and table (no heading)."""
+    hdi_prob, rows = relevance["hdi_prob"], relevance["table"]
+    parts = [
+        "<p>"
+        + _esc(
+            "Each input j has a learned scale λ_j ~ HalfNormal(1) that multiplies the prior "
+            "sd of its weights into the first hidden layer (automatic relevance "
+            "determination, the network's analogue of a GP's inverse length scale): an input "
+            "the data do not need gets a small λ_j and weights near zero, so the surrogate "
+            "is flat along it. The weight norm ‖W_in[j, :]‖ measures the same in the "
+            "network's standardized inputs. The table gives the posterior mean, sd and "
+            f"{hdi_prob:.0%} highest-density interval (HDI) over the draws."
+        )
+        + "</p>"
+    ]
+    if figure is not None:
+        parts.append(_figures({RELEVANCE_FIGURE: figure}))
+    measures = [("ard_scale", "λ"), ("weight_norm", "‖W_in‖")]
+    header = ["input"] + [
+        f"{label} {stat}" for _, label in measures for stat in ("mean", "sd", "HDI low", "HDI high")
+    ]
+    stats = ("mean", "sd", "hdi_low", "hdi_high")
+    parts.append(
+        _table(
+            header,
+            [[r["input"]] + [r[f"{m}_{s}"] for m, _ in measures for s in stats] for r in rows],
+        )
+    )
     return parts
 
 

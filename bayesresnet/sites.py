@@ -13,6 +13,7 @@ __all__ = [
     "OUTPUT_WEIGHT",
     "OUTPUT_BIAS",
     "BASIS_SCALE",
+    "ARD_SCALE",
     "NOISE_SCALE",
     "OBS",
     "STIFFNESS_PENALTY",
@@ -28,6 +29,7 @@ HIDDEN_BIAS = "hidden_bias"  # [K, width]: coefficients of b(t)
 OUTPUT_WEIGHT = "output_weight"  # [width, out]
 OUTPUT_BIAS = "output_bias"  # [out]
 BASIS_SCALE = "basis_scale"  # [K]: optional learned prior scale per basis function
+ARD_SCALE = "ard_scale"  # [d]: optional learned prior scale per input (input relevance)
 NOISE_SCALE = "noise_scale"  # [out]: observation noise sd, in standardized output units
 OBS = "y"  # [N, out]: the likelihood
 DATA_PLATE = "data"
@@ -45,6 +47,7 @@ DIMS = {
     OUTPUT_WEIGHT: ("hidden", "output"),
     OUTPUT_BIAS: ("output",),
     BASIS_SCALE: ("basis",),
+    ARD_SCALE: ("input",),
     NOISE_SCALE: ("output",),
     OBS: ("obs", "output"),
 }

@@ -26,7 +26,7 @@ from bayesresnet import (
 from bayesresnet.data import Dataset, suggest_transforms
 from bayesresnet.infer.registry import METHODS
 from bayesresnet.posterior import Posterior, Prediction
-from bayesresnet.report import SENSITIVITY_FIGURE
+from bayesresnet.report import RELEVANCE_FIGURE, SENSITIVITY_FIGURE
 from bayesresnet.resnet import num_params
 from bayesresnet.sensitivity import SobolResult, sobol
 
@@ -44,6 +44,9 @@ __all__ = [
     "CALIBRATE_HDI_PROB",
     "calibrate_summary",
     "calibrate_figures",
+    "RELEVANCE_HDI_PROB",
+    "relevance_summary",
+    "relevance_figure",
 ]
 
 #: Base rows of the Sobol design of the report's sensitivity section and the default of
@@ -57,6 +60,8 @@ SENSITIVITY_HDI_PROB = 0.9
 #: Probability of the HDIs of calibrated inputs and of the predictive intervals at the
 #: observations (``bayesresnet calibrate``).
 CALIBRATE_HDI_PROB = 0.9
+#: Probability of the highest-density bands of the input relevance (``ard=True``).
+RELEVANCE_HDI_PROB = 0.9
 
 
 class Analysis(NamedTuple):
@@ -161,6 +166,9 @@ def analyze(
         figures.update(_held_out_figures(post, dataset, prediction, name))
     figures.update(_fit_figures(post, dataset, train_pred, pit_loo, truth=truth, levels=levels))
     figures.update(_sampler_figures(post, conv))
+    if post.prior.ard:
+        metrics["relevance"] = relevance_summary(post)
+        figures[RELEVANCE_FIGURE] = relevance_figure(post)
     if sensitivity:
         result = sobol(post, n=SENSITIVITY_N, max_draws=SENSITIVITY_MAX_DRAWS, seed=seed)
         metrics["sensitivity"] = sensitivity_summary(result)
@@ -355,6 +363,23 @@ def data_notes(post: Posterior) -> dict:
         **({"transforms": transforms} if transforms else {}),
         **({"notes": notes} if notes else {}),
     }
+
+
+def relevance_summary(post: Posterior, hdi_prob: float = RELEVANCE_HDI_PROB) -> dict:
+    """A JSON-ready record of :meth:`Posterior.relevance`: ``hdi_prob`` and one row per
+    input (``input``, then mean, sd and HDI of each measure)."""
+    table = post.relevance(hdi_prob).reset_index()
+    return {"hdi_prob": hdi_prob, "table": table.to_dict(orient="records")}
+
+
+def relevance_figure(post: Posterior, hdi_prob: float = RELEVANCE_HDI_PROB) -> tuple[str, str]:
+    """The relevance bars with their bands (:func:`plots.plot_relevance`) and their caption."""
+    return (
+        _uri(plots.plot_relevance(post.relevance(hdi_prob), hdi_prob=hdi_prob)),
+        f"Posterior mean of each input's learned prior scale λ_j (top) and of the norm of "
+        f"its first-layer weights (bottom), with {hdi_prob:.0%} highest-density bands over "
+        f"{post.num_samples} posterior draws; inert inputs get small values.",
+    )
 
 
 def _describe_run(post: Posterior, dataset, name: str, data_description: str) -> dict:

@@ -36,6 +36,7 @@ may be left out; the values shown are the defaults)::
     residual = true
     scheme = "euler"            # or "heun" (second order; continuous bases only)
     [prior]                     # the fields of PriorSpec
+    ard = false                 # learn a prior scale per input (input relevance in the report)
     [inference]
     method = "nuts"             # one of infer.METHODS
     seed = 0

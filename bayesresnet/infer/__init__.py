@@ -44,7 +44,14 @@ from bayesresnet.infer.nuts import NUTSConfig, run_nuts
 from bayesresnet.infer.registry import METHODS
 from bayesresnet.infer.svi import SVIConfig, run_svi
 from bayesresnet.marginal import collapsed_model, sample_output_layer, supports
-from bayesresnet.model import PriorSpec, drop_decentered, fit_scaler, make_model, noncentred
+from bayesresnet.model import (
+    PriorSpec,
+    drop_decentered,
+    fit_scaler,
+    make_model,
+    noncentred,
+    noncentred_sites,
+)
 from bayesresnet.posterior import Posterior
 from bayesresnet.resnet import ResNetSpec
 
@@ -84,7 +91,7 @@ def _resolve_noncentred(config, prior: PriorSpec) -> bool:
     """Whether the engine samples the hidden coefficients in non-centred form."""
     requested = getattr(config, "noncentred", False)
     if requested == "auto":
-        return prior.learn_basis_scale
+        return prior.learn_basis_scale or prior.ard
     return bool(requested)
 
 
@@ -233,7 +240,7 @@ def fit(
         model = make_model(spec, prior, scaler.centred())
     noncentre = _resolve_noncentred(config, prior)
     if noncentre:
-        model = noncentred(model)
+        model = noncentred(model, noncentred_sites(prior))
     result = engine.run(key, model, x_fit, y_fit, config)
     samples, settings = drop_decentered(result.samples), result.settings | spec_record
     if hasattr(config, "marginalize_output"):

@@ -107,9 +107,9 @@ class MCLMCConfig:
         marginalize_output: sample with the output layer integrated out and draw it
             afterwards from its exact conditional (:mod:`bayesresnet.marginal`).
             ``"auto"``: whenever the likelihood is Normal.
-        noncentred: sample the hidden coefficients in non-centred form
-            (:func:`bayesresnet.model.noncentred`; the same posterior). ``"auto"``:
-            whenever ``learn_basis_scale=True``.
+        noncentred: sample the hidden coefficients (and, with ``ard=True``, the input
+            weights) in non-centred form (:func:`bayesresnet.model.noncentred`; the same
+            posterior). ``"auto"``: whenever ``learn_basis_scale=True`` or ``ard=True``.
         progress_bar: show progress (also on within :func:`~bayesresnet.infer.show_progress`).
     """
 

@@ -113,10 +113,10 @@ class NUTSConfig:
             afterwards from its exact conditional (:mod:`bayesresnet.marginal`; the same
             posterior, far better geometry: on the default problem it ended the tree-depth
             saturation). ``"auto"``: whenever the likelihood is Normal.
-        noncentred: sample the hidden coefficients in non-centred form
-            (:func:`bayesresnet.model.noncentred`; the same posterior). ``"auto"``:
-            whenever ``learn_basis_scale=True``, the only case in which it changes the
-            geometry.
+        noncentred: sample the hidden coefficients (and, with ``ard=True``, the input
+            weights) in non-centred form (:func:`bayesresnet.model.noncentred`; the same
+            posterior). ``"auto"``: whenever ``learn_basis_scale=True`` or ``ard=True``,
+            the only cases in which it changes the geometry.
         progress_bar: show progress (also on within :func:`~bayesresnet.infer.show_progress`).
     """
 
