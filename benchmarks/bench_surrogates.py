@@ -51,12 +51,14 @@ Usage:
     python benchmarks/bench_surrogates.py [--problems borehole,friedman1] [--sizes 200,1000]
         [--noise 0,0.05] [--variants ensemble,mclmc] [--seeds 0] [--gp-max-n 2000]
         [--tiny] [--out benchmarks/results/surrogates_N200_seed0.json]
+    python benchmarks/bench_surrogates.py --combine a.json b.json --out all.json
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import platform
 import time
@@ -329,6 +331,9 @@ def format_table(results: dict) -> str:
         "noisy test y (the truth when noise = 0). Times in seconds, compilation included.",
         "",
     ]
+    if "parts" in results:
+        files = ", ".join(f"`{p['file']}`" for p in results["parts"])
+        lines += [f"Combined from runs in parallel processes (ratios within each): {files}.", ""]
     skipped = sorted({r["n"] for r in results["rows"]} - set(results["gp_ran_at"]))
     if skipped:
         lines += [f"GP skipped above N = {s['gp_max_n']} (`--gp-max-n`): N = {skipped}.", ""]
@@ -424,6 +429,48 @@ def plot(results: dict, path: Path) -> None:
     _save(fig, path)
 
 
+def combine(paths) -> dict:
+    """One result from runs of disjoint cases (problems run in parallel processes, say).
+
+    Each run's rows, ratios to its own GP included, are kept as they are, in the order of
+    ``paths``; the runs must agree on every setting but the problems, sizes, noise levels
+    and seeds, and no case may appear twice. ``parts`` records each run's file, cases and
+    machine (its load average says how busy the machine was).
+    """
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    case_keys = ("problems", "sizes", "noise", "seeds")
+    first = runs[0]["settings"]
+    shared = {k: v for k, v in first.items() if k not in case_keys}
+    for path, run in zip(paths, runs):
+        other = {k: v for k, v in run["settings"].items() if k not in case_keys}
+        if other != shared:
+            diff = sorted(k for k in shared.keys() | other.keys() if shared.get(k) != other.get(k))
+            raise ValueError(f"{path} was run with other settings than {paths[0]}: {diff}")
+    rows = [row for run in runs for row in run["rows"]]
+    cases = [(r["problem"], r["noise"], r["n"], r["seed"], r["method"]) for r in rows]
+    twice = sorted({c for c in cases if cases.count(c) > 1})
+    if twice:
+        raise ValueError(f"cases in more than one of the runs: {twice}")
+    settings = shared | {
+        k: sorted({v for run in runs for v in run["settings"][k]}) for k in case_keys
+    }
+    return {
+        "settings": settings,
+        "machine": runs[0]["machine"],
+        "gp_ran_at": sorted({n for run in runs for n in run["gp_ran_at"]}),
+        "parts": [
+            {
+                "file": Path(p).name,
+                "problems": run["settings"]["problems"],
+                "noise": run["settings"]["noise"],
+                "machine": run["machine"],
+            }
+            for p, run in zip(paths, runs)
+        ],
+        "rows": rows,
+    }
+
+
 def default_out(args) -> Path:
     """``benchmarks/results/surrogates_N<sizes>_seed<seeds>[_tiny].json``."""
     name = f"surrogates_N{'-'.join(map(str, args.sizes))}_seed{'-'.join(map(str, args.seeds))}"
@@ -494,7 +541,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="the JSON file (default: named after the "
         "sizes and seeds in benchmarks/results/); .md and .png beside it",
     )
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="instead of measuring, join the rows of these runs' JSON files "
+        "(disjoint cases, same settings) into --out, its table and figure",
+    )
     args = parser.parse_args(argv)
+    if args.combine and not args.out:
+        parser.error("--combine needs --out")
     args.problems = args.problems or (TINY["problems"] if args.tiny else PROBLEMS)
     args.sizes = args.sizes or (TINY["sizes"] if args.tiny else SIZES)
     if min(args.sizes) < 3 or min(args.noise) < 0 or min(args.seeds) < 0:
@@ -506,8 +563,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def write_outputs(results: dict, out: Path) -> None:
+    """The JSON, the Markdown table (also printed) and the figure of a run."""
+    json_path, md_path, png_path = outputs(out)
+    table = format_table(results)
+    print(table)
+    write_json(json_path, results)
+    write_atomic(md_path, table.encode())
+    plot(results, png_path)
+    print(f"wrote {json_path}, {md_path.name} and {png_path.name}")
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.combine:
+        results = combine(args.combine)
+        write_outputs(results, args.out)
+        return results
     for name, variant in VARIANTS.items():
         check_variant(name, variant)
     methods = {"gp": fit_gp}
@@ -533,20 +605,14 @@ def main(argv=None) -> dict:
         "gp_ran_at": [n for n in args.sizes if n <= args.gp_max_n],
         "rows": [],
     }
-    json_path, md_path, png_path = outputs(args.out)
     for problem in args.problems:
         for noise in args.noise:
             for n in args.sizes:
                 for seed in args.seeds:
                     results["rows"] += run_case(problem, noise, n, seed, methods, args)
-                    write_json(json_path, results)  # what is measured so far survives a stop
+                    write_json(args.out, results)  # what is measured so far survives a stop
     results["machine"]["load_average_end"] = list(os.getloadavg())
-    table = format_table(results)
-    print(table)
-    write_json(json_path, results)
-    write_atomic(md_path, table.encode())
-    plot(results, png_path)
-    print(f"wrote {json_path}, {md_path.name} and {png_path.name}")
+    write_outputs(results, args.out)
     return results
 
 

@@ -209,3 +209,31 @@ def test_surrogate_variants_build_the_fit_arguments():
         bs.check_variant("x", {"method": "ensemble", "option": {}})
     with pytest.raises(ValueError, match=r"variant 'y': `method` must be one of .*got 'laplace'"):
         bs.check_variant("y", {"method": "laplace"})
+
+
+def test_surrogates_combine_joins_disjoint_runs_and_refuses_overlaps(tmp_path, capsys):
+    import bench_surrogates
+
+    parts = []
+    for noise in ("0", "0.05"):
+        parts.append(tmp_path / f"noise{noise}.json")
+        argv = ["--tiny", "--noise", noise, "--variants", "train_mean", "--out", str(parts[-1])]
+        bench_surrogates.main(argv)
+    runs = [json.loads(p.read_text()) for p in parts]
+    out = tmp_path / "all.json"
+    combined = bench_surrogates.main(["--combine", *map(str, parts), "--out", str(out)])
+    assert combined["rows"] == runs[0]["rows"] + runs[1]["rows"]
+    assert combined["settings"]["noise"] == [0.0, 0.05] and combined["gp_ran_at"] == [50]
+    assert [p["file"] for p in combined["parts"]] == ["noise0.json", "noise0.05.json"]
+    assert "Combined from runs in parallel processes" in out.with_suffix(".md").read_text()
+    with pytest.raises(ValueError, match=r"cases in more than one of the runs: \[\('sine', 0.0"):
+        bench_surrogates.combine([parts[0], parts[0]])
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(runs[1] | {"settings": runs[1]["settings"] | {"gp_max_n": 9}}))
+    with pytest.raises(
+        ValueError, match=r"other.json was run with other settings .*\['gp_max_n'\]"
+    ):
+        bench_surrogates.combine([parts[0], other])
+    with pytest.raises(SystemExit):
+        bench_surrogates.main(["--combine", str(parts[0])])
+    assert "--combine needs --out" in capsys.readouterr().err
