@@ -1,10 +1,15 @@
-"""The inference benchmark's bookkeeping (the benchmark itself runs outside the suite)."""
+"""The benchmarks' bookkeeping, and a smoke run of the surrogate benchmark (the measuring
+runs themselves happen outside the suite)."""
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+import bayesresnet as brn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from bench_inference import start_results  # noqa: E402
@@ -70,3 +75,165 @@ def test_gradient_counts_come_from_each_methods_engine():
     assert gradient_evaluations(SimpleNamespace(method="svi", settings=svi, extra={})) == 320
     ensemble = SimpleNamespace(method="ensemble", settings={"num_members": 4, "num_steps": 50})
     assert gradient_evaluations(ensemble) == 200
+
+
+# --------------------------------------------------------------------------- bench_surrogates
+
+
+def test_surrogates_tiny_run_scores_the_gp_and_the_control_loses_to_it(tmp_path):
+    """``--tiny``: sine, N = 50, both noise levels; the GP and the control (no network)."""
+    import bench_surrogates
+
+    out = tmp_path / "tiny.json"
+    bench_surrogates.main(["--tiny", "--variants", "train_mean", "--out", str(out)])
+    results = json.loads(out.read_text())
+    rows = results["rows"]
+    cases = [(r["problem"], r["noise"], r["n"], r["method"]) for r in rows]
+    assert cases == [
+        ("sine", noise, 50, method) for noise in (0.0, 0.05) for method in ("gp", "train_mean")
+    ]
+    for r in rows:
+        assert 0.0 <= r["coverage_90"] <= 1.0 and r["crps"] > 0 and r["rel_rmse"] > 0
+        assert r["fit_s"] > 0 and r["predict_s"] > 0 and isinstance(r["warnings"], list)
+    by = {(r["noise"], r["method"]): r for r in rows}
+    for noise in (0.0, 0.05):
+        gp, control = by[noise, "gp"], by[noise, "train_mean"]
+        assert gp["crps_ratio_gp"] == 1.0 and "Matern" in gp["kernels"][0]
+        # Normal(ȳ, s) against a GP on a smooth 1-D function: the metric must tell them apart.
+        assert control["crps"] > 5 * gp["crps"] and control["crps_ratio_gp"] > 5
+        assert control["rel_rmse"] > 0.5  # the truth's spread, left unexplained
+    assert results["settings"]["tiny"] is True and results["gp_ran_at"] == [50]
+    table = out.with_suffix(".md").read_text()
+    assert "| sine | 0.05 | 50 | train_mean |" in table and "GP skipped" not in table
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_surrogates_tiny_run_fits_a_bayesresnet_variant(tmp_path):
+    """A tiny ensemble through ``brn.fit``: scored, timed, with its verdict and settings."""
+    import bench_surrogates
+
+    out = tmp_path / "ensemble.json"
+    argv = ["--tiny", "--noise", "0.05", "--variants", "ensemble", "--out", str(out)]
+    gp, ensemble = bench_surrogates.main(argv)["rows"]
+    assert (gp["method"], ensemble["method"]) == ("gp", "ensemble")
+    assert ensemble["verdict"] in ("pass", "warn", "fail") and ensemble["fit_s"] > 0
+    assert ensemble["settings"]["num_members"] == "2" and "width=4" in ensemble["spec"]
+    assert ensemble["crps_ratio_gp"] == ensemble["crps"] / gp["crps"]
+    assert 0.0 <= ensemble["coverage_90"] <= 1.0 and ensemble["num_draws"] >= 1000
+
+
+def test_surrogates_skips_the_gp_above_gp_max_n_and_never_overwrites(tmp_path, capsys):
+    import bench_surrogates
+
+    out = tmp_path / "skip.json"
+    argv = ["--tiny", "--noise", "0", "--variants", "train_mean", "--gp-max-n", "10"]
+    results = bench_surrogates.main([*argv, "--out", str(out)])
+    assert [r["method"] for r in results["rows"]] == ["train_mean"]
+    assert "crps_ratio_gp" not in results["rows"][0] and results["gp_ran_at"] == []
+    assert "GP skipped above N = 10 (`--gp-max-n`): N = [50]." in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench_surrogates.main([*argv, "--out", str(out)])
+    assert "exist: choose another --out (runs never overwrite files)" in capsys.readouterr().err
+
+
+def test_surrogates_score_matches_the_normal_closed_form():
+    """CRPS of N(μ, σ) at y is σ·(z(2Φ(z) − 1) + 2φ(z) − 1/√π), z = (y − μ)/σ; 1 000 draws
+    a point, 2 000 points: the tolerance is 4 Monte-Carlo standard errors of the mean."""
+    from bench_surrogates import Predictive, normal_draws, score
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=(2000, 2))
+    output_std = np.array([2.0, 0.5])
+    sd = np.array([0.3, 0.1])
+    mean = truth + 0.1 * output_std  # relative RMSE 0.1 on both outputs
+    y = mean + sd * rng.standard_normal(truth.shape)  # calibrated observations
+    draws = normal_draws(mean, np.broadcast_to(sd, mean.shape), seed=0)
+    m = score(Predictive(mean, draws, 1.0, 0.5, {}), truth, y, output_std)
+    np.testing.assert_allclose(m["rel_rmse_per_output"], [0.1, 0.1], rtol=1e-12)
+    z = (y - mean) / sd
+    exact = sd * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
+    from bayesresnet.calibration import crps
+
+    per_point = crps(draws, y) / output_std
+    se = (per_point - exact / output_std).std(axis=0) / np.sqrt(len(y))  # Monte-Carlo only
+    expected = (exact / output_std).mean(axis=0)
+    assert np.all(np.abs(np.array(m["crps_per_output"]) - expected) < 4 * se)
+    # Coverage of calibrated Normals: binomial error sqrt(0.09/2000) = 0.0067, 4 of them.
+    assert np.all(np.abs(np.array(m["coverage_90_per_output"]) - 0.9) < 4 * 0.0067 + 4 / 1001)
+    assert m["total_s"] == 1.5
+
+
+def test_surrogates_gp_predictive_sd_includes_the_white_noise():
+    """100 points of a line with noise sd 0.1: the fitted noise variance has a relative sd
+    of about √(2/100) = 14 %, so the predictive variance lies within [0.6, 1.6] × 0.01
+    (the function's own uncertainty is far smaller); without the noise it would be ~0."""
+    import bench_surrogates
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(100, 1))
+    y = 0.5 * x + 0.1 * rng.standard_normal(x.shape)
+    data = brn.Dataset(
+        x_train=x, y_train=y, x_test=x[:0], y_test=y[:0], input_names=("x",), output_names=("y",)
+    )
+    x_test = np.linspace(-0.8, 0.8, 50)[:, None]
+    with warnings.catch_warnings():  # the optimizer may stop at a length-scale bound
+        warnings.simplefilter("ignore")
+        pred = bench_surrogates.fit_gp(data, 0, x_test)
+    variance = np.median(pred.draws.var(axis=0))
+    assert 0.6 * 0.01 < variance < 1.6 * 0.01
+    assert pred.draws.shape == (bench_surrogates.NUM_NORMAL_DRAWS, 50, 1)
+    np.testing.assert_allclose(pred.mean[:, 0], 0.5 * x_test[:, 0], atol=0.05)
+
+
+def test_surrogate_variants_build_the_fit_arguments():
+    import bench_surrogates as bs
+
+    assert not set(bs.VARIANTS) & (set(bs.CONTROLS) | {"gp"})
+    for name, variant in bs.VARIANTS.items():
+        bs.check_variant(name, variant)
+    data = brn.problems.get("ishigami").sample(seed=0, num_train=10, num_test=0)
+    kwargs = bs.variant_arguments(bs.VARIANTS["ensemble"], data, tiny=False)
+    spec = kwargs.pop("spec")
+    assert (spec.in_features, spec.out_features, spec.width, spec.num_layers) == (3, 1, 8, 8)
+    assert spec.basis == brn.bases.Cubic() and kwargs == {"method": "ensemble", "prior": None}
+    variant = {"method": "mclmc", "options": {"num_chains": 3}, "spec": {"width": 5},
+               "prior": {"weight_scale": 2.0}}  # fmt: skip
+    kwargs = bs.variant_arguments(variant, data, tiny=True)
+    assert kwargs["spec"].width == 4 and kwargs["spec"].num_layers == 2  # --tiny wins
+    assert kwargs["num_chains"] == 2 and kwargs["prior"] == brn.PriorSpec(weight_scale=2.0)
+    assert (
+        bs.variant_arguments({"method": "ensemble", "spec": "auto"}, data, False)["spec"] == "auto"
+    )
+    with pytest.raises(ValueError, match=r"variant 'x' must have a `method` and only the keys"):
+        bs.check_variant("x", {"method": "ensemble", "option": {}})
+    with pytest.raises(ValueError, match=r"variant 'y': `method` must be one of .*got 'laplace'"):
+        bs.check_variant("y", {"method": "laplace"})
+
+
+def test_surrogates_combine_joins_disjoint_runs_and_refuses_overlaps(tmp_path, capsys):
+    import bench_surrogates
+
+    parts = []
+    for noise in ("0", "0.05"):
+        parts.append(tmp_path / f"noise{noise}.json")
+        argv = ["--tiny", "--noise", noise, "--variants", "train_mean", "--out", str(parts[-1])]
+        bench_surrogates.main(argv)
+    runs = [json.loads(p.read_text()) for p in parts]
+    out = tmp_path / "all.json"
+    combined = bench_surrogates.main(["--combine", *map(str, parts), "--out", str(out)])
+    assert combined["rows"] == runs[0]["rows"] + runs[1]["rows"]
+    assert combined["settings"]["noise"] == [0.0, 0.05] and combined["gp_ran_at"] == [50]
+    assert [p["file"] for p in combined["parts"]] == ["noise0.json", "noise0.05.json"]
+    assert "Combined from runs in parallel processes" in out.with_suffix(".md").read_text()
+    with pytest.raises(ValueError, match=r"cases in more than one of the runs: \[\('sine', 0.0"):
+        bench_surrogates.combine([parts[0], parts[0]])
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(runs[1] | {"settings": runs[1]["settings"] | {"gp_max_n": 9}}))
+    with pytest.raises(
+        ValueError, match=r"other.json was run with other settings .*\['gp_max_n'\]"
+    ):
+        bench_surrogates.combine([parts[0], other])
+    with pytest.raises(SystemExit):
+        bench_surrogates.main(["--combine", str(parts[0])])
+    assert "--combine needs --out" in capsys.readouterr().err

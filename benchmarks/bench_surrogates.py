@@ -1,0 +1,620 @@
+"""bayesresnet's methods against scikit-learn's Gaussian process, side by side in one process.
+
+The question (issue 22): is a bayesresnet surrogate as good as the Gaussian process a
+scientist would fit first, where a GP is feasible, and how much cheaper is it where it is
+not? Every method sees the same data in the same process, one after another, so the
+ratios between them are fair even on a busy machine (the absolute times are not).
+
+Problems: the built-in simulators of :mod:`bayesresnet.problems` (borehole, friedman1,
+ishigami, oscillator, sobol_g, sine), noise-free and with noise of 5 % of each output's
+spread (``noise=0.05``, see :meth:`Problem.sample`), at N training points (uniform
+design), and 2 000 uniform test points drawn with the same seed.
+
+Methods:
+
+* ``gp``: ``sklearn.gaussian_process.GaussianProcessRegressor`` with
+  ``ConstantKernel * Matern(nu=2.5, length_scale=ones(d)) + WhiteKernel`` (one length
+  scale per input), ``normalize_y=True``, 3 optimizer restarts, inputs standardized, one
+  GP per output. Its predictive distribution is Normal(mean, sd), the sd including the
+  fitted white noise. It runs up to ``--gp-max-n`` training points (default 2 000; the
+  output says where it was skipped): its cost grows as N³.
+* bayesresnet variants: each a dict of :func:`bayesresnet.fit` arguments in
+  :data:`VARIANTS` (``method``, ``options``, ``spec``, ``prior``); network width 8, 8
+  layers, cubic basis unless the variant says otherwise. Adding one is one line there.
+* ``train_mean``: a control, not a method: Normal(training mean, training sd) at every
+  point. A metric under which it ties the GP is broken.
+
+Metrics per (problem, noise, N, seed, method), averaged over outputs:
+
+* ``rel_rmse``: RMSE of the predictive mean against the noise-free truth on the test
+  points, divided by the output's sd over the domain (``Problem.output_std``);
+* ``crps``: the fair CRPS (:func:`bayesresnet.calibration.crps`) of the predictive draws
+  of noisy y against the test observations (noisy y when ``noise > 0``; with
+  ``noise = 0`` the observations are the truth), divided by ``output_std``; the GP's
+  Normal is scored through the same function on 1 000 draws;
+* ``coverage_90``: fraction of test observations inside the central 90 % interval of the
+  draws (:func:`bayesresnet.calibration.coverage`);
+* ``fit_s``, ``predict_s``: wall seconds (``time.perf_counter``) around the fit and
+  around the prediction at the test points; compilation counts (JAX's caches are cleared
+  before each method, so every fit compiles as in a fresh process);
+* bayesresnet only: ``verdict`` of :func:`bayesresnet.diagnostics.convergence` (the
+  method's own checks, without the predictive checks of a full run), timed apart;
+* ``crps_ratio_gp``, ``time_ratio_gp``: against the GP of the same case, where it ran;
+* ``warnings``: the distinct warnings of the fit and prediction (the GP optimizer's
+  convergence warnings, an ensemble's unconverged members), recorded, not raised.
+
+Writes JSON (every row, the settings and the machine, rewritten after each case so a
+stop keeps what was measured), a Markdown table and a figure (time against N per method,
+log-log; CRPS ratio to the GP per problem), all atomically; refuses to overwrite files.
+
+Usage:
+    python benchmarks/bench_surrogates.py [--problems borehole,friedman1] [--sizes 200,1000]
+        [--noise 0,0.05] [--variants ensemble,mclmc] [--seeds 0] [--gp-max-n 2000]
+        [--tiny] [--out benchmarks/results/surrogates_N200_seed0.json]
+    python benchmarks/bench_surrogates.py --combine a.json b.json --out all.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import time
+import warnings
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+import bayesresnet as brn
+from bayesresnet import calibration
+from bayesresnet._io import write_atomic, write_json
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: bayesresnet's methods by name: ``brn.fit`` arguments. ``method`` (required), ``options``
+#: (the method's settings), ``spec`` (overrides of :data:`SPEC`, or a value passed to
+#: ``brn.fit`` as it is) and ``prior`` (``PriorSpec`` arguments). One line per variant.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ensemble": {"method": "ensemble"},
+    "mclmc": {"method": "mclmc"},
+    "svi": {"method": "svi"},
+}
+DEFAULT_VARIANTS = ("ensemble", "mclmc")
+VARIANT_KEYS = frozenset({"method", "options", "spec", "prior"})
+
+#: The network of every variant unless it says otherwise (``ResNetSpec`` arguments; the
+#: basis by its spec-file name).
+SPEC = {"width": 8, "num_layers": 8, "basis": "cubic"}
+
+PROBLEMS = ("borehole", "friedman1", "ishigami", "oscillator", "sobol_g", "sine")
+SIZES = (200, 1000, 2000, 5000, 10000)
+NOISES = (0.0, 0.05)
+NUM_TEST = 2000
+LEVEL = 0.9
+GP_MAX_N = 2000
+GP_RESTARTS = 3
+NUM_NORMAL_DRAWS = 1000  # draws of a Normal predictive (GP, control) for CRPS and coverage
+
+#: ``--tiny``: one problem, 50 points, a small network and few steps (a smoke run).
+TINY = {"problems": ("sine",), "sizes": (50,), "num_test": 200}
+TINY_SPEC = {"width": 4, "num_layers": 2, "basis": "linear"}
+TINY_OPTIONS = {
+    "ensemble": {"num_members": 2, "num_steps": 50, "max_steps": 50},
+    "mclmc": {"num_chains": 2, "num_warmup": 40, "num_samples": 20, "init_steps": 50},
+    "svi": {"num_steps": 100, "init_steps": 50, "num_draws": 100},
+    "nuts": {"num_chains": 2, "num_warmup": 20, "num_samples": 20, "init_steps": 50},
+}
+
+
+class Predictive(NamedTuple):
+    """A method's prediction at the test points, and what it cost."""
+
+    mean: np.ndarray  # [N, O] predictive mean of f
+    draws: np.ndarray  # [S, N, O] predictive draws of noisy y
+    fit_s: float
+    predict_s: float
+    info: dict  # method-specific extras (GP kernels, verdict, settings, ...)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def normal_draws(mean: np.ndarray, sd: np.ndarray, seed: int) -> np.ndarray:
+    """``NUM_NORMAL_DRAWS`` draws ``[S, N, O]`` of independent Normal(mean, sd) per point."""
+    z = np.random.default_rng(seed).standard_normal((NUM_NORMAL_DRAWS, *mean.shape))
+    return mean + sd * z
+
+
+def gp_kernel(num_inputs: int):
+    """``ConstantKernel · Matérn-5/2 (one length scale per input) + WhiteKernel``."""
+    from sklearn.gaussian_process import kernels
+
+    matern = kernels.Matern(length_scale=np.ones(num_inputs), nu=2.5)
+    return kernels.ConstantKernel(1.0) * matern + kernels.WhiteKernel(1e-2, (1e-10, 1e1))
+
+
+def fit_gp(data: brn.Dataset, seed: int, x_test: np.ndarray) -> Predictive:
+    """One scikit-learn GP per output on standardized inputs; Normal predictive draws.
+
+    ``predict(return_std=True)`` includes the ``WhiteKernel``'s noise in the sd (its
+    diagonal enters the prior variance at the test points).
+    """
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.preprocessing import StandardScaler
+
+    start = time.perf_counter()
+    scaler = StandardScaler().fit(data.x_train)
+    xs = scaler.transform(data.x_train)
+    gps = [
+        GaussianProcessRegressor(
+            gp_kernel(xs.shape[1]),
+            normalize_y=True,
+            n_restarts_optimizer=GP_RESTARTS,
+            random_state=seed,
+        ).fit(xs, data.y_train[:, o])
+        for o in range(data.y_train.shape[1])
+    ]
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    out = [gp.predict(scaler.transform(x_test), return_std=True) for gp in gps]
+    mean = np.stack([m for m, _ in out], axis=1)
+    sd = np.stack([s for _, s in out], axis=1)
+    draws = normal_draws(mean, sd, seed)
+    predict_s = time.perf_counter() - start
+    return Predictive(mean, draws, fit_s, predict_s, {"kernels": [str(gp.kernel_) for gp in gps]})
+
+
+def fit_train_mean(data: brn.Dataset, seed: int, x_test: np.ndarray) -> Predictive:
+    """The control: Normal(training mean, training sd) at every test point."""
+    start = time.perf_counter()
+    mu, sd = data.y_train.mean(axis=0), data.y_train.std(axis=0, ddof=1)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    mean = np.broadcast_to(mu, (len(x_test), mu.size))
+    draws = normal_draws(mean, np.broadcast_to(sd, mean.shape), seed)
+    return Predictive(mean, draws, fit_s, time.perf_counter() - start, {})
+
+
+#: Predictors that are not bayesresnet variants: ``(data, seed, x_test) -> Predictive``.
+CONTROLS = {"train_mean": fit_train_mean}
+
+
+def check_variant(name: str, variant: dict) -> None:
+    """A variant's keys and method, before any fit runs."""
+    unknown = sorted(set(variant) - VARIANT_KEYS)
+    if unknown or "method" not in variant:
+        raise ValueError(
+            f"variant {name!r} must have a `method` and only the keys {sorted(VARIANT_KEYS)}; "
+            f"got {sorted(variant)}."
+        )
+    methods = sorted(brn.infer.METHODS)
+    if variant["method"] not in methods:
+        raise ValueError(
+            f"variant {name!r}: `method` must be one of {methods}; got {variant['method']!r}."
+        )
+
+
+def variant_arguments(variant: dict, data: brn.Dataset, tiny: bool) -> dict:
+    """``brn.fit`` keyword arguments of a variant (``--tiny`` shrinks net and steps)."""
+    method = variant["method"]
+    options = dict(variant.get("options", {}))
+    spec = variant.get("spec", {})
+    if tiny:
+        options |= TINY_OPTIONS.get(method, {})
+        spec = spec | TINY_SPEC if isinstance(spec, dict) else spec
+    if isinstance(spec, dict):  # overrides of SPEC; anything else goes to brn.fit as it is
+        fields = SPEC | spec
+        basis = fields.pop("basis")
+        basis = brn.bases.make_basis(basis) if isinstance(basis, str) else basis
+        spec = brn.ResNetSpec(data.x_train.shape[1], data.y_train.shape[1], basis=basis, **fields)
+    prior = brn.PriorSpec(**variant["prior"]) if "prior" in variant else None
+    return {"spec": spec, "method": method, "prior": prior, **options}
+
+
+def fit_variant(
+    variant: dict, data: brn.Dataset, seed: int, x_test: np.ndarray, tiny: bool
+) -> Predictive:
+    """Fit a bayesresnet variant, predict at ``x_test`` and get its convergence verdict."""
+    kwargs = variant_arguments(variant, data, tiny)
+    spec = kwargs.pop("spec")
+    start = time.perf_counter()
+    post = brn.fit(spec, data, seed=seed, **kwargs)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    pred = post.predict(x_test, seed=seed, levels=(LEVEL,), return_draws=True)
+    predict_s = time.perf_counter() - start
+    start = time.perf_counter()
+    verdict = brn.diagnostics.convergence(post).verdict
+    info = {
+        "verdict": verdict,
+        "diagnostics_s": time.perf_counter() - start,
+        "num_draws": int(pred.y.shape[0]),
+        "settings": {k: repr(v) for k, v in post.settings.items()},
+        "spec": repr(post.spec),
+        "engine_timings": {k: float(v) for k, v in post.timings.items()},
+    }
+    return Predictive(pred.mean, pred.y, fit_s, predict_s, info)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def score(pred: Predictive, truth: np.ndarray, y_test: np.ndarray, output_std) -> dict:
+    """Relative RMSE against the truth, relative CRPS and 90 % coverage against ``y_test``."""
+    rel_rmse = calibration.rmse(pred.mean, truth) / output_std
+    crps = calibration.crps(pred.draws, y_test).mean(axis=0) / output_std
+    cover = calibration.coverage(pred.draws, y_test, [LEVEL])[0]
+    return {
+        "rel_rmse": float(rel_rmse.mean()),
+        "crps": float(crps.mean()),
+        "coverage_90": float(cover.mean()),
+        "rel_rmse_per_output": rel_rmse.tolist(),
+        "crps_per_output": crps.tolist(),
+        "coverage_90_per_output": cover.tolist(),
+        "fit_s": pred.fit_s,
+        "predict_s": pred.predict_s,
+        "total_s": pred.fit_s + pred.predict_s,
+    }
+
+
+def warning_lines(caught) -> list[str]:
+    """The distinct warnings of a fit, first line each, with their counts."""
+    lines = [f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught]
+    return [f"{line} (x{lines.count(line)})" for line in dict.fromkeys(lines)]
+
+
+def run_case(problem: str, noise: float, n: int, seed: int, methods: dict, args) -> list[dict]:
+    """Every method on one data set; ratios to the GP of the same case where it ran."""
+    prob = brn.problems.get(problem)
+    num_test = TINY["num_test"] if args.tiny else NUM_TEST
+    data = prob.sample(seed=seed, num_train=n, num_test=num_test, noise=noise)
+    truth = prob.evaluate(data.x_test)
+    case = {"problem": problem, "noise": noise, "n": n, "seed": seed}
+    rows = []
+    for name, run in methods.items():
+        if name == "gp" and n > args.gp_max_n:
+            continue
+        print(f"{problem} noise={noise} N={n} seed={seed}: {name} ...", flush=True)
+        jax.clear_caches()  # every fit compiles, as a user's first fit in a fresh process
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pred = run(data, seed, data.x_test)
+        rows.append(case | {"method": name} | score(pred, truth, data.y_test, prob.output_std))
+        rows[-1] |= pred.info | {"warnings": warning_lines(caught)}
+    gp = next((r for r in rows if r["method"] == "gp"), None)
+    for row in rows:
+        if gp is not None:
+            row["crps_ratio_gp"] = row["crps"] / gp["crps"]
+            row["time_ratio_gp"] = row["total_s"] / gp["total_s"]
+    return rows
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _versions() -> dict:
+    names = ("jax", "numpyro", "blackjax", "optax", "scikit-learn", "numpy")
+    return {k: version(k) for k in names} | {"bayesresnet": brn.__version__}
+
+
+def machine() -> dict:
+    """Where the run ran (the load average says how busy the machine was)."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "device": str(jax.devices()[0]),
+        "versions": _versions(),
+        "load_average_start": list(os.getloadavg()),
+    }
+
+
+def _cell(value, fmt: str) -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def format_table(results: dict) -> str:
+    """The rows as a Markdown table, with the settings and skipped GPs above it."""
+    s = results["settings"]
+    m = results["machine"]
+    lines = [
+        f"# bayesresnet vs scikit-learn GP ({'tiny' if s['tiny'] else 'full'} run)",
+        "",
+        f"Machine: {m['platform']}, {m['cpu_count']} CPUs, {m['device']}, load average at "
+        f"start {m['load_average_start'][0]:.1f}. Test points: {s['num_test']}; CRPS and "
+        "RMSE relative to each output's sd over the domain; CRPS and coverage against the "
+        "noisy test y (the truth when noise = 0). Times in seconds, compilation included.",
+        "",
+    ]
+    if "parts" in results:
+        files = ", ".join(f"`{p['file']}`" for p in results["parts"])
+        lines += [f"Combined from runs in parallel processes (ratios within each): {files}.", ""]
+    skipped = sorted({r["n"] for r in results["rows"]} - set(results["gp_ran_at"]))
+    if skipped:
+        lines += [f"GP skipped above N = {s['gp_max_n']} (`--gp-max-n`): N = {skipped}.", ""]
+    lines += [
+        "| problem | noise | N | method | rel RMSE % | CRPS | CRPS / GP | cov 90 | fit s "
+        "| predict s | time / GP | verdict | warnings |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['problem']} | {r['noise']:g} | {r['n']} | {r['method']} | "
+            f"{100 * r['rel_rmse']:.3f} | {r['crps']:.2e} | "
+            f"{_cell(r.get('crps_ratio_gp'), '.2f')} | {r['coverage_90']:.3f} | "
+            f"{r['fit_s']:.1f} | {r['predict_s']:.2f} | {_cell(r.get('time_ratio_gp'), '.1f')} "
+            f"| {r.get('verdict', '')} | {len(r['warnings'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())
+
+
+def plot(results: dict, path: Path) -> None:
+    """Time (fit + predict) against N per method, log-log (geometric mean over problems
+    and noise levels, each case faint); CRPS ratio to the GP per problem at each N."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["rows"]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    gp_sizes = results["gp_ran_at"]
+    fig, axes = plt.subplots(1, 1 + len(gp_sizes), figsize=(5 + 4.5 * len(gp_sizes), 4))
+    axes = np.atleast_1d(axes)
+    for i, name in enumerate(methods):
+        color = f"C{i}"
+        mine = [r for r in rows if r["method"] == name]
+        sizes = sorted({r["n"] for r in mine})
+        axes[0].loglog(
+            [r["n"] for r in mine], [r["total_s"] for r in mine], ".", color=color, alpha=0.3
+        )
+        geo = [np.exp(np.mean([np.log(r["total_s"]) for r in mine if r["n"] == n])) for n in sizes]
+        axes[0].loglog(sizes, geo, "o-", color=color, label=name)
+    axes[0].set(xlabel="training points N", ylabel="fit + predict s", title="time")
+    axes[0].legend()
+    problems = list(dict.fromkeys(r["problem"] for r in rows))
+    others = [m for m in methods if m != "gp"]
+    noises = sorted({r["noise"] for r in rows})
+    width = 0.8 / max(len(others) * len(noises), 1)
+    for ax, n in zip(axes[1:], gp_sizes):
+        for j, (name, noise) in enumerate((m, z) for m in others for z in noises):
+            vals = [
+                next(
+                    (
+                        r.get("crps_ratio_gp", np.nan)
+                        for r in rows
+                        if r["problem"] == p
+                        and r["n"] == n
+                        and r["method"] == name
+                        and r["noise"] == noise
+                    ),
+                    np.nan,
+                )
+                for p in problems
+            ]
+            ax.bar(
+                np.arange(len(problems)) + j * width,
+                vals,
+                width,
+                hatch="//" if noise else "",
+                color=f"C{methods.index(name)}",
+                edgecolor="k",
+                label=f"{name}, noise {noise:g}",
+            )
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.axhline(1.25, color="k", ls=":", lw=0.8)
+        ax.set_xticks(
+            np.arange(len(problems)) + width * (len(others) * len(noises) - 1) / 2,
+            problems,
+            rotation=30,
+        )
+        ax.set_yscale("log")
+        ax.set(title=f"CRPS / GP's CRPS, N = {n}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def combine(paths) -> dict:
+    """One result from runs of disjoint cases (problems run in parallel processes, say).
+
+    Each run's rows, ratios to its own GP included, are kept as they are, in the order of
+    ``paths``; the runs must agree on every setting but the problems, sizes, noise levels
+    and seeds, and no case may appear twice. ``parts`` records each run's file, cases and
+    machine (its load average says how busy the machine was).
+    """
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    case_keys = ("problems", "sizes", "noise", "seeds")
+    first = runs[0]["settings"]
+    shared = {k: v for k, v in first.items() if k not in case_keys}
+    for path, run in zip(paths, runs):
+        other = {k: v for k, v in run["settings"].items() if k not in case_keys}
+        if other != shared:
+            diff = sorted(k for k in shared.keys() | other.keys() if shared.get(k) != other.get(k))
+            raise ValueError(f"{path} was run with other settings than {paths[0]}: {diff}")
+    rows = [row for run in runs for row in run["rows"]]
+    cases = [(r["problem"], r["noise"], r["n"], r["seed"], r["method"]) for r in rows]
+    twice = sorted({c for c in cases if cases.count(c) > 1})
+    if twice:
+        raise ValueError(f"cases in more than one of the runs: {twice}")
+    settings = shared | {
+        k: sorted({v for run in runs for v in run["settings"][k]}) for k in case_keys
+    }
+    return {
+        "settings": settings,
+        "machine": runs[0]["machine"],
+        "gp_ran_at": sorted({n for run in runs for n in run["gp_ran_at"]}),
+        "parts": [
+            {
+                "file": Path(p).name,
+                "problems": run["settings"]["problems"],
+                "noise": run["settings"]["noise"],
+                "machine": run["machine"],
+            }
+            for p, run in zip(paths, runs)
+        ],
+        "rows": rows,
+    }
+
+
+def default_out(args) -> Path:
+    """``benchmarks/results/surrogates_N<sizes>_seed<seeds>[_tiny].json``."""
+    name = f"surrogates_N{'-'.join(map(str, args.sizes))}_seed{'-'.join(map(str, args.seeds))}"
+    return ROOT / "benchmarks" / "results" / f"{name}{'_tiny' if args.tiny else ''}.json"
+
+
+def outputs(out: Path) -> tuple[Path, Path, Path]:
+    """The JSON, Markdown and PNG files of a run."""
+    return out, out.with_suffix(".md"), out.with_suffix(".png")
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _list(kind, choices=None):
+    def parse(text: str) -> tuple:
+        values = tuple(kind(v) for v in text.split(",") if v)
+        bad = [v for v in values if choices is not None and v not in choices]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"{bad or text!r}: choose from {list(choices)}")
+        return values
+
+    return parse
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    names = (*VARIANTS, *CONTROLS)
+    parser.add_argument(
+        "--problems",
+        type=_list(str, PROBLEMS),
+        default=None,
+        help=f"comma-separated, from {list(PROBLEMS)} (default: all)",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=_list(int),
+        default=None,
+        help=f"training points N, comma-separated (default {SIZES})",
+    )
+    parser.add_argument(
+        "--noise",
+        type=_list(float),
+        default=NOISES,
+        help="noise sd as a fraction of the output's sd (default 0,0.05)",
+    )
+    parser.add_argument(
+        "--variants",
+        type=_list(str, names),
+        default=DEFAULT_VARIANTS,
+        help=f"from {list(names)} (default {','.join(DEFAULT_VARIANTS)})",
+    )
+    parser.add_argument("--seeds", type=_list(int), default=(0,))
+    parser.add_argument(
+        "--gp-max-n",
+        type=int,
+        default=GP_MAX_N,
+        help="skip the GP above this many training points (default %(default)s)",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="seconds: sine, N = 50, a small network, few steps (a smoke run)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="the JSON file (default: named after the "
+        "sizes and seeds in benchmarks/results/); .md and .png beside it",
+    )
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="instead of measuring, join the rows of these runs' JSON files "
+        "(disjoint cases, same settings) into --out, its table and figure",
+    )
+    args = parser.parse_args(argv)
+    if args.combine and not args.out:
+        parser.error("--combine needs --out")
+    args.problems = args.problems or (TINY["problems"] if args.tiny else PROBLEMS)
+    args.sizes = args.sizes or (TINY["sizes"] if args.tiny else SIZES)
+    if min(args.sizes) < 3 or min(args.noise) < 0 or min(args.seeds) < 0:
+        parser.error("--sizes must be ≥ 3, --noise ≥ 0 and --seeds ≥ 0")
+    args.out = Path(args.out) if args.out else default_out(args)
+    existing = [str(p) for p in outputs(args.out) if p.exists()]
+    if existing:
+        parser.error(f"{existing} exist: choose another --out (runs never overwrite files)")
+    return args
+
+
+def write_outputs(results: dict, out: Path) -> None:
+    """The JSON, the Markdown table (also printed) and the figure of a run."""
+    json_path, md_path, png_path = outputs(out)
+    table = format_table(results)
+    print(table)
+    write_json(json_path, results)
+    write_atomic(md_path, table.encode())
+    plot(results, png_path)
+    print(f"wrote {json_path}, {md_path.name} and {png_path.name}")
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.combine:
+        results = combine(args.combine)
+        write_outputs(results, args.out)
+        return results
+    for name, variant in VARIANTS.items():
+        check_variant(name, variant)
+    methods = {"gp": fit_gp}
+    for name in args.variants:
+        if name in CONTROLS:
+            methods[name] = CONTROLS[name]
+        else:
+            methods[name] = lambda d, s, x, v=VARIANTS[name]: fit_variant(v, d, s, x, args.tiny)
+    results = {
+        "settings": {
+            "problems": list(args.problems),
+            "sizes": list(args.sizes),
+            "noise": list(args.noise),
+            "seeds": list(args.seeds),
+            "variants": {n: repr(VARIANTS.get(n, "control")) for n in args.variants},
+            "spec": SPEC | (TINY_SPEC if args.tiny else {}),
+            "gp": {"kernel": str(gp_kernel(2)), "restarts": GP_RESTARTS, "normalize_y": True},
+            "gp_max_n": args.gp_max_n,
+            "num_test": TINY["num_test"] if args.tiny else NUM_TEST,
+            "tiny": args.tiny,
+        },
+        "machine": machine(),
+        "gp_ran_at": [n for n in args.sizes if n <= args.gp_max_n],
+        "rows": [],
+    }
+    for problem in args.problems:
+        for noise in args.noise:
+            for n in args.sizes:
+                for seed in args.seeds:
+                    results["rows"] += run_case(problem, noise, n, seed, methods, args)
+                    write_json(args.out, results)  # what is measured so far survives a stop
+    results["machine"]["load_average_end"] = list(os.getloadavg())
+    write_outputs(results, args.out)
+    return results
+
+
+if __name__ == "__main__":
+    main()
