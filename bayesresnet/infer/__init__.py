@@ -1,6 +1,8 @@
 """Inference: ``fit(spec, x, y, method=...)`` runs NUTS, MCLMC, SVI or a deep ensemble.
 
-All four return the same :class:`~bayesresnet.posterior.Posterior`. ``METHODS[name]`` is
+``method="auto"`` (the default) chooses MCLMC or the ensemble from the size of the fit
+(:func:`~bayesresnet.infer.auto.choose_method`). All four return the same
+:class:`~bayesresnet.posterior.Posterior`. ``METHODS[name]`` is
 each method's :class:`~bayesresnet.infer.base.Engine` (config, run function, description,
 gradient count, checks); the samplers are kernels in BlackJAX's form
 (:class:`~bayesresnet.infer.base.SamplingAlgorithm`: ``nuts.nuts_kernel``,
@@ -14,6 +16,7 @@ import numpy as np
 
 from bayesresnet._validate import check_int
 from bayesresnet.data import MIN_TRAIN_ROWS, Dataset, column_names, validate_xy
+from bayesresnet.infer.auto import AUTO, choose_method
 from bayesresnet.infer.base import (
     Engine,
     EngineResult,
@@ -33,6 +36,8 @@ from bayesresnet.resnet import ResNetSpec
 
 __all__ = [
     "fit",
+    "AUTO",
+    "choose_method",
     "METHODS",
     "Engine",
     "SamplingAlgorithm",
@@ -76,7 +81,7 @@ def fit(
     x,
     y=None,
     *,
-    method: str = "nuts",
+    method: str = AUTO,
     seed: int = 0,
     prior: PriorSpec | None = None,
     **options,
@@ -92,17 +97,28 @@ def fit(
             ``x1``, ``x2``, …), which :meth:`Posterior.predict` matches by name.
         y: training outputs ``[N, out]`` or ``[N]``; a DataFrame's column names (a
             Series' name) become the output names.
-        method: ``"nuts"``, ``"mclmc"``, ``"svi"`` or ``"ensemble"``.
+        method: ``"auto"`` (the default), ``"nuts"``, ``"mclmc"``, ``"svi"`` or
+            ``"ensemble"``. ``"auto"`` runs ensemble-started MCLMC while the training
+            rows times the network's parameters stay at most
+            :data:`~bayesresnet.infer.auto.AUTO_MCLMC_MAX_WORK`, the deep ensemble above
+            (:func:`~bayesresnet.infer.auto.choose_method`), each at its defaults; the
+            posterior's ``method`` is the one that ran and ``settings["method_choice"]``
+            says why. Name a method to set its options.
         seed: seed of every random choice of the run.
         prior: prior and likelihood (default :class:`~bayesresnet.PriorSpec`).
         **options: the method's settings: see :class:`NUTSConfig`, :class:`MCLMCConfig`,
-            :class:`SVIConfig`, :class:`EnsembleConfig`.
+            :class:`SVIConfig`, :class:`EnsembleConfig` (none with ``"auto"``).
 
     Returns:
         A :class:`~bayesresnet.posterior.Posterior`.
     """
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {sorted(METHODS)}; got {method!r}.")
+    if method != AUTO and method not in METHODS:
+        raise ValueError(f"`method` must be {AUTO!r} or one of {sorted(METHODS)}; got {method!r}.")
+    if method == AUTO and options:
+        raise TypeError(
+            f'method="auto" takes no method options; got {sorted(options)}. Name the '
+            'method whose options these are (e.g. method="mclmc").'
+        )
     if not isinstance(spec, ResNetSpec):
         raise TypeError(f"`spec` must be a ResNetSpec; got {type(spec).__name__}.")
     prior = PriorSpec() if prior is None else prior
@@ -130,6 +146,8 @@ def fit(
         raise ValueError(f"`x` has {x.shape[1]} columns but spec.in_features={spec.in_features}.")
     if y.shape[1] != spec.out_features:
         raise ValueError(f"`y` has {y.shape[1]} columns but spec.out_features={spec.out_features}.")
+    choice = choose_method(len(x), spec) if method == AUTO else None
+    method = choice.method if choice else method
     engine = METHODS[method]
     config = config_from_options(engine.config, method, options)
     marginal = _resolve_marginal(config, prior)
@@ -150,6 +168,8 @@ def fit(
         settings = settings | {"marginalize_output_used": marginal}
     if hasattr(config, "noncentred"):
         settings = settings | {"noncentred_used": noncentre}
+    if choice is not None:
+        settings = settings | {"method_choice": choice.reason}
     if marginal:
         samples = sample_output_layer(
             jax.random.fold_in(key, 1), samples, x_fit, y_fit, spec, prior, scaler.centred()
