@@ -76,6 +76,28 @@ def _resolve_noncentred(config, prior: PriorSpec) -> bool:
     return bool(requested)
 
 
+def _check_method(method: str, options: dict) -> None:
+    """``method`` is ``"auto"`` (without options) or a key of :data:`METHODS`."""
+    if method != AUTO and method not in METHODS:
+        raise ValueError(f"`method` must be {AUTO!r} or one of {sorted(METHODS)}; got {method!r}.")
+    if method == AUTO and options:
+        raise TypeError(
+            f'method="auto" takes no method options; got {sorted(options)}. Name the '
+            'method whose options these are (e.g. method="mclmc").'
+        )
+
+
+def _settings_used(settings: dict, config, marginal: bool, noncentre: bool, choice) -> dict:
+    """The engine's settings with what ``fit`` resolved: the form sampled, why ``auto`` chose."""
+    if hasattr(config, "marginalize_output"):
+        settings = settings | {"marginalize_output_used": marginal}
+    if hasattr(config, "noncentred"):
+        settings = settings | {"noncentred_used": noncentre}
+    if choice is not None:
+        settings = settings | {"method_choice": choice.reason}
+    return settings
+
+
 def fit(
     spec: ResNetSpec,
     x,
@@ -97,13 +119,10 @@ def fit(
             ``x1``, ``x2``, …), which :meth:`Posterior.predict` matches by name.
         y: training outputs ``[N, out]`` or ``[N]``; a DataFrame's column names (a
             Series' name) become the output names.
-        method: ``"auto"`` (the default), ``"nuts"``, ``"mclmc"``, ``"svi"`` or
-            ``"ensemble"``. ``"auto"`` runs ensemble-started MCLMC while the training
-            rows times the network's parameters stay at most
-            :data:`~bayesresnet.infer.auto.AUTO_MCLMC_MAX_WORK`, the deep ensemble above
-            (:func:`~bayesresnet.infer.auto.choose_method`), each at its defaults; the
-            posterior's ``method`` is the one that ran and ``settings["method_choice"]``
-            says why. Name a method to set its options.
+        method: ``"auto"`` (default), ``"nuts"``, ``"mclmc"``, ``"svi"``, ``"ensemble"``.
+            ``"auto"``: MCLMC or the ensemble at its defaults, by training rows ×
+            parameters (:func:`~bayesresnet.infer.auto.choose_method`); ``post.method``
+            is the one that ran, ``post.settings["method_choice"]`` says why.
         seed: seed of every random choice of the run.
         prior: prior and likelihood (default :class:`~bayesresnet.PriorSpec`).
         **options: the method's settings: see :class:`NUTSConfig`, :class:`MCLMCConfig`,
@@ -112,13 +131,7 @@ def fit(
     Returns:
         A :class:`~bayesresnet.posterior.Posterior`.
     """
-    if method != AUTO and method not in METHODS:
-        raise ValueError(f"`method` must be {AUTO!r} or one of {sorted(METHODS)}; got {method!r}.")
-    if method == AUTO and options:
-        raise TypeError(
-            f'method="auto" takes no method options; got {sorted(options)}. Name the '
-            'method whose options these are (e.g. method="mclmc").'
-        )
+    _check_method(method, options)
     if not isinstance(spec, ResNetSpec):
         raise TypeError(f"`spec` must be a ResNetSpec; got {type(spec).__name__}.")
     prior = PriorSpec() if prior is None else prior
@@ -163,13 +176,8 @@ def fit(
     if noncentre:
         model = noncentred(model)
     result = engine.run(key, model, x_fit, y_fit, config)
-    samples, settings = drop_decentered(result.samples), result.settings
-    if hasattr(config, "marginalize_output"):
-        settings = settings | {"marginalize_output_used": marginal}
-    if hasattr(config, "noncentred"):
-        settings = settings | {"noncentred_used": noncentre}
-    if choice is not None:
-        settings = settings | {"method_choice": choice.reason}
+    samples = drop_decentered(result.samples)
+    settings = _settings_used(result.settings, config, marginal, noncentre, choice)
     if marginal:
         samples = sample_output_layer(
             jax.random.fold_in(key, 1), samples, x_fit, y_fit, spec, prior, scaler.centred()

@@ -20,10 +20,12 @@ __all__ = ["AUTO", "AUTO_MCLMC_MAX_WORK", "MethodChoice", "choose_method"]
 #: The method name that lets :func:`choose_method` decide.
 AUTO = "auto"
 
-#: Training rows × network parameters up to which ``auto`` takes MCLMC. Measured on 2 CPU
-#: cores (``benchmarks/mclmc_calibration.py``'s docstring): a full-data gradient of 8
-#: chains costs about 0.5 ns per row and parameter, so MCLMC's 80 000 gradients at the
-#: defaults take about a minute at this size, where the ensemble takes 20 s.
+#: Training rows × network parameters up to which ``auto`` takes MCLMC. At 200 rows and 369
+#: parameters (N·P = 73 800; width 8, 8 cubic layers, 8 inputs) MCLMC at its defaults took
+#: 21–23 s on 2 quiet CPU cores and the ensemble 4 s (issue 22's measurements); with the
+#: time about linear in N·P, MCLMC takes one to two minutes at this limit (about 1 000 rows
+#: of that network), what a Gaussian process takes at 2 000 rows, and the ensemble, with
+#: about a third of the gradients, is the affordable method above it.
 AUTO_MCLMC_MAX_WORK = 400_000
 
 
