@@ -454,6 +454,13 @@ def convergence(post, *, num_probes: int = 20, num_t: int = 11, seed: int = 0):
     only: hidden units can swap places between chains (symmetric modes) while the
     function they compute agrees.
 
+    MCLMC (``Engine.ensemble_started``: each chain starts at its own ensemble member and
+    may stay in that mode): R-hat (≤ 1.01) and bulk/tail ESS (≥ 100 per chain) of each
+    chain's draws with its own mean and sd removed (:func:`within_chain_draws`), so that
+    they judge mixing within each chain's mode, and a chain that did not move fails; the
+    spread between the chains is a note (:func:`nested_rhat`, each chain a superchain of
+    its two halves); then the non-finite steps and the energy error.
+
     SVI: ELBO convergence and the Pareto k̂ of the importance weights log p − log q
     (≤ 0.7; Yao et al. 2018). Ensemble: members that diverged or did not converge, and
     the spread of their final losses. The chain checks are made here for every method
