@@ -15,8 +15,9 @@ chains 1.112, bulk ESS within chains 49 < 800; nested R-hat between chains 1.68 
 note). Why it over-covers: not mainly the noise scale (the function's sd is 77 % of the
 predictive sd) but (1) each chain alone is too wide (its own 90 % intervals cover 0.90–0.98,
 mean 0.94) and its energy-error variance per dimension is 0.08–0.93 against the tuned
-target 5e-4, so the unadjusted chains run hot with too large steps (BlackJAX's tuner
-readjusts the step size only briefly after the diagonal preconditioner changes), and (2)
+target 5e-4, so the unadjusted chains run hot with too large steps (a likely cause, not
+yet tested: BlackJAX's tuner readjusts the step size only briefly after the diagonal
+preconditioner changes), and (2)
 the mixture of the 8 members' modes widens the intervals further (0.94 → 0.99).
 
 Usage:
