@@ -54,6 +54,9 @@ __all__ = [
     "function_space_draws",
     "parameter_draws",
     "summarize_draws",
+    "within_chain_draws",
+    "frozen_chains",
+    "nested_rhat",
     "pareto_khat",
     "loo",
     "waic",
@@ -453,6 +456,13 @@ def convergence(post, *, num_probes: int = 20, num_t: int = 11, seed: int = 0):
     only: hidden units can swap places between chains (symmetric modes) while the
     function they compute agrees.
 
+    MCLMC (``Engine.ensemble_started``: each chain starts at its own ensemble member and
+    may stay in that mode): R-hat (≤ 1.01) and bulk/tail ESS (≥ 100 per chain) of each
+    chain's draws with its own mean and sd removed (:func:`within_chain_draws`), so that
+    they judge mixing within each chain's mode, and a chain that did not move fails; the
+    spread between the chains is a note (:func:`nested_rhat`, each chain a superchain of
+    its two halves); then the non-finite steps and the energy error.
+
     SVI: ELBO convergence and the Pareto k̂ of the importance weights log p − log q
     (≤ 0.7; Yao et al. 2018). Ensemble: members that diverged or did not converge, and
     the spread of their final losses. The chain checks are made here for every method
@@ -463,16 +473,23 @@ def convergence(post, *, num_probes: int = 20, num_t: int = 11, seed: int = 0):
     """
     engine = METHODS[post.method]
     checks, rows, draws = (
-        _chain_checks(post, num_probes, num_t, seed) if engine.chains else ([], [], {})
+        _chain_checks(post, num_probes, num_t, seed, engine.ensemble_started)
+        if engine.chains
+        else ([], [], {})
     )
     checks += engine.checks(post, Estimators(e_bfmi=e_bfmi, pareto_khat=pareto_khat))
     return DiagnosticsResult(post.method, tuple(checks), tuple(rows), _verdict(checks), draws)
 
 
-def _chain_checks(post, num_probes, num_t, seed):
-    """R-hat and ESS across chains, function space first: the checks every MCMC method gets.
+def _chain_checks(post, num_probes, num_t, seed, ensemble_started=False):
+    """R-hat and ESS, function space first: the checks every MCMC method gets.
 
-    Returns ``(checks, rows, draws)``: the draws summarized, computed once, travel on in
+    Chains that share their start (NUTS) must agree with each other: R-hat and ESS
+    across chains. Chains started at different ensemble members (``ensemble_started``,
+    MCLMC) may each sit in its own mode: each chain must have mixed within its mode
+    (:func:`within_chain_draws`: R-hat of its two halves, ESS), and the spread between
+    the chains is reported as a note (:func:`nested_rhat`). Returns ``(checks, rows,
+    draws)``: the draws summarized, computed once, travel on in
     :attr:`DiagnosticsResult.draws`.
     """
     f_draws = function_space_draws(post, probe_inputs(post, num_probes, seed), num_t)
@@ -485,42 +502,16 @@ def _chain_checks(post, num_probes, num_t, seed):
 
     # Function-space quantities first: they decide the verdict.
     rows = worst_first(fs) + worst_first(ps)
-    c = post.num_chains
-    ess_min = ESS_PER_CHAIN_MIN * c
-    checks = []
-    rhat_f = _worst(fs, "r_hat")
-    checks.append(
-        Check(
-            "R-hat, function space",
-            "pass" if rhat_f <= RHAT_MAX else "fail",
-            f"max {rhat_f:.3f}",
-            f"≤ {RHAT_MAX}",
-            ""
-            if rhat_f <= RHAT_MAX
-            else "chains disagree on the predictions: run longer warm-up (num_warmup), more "
-            "chains, or a smaller network/basis; check divergences first",
-        )
-    )
-    for key, label in (("ess_bulk", "bulk ESS"), ("ess_tail", "tail ESS")):
-        worst = _worst(fs, key, largest=False)
-        ok = worst >= ess_min
-        checks.append(
-            Check(
-                f"{label}, function space",
-                "pass" if ok else "fail",
-                f"min {worst:.0f}",
-                f"≥ {ESS_PER_CHAIN_MIN} per chain ({ess_min})",
-                ""
-                if ok
-                else "raise num_samples (or num_chains); a higher "
-                "target_accept_prob or max_tree_depth helps if trees are saturated",
-            )
-        )
+    if ensemble_started:
+        checks = _within_mode_checks(f_draws, post.num_chains)
+    else:
+        checks = _between_chain_checks(fs, post.num_chains)
+    mixed = checks[0].status == "pass"  # the function-space R-hat
     rhat_p = _worst(ps, "r_hat")
     # Hidden units can be permuted and (for odd activations) sign-flipped without changing
     # the function, so chains in symmetric modes disagree on single weights however well
     # they mix. With the predictions converged that is a note, not a warning.
-    symmetric = "note" if rhat_f <= RHAT_MAX else "warn"
+    symmetric = "note" if mixed else "warn"
     checks.append(
         Check(
             "R-hat, parameters",
@@ -535,6 +526,193 @@ def _chain_checks(post, num_probes, num_t, seed):
         )
     )
     return checks, rows, {**f_draws, **p_draws}
+
+
+def _ess_checks(rows, num_chains: int, where: str, advice: str) -> list[Check]:
+    """Bulk and tail ESS of the function-space ``rows``: at least 100 per chain."""
+    ess_min = ESS_PER_CHAIN_MIN * num_chains
+    checks = []
+    for key, label in (("ess_bulk", "bulk ESS"), ("ess_tail", "tail ESS")):
+        worst = _worst(rows, key, largest=False)
+        ok = worst >= ess_min
+        checks.append(
+            Check(
+                f"{label}{where}, function space",
+                "pass" if ok else "fail",
+                f"min {worst:.0f}",
+                f"≥ {ESS_PER_CHAIN_MIN} per chain ({ess_min})",
+                "" if ok else advice,
+            )
+        )
+    return checks
+
+
+def _between_chain_checks(fs, num_chains: int) -> list[Check]:
+    """Chains that share their start must agree: R-hat and ESS across chains."""
+    rhat_f = _worst(fs, "r_hat")
+    checks = [
+        Check(
+            "R-hat, function space",
+            "pass" if rhat_f <= RHAT_MAX else "fail",
+            f"max {rhat_f:.3f}",
+            f"≤ {RHAT_MAX}",
+            ""
+            if rhat_f <= RHAT_MAX
+            else "chains disagree on the predictions: run longer warm-up (num_warmup), more "
+            "chains, or a smaller network/basis; check divergences first",
+        )
+    ]
+    return checks + _ess_checks(
+        fs,
+        num_chains,
+        "",
+        "raise num_samples (or num_chains); a higher target_accept_prob or max_tree_depth "
+        "helps if trees are saturated",
+    )
+
+
+def _within_mode_checks(f_draws, num_chains: int) -> list[Check]:
+    """Chains started in different modes: each must have mixed within its own mode.
+
+    R-hat and ESS of :func:`within_chain_draws` (each chain centred and scaled by its own
+    mean and sd, so that only the agreement of its halves and its autocorrelation count)
+    decide; the nested R-hat between chains (each chain a superchain of its two halves)
+    is a note: a mixture of modes is what an ensemble-started sampler gives, and the
+    held-out checks judge that mixture.
+    """
+    within = summarize_draws(within_chain_draws(f_draws), "function")
+    frozen = frozen_chains(f_draws)
+    rhat_w = float("inf") if frozen else _worst(within, "r_hat")
+    advice = (
+        "a chain has not mixed within its own mode: raise num_samples or thinning (longer "
+        "chains), or num_warmup so that the step size and L are tuned; check the energy "
+        "error"
+    )
+    checks = [
+        Check(
+            "R-hat within chains, function space",
+            "pass" if rhat_w <= RHAT_MAX else "fail",
+            f"{frozen} chain(s) did not move" if frozen else f"max {rhat_w:.3f}",
+            f"≤ {RHAT_MAX} (each chain's halves, its own mean and sd removed)",
+            "" if rhat_w <= RHAT_MAX else advice,
+        )
+    ]
+    checks += _ess_checks(within, num_chains, " within chains", advice)
+    nested = [
+        nested_rhat(halves, np.repeat(np.arange(num_chains), 2))
+        for halves in (_halves(v) for v in f_draws.values())
+    ]
+    worst = max((v for v in nested if np.isfinite(v)), default=float("nan"))
+    spread = worst > RHAT_MAX
+    checks.append(
+        Check(
+            "nested R-hat between chains (modes), function space",
+            "note",
+            f"max {worst:.3f}",
+            f"information: above {RHAT_MAX} the chains sit in different modes",
+            "the chains started at different ensemble members and stayed in different "
+            "modes; the draws are a mixture of these modes, judged by the held-out checks"
+            if spread
+            else "",
+        )
+    )
+    return checks
+
+
+def _halves(draws) -> np.ndarray:
+    """``[chains, draws]`` as ``[2·chains, draws // 2]``: each chain's first and second half
+    (a middle draw of an odd count dropped), chain by chain."""
+    draws = np.asarray(draws, dtype=np.float64)
+    c, n = draws.shape
+    half = n // 2
+    return np.stack([draws[:, :half], draws[:, n - half :]], axis=1).reshape(2 * c, half)
+
+
+def within_chain_draws(draws: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each quantity ``[chains, draws]`` centred and scaled by each chain's own mean and sd.
+
+    R-hat and ESS of these draws measure how well each chain mixed within the region it
+    sits in (its two halves agree, its autocorrelation), not whether the chains agree
+    with each other: for chains started in different modes. A chain constant in a
+    quantity stays constant (zero); :func:`frozen_chains` counts such chains.
+    """
+    out = {}
+    for name, v in draws.items():
+        v = np.asarray(v, dtype=np.float64)
+        sd = v.std(axis=1, keepdims=True)
+        out[name] = (v - v.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+    return out
+
+
+def frozen_chains(draws: Mapping[str, np.ndarray]) -> int:
+    """Chains constant in some quantity ``[chains, draws]`` that other chains vary in: they
+    did not move (R-hat within chains cannot see them)."""
+    frozen = np.zeros(0, bool)
+    for v in draws.values():
+        still = np.ptp(np.asarray(v, dtype=np.float64), axis=1) == 0
+        if not np.all(still):
+            frozen = still if frozen.size == 0 else frozen | still
+    return int(np.sum(frozen))
+
+
+def nested_rhat(draws, superchains) -> float:
+    """Nested R-hat (Margossian et al. 2022) of one quantity ``[chains, draws]``.
+
+    The chains are grouped into ``K`` superchains of ``M`` chains each (``superchains[c]``
+    labels chain ``c``), each chain with ``N`` draws ``θ_nmk``. With chain means
+    ``θ̄_.mk``, superchain means ``θ̄_..k`` and the grand mean ``θ̄_...``::
+
+        B = 1/(K−1) Σ_k (θ̄_..k − θ̄_...)²                      between superchains
+        B̃_k = 1/(M−1) Σ_m (θ̄_.mk − θ̄_..k)²   (0 when M = 1)   between chains within k
+        W̃_k = 1/M Σ_m 1/(N−1) Σ_n (θ_nmk − θ̄_.mk)²            within chains
+        W = 1/K Σ_k (B̃_k + W̃_k)
+        nR̂ = √(1 + B / W)
+
+    ``nR̂ ≈ 1`` when the superchains agree (relative to the spread within each);
+    large when they sit in different regions. With ``M = 1`` the variance between a
+    superchain's chains is zero and nR̂ compares chain means with the spread within them.
+
+    Args:
+        draws: ``[chains, draws]``, at least 2 draws per chain.
+        superchains: ``[chains]`` labels, at least 2 distinct, each labelling the same
+            number of chains.
+
+    Returns:
+        nR̂ (nan when ``W = 0``).
+
+    References:
+        Margossian, Hoffman, Sountsov, Riou-Durand, Vehtari, Gelman (2022), Nested R̂:
+        assessing the convergence of Markov chain Monte Carlo when running many short
+        chains. arXiv:2110.13017.
+    """
+    draws = np.asarray(draws, dtype=np.float64)
+    labels = np.asarray(superchains)
+    if draws.ndim != 2 or draws.shape[1] < 2:
+        raise ValueError(
+            f"`draws` must be [chains, draws] with at least 2 draws; got shape {draws.shape}."
+        )
+    if labels.shape != (draws.shape[0],):
+        raise ValueError(
+            f"`superchains` must give one label per chain ({draws.shape[0]}); got shape "
+            f"{labels.shape}."
+        )
+    groups, counts = np.unique(labels, return_counts=True)
+    if len(groups) < 2 or np.any(counts != counts[0]):
+        raise ValueError(
+            "`superchains` must have at least 2 labels, each on the same number of chains; "
+            f"got counts {dict(zip(groups.tolist(), counts.tolist(), strict=True))}."
+        )
+    m = int(counts[0])
+    by_super = np.stack([draws[labels == g] for g in groups])  # [K, M, N]
+    chain_means = by_super.mean(axis=2)  # [K, M]
+    super_means = chain_means.mean(axis=1)  # [K]
+    between = super_means.var(ddof=1)
+    between_chains = chain_means.var(axis=1, ddof=1) if m > 1 else np.zeros(len(groups))
+    within_chains = by_super.var(axis=2, ddof=1).mean(axis=1)  # [K]
+    w = float(np.mean(between_chains + within_chains))
+    if w == 0:
+        return float("nan")
+    return float(np.sqrt(1.0 + between / w))
 
 
 def e_bfmi(energy) -> np.ndarray:

@@ -95,8 +95,11 @@ def describe_model(post: Posterior) -> str:
 
 
 def describe_method(post: Posterior) -> str:
-    """One line on the inference method and its settings (from its engine)."""
-    return METHODS[post.method].describe(post)
+    """One line on the inference method and its settings (from its engine), and why it ran
+    when ``method="auto"`` chose it."""
+    line = METHODS[post.method].describe(post)
+    choice = post.settings.get("method_choice")
+    return f"{line} ({choice})" if choice else line
 
 
 def _uri(fig) -> str:

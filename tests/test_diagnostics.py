@@ -380,3 +380,109 @@ def test_with_checks_forms_the_verdict_again():
     failed = diagnostics.with_checks(result, [diagnostics.pit_check(1e-9, "held-out")])
     assert failed.verdict == "fail" and failed.checks[:-1] == result.checks
     assert failed.to_dict()["checks"][-1]["name"] == "PIT uniformity, held-out"
+
+
+# ------------------------------------------------- chains started at ensemble members
+def test_nested_rhat_by_hand():
+    """Four chains of three draws in two superchains, computed from the definition:
+    chain means 2, 3, 6, 8; superchain means 2.5, 7; grand mean 4.75.
+    B = (2.25² + 2.25²)/1 = 10.125; B̃ = (0.5, 2); W̃ = (1, 1); W = (1.5 + 3)/2 = 2.25;
+    nR̂ = √(1 + 10.125/2.25) = √5.5."""
+    draws = np.array([[1, 2, 3], [2, 3, 4], [5, 6, 7], [7, 8, 9]], float)
+    assert diagnostics.nested_rhat(draws, [0, 0, 1, 1]) == pytest.approx(np.sqrt(5.5))
+    # The labels, not the order of the chains, make the superchains.
+    mixed = draws[[0, 2, 1, 3]]
+    assert diagnostics.nested_rhat(mixed, ["a", "b", "a", "b"]) == pytest.approx(np.sqrt(5.5))
+
+
+def test_nested_rhat_is_high_only_when_superchains_disagree():
+    """8 chains × 500 iid N(0, 1) draws in 4 superchains of 2. Agreeing superchains: B is
+    the variance of 4 means of 1 000 draws, B/W ≈ χ²₃/3 / 1 000, so nR̂ − 1 ≈ 5e-4 and
+    above 0.01 with probability < 1e-8. One superchain shifted by one sd: nR̂ ≈ √(1 + ¼)."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 2)
+    draws = rng.normal(size=(8, 500))
+    assert diagnostics.nested_rhat(draws, labels) < 1.01
+    # Chains disagreeing within their superchain (+1 and −1) while the superchains agree:
+    # the spread within a superchain counts in W, not in B.
+    split = draws + np.tile([1.0, -1.0], 4)[:, None]
+    assert diagnostics.nested_rhat(split, labels) < 1.01
+    shifted = draws.copy()
+    shifted[labels == 3] += 1.0
+    assert diagnostics.nested_rhat(shifted, labels) > 1.05
+
+
+def test_nested_rhat_checks_its_arguments():
+    draws = np.zeros((4, 10))
+    with pytest.raises(ValueError, match=r"`draws` must be \[chains, draws\] with at least 2"):
+        diagnostics.nested_rhat(np.zeros((4, 1)), [0, 0, 1, 1])
+    with pytest.raises(ValueError, match=r"`superchains` must give one label per chain \(4\)"):
+        diagnostics.nested_rhat(draws, [0, 1])
+    with pytest.raises(ValueError, match=r"each on the same number of chains; got counts"):
+        diagnostics.nested_rhat(draws, [0, 0, 0, 1])
+    with pytest.raises(ValueError, match=r"at least 2 labels"):
+        diagnostics.nested_rhat(draws, [0, 0, 0, 0])
+
+
+def fake_mclmc_posterior(rng, *, mode_shift=0.0, trend=0.0, num_chains=4, num_draws=400):
+    """An ensemble-started MCLMC-like posterior: iid draws within each chain, chain ``c``
+    shifted by ``c · mode_shift`` in every parameter (its own mode), plus a drift of
+    ``trend`` across each chain (a chain that has not mixed)."""
+    post = fake_nuts_posterior(rng, num_chains=num_chains, num_draws=num_draws)
+    offset = mode_shift * np.arange(num_chains)[:, None] + trend * np.linspace(0, 1, num_draws)
+    samples = {
+        k: v + offset.reshape(offset.shape + (1,) * (v.ndim - 2)) if k != sites.NOISE_SCALE else v
+        for k, v in post.samples.items()
+    }
+    stats = {
+        "diverging": np.zeros((num_chains, num_draws), bool),
+        "energy_change": 1e-3 * rng.normal(size=(num_chains, num_draws)),
+    }
+    settings = {"variant": "unadjusted", "dim": 20, "desired_energy_var": 5e-4}
+    return dataclasses.replace(
+        post, method="mclmc", samples=samples, sample_stats=stats, settings=settings
+    )
+
+
+def test_chains_in_different_modes_pass_within_and_report_the_spread():
+    """Each chain iid within its own mode: the old between-chain R-hat would fail; the
+    within-chain checks pass and the nested R-hat between chains is a note above 1.01."""
+    post = fake_mclmc_posterior(np.random.default_rng(0), mode_shift=0.5)
+    result = diagnostics.convergence(post)
+    between = max(r["r_hat"] for r in result.table if r["kind"] == "function")
+    assert between > 1.1  # what the between-chain R-hat check would fail on
+    checks = {c.name: c for c in result.checks}
+    assert checks["R-hat within chains, function space"].status == "pass"
+    assert checks["bulk ESS within chains, function space"].status == "pass"
+    assert checks["tail ESS within chains, function space"].status == "pass"
+    spread = checks["nested R-hat between chains (modes), function space"]
+    assert spread.status == "note" and float(spread.value.split()[-1]) > 1.01
+    assert "mixture of these modes" in spread.advice
+    assert checks["R-hat, parameters"].status == "note"
+    assert result.verdict == "pass", result.failed()
+
+
+def test_chains_that_have_not_mixed_within_their_modes_fail():
+    """A drift of two sds across every chain (iid noise of sd 0.3 on a trend of 0.6):
+    the halves of each chain disagree, R-hat within chains and the verdict fail."""
+    post = fake_mclmc_posterior(np.random.default_rng(0), mode_shift=0.5, trend=0.6)
+    result = diagnostics.convergence(post)
+    checks = {c.name: c for c in result.checks}
+    failed = checks["R-hat within chains, function space"]
+    assert failed.status == "fail" and float(failed.value.split()[-1]) > 1.1
+    assert "within its own mode" in failed.advice
+    assert checks["R-hat, parameters"].status == "warn"
+    assert result.verdict == "fail"
+
+
+def test_a_chain_that_did_not_move_fails():
+    post = fake_mclmc_posterior(np.random.default_rng(0), mode_shift=0.5)
+    samples = {k: v.copy() for k, v in post.samples.items()}
+    for v in samples.values():
+        v[1] = v[1, :1]  # chain 1 repeats its first draw
+    result = diagnostics.convergence(dataclasses.replace(post, samples=samples))
+    check = next(c for c in result.checks if c.name == "R-hat within chains, function space")
+    assert (check.status, check.value) == ("fail", "1 chain(s) did not move")
+    assert (
+        diagnostics.frozen_chains({"a": np.ones((3, 5)), "b": np.arange(15.0).reshape(3, 5)}) == 0
+    )

@@ -247,7 +247,8 @@ def test_fit_errors():
     spec = brn.ResNetSpec(2, 1, width=3, num_layers=2)
     x, y = np.zeros((10, 2)), np.zeros((10, 1))
     with pytest.raises(
-        ValueError, match=r"`method` must be one of \['ensemble', 'mclmc', 'nuts', 'svi'\]"
+        ValueError,
+        match=r"`method` must be 'auto' or one of \['ensemble', 'mclmc', 'nuts', 'svi'\]",
     ):
         brn.fit(spec, x, y, method="hmc")
     with pytest.raises(ValueError, match=r"rows"):
@@ -268,6 +269,41 @@ def test_fit_errors():
         brn.fit("spec", x, y)
     with pytest.raises(TypeError, match=r"`prior` must be a PriorSpec"):
         brn.fit(spec, x, y, prior={})
+    with pytest.raises(TypeError, match=r'method="auto" takes no method options; got \[.num_ch'):
+        brn.fit(spec, x, y, num_chains=2)
+
+
+def test_auto_chooses_mclmc_for_small_fits_and_the_ensemble_for_large_ones():
+    from bayesresnet.infer.auto import AUTO_MCLMC_MAX_WORK
+
+    spec = brn.ResNetSpec(8, 1, width=8, num_layers=8, basis=brn.bases.Cubic())
+    p = brn.num_params(spec)
+    rows = AUTO_MCLMC_MAX_WORK // p
+    small, large = brn.infer.choose_method(rows, spec), brn.infer.choose_method(rows + 1, spec)
+    assert small.method == "mclmc" and f"{rows} training rows × {p} parameters" in small.reason
+    assert large.method == "ensemble" and "> " in large.reason
+    assert brn.infer.choose_method(200, spec).method == "mclmc"  # the sizes of issue 22
+    assert brn.infer.choose_method(2000, spec).method == "ensemble"
+
+
+def test_fit_by_default_chooses_the_method_and_records_why(monkeypatch):
+    """``brn.fit`` without a method runs ``auto``: the posterior names the concrete method
+    and says why it was chosen (the report's method line carries it)."""
+    from bayesresnet import workflow
+    from bayesresnet.infer import auto
+
+    ds = brn.problems.get("sine").sample(0, 12, 5)
+    spec = brn.ResNetSpec(1, 1, width=2, num_layers=2)
+    # Too large for MCLMC by this limit: the quick ensemble runs (its defaults, 3000 steps).
+    monkeypatch.setattr(auto, "AUTO_MCLMC_MAX_WORK", 10)
+    with warnings.catch_warnings():  # 12 points: its members may not meet the tolerance
+        warnings.simplefilter("ignore", RuntimeWarning)
+        post = brn.fit(spec, ds)
+        named = brn.fit(spec, ds, method="ensemble", num_steps=10)
+    assert post.method == "ensemble"
+    assert post.settings["method_choice"].startswith('method="auto" chose ensemble: 12 training')
+    assert post.settings["method_choice"] in workflow.describe_method(post)
+    assert "method_choice" not in named.settings
 
 
 def test_fit_accepts_a_dataset():

@@ -449,6 +449,18 @@ def test_option_of_another_method_names_that_method():
         _parse(SINE + '[inference]\nmethod = "svi"\nnum_warmup = 300\n')
 
 
+def test_auto_method_takes_no_options():
+    spec = _parse(SINE + '[inference]\nmethod = "auto"\nseed = 3\n')
+    assert spec.fit_kwargs()["method"] == "auto" and spec.seed == 3
+    assert spec.method_config() is None
+    with pytest.raises(
+        SpecError,
+        match=r"line 5: unknown key 'num_warmup' in \[inference\]: it is an option of method "
+        r"'nuts' and 'mclmc', not of method = \"auto\"",
+    ):
+        _parse(SINE + '[inference]\nmethod = "auto"\nnum_warmup = 300\n')
+
+
 def test_unknown_problem_option():
     with pytest.raises(
         SpecError,
@@ -580,7 +592,7 @@ def test_invalid_name(name):
         ),
         (
             '[inference]\nmethod = "hmc"',
-            r"line 4: \[inference\] `method` must be one of "
+            r"line 4: \[inference\] `method` must be 'auto' or one of "
             r"\['ensemble', 'mclmc', 'nuts', 'svi'\]; got "
             r'the string "hmc"',
         ),

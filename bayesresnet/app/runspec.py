@@ -47,7 +47,7 @@ from bayesresnet.app.toml import (
     resolve_path,
 )
 from bayesresnet.data import check_transforms, transform_masks
-from bayesresnet.infer import METHODS
+from bayesresnet.infer import AUTO, METHODS
 from bayesresnet.model import PriorSpec
 
 # RunSpec and its sections are defined in bayesresnet.app.spec and importable from here too.
@@ -86,6 +86,7 @@ _NETWORK_TYPES = _field_kinds(NetworkSpec)
 _REPORT_TYPES = _field_kinds(ReportSpec, levels="float_list")
 _PRIOR_TYPES = _field_kinds(PriorSpec)
 _METHOD_TYPES = {method: _field_kinds(config) for method, (config, *_) in METHODS.items()}
+_METHOD_TYPES[AUTO] = {}  # "auto" chooses a method from the data; it takes no options
 
 
 #: Section → allowed keys (inference: every method's options), for misplaced-key hints
@@ -404,10 +405,11 @@ def _existing(key: str, value: str, base_dir: Path, check: _Checker) -> Path:
 def _parse_inference(raw: dict, check: _Checker) -> tuple[str, int, dict]:
     section = ("inference",)
     method = raw.get("method", "nuts")
-    if not isinstance(method, str) or method not in METHODS:
+    if not isinstance(method, str) or method not in _METHOD_TYPES:
         raise check.error(
             ("inference", "method"),
-            f"[inference] `method` must be one of {sorted(METHODS)}; got {describe(method)}.",
+            f"[inference] `method` must be {AUTO!r} or one of {sorted(METHODS)}; got "
+            f"{describe(method)}.",
         )
     kinds = _METHOD_TYPES[method]
     allowed = ("method", "seed", *kinds)
@@ -416,5 +418,6 @@ def _parse_inference(raw: dict, check: _Checker) -> tuple[str, int, dict]:
     seed = raw.pop("seed", 0)
     raw.pop("method", None)
     check.build(section, {"seed": seed}, check_int, "seed", seed, minimum=0)
-    check.build(section, raw, METHODS[method][0], **raw)
+    if method != AUTO:
+        check.build(section, raw, METHODS[method][0], **raw)
     return method, seed, raw

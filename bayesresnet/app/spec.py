@@ -38,9 +38,9 @@ may be left out; the values shown are the defaults)::
     [prior]                     # the fields of PriorSpec
     ard = false                 # learn a prior scale per input (input relevance in the report)
     [inference]
-    method = "nuts"             # one of infer.METHODS
+    method = "nuts"             # one of infer.METHODS, or "auto" (chosen from the data size)
     seed = 0
-    # ... any field of the method's config (NUTSConfig, SVIConfig, EnsembleConfig)
+    # ... any field of the method's config (NUTSConfig, MCLMCConfig, SVIConfig, EnsembleConfig)
     [report]
     levels = [0.5, 0.9]         # central-interval levels shown, each in (0, 1)
     num_probes = 20             # probe inputs for function-space diagnostics
@@ -76,7 +76,7 @@ from bayesresnet.data import (
     load_npz,
     transform_masks,
 )
-from bayesresnet.infer import METHODS
+from bayesresnet.infer import AUTO, METHODS
 from bayesresnet.levels import BAND_LEVELS
 from bayesresnet.model import PriorSpec
 from bayesresnet.resnet import ResNetSpec
@@ -351,7 +351,8 @@ class RunSpec:
         data: Where the data come from.
         network: The architecture, less the data sizes.
         prior: Prior and likelihood.
-        method: A key of ``infer.METHODS``.
+        method: A key of ``infer.METHODS``, or ``"auto"`` (chosen from the data's size
+            by :func:`bayesresnet.infer.choose_method`; no options).
         seed: Seed of the inference run.
         options: The method's options as given (the rest take the config's defaults).
         report: What the report shows.
@@ -369,7 +370,7 @@ class RunSpec:
 
     def __post_init__(self):
         check_run_name(self.name)
-        check_choice("method", self.method, METHODS)
+        check_choice("method", self.method, (AUTO, *sorted(METHODS)))
         check_int("seed", self.seed, minimum=0)
 
     def load_dataset(self) -> Dataset:
@@ -384,7 +385,10 @@ class RunSpec:
         return self.network.resnet_spec(dataset.num_inputs, dataset.num_outputs)
 
     def method_config(self):
-        """The method's frozen config (``NUTSConfig``, ``SVIConfig`` or ``EnsembleConfig``)."""
+        """The method's frozen config (``NUTSConfig``, ``MCLMCConfig``, ``SVIConfig`` or
+        ``EnsembleConfig``); None for ``"auto"``, whose method the data decide."""
+        if self.method == AUTO:
+            return None
         return METHODS[self.method][0](**self.options)
 
     def fit_kwargs(self) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """Inference: ``fit(spec, x, y, method=...)`` runs NUTS, MCLMC, SVI or a deep ensemble.
 
-All four return the same :class:`~bayesresnet.posterior.Posterior`. ``METHODS[name]`` is
+``method="auto"`` (the default) chooses MCLMC or the ensemble from the size of the fit
+(:func:`~bayesresnet.infer.auto.choose_method`). All four return the same
+:class:`~bayesresnet.posterior.Posterior`. ``METHODS[name]`` is
 each method's :class:`~bayesresnet.infer.base.Engine` (config, run function, description,
 gradient count, checks); the samplers are kernels in BlackJAX's form
 (:class:`~bayesresnet.infer.base.SamplingAlgorithm`: ``nuts.nuts_kernel``,
@@ -30,6 +32,7 @@ from bayesresnet.data import (
     transform_masks,
     validate_xy,
 )
+from bayesresnet.infer.auto import AUTO, choose_method
 from bayesresnet.infer.base import (
     Engine,
     EngineResult,
@@ -57,6 +60,8 @@ from bayesresnet.resnet import ResNetSpec
 
 __all__ = [
     "fit",
+    "AUTO",
+    "choose_method",
     "METHODS",
     "Engine",
     "SamplingAlgorithm",
@@ -93,6 +98,28 @@ def _resolve_noncentred(config, prior: PriorSpec) -> bool:
     if requested == "auto":
         return prior.learn_basis_scale or prior.ard
     return bool(requested)
+
+
+def _check_method(method: str, options: dict) -> None:
+    """``method`` is ``"auto"`` (without options) or a key of :data:`METHODS`."""
+    if method != AUTO and method not in METHODS:
+        raise ValueError(f"`method` must be {AUTO!r} or one of {sorted(METHODS)}; got {method!r}.")
+    if method == AUTO and options:
+        raise TypeError(
+            f'method="auto" takes no method options; got {sorted(options)}. Name the '
+            'method whose options these are (e.g. method="mclmc").'
+        )
+
+
+def _settings_used(settings: dict, config, marginal: bool, noncentre: bool, choice) -> dict:
+    """The engine's settings with what ``fit`` resolved: the form sampled, why ``auto`` chose."""
+    if hasattr(config, "marginalize_output"):
+        settings = settings | {"marginalize_output_used": marginal}
+    if hasattr(config, "noncentred"):
+        settings = settings | {"noncentred_used": noncentre}
+    if choice is not None:
+        settings = settings | {"method_choice": choice.reason}
+    return settings
 
 
 def _training_data(x, y):
@@ -174,7 +201,7 @@ def fit(
     x,
     y=None,
     *,
-    method: str = "nuts",
+    method: str = AUTO,
     seed: int = 0,
     prior: PriorSpec | None = None,
     transforms=None,
@@ -196,7 +223,10 @@ def fit(
             ``x1``, ``x2``, …), which :meth:`Posterior.predict` matches by name.
         y: training outputs ``[N, out]`` or ``[N]``; a DataFrame's column names (a
             Series' name) become the output names.
-        method: ``"nuts"``, ``"mclmc"``, ``"svi"`` or ``"ensemble"``.
+        method: ``"auto"`` (default), ``"nuts"``, ``"mclmc"``, ``"svi"``, ``"ensemble"``.
+            ``"auto"``: MCLMC or the ensemble at its defaults, by training rows ×
+            parameters (:func:`~bayesresnet.infer.auto.choose_method`); ``post.method``
+            is the one that ran, ``post.settings["method_choice"]`` says why.
         seed: seed of every random choice of the run.
         prior: prior and likelihood (default :class:`~bayesresnet.PriorSpec`).
         transforms: per-column transforms ``{column name: "log"}`` of inputs and outputs
@@ -206,13 +236,12 @@ def fit(
             live in the posterior's :class:`~bayesresnet.Scaler`, so every prediction
             takes and returns raw units. Every value of a log column must be > 0.
         **options: the method's settings: see :class:`NUTSConfig`, :class:`MCLMCConfig`,
-            :class:`SVIConfig`, :class:`EnsembleConfig`.
+            :class:`SVIConfig`, :class:`EnsembleConfig` (none with ``"auto"``).
 
     Returns:
         A :class:`~bayesresnet.posterior.Posterior`.
     """
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {sorted(METHODS)}; got {method!r}.")
+    _check_method(method, options)
     if not (isinstance(spec, ResNetSpec) or spec is None or spec == "auto"):
         raise TypeError(
             f"`spec` must be a ResNetSpec, None (a default by data size) or 'auto' (chosen "
@@ -226,9 +255,16 @@ def fit(
     x_log, y_log = transform_masks(transforms, input_names, output_names)
     check_log_columns(x, x_log, input_names, what="`x`")
     check_log_columns(y, y_log, output_names, what="`y`")
-    engine = METHODS[method]
-    config = config_from_options(engine.config, method, options)
+    # A named method's options are checked before any network search.
+    config = (
+        None if method == AUTO else config_from_options(METHODS[method].config, method, options)
+    )
     spec, spec_record = _resolve_spec(spec, x, y, seed=seed, prior=prior, masks=(x_log, y_log))
+    choice = choose_method(len(x), spec) if method == AUTO else None
+    if choice is not None:
+        method = choice.method
+        config = config_from_options(METHODS[method].config, method, {})
+    engine = METHODS[method]
     marginal = _resolve_marginal(config, prior)
     scaler = fit_scaler(x, y, x_log=x_log, y_log=y_log)
     # Offsets and input scales are removed in float64, before the engines cast to float32.
@@ -242,11 +278,8 @@ def fit(
     if noncentre:
         model = noncentred(model, noncentred_sites(prior))
     result = engine.run(key, model, x_fit, y_fit, config)
-    samples, settings = drop_decentered(result.samples), result.settings | spec_record
-    if hasattr(config, "marginalize_output"):
-        settings = settings | {"marginalize_output_used": marginal}
-    if hasattr(config, "noncentred"):
-        settings = settings | {"noncentred_used": noncentre}
+    samples = drop_decentered(result.samples)
+    settings = _settings_used(result.settings, config, marginal, noncentre, choice) | spec_record
     if marginal:
         samples = sample_output_layer(
             jax.random.fold_in(key, 1), samples, x_fit, y_fit, spec, prior, scaler.centred()

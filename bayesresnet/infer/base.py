@@ -119,6 +119,10 @@ class Engine(NamedTuple):
         checks: ``checks(post, estimators) -> list[Check]``: the method's own checks,
             after the chain checks every MCMC method gets.
         loss: what the optimization-loss history measures, ``""`` without one.
+        ensemble_started: the chains start at different ensemble members and may each
+            stay in its own mode: the verdict judges how each chain mixed within its
+            mode, and reports the spread between chains as information
+            (:func:`bayesresnet.diagnostics.convergence`).
     """
 
     config: type
@@ -128,6 +132,7 @@ class Engine(NamedTuple):
     chains: bool
     checks: Callable
     loss: str = ""
+    ensemble_started: bool = False
 
 
 def config_from_options(config_cls, method: str, options: dict):

@@ -486,4 +486,5 @@ ENGINE = Engine(
     gradients=sampler_gradients,
     chains=True,
     checks=checks,
+    ensemble_started=True,
 )
