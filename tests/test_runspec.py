@@ -890,3 +890,15 @@ def test_resolve_path_takes_relative_paths_from_the_base_folder(tmp_path, monkey
     assert resolve_path("../x.csv", tmp_path / "a") == tmp_path / "x.csv"
     assert resolve_path("/abs/x.csv", tmp_path) == Path("/abs/x.csv")
     assert resolve_path("~/x.csv", tmp_path) == tmp_path / "home" / "x.csv"
+
+
+def test_lbfgs_polish_settings_are_spec_keys():
+    base = '[data]\nproblem = "sine"\n\n[inference]\n'
+    ensemble = parse_runspec(base + 'method = "ensemble"\npolish = "lbfgs"\npolish_steps = 200\n')
+    assert ensemble.method_config().polish == "lbfgs"
+    assert ensemble.method_config().polish_steps == 200
+    for method in ("nuts", "mclmc", "svi"):
+        spec = parse_runspec(base + f'method = "{method}"\ninit_polish = "lbfgs"\n')
+        assert spec.method_config().init_polish == "lbfgs"
+    with pytest.raises(SpecError, match=r"line 6: \[inference\] `polish` must be one of .*lbfgs"):
+        parse_runspec(base + 'method = "ensemble"\npolish = "bfgs"\n')
