@@ -12,7 +12,14 @@ Options:
   likelihood weights (the bootstrap ensemble);
 * ``anchored=True`` gives each member its own prior mean drawn from the prior
   (randomize-then-optimize / anchored ensembles), so that the spread of members
-  approximates the posterior rather than only the optimizer's randomness.
+  approximates the posterior rather than only the optimizer's randomness;
+* ``polish="lbfgs"`` finishes every member's fit with full-batch L-BFGS
+  (:func:`~bayesresnet.infer.core.polish_members`). Measured with
+  ``benchmarks/bench_polish.py`` (200 points, width 8, 8 cubic layers, 8 members): on
+  noise-free friedman1 and borehole it halves the relative RMSE of the mean (4.2 % →
+  2.3 %, 0.79 % → 0.48 %) and the CRPS; with 5 % noise it changes neither; its
+  compilation (the zoom line search, vmapped over members) made the fit 1.9–2.5 times
+  slower on a loaded 2-core machine, so it is off by default.
 
 References:
     Lakshminarayanan, Pritzel, Blundell (2017), Simple and scalable predictive
