@@ -1,6 +1,7 @@
 """The functional engine core: the block driver, the chain driver (blocks, thinning, devices),
 progress, the MAP start and the optimizer."""
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -12,16 +13,20 @@ import numpyro
 import numpyro.distributions as dist
 import optax
 import pytest
+from numpyro.infer.util import potential_energy
 
 from bayesresnet.infer.base import Timer, progress_bar, show_progress
 from bayesresnet.infer.core import (
     EnsembleConfig,
     config_settings,
+    final_losses,
     make_optimizer,
     map_start,
     member_inputs,
+    polish_members,
     run_blocks,
     run_chains,
+    sample_prior_unconstrained,
     scan_chain,
     train_members,
 )
@@ -174,6 +179,7 @@ def test_a_users_optax_optimizer_is_the_one_used():
     "method",
     [  # the ensemble trains with train_members directly; NUTS and SVI start from it
         "ensemble",
+        "ensemble_lbfgs",
         pytest.param("nuts", marks=pytest.mark.slow),
         pytest.param("svi", marks=pytest.mark.slow),
     ],
@@ -192,13 +198,133 @@ def test_draws_are_the_same_with_progress_shown_or_not(method, capsys):
     options = {
         "nuts": dict(num_warmup=20, num_samples=20, num_chains=1, init_steps=40, max_tree_depth=4),
         "ensemble": dict(num_members=2, num_steps=60),
+        "ensemble_lbfgs": dict(num_members=2, num_steps=60, polish="lbfgs", polish_steps=20),
         "svi": dict(num_steps=40, check_every=20, init_steps=40, num_draws=20),
     }[method]
     draws = {}
     for mode in ("off", "lines"):
         with show_progress(mode):
-            draws[mode] = brn.fit(spec, ds, method=method, seed=3, **options).samples
-    assert "MAP fits: 100%" in capsys.readouterr().err  # progress was shown the second time
+            fit_method = method.split("_")[0]
+            draws[mode] = brn.fit(spec, ds, method=fit_method, seed=3, **options).samples
+    err = capsys.readouterr().err
+    assert "MAP fits: 100%" in err  # progress was shown the second time
+    assert ("L-BFGS polish: 100%" in err) == ("polish" in options)  # also when it stops early
     assert draws["off"].keys() == draws["lines"].keys()
     for name in draws["off"]:
         np.testing.assert_array_equal(draws["off"][name], draws["lines"][name], err_msg=name)
+
+
+# ------------------------------------------------------------------------ the L-BFGS polish
+
+
+def sine_problem():
+    """A tiny ResNet on 20 noisy sine points: a non-convex loss Adam leaves unfinished."""
+    import bayesresnet as brn
+
+    ds = brn.problems.get("sine").sample(0, 20, 5, noise=0.1)
+    spec = brn.ResNetSpec(1, 1, width=3, num_layers=2, basis=brn.bases.make_basis("linear"))
+    scaler = brn.fit_scaler(ds.x_train, ds.y_train)
+    x, y = scaler.centre_data(ds.x_train, ds.y_train)
+    model = brn.make_model(spec, brn.PriorSpec(), scaler.centred())
+    return model, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+
+
+def member_gradient_norms(model, x, y, params) -> np.ndarray:
+    """``‖∇U‖₂`` of each member of ``params`` ``{site: [M, ...]}`` (plain members)."""
+
+    def norm(u):
+        grad = jax.grad(lambda u: potential_energy(model, (x, y), {}, u))(u)
+        return optax.tree.norm(grad)
+
+    return np.asarray(jax.vmap(norm)(params))
+
+
+def test_lbfgs_polish_lowers_the_loss_and_the_gradient_adam_left():
+    model, x, y = sine_problem()
+    key = jax.random.key(0)
+    adam = EnsembleConfig(num_members=3, num_steps=200)
+    alone = train_members(key, model, x, y, adam)
+    polished = train_members(key, model, x, y, dataclasses.replace(adam, polish="lbfgs"))
+    # The Adam phase is the same program with or without the polish.
+    np.testing.assert_array_equal(np.asarray(alone.losses), np.asarray(polished.losses))
+    assert alone.polish is None and polished.polish.losses.shape[0] == 3
+    before, after = final_losses(alone), final_losses(polished)
+    np.testing.assert_array_equal(after, polished.polish.losses[:, -1])
+    # 200 Adam steps leave each member well short of its optimum: L-BFGS lowers every
+    # member's loss by more than 1 nat, and its gradient norm at least tenfold.
+    assert np.all(after < before - 1.0), (before, after)
+    grad_before = member_gradient_norms(model, x, y, alone.params)
+    grad_after = member_gradient_norms(model, x, y, polished.params)
+    # The recorded norm is that of the line search's float32 gradient, in another program.
+    np.testing.assert_allclose(polished.polish.grad_norm, grad_after, rtol=1e-2)
+    assert np.all(grad_after < 0.1 * grad_before), (grad_before, grad_after)
+    assert np.all(polished.polish.iterations >= 1)
+    assert np.all(polished.polish.evaluations >= polished.polish.iterations)
+    # Its losses never rise (refused steps are not taken).
+    assert np.all(np.diff(polished.polish.losses, axis=1) <= 0)
+
+
+def quadratic_optimum(x, y) -> np.ndarray:
+    """The exact MAP of :func:`quadratic_model` (ridge regression, noise sd 0.5)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return np.linalg.solve(x.T @ x / 0.25 + np.eye(2), x.T @ y / 0.25)
+
+
+def test_each_member_stops_on_its_own_and_stopped_members_are_held():
+    """A member at its optimum stops before the first iteration and is never moved (the
+    mask), while another goes on until a tolerance stops it."""
+    x, y = quadratic_data()
+    optimum = quadratic_optimum(x, y)
+    params = {"theta": jnp.asarray(np.stack([optimum, optimum + 3.0]), jnp.float32)}
+    config = EnsembleConfig(num_members=2, polish="lbfgs", polish_steps=50)
+    u, result = polish_members(quadratic_model, x, y, params, config)
+    assert result.iterations[0] == 0 and result.converged[0]
+    np.testing.assert_array_equal(np.asarray(u["theta"][0]), np.asarray(params["theta"][0]))
+    assert np.all(result.losses[0] == result.losses[0, 0])  # held from the start
+    # The other member reaches the optimum (a 2-D quadratic: a few iterations) and stops
+    # on a tolerance, long before polish_steps.
+    k = int(result.iterations[1])
+    assert 1 <= k < 20 and result.converged[1]
+    np.testing.assert_allclose(np.asarray(u["theta"][1]), optimum, atol=1e-4)
+    assert np.all(result.losses[1, k:] == result.losses[1, k - 1])  # held once stopped
+    # Every member stopped in the first block: the run ended there (5 of 50 iterations).
+    assert result.losses.shape == (2, 5)
+    # With both tolerances off, a network's fit runs all polish_steps.
+    model, x, y = sine_problem()
+    start = sample_prior_unconstrained(jax.random.key(1), model, x, y, 2)
+    loose = EnsembleConfig(num_members=2, polish_steps=3, polish_tol=0.0, polish_grad_tol=0.0)
+    _, forced = polish_members(model, x, y, start, loose)
+    assert forced.iterations.tolist() == [3, 3] and not forced.converged.any()
+
+
+def test_bad_polish_settings_are_named():
+    from bayesresnet.infer import MCLMCConfig, NUTSConfig, SVIConfig
+
+    with pytest.raises(ValueError, match=r"`polish` must be one of \['none', 'lbfgs'\]"):
+        EnsembleConfig(polish="bfgs")
+    with pytest.raises(ValueError, match=r"`polish_steps` must be ≥ 1; got 0"):
+        EnsembleConfig(polish="lbfgs", polish_steps=0)
+    with pytest.raises(ValueError, match=r"`polish_tol` must be"):
+        EnsembleConfig(polish_tol=-1e-6)
+    with pytest.raises(TypeError, match=r"`polish_grad_tol` must be a number"):
+        EnsembleConfig(polish_grad_tol="small")
+    with pytest.raises(ValueError, match=r"`init_polish` must be one of"):
+        NUTSConfig(init_polish="LBFGS")
+    with pytest.raises(ValueError, match=r"`init_polish_steps` must be ≥ 1"):
+        MCLMCConfig(init_polish_steps=0)
+    with pytest.raises(TypeError, match=r"`init_polish_steps` must be an int"):
+        SVIConfig(init_polish_steps=10.0)
+
+
+def test_map_start_polishes_its_fits():
+    x, y = quadratic_data()
+    key = jax.random.key(0)
+    options = dict(num_starts=2, num_members=3, num_steps=5, learning_rate=1e-2)
+    adam = map_start(key, quadratic_model, x, y, **options)
+    start = map_start(key, quadratic_model, x, y, polish="lbfgs", **options)
+    assert adam.polish_evaluations == 0 and start.polish_evaluations > 0
+    # Five Adam steps leave the fits far off; polished, both starts are at the optimum.
+    assert np.all(start.final_loss < adam.final_loss)
+    np.testing.assert_allclose(
+        np.asarray(start.params["theta"]), np.stack([quadratic_optimum(x, y)] * 2), atol=1e-4
+    )

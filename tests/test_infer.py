@@ -1,5 +1,6 @@
 """Inference engines: known answers, vmapped ensemble vs one-by-one, NUTS on the prior, SBC."""
 
+import dataclasses
 import warnings
 from types import SimpleNamespace
 
@@ -75,6 +76,34 @@ def test_anchored_members_are_anchored_maps(key):
     for m in range(4):
         expected, _ = linear_posterior(x, y, anchor=np.asarray(anchors["theta"][m]))
         np.testing.assert_allclose(result.samples["theta"][0, m], expected, atol=1e-3)
+
+
+def test_polish_finishes_each_member_at_its_own_bootstrap_anchored_map(key):
+    """30 Adam steps leave members far off; L-BFGS on each member's own loss (its bootstrap
+    weights and anchor) lands on that member's closed-form MAP, and the record says so."""
+    x, y = linear_data()
+    short = EnsembleConfig(num_members=3, num_steps=30, max_steps=30, bootstrap=True,
+                           anchored=True)  # fmt: skip
+    _, anchors, weights = member_inputs(key, linear_model, x, y, short)
+    expected = np.stack([
+        linear_posterior(x, y, weights=weights[m], anchor=np.asarray(anchors["theta"][m]))[0]
+        for m in range(3)
+    ])  # fmt: skip
+    with pytest.warns(RuntimeWarning, match="had not converged after 30 steps; raise"):
+        adam = run_ensemble(key, linear_model, x, y, short)
+    assert np.abs(adam.samples["theta"][0] - expected).max() > 1e-2
+    polished = run_ensemble(key, linear_model, x, y, dataclasses.replace(short, polish="lbfgs"))
+    # float32 resolves θ of a quadratic with curvature ~100 to ~1e-4 (as for Adam above).
+    np.testing.assert_allclose(polished.samples["theta"][0], expected, atol=1e-4)
+    extra = polished.extra
+    assert extra["member_converged"] == [True] * 3
+    assert all(1 <= k < 20 for k in extra["member_polish_iterations"])
+    assert all(g < short.polish_grad_tol * len(x) * 100 for g in extra["member_grad_norm"])
+    assert extra["polish_loss_history"].shape[0] == 3
+    assert polished.settings["polish"] == "lbfgs" and polished.settings["steps_run"] == 30
+    post = SimpleNamespace(settings=polished.settings, extra=extra, num_draws=3)
+    assert ensemble.gradients(post) == 3 * 30 + sum(extra["member_polish_evaluations"])
+    assert "then up to" in ensemble.describe(post) and "L-BFGS" in ensemble.describe(post)
 
 
 @pytest.mark.slow

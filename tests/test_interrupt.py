@@ -96,3 +96,44 @@ def test_ctrl_c_during_nuts_sampling_exits_cleanly(tmp_path):
     assert "interrupted; no partial run folder was left behind" in err
     assert not (tmp_path / "run").exists()
     assert not list(tmp_path.glob("core*"))
+
+
+def test_ctrl_c_during_the_lbfgs_polish_stops_after_its_block(monkeypatch, capsys):
+    """A SIGINT that arrives while a compiled block of L-BFGS iterations runs is raised
+    once that block has finished, after its progress line, not inside XLA."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from bayesresnet.infer.core import EnsembleConfig, polish_members
+
+    def model(x, y=None):
+        import numpyro
+        import numpyro.distributions as dist
+
+        theta = numpyro.sample("theta", dist.Normal(jnp.zeros(2), 1.0).to_event(1))
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("y", dist.Normal(x @ theta, 0.5), obs=y)
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(12, 2)), jnp.float32)
+    y = x @ jnp.array([1.0, -1.0])
+    real = jax.block_until_ready
+    calls = []
+
+    def interrupted(out):  # the first block "receives" a Ctrl-C while it runs
+        if not calls:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        calls.append(1)
+        return real(out)
+
+    monkeypatch.setattr(jax, "block_until_ready", interrupted)
+    config = EnsembleConfig(num_members=2, polish="lbfgs", polish_steps=100, polish_tol=0.0,
+                            polish_grad_tol=0.0)  # fmt: skip
+    with base.show_progress("lines"), pytest.raises(KeyboardInterrupt):
+        polish_members(model, x, y, {"theta": jnp.ones((2, 2)) * 3.0}, config)
+    err = capsys.readouterr().err
+    assert "interrupted: stopping after the current block" in err
+    assert err.strip().splitlines()[-1].startswith("L-BFGS polish: 10% (20/200")
+    assert len(calls) == 1  # no second block was started
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -958,3 +958,15 @@ def test_transform_of_a_csv_column_is_checked_against_its_header(tmp_path):
 def test_transforms_must_be_a_table():
     with pytest.raises(SpecError, match=r"line 3: `transforms` in \[data\] must be a table"):
         _parse(SINE + 'transforms = "log"\n')
+
+
+def test_lbfgs_polish_settings_are_spec_keys():
+    base = '[data]\nproblem = "sine"\n\n[inference]\n'
+    ensemble = parse_runspec(base + 'method = "ensemble"\npolish = "lbfgs"\npolish_steps = 200\n')
+    assert ensemble.method_config().polish == "lbfgs"
+    assert ensemble.method_config().polish_steps == 200
+    for method in ("nuts", "mclmc", "svi"):
+        spec = parse_runspec(base + f'method = "{method}"\ninit_polish = "lbfgs"\n')
+        assert spec.method_config().init_polish == "lbfgs"
+    with pytest.raises(SpecError, match=r"line 6: \[inference\] `polish` must be one of .*lbfgs"):
+        parse_runspec(base + 'method = "ensemble"\npolish = "bfgs"\n')

@@ -8,6 +8,8 @@
   jitted ``lax.scan`` (deep ensembles); each member's own prior means and likelihood
   weights reach the plain model through two NumPyro handlers (:func:`anchor_prior`,
   :func:`weight_observations`, combined by :func:`member_model`);
+* :func:`polish_members`: full-batch L-BFGS (optax's, with its zoom line search) after
+  the Adam phase, vmapped over members, each member stopping on its own tolerance;
 * :func:`map_start`: the MAP warm start of NUTS, MCLMC and SVI (the best of ``M`` fits);
 * :func:`run_blocks`: the one block-compiled loop: a pure block of steps, compiled once
   per block length and run until done (or stopped), with progress between blocks;
@@ -44,11 +46,14 @@ from bayesresnet.infer.base import Timer, progress_bar
 
 __all__ = [
     "SCHEDULES",
+    "POLISHES",
     "MEMBER_BLOCKS",
     "check_optimizer",
+    "check_polish",
     "config_settings",
     "EnsembleConfig",
     "MembersResult",
+    "PolishResult",
     "make_schedule",
     "make_optimizer",
     "MapStart",
@@ -64,6 +69,8 @@ __all__ = [
     "make_member_trainer",
     "member_block_size",
     "train_members",
+    "polish_members",
+    "final_losses",
     "make_log_density",
     "flatten_members",
     "constrain_draws",
@@ -73,6 +80,8 @@ __all__ = [
 ]
 
 SCHEDULES = ("constant", "cosine", "exponential")
+#: What follows the Adam phase of a MAP fit: nothing, or full-batch L-BFGS.
+POLISHES = ("none", "lbfgs")
 #: Compiled blocks of :func:`train_members` (progress is reported between them).
 MEMBER_BLOCKS = 10
 GRADIENTS = ("backprop", "adjoint")
@@ -108,6 +117,18 @@ class EnsembleConfig:
         optimizer: an ``optax.GradientTransformation`` used instead of the clipped Adam
             that ``learning_rate``, ``schedule``, ``warmup_steps`` and ``clip_norm``
             describe (e.g. ``optax.adamw(1e-3)``); ``None``: that Adam.
+        polish: ``"lbfgs"``: after the Adam phase, every member's fit is finished by
+            full-batch L-BFGS (:func:`polish_members`) on the same loss (its anchors and
+            bootstrap weights included); the Adam phase then runs ``num_steps`` steps
+            (``max_steps`` is not used) and a member has converged when L-BFGS stopped on
+            a tolerance. ``"none"``: Adam only.
+        polish_steps: at most this many L-BFGS iterations per member.
+        polish_tol: a member stops when an iteration lowers its loss ``U`` by at most
+            ``polish_tol · max(|U|, 1)`` (the relative-loss test of SciPy's L-BFGS-B);
+            ``0`` turns the test off.
+        polish_grad_tol: a member stops when its gradient norm ``‖∇U‖₂`` is at most
+            ``polish_grad_tol · N`` (``N`` observations: the loss is a sum over them);
+            ``0`` turns the test off.
     """
 
     num_members: int = 8
@@ -123,6 +144,10 @@ class EnsembleConfig:
     history_every: int = 10
     gradient: str = "backprop"
     optimizer: optax.GradientTransformation | None = None
+    polish: str = "none"
+    polish_steps: int = 1000
+    polish_tol: float = 1e-6
+    polish_grad_tol: float = 1e-5
 
     def __post_init__(self):
         check_int("num_members", self.num_members, minimum=1)
@@ -139,6 +164,15 @@ class EnsembleConfig:
         check_int("history_every", self.history_every, minimum=1)
         check_choice("gradient", self.gradient, GRADIENTS)
         check_optimizer(self.optimizer)
+        check_polish(self.polish, self.polish_steps, self.polish_tol, self.polish_grad_tol)
+
+
+def check_polish(polish, steps, tol=0.0, grad_tol=0.0, *, prefix: str = "") -> None:
+    """Settings of the L-BFGS polish (``prefix="init_"`` for those of a MAP start)."""
+    check_choice(f"{prefix}polish", polish, POLISHES)
+    check_int(f"{prefix}polish_steps", steps, minimum=1)
+    check_number(f"{prefix}polish_tol", tol, low=0.0, inclusive=True)
+    check_number(f"{prefix}polish_grad_tol", grad_tol, low=0.0, inclusive=True)
 
 
 def check_optimizer(optimizer) -> None:
@@ -274,22 +308,57 @@ def member_model(model, prior_loc=None, obs_weight=None):
     return model
 
 
+class PolishResult(NamedTuple):
+    """What the L-BFGS polish (:func:`polish_members`) did to each member.
+
+    Attributes:
+        losses: ``[M, T]`` the loss after each of the ``T`` iterations run (a member that
+            has stopped keeps its last loss).
+        iterations: ``[M]`` L-BFGS iterations each member took (0: it was already at a
+            point that met ``polish_grad_tol``).
+        evaluations: ``[M]`` loss-and-gradient evaluations of its line searches.
+        grad_norm: ``[M]`` ``‖∇U‖₂`` at its final parameters.
+        converged: ``[M]`` it stopped on ``polish_tol`` or ``polish_grad_tol`` (not on
+            ``polish_steps``, nor on a failed line search that raised the loss).
+    """
+
+    losses: np.ndarray
+    iterations: np.ndarray
+    evaluations: np.ndarray
+    grad_norm: np.ndarray
+    converged: np.ndarray
+
+
 class MembersResult(NamedTuple):
-    """Unconstrained parameters ``[M, ...]`` and loss histories ``[M, num_steps]``."""
+    """Unconstrained parameters ``[M, ...]``, Adam loss histories ``[M, steps]`` and what the
+    L-BFGS polish did (``None`` without one)."""
 
     params: dict
     losses: jax.Array
+    polish: PolishResult | None = None
 
 
-def _member_steps(model, x, y, optimizer, forward=None):
-    """``run(u, opt_state, prior_loc, obs_weight, length) -> ((u, opt_state), losses)``."""
+def final_losses(members: MembersResult) -> np.ndarray:
+    """``[M]`` each member's final loss: after the polish when there was one."""
+    losses = members.losses if members.polish is None else members.polish.losses
+    return np.asarray(losses[:, -1])
 
+
+def _member_loss(model, x, y, forward=None):
+    """``loss(u, prior_loc, obs_weight)``: one member's negative log joint density (its
+    anchors and bootstrap weights applied by :func:`member_model`); both the Adam phase
+    and the L-BFGS polish minimize it."""
     kwargs = {} if forward is None else {"forward": forward}
 
     def loss_fn(u, prior_loc, obs_weight):
         return potential_energy(member_model(model, prior_loc, obs_weight), (x, y), kwargs, u)
 
-    grad_fn = jax.value_and_grad(loss_fn)
+    return loss_fn
+
+
+def _member_steps(model, x, y, optimizer, forward=None):
+    """``run(u, opt_state, prior_loc, obs_weight, length) -> ((u, opt_state), losses)``."""
+    grad_fn = jax.value_and_grad(_member_loss(model, x, y, forward))
 
     def run(u, opt_state, prior_loc, obs_weight, length):
         def step(carry, _):
@@ -400,6 +469,8 @@ def train_members(
     reported between them within :func:`~bayesresnet.infer.show_progress`; the blocks are
     the same whether progress is shown or not, so the numbers are too.
 
+    With ``config.polish="lbfgs"`` the Adam phase is followed by :func:`polish_members`.
+
     Args:
         converged: ``converged(losses [M, T]) -> bool``: with it, training goes on after
             ``num_steps`` (at the schedule's final learning rate), block by block, until
@@ -407,8 +478,8 @@ def train_members(
             without it, ``num_steps`` are run.
 
     Returns:
-        :class:`MembersResult` with unconstrained parameters ``[M, ...]`` and the full
-        loss history ``[M, steps run]``.
+        :class:`MembersResult` with unconstrained parameters ``[M, ...]``, the Adam
+        phase's loss history ``[M, steps run]`` and the polish's :class:`PolishResult`.
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     timer = timer or Timer()
@@ -453,7 +524,175 @@ def train_members(
             compile_label="compile_s",
             stop=stop,
         )
-    return MembersResult(u, jnp.concatenate(losses, axis=1))
+    polish = None
+    if config.polish == "lbfgs":
+        u, polish = polish_members(
+            model, x, y, u, config, anchors=anchors, weights=weights, timer=timer, forward=forward
+        )
+    return MembersResult(u, jnp.concatenate(losses, axis=1), polish)
+
+
+class _PolishCarry(NamedTuple):
+    """One member's L-BFGS iterate: parameters, optax state, and whether it has stopped."""
+
+    u: dict
+    state: optax.OptState
+    done: jax.Array
+    converged: jax.Array
+    iterations: jax.Array
+    evaluations: jax.Array
+
+
+def _keep(accept, new, old):
+    """``new`` where ``accept``, else ``old``, leaf by leaf (the mask of stopped members)."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), new, old)
+
+
+def _polish_steps(loss_fn, solver, num_obs: int, tol: float, grad_tol: float):
+    """``(init, run)`` of one member's L-BFGS polish, to be vmapped over members.
+
+    ``init(u, prior_loc, obs_weight) -> carry``; ``run(carry, prior_loc, obs_weight,
+    length) -> (carry, losses [length])``: ``length`` iterations, each a no-op once the
+    member has stopped (see :func:`polish_members` for the tests).
+    """
+    grad_limit = grad_tol * num_obs
+
+    def met(decrease, scale, gnorm):  # each test applies only when its tolerance is > 0
+        small = (tol > 0) & (jnp.abs(decrease) <= tol * scale)
+        return small, (grad_tol > 0) & (gnorm <= grad_limit)
+
+    def init(u, prior_loc, obs_weight):
+        value, grad = jax.value_and_grad(loss_fn)(u, prior_loc, obs_weight)
+        # The state holds the loss and gradient at u, as after a line search, so that each
+        # iteration reads them from it: what optax.value_and_grad_from_state does, without
+        # its lax.cond, which vmap over members turns into a select that evaluates the
+        # gradient anew at every iteration.
+        state = optax.tree.set(solver.init(u), value=value, grad=grad)
+        gnorm = optax.tree.norm(grad)
+        ok = jnp.isfinite(value) & jnp.isfinite(gnorm)
+        flat = ok & met(0.0, 1.0, gnorm)[1]
+        one = jnp.ones((), jnp.int32)
+        return _PolishCarry(u, state, ~ok | flat, flat, 0 * one, one)
+
+    def run(carry, prior_loc, obs_weight, length):
+        def value_fn(u):
+            return loss_fn(u, prior_loc, obs_weight)
+
+        def step(c, _):
+            value = optax.tree.get(c.state, "value")
+            grad = optax.tree.get(c.state, "grad")
+            updates, state = solver.update(
+                grad, c.state, c.u, value=value, grad=grad, value_fn=value_fn
+            )
+            new = optax.tree.get(state, "value")
+            gnorm = optax.tree.norm(optax.tree.get(state, "grad"))
+            finite = jnp.isfinite(new) & jnp.isfinite(gnorm)
+            scale = jnp.maximum(jnp.maximum(jnp.abs(value), jnp.abs(new)), 1.0)
+            small, flat = met(value - new, scale, gnorm)
+            lower = finite & (new <= value)
+            # A step that raised the loss (a failed line search) or left it non-finite is
+            # refused; the member stops there.
+            accept = ~c.done & lower
+            converged = ~c.done & finite & (small | (lower & flat))
+            stop = ~c.done & (~lower | small | flat)
+            searches = optax.tree.get(state, "num_linesearch_steps")
+            c = _PolishCarry(
+                _keep(accept, optax.apply_updates(c.u, updates), c.u),
+                _keep(accept, state, c.state),
+                c.done | stop,
+                c.converged | converged,
+                c.iterations + accept.astype(jnp.int32),
+                c.evaluations + jnp.where(c.done, 0, searches).astype(jnp.int32),
+            )
+            return c, optax.tree.get(c.state, "value")
+
+        return jax.lax.scan(step, carry, None, length=length)
+
+    return init, run
+
+
+def polish_members(
+    model,
+    x,
+    y,
+    params,
+    config: EnsembleConfig,
+    *,
+    anchors=None,
+    weights=None,
+    timer: Timer | None = None,
+    forward=None,
+) -> tuple[dict, PolishResult]:
+    """Finish every member's MAP fit with full-batch L-BFGS, as one vmapped program.
+
+    Each member minimizes the loss of its Adam phase (:func:`_member_loss`: its anchors
+    and bootstrap weights included) with ``optax.lbfgs`` (memory 10, zoom line search
+    for the strong Wolfe conditions), from its parameters ``params``. A member stops
+    when an iteration lowers its loss ``U`` by at most ``polish_tol · max(|U|, 1)``,
+    when ``‖∇U‖₂ ≤ polish_grad_tol · N``, when a line search fails to lower the loss
+    (that step is refused), or after ``polish_steps`` iterations; from then on its
+    parameters are held (masked) while the others go on. The iterations run in compiled
+    blocks of ``polish_steps / 10`` (progress, Ctrl-C between blocks, as
+    :func:`run_blocks` does), and the run ends after the block in which every member
+    has stopped.
+
+    Args:
+        params: the members' unconstrained parameters ``{site: [M, ...]}``.
+        config: ``polish_steps``, ``polish_tol``, ``polish_grad_tol`` and ``num_members``.
+        anchors, weights: the members' prior means and likelihood weights (leading axis
+            ``M``) or ``None``, as :func:`member_inputs` made them.
+        forward: replaces the model's network (the adjoint gradient).
+
+    Returns:
+        ``(params, PolishResult)``.
+
+    References:
+        Liu, Nocedal (1989), On the limited memory BFGS method for large scale
+        optimization. Math. Programming.
+        Nocedal, Wright (2006), Numerical Optimization, Algorithms 3.5-3.6 and 7.4-7.5.
+    """
+    timer = timer or Timer()
+    init, run = _polish_steps(
+        _member_loss(model, x, y, forward),
+        optax.lbfgs(),
+        x.shape[0],
+        config.polish_tol,
+        config.polish_grad_tol,
+    )
+    in_axes = (0, None if anchors is None else 0, None if weights is None else 0)
+    carry = jax.jit(jax.vmap(init, in_axes=in_axes))(params, anchors, weights)
+
+    def block(carry, start, length):
+        c, anchors, weights = carry
+        c, losses = jax.vmap(lambda *args: run(*args, length), in_axes=in_axes)(c, anchors, weights)
+        return (c, anchors, weights), (losses, c.done)
+
+    units, steps = config.num_members, config.polish_steps
+    with progress_bar(units * steps, "L-BFGS polish") as bar:
+        (c, *_), out = run_blocks(
+            block,
+            (carry, anchors, weights),
+            steps,
+            block_size=-(-steps // MEMBER_BLOCKS),
+            progress=bar,
+            units=units,
+            timer=timer,
+            label="polish_s",
+            compile_label="compile_s",
+            stop=lambda out, done: bool(np.all(np.asarray(out[1]))),
+        )
+        run_len = sum(o[0].shape[1] for o in out)
+        if run_len < steps:  # every member stopped early: the bar ends at 100 %
+            bar.update(units * (steps - run_len))
+    grad = optax.tree.get(c.state, "grad")
+    result = PolishResult(
+        losses=np.concatenate([np.asarray(o[0]) for o in out], axis=1),
+        iterations=np.asarray(c.iterations),
+        evaluations=np.asarray(c.evaluations),
+        grad_norm=np.asarray(jax.vmap(optax.tree.norm)(grad)),
+        converged=np.asarray(c.converged),
+    )
+    return c.u, result
 
 
 class MapStart(NamedTuple):
@@ -465,12 +704,15 @@ class MapStart(NamedTuple):
         spread: every finite fit as flat vectors ``[M_finite, D]`` (their variance can
             seed a mass matrix).
         num_members: the number ``M`` of fits trained.
+        polish_evaluations: loss-and-gradient evaluations of their L-BFGS polish, all
+            fits together (0 without one).
     """
 
     params: dict
     final_loss: np.ndarray
     spread: np.ndarray
     num_members: int
+    polish_evaluations: int = 0
 
 
 def map_start(
@@ -483,13 +725,17 @@ def map_start(
     num_steps: int,
     learning_rate: float,
     num_members: int | None = None,
+    polish: str = "none",
+    polish_steps: int = EnsembleConfig.polish_steps,
     timer: Timer | None = None,
 ) -> MapStart:
     """The ``num_starts`` best of ``num_members`` MAP fits (:func:`train_members`).
 
     Each fit starts at a prior draw and runs ``num_steps`` clipped-Adam steps (cosine
-    schedule, peak ``learning_rate``); the fits with the lowest final loss are kept, so
-    that chains (or a guide) start in the posterior's bulk, not in its tails.
+    schedule, peak ``learning_rate``), then, with ``polish="lbfgs"``, at most
+    ``polish_steps`` L-BFGS iterations (:func:`polish_members`, with
+    :class:`EnsembleConfig`'s tolerances); the fits with the lowest final loss are kept,
+    so that chains (or a guide) start in the posterior's bulk, not in its tails.
 
     Raises:
         FloatingPointError: fewer than ``num_starts`` fits are finite.
@@ -497,11 +743,15 @@ def map_start(
     timer = timer or Timer()
     num_members = num_members or num_starts
     ensemble = EnsembleConfig(
-        num_members=num_members, num_steps=num_steps, learning_rate=learning_rate
+        num_members=num_members,
+        num_steps=num_steps,
+        learning_rate=learning_rate,
+        polish=polish,
+        polish_steps=polish_steps,
     )
     with timer("init_s"):
         members = train_members(key, model, x, y, ensemble)
-    final = np.asarray(members.losses[:, -1])
+    final = final_losses(members)
     order = np.argsort(np.where(np.isfinite(final), final, np.inf))
     flat = np.asarray(flatten_members(members.params)[0])
     finite = np.isfinite(final) & np.all(np.isfinite(flat), axis=1)
@@ -512,7 +762,8 @@ def map_start(
         )
     chosen = jnp.asarray(order[:num_starts])
     params = jax.tree_util.tree_map(lambda a: a[chosen], members.params)
-    return MapStart(params, final[order[:num_starts]], flat[finite], num_members)
+    evaluations = 0 if members.polish is None else int(members.polish.evaluations.sum())
+    return MapStart(params, final[order[:num_starts]], flat[finite], num_members, evaluations)
 
 
 def make_log_density(model, x, y) -> Callable:
@@ -750,6 +1001,7 @@ def sampler_gradients(post) -> int:
     """Every log-density gradient of a sampler's fit: MAP starts, warm-up and sampling."""
     s, e = post.settings, post.extra
     init = s["init_steps"] * (s.get("init_members") or s["num_chains"])
+    init += e.get("init_polish_evaluations", 0)
     if s.get("init", "map") != "map":
         init = 0
     return int(init + e["num_warmup_gradient_evaluations"] + e["num_gradient_evaluations"])

@@ -12,7 +12,14 @@ Options:
   likelihood weights (the bootstrap ensemble);
 * ``anchored=True`` gives each member its own prior mean drawn from the prior
   (randomize-then-optimize / anchored ensembles), so that the spread of members
-  approximates the posterior rather than only the optimizer's randomness.
+  approximates the posterior rather than only the optimizer's randomness;
+* ``polish="lbfgs"`` finishes every member's fit with full-batch L-BFGS
+  (:func:`~bayesresnet.infer.core.polish_members`). Measured with
+  ``benchmarks/bench_polish.py`` (200 points, width 8, 8 cubic layers, 8 members): on
+  noise-free friedman1 and borehole it halves the relative RMSE of the mean (4.2 % →
+  2.3 %, 0.79 % → 0.48 %) and the CRPS; with 5 % noise it changes neither; its
+  compilation (the zoom line search, vmapped over members) made the fit 1.9–2.5 times
+  slower on a loaded 2-core machine, so it is off by default.
 
 References:
     Lakshminarayanan, Pritzel, Blundell (2017), Simple and scalable predictive
@@ -34,6 +41,7 @@ from bayesresnet.infer.base import Check, Engine, EngineResult, Estimators, Time
 from bayesresnet.infer.core import (
     EnsembleConfig,
     config_settings,
+    final_losses,
     member_block_size,
     train_members,
 )
@@ -70,18 +78,35 @@ def _all_settled(config: EnsembleConfig, num_obs: int):
     return settled
 
 
+def _fit_members(key, model, x, y, config: EnsembleConfig, timer: Timer):
+    """The trained members, their final losses, convergence and divergence flags.
+
+    Without a polish, Adam trains past ``num_steps`` until every member has settled (see
+    ``EnsembleConfig.max_steps``) and convergence is judged on the loss history; with
+    one, Adam runs ``num_steps`` and a member has converged when L-BFGS stopped on a
+    tolerance.
+    """
+    if config.polish == "none":
+        result = train_members(
+            key, model, x, y, config, timer, converged=_all_settled(config, x.shape[0])
+        )
+        flags = _member_flags(
+            np.asarray(result.losses), x.shape[0], config.convergence_tol,
+            member_block_size(config),
+        )  # fmt: skip
+        return result, *flags
+    result = train_members(key, model, x, y, config, timer)
+    final = final_losses(result)
+    diverged = ~np.isfinite(final)
+    return result, final, result.polish.converged & ~diverged, diverged
+
+
 def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
     """Deep ensemble engine: ``M`` MAP fits trained together (see module docstring)."""
     timer = Timer()
-    # Trained past num_steps until every member has settled (see EnsembleConfig.max_steps).
-    result = train_members(
-        key, model, x, y, config, timer, converged=_all_settled(config, x.shape[0])
-    )
+    result, final, converged, diverged = _fit_members(key, model, x, y, config, timer)
     losses = np.asarray(result.losses)
     steps_run = losses.shape[1]
-    final, converged, diverged = _member_flags(
-        losses, x.shape[0], config.convergence_tol, member_block_size(config)
-    )
     constrained = jax.jit(jax.vmap(lambda u: constrain_fn(model, (x, y), {}, u)))(result.params)
     samples = to_numpy(constrained)
     finite_params = np.all(
@@ -103,9 +128,15 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
             stacklevel=3,
         )
     if not converged[keep].all():
+        polished = config.polish != "none"
         warnings.warn(
             f"{int((~converged[keep]).sum())} ensemble member(s) had not converged after "
-            f"{steps_run} steps; raise `num_steps` or `max_steps`.",
+            f"{steps_run} steps"
+            + (
+                f" and at most {config.polish_steps} L-BFGS iterations; raise `polish_steps`."
+                if polished
+                else "; raise `num_steps` or `max_steps`."
+            ),
             RuntimeWarning,
             stacklevel=3,
         )
@@ -120,6 +151,13 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
         "member_converged": converged.tolist(),
         "member_diverged": diverged.tolist(),
     }
+    if result.polish is not None:  # what L-BFGS did to each member after the Adam phase
+        extra |= {
+            "polish_loss_history": result.polish.losses,
+            "member_polish_iterations": result.polish.iterations.tolist(),
+            "member_polish_evaluations": result.polish.evaluations.tolist(),
+            "member_grad_norm": result.polish.grad_norm.tolist(),
+        }
     settings = config_settings(config) | {"steps_run": steps_run}
     return EngineResult(samples, sample_stats, settings, dict(timer.times), extra)
 
@@ -129,9 +167,12 @@ def describe(post) -> str:
     """One line on how an ensemble posterior was made."""
     s = post.settings
     extras = [k for k in ("bootstrap", "anchored") if s.get(k)]
+    iterations = post.extra.get("member_polish_iterations")
+    polish = f" then up to {max(iterations)} L-BFGS iterations" if iterations else ""
     return (
         f"deep ensemble of {post.num_draws} MAP fits ({s['num_members']} trained), "
-        f"{_steps_run(s)} Adam steps each{', ' + ', '.join(extras) if extras else ''}"
+        f"{_steps_run(s)} Adam steps{polish} each"
+        f"{', ' + ', '.join(extras) if extras else ''}"
     )
 
 
@@ -141,8 +182,9 @@ def _steps_run(settings) -> int:
 
 
 def gradients(post) -> int:
-    """One gradient per member and step."""
-    return int(post.settings["num_members"] * _steps_run(post.settings))
+    """One gradient per member and Adam step, and those of the L-BFGS line searches."""
+    polish = sum(post.extra.get("member_polish_evaluations", []))
+    return int(post.settings["num_members"] * _steps_run(post.settings) + polish)
 
 
 def checks(post, estimators: Estimators) -> list[Check]:
@@ -153,6 +195,18 @@ def checks(post, estimators: Estimators) -> list[Check]:
     m = len(flags)
     finite = final[np.isfinite(final)]
     spread = float(np.ptp(finite) / len(post.x_train)) if len(finite) else float("nan")
+    s = post.settings
+    if s.get("polish", "none") == "none":
+        target = f"all (tolerance {s.get('convergence_tol')} per observation)"
+        fix = (
+            "raise num_steps or max_steps; on noise-free data the noise "
+            "scale keeps shrinking and members may never meet the tolerance"
+        )
+    else:
+        target = (
+            f"all (L-BFGS: polish_tol {s['polish_tol']}, polish_grad_tol {s['polish_grad_tol']})"
+        )
+        fix = "raise polish_steps; on noise-free data the noise scale keeps shrinking"
     return [
         Check(
             "members diverged",
@@ -165,11 +219,8 @@ def checks(post, estimators: Estimators) -> list[Check]:
             "members converged",
             "pass" if conv[~flags].all() else "warn",
             f"{int(conv.sum())} of {m}",
-            f"all (tolerance {post.settings.get('convergence_tol')} per observation)",
-            ""
-            if conv[~flags].all()
-            else "raise num_steps or max_steps; on noise-free data the noise "
-            "scale keeps shrinking and members may never meet the tolerance",
+            target,
+            "" if conv[~flags].all() else fix,
         ),
         Check(
             "spread of member losses",

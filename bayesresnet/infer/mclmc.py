@@ -58,6 +58,7 @@ from bayesresnet.infer.base import (
     to_numpy,
 )
 from bayesresnet.infer.core import (
+    check_polish,
     constrain_draws,
     flatten_members,
     make_log_density,
@@ -104,6 +105,11 @@ class MCLMCConfig:
         diagonal_preconditioning: tune a diagonal preconditioner.
         init_steps: Adam steps of each MAP fit.
         init_learning_rate: peak Adam learning rate of the MAP fits.
+        init_polish: ``"lbfgs"``: each MAP fit is finished by full-batch L-BFGS
+            (:func:`~bayesresnet.infer.core.polish_members`, stopping on
+            :class:`~bayesresnet.infer.core.EnsembleConfig`'s tolerances); ``"none"``:
+            Adam only.
+        init_polish_steps: at most this many L-BFGS iterations per MAP fit.
         marginalize_output: sample with the output layer integrated out and draw it
             afterwards from its exact conditional (:mod:`bayesresnet.marginal`).
             ``"auto"``: whenever the likelihood is Normal.
@@ -125,6 +131,8 @@ class MCLMCConfig:
     diagonal_preconditioning: bool = True
     init_steps: int = 2000
     init_learning_rate: float = 1e-2
+    init_polish: str = "none"
+    init_polish_steps: int = 1000
     marginalize_output: bool | str = "auto"
     noncentred: bool | str = False
     progress_bar: bool = False
@@ -151,6 +159,7 @@ class MCLMCConfig:
         check_bool("diagonal_preconditioning", self.diagonal_preconditioning)
         check_int("init_steps", self.init_steps, minimum=1)
         check_number("init_learning_rate", self.init_learning_rate, low=0.0)
+        check_polish(self.init_polish, self.init_polish_steps, prefix="init_")
         check_bool("progress_bar", self.progress_bar)
 
 
@@ -364,6 +373,8 @@ def run_mclmc(key, model, x, y, config: MCLMCConfig) -> EngineResult:
         num_starts=c,
         num_steps=config.init_steps,
         learning_rate=config.init_learning_rate,
+        polish=config.init_polish,
+        polish_steps=config.init_polish_steps,
         timer=timer,
     )
     flat, unravel = flatten_members(start.params)  # [C, D]
@@ -393,6 +404,11 @@ def run_mclmc(key, model, x, y, config: MCLMCConfig) -> EngineResult:
         "num_gradient_evaluations": _num_gradients(config, sample_stats["n_steps"]),
         "num_warmup_gradient_evaluations": int(GRADIENTS_PER_STEP * c * config.num_warmup),
         "init_final_loss": start.final_loss.tolist(),
+        **(
+            {"init_polish_evaluations": start.polish_evaluations}
+            if config.init_polish != "none"
+            else {}
+        ),
         "energy_var_per_dim": (np.var(out["energy_change"], axis=1) / dim).tolist(),
     }
     return EngineResult(samples, sample_stats, settings, dict(timer.times), extra)

@@ -45,6 +45,7 @@ from bayesresnet.infer.base import (
     to_numpy,
 )
 from bayesresnet.infer.core import (
+    check_polish,
     constrain_draws,
     flatten_members,
     make_log_density,
@@ -108,6 +109,11 @@ class NUTSConfig:
             ``init="map"`` and at least 3 MAP fits).
         init_steps: optimizer steps of the MAP start.
         init_learning_rate: Adam learning rate of the MAP start.
+        init_polish: ``"lbfgs"``: each MAP fit is finished by full-batch L-BFGS
+            (:func:`~bayesresnet.infer.core.polish_members`, stopping on
+            :class:`~bayesresnet.infer.core.EnsembleConfig`'s tolerances); ``"none"``:
+            Adam only.
+        init_polish_steps: at most this many L-BFGS iterations per MAP fit.
         thinning: keep every ``thinning``-th draw.
         marginalize_output: sample with the output layer integrated out and draw it
             afterwards from its exact conditional (:mod:`bayesresnet.marginal`; the same
@@ -132,6 +138,8 @@ class NUTSConfig:
     init_mass: str = "identity"
     init_steps: int = 1000
     init_learning_rate: float = 1e-2
+    init_polish: str = "none"
+    init_polish_steps: int = 1000
     thinning: int = 1
     marginalize_output: bool | str = "auto"
     noncentred: bool | str = False
@@ -162,6 +170,7 @@ class NUTSConfig:
             )
         check_int("init_steps", self.init_steps, minimum=1)
         check_number("init_learning_rate", self.init_learning_rate, low=0.0)
+        check_polish(self.init_polish, self.init_polish_steps, prefix="init_")
         check_int("thinning", self.thinning, minimum=1)
         check_bool("progress_bar", self.progress_bar)
 
@@ -225,12 +234,16 @@ def _start(key, model, x, y, config: NUTSConfig, timer: Timer):
             num_members=config.init_members,
             num_steps=config.init_steps,
             learning_rate=config.init_learning_rate,
+            polish=config.init_polish,
+            polish_steps=config.init_polish_steps,
             timer=timer,
         )
         inverse_mass = None
         if config.init_mass == "spread":
             inverse_mass = _regularized_variance(start.spread)
         info = {"init_final_loss": start.final_loss.tolist(), "init_members": start.num_members}
+        if config.init_polish != "none":
+            info["init_polish_evaluations"] = start.polish_evaluations
         return start.params, inverse_mass, info
     strategy = init_to_median if config.init == "median" else init_to_sample
     starts = [

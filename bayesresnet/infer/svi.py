@@ -41,6 +41,7 @@ from bayesresnet.infer.base import (
 from bayesresnet.infer.core import (
     SCHEDULES,
     check_optimizer,
+    check_polish,
     config_settings,
     latent_sites,
     make_optimizer,
@@ -77,6 +78,11 @@ class SVIConfig:
             neural networks from stalling near the prior; ``"median"`` starts at the
             prior median.
         init_steps: optimizer steps of the MAP start.
+        init_polish: ``"lbfgs"``: each MAP fit is finished by full-batch L-BFGS
+            (:func:`~bayesresnet.infer.core.polish_members`, stopping on
+            :class:`~bayesresnet.infer.core.EnsembleConfig`'s tolerances); ``"none"``:
+            Adam only.
+        init_polish_steps: at most this many L-BFGS iterations per MAP fit.
         optimizer: an ``optax.GradientTransformation`` used instead of the clipped Adam
             that ``learning_rate``, ``schedule``, ``warmup_steps`` and ``clip_norm``
             describe; ``None``: that Adam.
@@ -97,6 +103,8 @@ class SVIConfig:
     laplace_min_precision: float = 1.0
     init: str = "map"
     init_steps: int = 2000
+    init_polish: str = "none"
+    init_polish_steps: int = 1000
     optimizer: optax.GradientTransformation | None = None
 
     def __post_init__(self):
@@ -117,6 +125,7 @@ class SVIConfig:
         check_number("laplace_min_precision", self.laplace_min_precision, low=0.0)
         check_choice("init", self.init, ("map", "median"))
         check_int("init_steps", self.init_steps, minimum=1)
+        check_polish(self.init_polish, self.init_polish_steps, prefix="init_")
         check_optimizer(self.optimizer)
 
 
@@ -185,14 +194,23 @@ def _learning_rate(config: SVIConfig) -> float:
 
 def _init_strategy(key, model, x, y, config: SVIConfig, timer: Timer):
     """Where the guide starts: at a MAP fit (:func:`~bayesresnet.infer.core.map_start`)
-    or at the prior median."""
+    or at the prior median; and the MAP start's L-BFGS evaluations."""
     if config.init != "map":
-        return init_to_median
+        return init_to_median, 0
     start = map_start(
-        key, model, x, y, num_starts=1, num_steps=config.init_steps, learning_rate=1e-2, timer=timer
+        key,
+        model,
+        x,
+        y,
+        num_starts=1,
+        num_steps=config.init_steps,
+        learning_rate=1e-2,
+        polish=config.init_polish,
+        polish_steps=config.init_polish_steps,
+        timer=timer,
     )
     u = jax.tree_util.tree_map(lambda a: a[0], start.params)
-    return init_to_value(values=constrain_fn(model, (x, y), {}, u))
+    return init_to_value(values=constrain_fn(model, (x, y), {}, u)), start.polish_evaluations
 
 
 def _optimize(svi: SVI, state, x, y, config: SVIConfig, learning_rate: float, timer: Timer):
@@ -283,7 +301,7 @@ def run_svi(key, model, x, y, config: SVIConfig) -> EngineResult:
         k_init, k_map = jax.random.split(k_init)
     else:
         k_map = None
-    init = _init_strategy(k_map, model, x, y, config, timer)
+    init, polish_evaluations = _init_strategy(k_map, model, x, y, config, timer)
     guide = make_guide(model, config, num_latent, init)
     elbo = Trace_ELBO(num_particles=config.num_particles)
     svi = SVI(model, guide, optax_to_numpyro(optimizer), elbo)
@@ -306,6 +324,8 @@ def run_svi(key, model, x, y, config: SVIConfig) -> EngineResult:
         "final_loss": float(history[-block:].mean()),
         "converged": converged,
     }
+    if config.init == "map" and config.init_polish != "none":
+        extra["init_polish_evaluations"] = polish_evaluations
     if config.guide == "laplace":
         extra["log_weights"] = _laplace_log_weights(k_draw, guide, params, model, x, y, num_draws)
     elif config.guide != "map":
@@ -326,7 +346,8 @@ def describe(post) -> str:
 def gradients(post) -> int:
     """ELBO gradients (each of ``num_particles`` log-density gradients) and the MAP start."""
     s = post.settings
-    init = s["init_steps"] if s.get("init") == "map" else 0
+    init = s["init_steps"] + post.extra.get("init_polish_evaluations", 0)
+    init = init if s.get("init") == "map" else 0
     return int(init + s["steps_run"] * s["num_particles"])
 
 
