@@ -192,6 +192,11 @@ def test_surrogate_variants_build_the_fit_arguments():
     assert not set(bs.VARIANTS) & (set(bs.CONTROLS) | {"gp"})
     for name, variant in bs.VARIANTS.items():
         bs.check_variant(name, variant)
+        method = variant["method"]  # every variant's options are its method's settings
+        brn.infer.base.config_from_options(
+            brn.infer.METHODS[method].config, method, variant.get("options", {})
+        )
+        brn.PriorSpec(**variant.get("prior", {}))
     data = brn.problems.get("ishigami").sample(seed=0, num_train=10, num_test=0)
     kwargs = bs.variant_arguments(bs.VARIANTS["ensemble"], data, tiny=False)
     spec = kwargs.pop("spec")
