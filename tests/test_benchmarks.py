@@ -73,7 +73,9 @@ def test_gradient_counts_come_from_each_methods_engine():
     assert gradient_evaluations(mclmc) == 5 * 2 + 300 + 700
     svi = {"init": "map", "init_steps": 20, "steps_run": 100, "num_particles": 3}
     assert gradient_evaluations(SimpleNamespace(method="svi", settings=svi, extra={})) == 320
-    ensemble = SimpleNamespace(method="ensemble", settings={"num_members": 4, "num_steps": 50})
+    ensemble = SimpleNamespace(
+        method="ensemble", settings={"num_members": 4, "num_steps": 50}, extra={}
+    )
     assert gradient_evaluations(ensemble) == 200
 
 

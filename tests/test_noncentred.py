@@ -92,7 +92,7 @@ def test_fit_samples_noncentred_and_returns_the_coefficients():
     x = rng.uniform(-1, 1, (20, 1))
     y = np.sin(3 * x) + 0.1 * rng.normal(size=x.shape)
     options = dict(num_warmup=10, num_samples=5, num_chains=2, init_steps=10)
-    post = brn.fit(SPEC, x, y, prior=PRIOR, noncentred=True, **options)
+    post = brn.fit(SPEC, x, y, method="nuts", prior=PRIOR, noncentred=True, **options)
     assert post.settings["noncentred_used"] is True
     assert sorted(post.samples) == sorted(
         set(sites.NETWORK) | {sites.BASIS_SCALE, sites.NOISE_SCALE}

@@ -122,6 +122,21 @@ def _settings_used(settings: dict, config, marginal: bool, noncentre: bool, choi
     return settings
 
 
+def _check_arguments(spec, method: str, seed: int, prior, options: dict) -> PriorSpec:
+    """:func:`fit`'s arguments but the data, checked before any work; returns the prior."""
+    _check_method(method, options)
+    if not (isinstance(spec, ResNetSpec) or spec is None or spec == "auto"):
+        raise TypeError(
+            f"`spec` must be a ResNetSpec, None (a default by data size) or 'auto' (chosen "
+            f"on held-out data); got {type(spec).__name__} {spec!r}."
+        )
+    prior = PriorSpec() if prior is None else prior
+    if not isinstance(prior, PriorSpec):
+        raise TypeError(f"`prior` must be a PriorSpec; got {type(prior).__name__}.")
+    check_int("seed", seed, minimum=0)
+    return prior
+
+
 def _training_data(x, y):
     """``(x, y, input_names, output_names)`` of :func:`fit`'s data, checked (float64)."""
     input_names = output_names = ()
@@ -241,16 +256,7 @@ def fit(
     Returns:
         A :class:`~bayesresnet.posterior.Posterior`.
     """
-    _check_method(method, options)
-    if not (isinstance(spec, ResNetSpec) or spec is None or spec == "auto"):
-        raise TypeError(
-            f"`spec` must be a ResNetSpec, None (a default by data size) or 'auto' (chosen "
-            f"on held-out data); got {type(spec).__name__} {spec!r}."
-        )
-    prior = PriorSpec() if prior is None else prior
-    if not isinstance(prior, PriorSpec):
-        raise TypeError(f"`prior` must be a PriorSpec; got {type(prior).__name__}.")
-    check_int("seed", seed, minimum=0)
+    prior = _check_arguments(spec, method, seed, prior, options)
     x, y, input_names, output_names = _training_data(x, y)
     x_log, y_log = transform_masks(transforms, input_names, output_names)
     check_log_columns(x, x_log, input_names, what="`x`")
