@@ -177,7 +177,6 @@ def choose_spec(
                 "fit_s": time.perf_counter() - start,
             }
         )
-    scores = pd.DataFrame(rows)
-    best = int(np.argmin(scores["crps"].to_numpy()))
-    scores = scores.iloc[np.argsort(scores["crps"].to_numpy(), kind="stable")]
-    return ArchitectureChoice(candidates[best], scores.reset_index(drop=True), len(val))
+    order = np.argsort([row["crps"] for row in rows], kind="stable")  # best first
+    scores = pd.DataFrame([rows[i] for i in order])
+    return ArchitectureChoice(candidates[order[0]], scores, len(val))

@@ -92,7 +92,7 @@ def test_fit_without_spec_uses_the_default_by_size():
     post = brn.fit(None, x, x.sum(1), method="ensemble", num_members=2, num_steps=20)
     assert post.spec == default_spec(2, 1, 30)
     assert post.settings["architecture"]["rule"] == "default by data size"
-    assert post.settings["architecture"]["width"] == 8
+    assert post.settings["architecture"]["chosen"]["width"] == 8
 
 
 @pytest.mark.slow

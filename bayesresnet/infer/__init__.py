@@ -177,7 +177,9 @@ def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec, masks) -> tuple[Re
         return spec, {}  # the user's network: nothing to record
     if spec is None:
         chosen = default_spec(d, out, n)
-        return chosen, {"architecture": {"rule": "default by data size", **describe(chosen)}}
+        return chosen, {
+            "architecture": {"rule": "default by data size", "chosen": describe(chosen)}
+        }
 
     candidates = candidate_specs(d, out, n)
     # The quick fits see arrays, whose columns are named x1…, y1…: the same transforms.
