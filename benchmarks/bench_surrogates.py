@@ -88,6 +88,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ensemble+ard": {"method": "ensemble", "prior": {"ard": True}},
     "ensemble+autospec": {"method": "ensemble", "spec": "auto"},
     "mclmc+lbfgs": {"method": "mclmc", "options": {"init_polish": "lbfgs"}},
+    # The network sized by the rows (architecture.default_spec: width 16 from 500 rows):
+    "ensemble+sized": {"method": "ensemble", "spec": None},
+    "ensemble+lbfgs+sized": {"method": "ensemble", "options": {"polish": "lbfgs"}, "spec": None},
 }
 DEFAULT_VARIANTS = ("ensemble", "mclmc")
 VARIANT_KEYS = frozenset({"method", "options", "spec", "prior"})

@@ -212,6 +212,7 @@ def test_surrogate_variants_build_the_fit_arguments():
     assert (
         bs.variant_arguments({"method": "ensemble", "spec": "auto"}, data, False)["spec"] == "auto"
     )
+    assert bs.variant_arguments(bs.VARIANTS["ensemble+sized"], data, False)["spec"] is None
     with pytest.raises(ValueError, match=r"variant 'x' must have a `method` and only the keys"):
         bs.check_variant("x", {"method": "ensemble", "option": {}})
     with pytest.raises(ValueError, match=r"variant 'y': `method` must be one of .*got 'laplace'"):
