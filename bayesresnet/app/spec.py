@@ -351,8 +351,8 @@ class RunSpec:
         data: Where the data come from.
         network: The architecture, less the data sizes.
         prior: Prior and likelihood.
-        method: A key of ``infer.METHODS``, or ``"auto"`` (chosen from the data's size
-            by :func:`bayesresnet.infer.choose_method`; no options).
+        method: A key of ``infer.METHODS``, or ``"auto"`` (the method
+            :func:`bayesresnet.infer.choose_method` chooses; no options).
         seed: Seed of the inference run.
         options: The method's options as given (the rest take the config's defaults).
         report: What the report shows.

@@ -1,7 +1,7 @@
 """Inference: ``fit(spec, x, y, method=...)`` runs NUTS, MCLMC, SVI or a deep ensemble.
 
-``method="auto"`` (the default) chooses MCLMC or the ensemble from the size of the fit
-(:func:`~bayesresnet.infer.auto.choose_method`). All four return the same
+``method="auto"`` (the default) runs the deep ensemble
+(:func:`~bayesresnet.infer.auto.choose_method` says why). All four return the same
 :class:`~bayesresnet.posterior.Posterior`. ``METHODS[name]`` is
 each method's :class:`~bayesresnet.infer.base.Engine` (config, run function, description,
 gradient count, checks); the samplers are kernels in BlackJAX's form
@@ -241,9 +241,10 @@ def fit(
         y: training outputs ``[N, out]`` or ``[N]``; a DataFrame's column names (a
             Series' name) become the output names.
         method: ``"auto"`` (default), ``"nuts"``, ``"mclmc"``, ``"svi"``, ``"ensemble"``.
-            ``"auto"``: MCLMC or the ensemble at its defaults, by training rows ×
-            parameters (:func:`~bayesresnet.infer.auto.choose_method`); ``post.method``
-            is the one that ran, ``post.settings["method_choice"]`` says why.
+            ``"auto"``: the deep ensemble at its defaults
+            (:func:`~bayesresnet.infer.auto.choose_method`, with the measurements behind
+            it); ``post.method`` is the one that ran, ``post.settings["method_choice"]``
+            says why.
         seed: seed of every random choice of the run.
         prior: prior and likelihood (default :class:`~bayesresnet.PriorSpec`).
         transforms: per-column transforms ``{column name: "log"}`` of inputs and outputs
