@@ -307,13 +307,16 @@ def test_fit_errors():
 def test_auto_chooses_the_ensemble_at_every_size_and_says_so():
     spec = brn.ResNetSpec(8, 1, width=8, num_layers=8, basis=brn.bases.Cubic())
     p = brn.num_params(spec)
-    for rows in (20, 200, 2000, 100_000):  # the sizes of issue 22 and beyond
+    for rows in (20, 200, 1999, 2000, 100_000):  # the sizes of issue 22 and beyond
         choice = brn.infer.choose_method(rows, spec)
         assert choice.method == "ensemble"
         assert f"{rows} training rows, {p} parameters" in choice.reason
+        polished = rows >= brn.infer.auto.AUTO_POLISH_MIN_ROWS
+        assert choice.options == ({"polish": "lbfgs"} if polished else {})
+        assert ("polished by L-BFGS" in choice.reason) == polished
 
 
-def test_fit_by_default_chooses_the_method_and_records_why():
+def test_fit_by_default_chooses_the_method_and_records_why(monkeypatch):
     """``brn.fit`` without a method runs ``auto``: the posterior names the concrete method
     and says why it was chosen (the report's method line carries it)."""
     from bayesresnet import workflow
@@ -324,10 +327,16 @@ def test_fit_by_default_chooses_the_method_and_records_why():
         warnings.simplefilter("ignore", RuntimeWarning)
         post = brn.fit(spec, ds)
         named = brn.fit(spec, ds, method="ensemble", num_steps=10)
-    assert post.method == "ensemble"
+    assert post.method == "ensemble" and post.settings["polish"] == "none"
     assert post.settings["method_choice"].startswith('method="auto" chose ensemble (12 training')
     assert post.settings["method_choice"] in workflow.describe_method(post)
     assert "method_choice" not in named.settings
+    # From AUTO_POLISH_MIN_ROWS rows the members are polished (here from 10 rows).
+    monkeypatch.setattr(brn.infer.auto, "AUTO_POLISH_MIN_ROWS", 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        polished = brn.fit(spec, ds)
+    assert polished.settings["polish"] == "lbfgs" and "L-BFGS" in workflow.describe_method(polished)
 
 
 def test_fit_accepts_a_dataset():

@@ -241,10 +241,10 @@ def fit(
         y: training outputs ``[N, out]`` or ``[N]``; a DataFrame's column names (a
             Series' name) become the output names.
         method: ``"auto"`` (default), ``"nuts"``, ``"mclmc"``, ``"svi"``, ``"ensemble"``.
-            ``"auto"``: the deep ensemble at its defaults
-            (:func:`~bayesresnet.infer.auto.choose_method`, with the measurements behind
-            it); ``post.method`` is the one that ran, ``post.settings["method_choice"]``
-            says why.
+            ``"auto"``: the deep ensemble at its defaults, polished by L-BFGS from
+            2 000 rows (:func:`~bayesresnet.infer.auto.choose_method`, with the
+            measurements behind it); ``post.method`` is the one that ran,
+            ``post.settings["method_choice"]`` says why.
         seed: seed of every random choice of the run.
         prior: prior and likelihood (default :class:`~bayesresnet.PriorSpec`).
         transforms: per-column transforms ``{column name: "log"}`` of inputs and outputs
@@ -272,7 +272,7 @@ def fit(
     choice = choose_method(len(x), spec) if method == AUTO else None
     if choice is not None:
         method = choice.method
-        config = config_from_options(METHODS[method].config, method, {})
+        config = config_from_options(METHODS[method].config, method, choice.options)
     engine = METHODS[method]
     marginal = _resolve_marginal(config, prior)
     scaler = fit_scaler(x, y, x_log=x_log, y_log=y_log)
