@@ -145,3 +145,36 @@ def test_mclmc_settings_are_checked():
         TypeError, match=r"unknown option\(s\) \['num_members'\] for method='mclmc'"
     ):
         brn.fit(spec, np.zeros((5, 1)), np.zeros((5, 1)), method="mclmc", num_members=3)
+
+
+def test_a_chain_stuck_after_warm_up_is_restarted_from_the_best_tuned_chain():
+    """Chain 1 tuned to step size 0 (BlackJAX's tuner after non-finite energies) and
+    chain 3 to a non-finite log density: both take the state and tuned parameters of the
+    healthy chain with the highest log density (chain 2); the others are untouched."""
+    from blackjax.adaptation.mclmc_adaptation import MCLMCAdaptationState
+    from blackjax.mcmc.integrators import IntegratorState
+
+    from bayesresnet.infer.mclmc import MCLMCChain, restart_stuck_chains
+
+    position = jnp.arange(8.0).reshape(4, 2)
+    state = IntegratorState(
+        position, -position, jnp.asarray([-5.0, -1e6, -2.0, jnp.nan]), 2 * position
+    )
+    params = MCLMCAdaptationState(
+        jnp.asarray([1.0, 1.1, 1.2, 1.3]), jnp.asarray([0.2, 0.0, 0.3, 0.25]), jnp.ones((4, 2))
+    )
+    chains, stuck = restart_stuck_chains(MCLMCChain(state, params))
+    assert stuck.tolist() == [False, True, False, True]
+    source = [0, 2, 2, 2]
+    for got, old in zip(
+        jax.tree_util.tree_leaves(chains), jax.tree_util.tree_leaves((state, params))
+    ):
+        np.testing.assert_array_equal(got, np.asarray(old)[source])
+    # A healthy set, and one where every chain is stuck, are left as they are.
+    healthy = MCLMCChain(
+        state._replace(logdensity=jnp.zeros(4)), params._replace(step_size=jnp.ones(4))
+    )
+    assert not restart_stuck_chains(healthy)[1].any()
+    dead = MCLMCChain(state, params._replace(step_size=jnp.zeros(4)))
+    same, stuck = restart_stuck_chains(dead)
+    assert not stuck.any() and same is dead
