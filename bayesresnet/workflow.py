@@ -45,8 +45,7 @@ __all__ = [
     "calibrate_summary",
     "calibrate_figures",
     "RELEVANCE_HDI_PROB",
-    "relevance_summary",
-    "relevance_figure",
+    "relevance_outputs",
 ]
 
 #: Base rows of the Sobol design of the report's sensitivity section and the default of
@@ -170,8 +169,7 @@ def analyze(
     figures.update(_fit_figures(post, dataset, train_pred, pit_loo, truth=truth, levels=levels))
     figures.update(_sampler_figures(post, conv))
     if post.prior.ard:
-        metrics["relevance"] = relevance_summary(post)
-        figures[RELEVANCE_FIGURE] = relevance_figure(post)
+        metrics["relevance"], figures[RELEVANCE_FIGURE] = relevance_outputs(post)
     if sensitivity:
         result = sobol(post, n=SENSITIVITY_N, max_draws=SENSITIVITY_MAX_DRAWS, seed=seed)
         metrics["sensitivity"] = sensitivity_summary(result)
@@ -368,21 +366,22 @@ def data_notes(post: Posterior) -> dict:
     }
 
 
-def relevance_summary(post: Posterior, hdi_prob: float = RELEVANCE_HDI_PROB) -> dict:
-    """A JSON-ready record of :meth:`Posterior.relevance`: ``hdi_prob`` and one row per
-    input (``input``, then mean, sd and HDI of each measure)."""
-    table = post.relevance(hdi_prob).reset_index()
-    return {"hdi_prob": hdi_prob, "table": table.to_dict(orient="records")}
-
-
-def relevance_figure(post: Posterior, hdi_prob: float = RELEVANCE_HDI_PROB) -> tuple[str, str]:
-    """The relevance bars with their bands (:func:`plots.plot_relevance`) and their caption."""
-    return (
-        _uri(plots.plot_relevance(post.relevance(hdi_prob), hdi_prob=hdi_prob)),
+def relevance_outputs(
+    post: Posterior, hdi_prob: float = RELEVANCE_HDI_PROB
+) -> tuple[dict, tuple[str, str]]:
+    """The report's input relevance from one :meth:`Posterior.relevance` table: a
+    JSON-ready record (``hdi_prob`` and one row per input: ``input``, then mean, sd and HDI
+    of each measure) and the bars with their bands (:func:`plots.plot_relevance`) and
+    their caption."""
+    table = post.relevance(hdi_prob)
+    summary = {"hdi_prob": hdi_prob, "table": table.reset_index().to_dict(orient="records")}
+    figure = (
+        _uri(plots.plot_relevance(table, hdi_prob=hdi_prob)),
         f"Posterior mean of each input's learned prior scale λ_j (top) and of the norm of "
         f"its first-layer weights (bottom), with {hdi_prob:.0%} highest-density bands over "
         f"{post.num_samples} posterior draws; inert inputs get small values.",
     )
+    return summary, figure
 
 
 def _describe_run(post: Posterior, dataset, name: str, data_description: str) -> dict:

@@ -182,10 +182,9 @@ def test_relevance_figure_has_a_panel_per_measure(tiny_posts):
 
 def test_report_section_renders_the_relevance(tiny_posts):
     post = tiny_posts[True]
-    summary = workflow.relevance_summary(post)
+    summary, (uri, caption) = workflow.relevance_outputs(post)
     assert summary["hdi_prob"] == workflow.RELEVANCE_HDI_PROB
     assert [r["input"] for r in summary["table"]] == ["x1", "x2", "x3"]
-    uri, caption = workflow.relevance_figure(post)
     assert uri.startswith("data:image/png;base64,") and "λ_j" in caption
     parts = report._relevance_section(summary, (uri, caption))
     page = "\n".join(parts)

@@ -38,7 +38,7 @@ may be left out; the values shown are the defaults)::
     [prior]                     # the fields of PriorSpec
     ard = false                 # learn a prior scale per input (input relevance in the report)
     [inference]
-    method = "nuts"             # one of infer.METHODS, or "auto" (chosen from the data size)
+    method = "nuts"             # one of infer.METHODS, or "auto" (see infer.auto)
     seed = 0
     # ... any field of the method's config (NUTSConfig, MCLMCConfig, SVIConfig, EnsembleConfig)
     [report]
@@ -386,7 +386,7 @@ class RunSpec:
 
     def method_config(self):
         """The method's frozen config (``NUTSConfig``, ``MCLMCConfig``, ``SVIConfig`` or
-        ``EnsembleConfig``); None for ``"auto"``, whose method the data decide."""
+        ``EnsembleConfig``); None for ``"auto"``, whose config fit chooses from the data."""
         if self.method == AUTO:
             return None
         return METHODS[self.method][0](**self.options)
