@@ -383,22 +383,23 @@ def plot(results: dict, path: Path) -> None:
     gp_sizes = results["gp_ran_at"]
     fig, axes = plt.subplots(1, 1 + len(gp_sizes), figsize=(5 + 4.5 * len(gp_sizes), 4))
     axes = np.atleast_1d(axes)
+
     # Log axes with limits fixed before plotting: matplotlib's own for a single point can
     # be degenerate (a zero-height transform, a division by zero in tight_layout).
     # Times under 1 ms are drawn at 1 ms.
-    shown = {id(r): max(r["total_s"], 1e-3) for r in rows}
+    def shown(row):
+        return max(row["total_s"], 1e-3)
+
     ns = [r["n"] for r in rows]
     axes[0].set(xscale="log", yscale="log", autoscale_on=False)
     axes[0].set_xlim(min(ns) / 1.5, max(ns) * 1.5)
-    axes[0].set_ylim(min(shown.values()) / 2, max(shown.values()) * 2)
+    axes[0].set_ylim(min(map(shown, rows)) / 2, max(map(shown, rows)) * 2)
     for i, name in enumerate(methods):
         color = f"C{i}"
         mine = [r for r in rows if r["method"] == name]
         sizes = sorted({r["n"] for r in mine})
-        axes[0].plot(
-            [r["n"] for r in mine], [shown[id(r)] for r in mine], ".", color=color, alpha=0.3
-        )
-        geo = [np.exp(np.mean([np.log(shown[id(r)]) for r in mine if r["n"] == n])) for n in sizes]
+        axes[0].plot([r["n"] for r in mine], [shown(r) for r in mine], ".", color=color, alpha=0.3)
+        geo = [np.exp(np.mean([np.log(shown(r)) for r in mine if r["n"] == n])) for n in sizes]
         axes[0].plot(sizes, geo, "o-", color=color, label=name)
     axes[0].set(xlabel="training points N", ylabel="fit + predict s", title="time")
     axes[0].legend()
