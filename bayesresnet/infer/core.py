@@ -258,7 +258,7 @@ def _sample_prior(key, model, x, y, shapes):
     }
 
     def draw(msg):
-        if msg["name"] not in eps or msg["is_observed"]:
+        if msg["name"] not in eps:  # observed sites are not in eps
             return None
         return _standard_normal_draw(msg["fn"], eps[msg["name"]])
 
