@@ -178,3 +178,25 @@ def test_a_chain_stuck_after_warm_up_is_restarted_from_the_best_tuned_chain():
     dead = MCLMCChain(state, params._replace(step_size=jnp.zeros(4)))
     same, stuck = restart_stuck_chains(dead)
     assert not stuck.any() and same is dead
+
+
+def test_a_run_restarts_a_stuck_chain_warns_and_records_it(key, monkeypatch):
+    """The engine's wiring of :func:`restart_stuck_chains`: chain 1's tuned step size set
+    to 0 after warm-up is restarted (warning, ``extra["restarted_chains"]``) and samples
+    with a healthy chain's step size."""
+    from bayesresnet.infer import mclmc
+
+    real = mclmc.restart_stuck_chains
+
+    def stall_chain_1(chains):
+        step = chains.params.step_size.at[1].set(0.0)
+        return real(chains._replace(params=chains.params._replace(step_size=step)))
+
+    monkeypatch.setattr(mclmc, "restart_stuck_chains", stall_chain_1)
+    x, y = linear_data()
+    config = MCLMCConfig(num_chains=3, num_warmup=60, num_samples=10, thinning=1, init_steps=50)
+    with pytest.warns(RuntimeWarning, match=r"MCLMC: 1 of 3 chains ended their warm-up stuck"):
+        result = run_mclmc(key, linear_model, x, y, config)
+    assert result.extra["restarted_chains"] == [1]
+    step = result.sample_stats["step_size"][:, 0]
+    assert step[1] > 0 and step[1] in (step[0], step[2])
