@@ -91,6 +91,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # The network sized by the rows (architecture.default_spec: width 16 from 500 rows):
     "ensemble+sized": {"method": "ensemble", "spec": None},
     "ensemble+lbfgs+sized": {"method": "ensemble", "options": {"polish": "lbfgs"}, "spec": None},
+    # What ``brn.fit(None, data)`` runs: method="auto" on the network sized by the rows:
+    "auto": {"method": "auto", "spec": None},
 }
 DEFAULT_VARIANTS = ("ensemble", "mclmc")
 VARIANT_KEYS = frozenset({"method", "options", "spec", "prior"})
@@ -200,7 +202,7 @@ def check_variant(name: str, variant: dict) -> None:
             f"variant {name!r} must have a `method` and only the keys {sorted(VARIANT_KEYS)}; "
             f"got {sorted(variant)}."
         )
-    methods = sorted(brn.infer.METHODS)
+    methods = [brn.infer.AUTO, *sorted(brn.infer.METHODS)]
     if variant["method"] not in methods:
         raise ValueError(
             f"variant {name!r}: `method` must be one of {methods}; got {variant['method']!r}."
@@ -212,7 +214,7 @@ def variant_arguments(variant: dict, data: brn.Dataset, tiny: bool) -> dict:
     method = variant["method"]
     options = dict(variant.get("options", {}))
     spec = variant.get("spec", {})
-    if tiny:
+    if tiny and method != brn.infer.AUTO:  # auto takes no options
         options |= TINY_OPTIONS.get(method, {})
         spec = spec | TINY_SPEC if isinstance(spec, dict) else spec
     if isinstance(spec, dict):  # overrides of SPEC; anything else goes to brn.fit as it is
