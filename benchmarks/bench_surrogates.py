@@ -207,6 +207,8 @@ def check_variant(name: str, variant: dict) -> None:
         raise ValueError(
             f"variant {name!r}: `method` must be one of {methods}; got {variant['method']!r}."
         )
+    if variant["method"] == brn.infer.AUTO and variant.get("options"):
+        raise ValueError(f"variant {name!r}: method 'auto' takes no `options`.")
 
 
 def variant_arguments(variant: dict, data: brn.Dataset, tiny: bool) -> dict:

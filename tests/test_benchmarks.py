@@ -195,6 +195,8 @@ def test_surrogate_variants_build_the_fit_arguments():
     for name, variant in bs.VARIANTS.items():
         bs.check_variant(name, variant)
         method = variant["method"]  # every variant's options are its method's settings
+        if method == brn.infer.AUTO:
+            continue  # no options (check_variant says so)
         brn.infer.base.config_from_options(
             brn.infer.METHODS[method].config, method, variant.get("options", {})
         )
@@ -213,6 +215,10 @@ def test_surrogate_variants_build_the_fit_arguments():
         bs.variant_arguments({"method": "ensemble", "spec": "auto"}, data, False)["spec"] == "auto"
     )
     assert bs.variant_arguments(bs.VARIANTS["ensemble+sized"], data, False)["spec"] is None
+    auto = {"spec": None, "method": "auto", "prior": None}  # what brn.fit(None, data) runs
+    assert bs.variant_arguments(bs.VARIANTS["auto"], data, tiny=True) == auto
+    with pytest.raises(ValueError, match=r"variant 'z': method 'auto' takes no `options`"):
+        bs.check_variant("z", {"method": "auto", "options": {"num_members": 2}})
     with pytest.raises(ValueError, match=r"variant 'x' must have a `method` and only the keys"):
         bs.check_variant("x", {"method": "ensemble", "option": {}})
     with pytest.raises(ValueError, match=r"variant 'y': `method` must be one of .*got 'laplace'"):

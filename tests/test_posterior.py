@@ -29,7 +29,7 @@ def test_shapes_and_sample_dims(post):
     assert post.num_chains == 1 and post.num_draws == 5 and post.num_samples == 5
     assert post.samples[sites.HIDDEN_WEIGHT].shape == (1, 5, 4, 4, 4)
     assert post.noise_scale().shape == (5, 3)
-    assert set(post.timings) == {"compile_s", "run_s"}
+    assert set(post.timings) == {"compile_s", "run_s", "noise_s"}
 
 
 def test_predict_matches_direct_forward_pass(post, x_new):

@@ -85,6 +85,8 @@ POLISHES = ("none", "lbfgs")
 #: Compiled blocks of :func:`train_members` (progress is reported between them).
 MEMBER_BLOCKS = 10
 GRADIENTS = ("backprop", "adjoint")
+#: How an ensemble sets each member's noise sd (``EnsembleConfig.noise``).
+NOISE_ESTIMATES = ("effective", "map")
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,13 @@ class EnsembleConfig:
         polish_grad_tol: a member stops when its gradient norm ``‖∇U‖₂`` is at most
             ``polish_grad_tol · N`` (``N`` observations: the loss is a sum over them);
             ``0`` turns the test off.
+        noise: ``"effective"``: after the fit, each member's noise sd is re-estimated as
+            ``RSS/(N − γ)``, ``γ`` the member's effective number of parameters
+            (:mod:`bayesresnet.infer.noise`; MacKay's evidence update), because a MAP fit
+            of a network with more weights than data fits part of the noise and its own
+            noise sd comes out too small; kept at the MAP value where the Jacobian it
+            needs is too large, for a Student-t likelihood and for bootstrap members
+            (``extra["noise_refit"]`` says which). ``"map"``: the fitted value.
     """
 
     num_members: int = 8
@@ -148,6 +157,7 @@ class EnsembleConfig:
     polish_steps: int = 1000
     polish_tol: float = 1e-6
     polish_grad_tol: float = 1e-5
+    noise: str = "effective"
 
     def __post_init__(self):
         check_int("num_members", self.num_members, minimum=1)
@@ -165,6 +175,7 @@ class EnsembleConfig:
         check_choice("gradient", self.gradient, GRADIENTS)
         check_optimizer(self.optimizer)
         check_polish(self.polish, self.polish_steps, self.polish_tol, self.polish_grad_tol)
+        check_choice("noise", self.noise, NOISE_ESTIMATES)
 
 
 def check_polish(polish, steps, tol=0.0, grad_tol=0.0, *, prefix: str = "") -> None:

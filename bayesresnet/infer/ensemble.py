@@ -13,6 +13,8 @@ Options:
 * ``anchored=True`` gives each member its own prior mean drawn from the prior
   (randomize-then-optimize / anchored ensembles), so that the spread of members
   approximates the posterior rather than only the optimizer's randomness;
+* ``noise="effective"`` (the default) re-estimates each member's noise sd from its
+  residuals and its effective number of parameters (:mod:`bayesresnet.infer.noise`);
 * ``polish="lbfgs"`` finishes every member's fit with full-batch L-BFGS
   (:func:`~bayesresnet.infer.core.polish_members`). Measured with
   ``benchmarks/bench_polish.py`` (200 points, width 8, 8 cubic layers, 8 members): on
@@ -37,6 +39,7 @@ import jax
 import numpy as np
 from numpyro.infer.util import constrain_fn
 
+from bayesresnet import sites
 from bayesresnet.infer.base import Check, Engine, EngineResult, Estimators, Timer, to_numpy
 from bayesresnet.infer.core import (
     EnsembleConfig,
@@ -45,6 +48,7 @@ from bayesresnet.infer.core import (
     member_block_size,
     train_members,
 )
+from bayesresnet.infer.noise import effective_noise
 
 __all__ = ["EnsembleConfig", "run_ensemble", "ENGINE"]
 
@@ -141,6 +145,14 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
             stacklevel=3,
         )
     samples = {name: v[keep][None] for name, v in samples.items()}  # [1, M_kept, ...]
+    refit = None
+    if config.noise == "effective":
+        with timer("noise_s"):
+            kept = jax.tree_util.tree_map(lambda v: v[keep], result.params)
+            refit = effective_noise(model, x, y, kept, bootstrap=config.bootstrap)
+        if refit.sigma is not None:
+            dtype = samples[sites.NOISE_SCALE].dtype
+            samples[sites.NOISE_SCALE] = refit.sigma.astype(dtype)[None]
     sample_stats = {
         "loss": final[keep][None],
         "converged": converged[keep][None],
@@ -151,6 +163,13 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
         "member_converged": converged.tolist(),
         "member_diverged": diverged.tolist(),
     }
+    if refit is not None:  # the noise re-estimate: how, and the values it replaced
+        extra["noise_refit"] = refit.reason
+        if refit.sigma is not None:
+            extra |= {
+                "member_map_noise": refit.map_sigma.tolist(),
+                "member_effective_params": refit.gamma.tolist(),
+            }
     if result.polish is not None:  # what L-BFGS did to each member after the Adam phase
         extra |= {
             "polish_loss_history": result.polish.losses,
@@ -169,10 +188,15 @@ def describe(post) -> str:
     extras = [k for k in ("bootstrap", "anchored") if s.get(k)]
     iterations = post.extra.get("member_polish_iterations")
     polish = f" then up to {max(iterations)} L-BFGS iterations" if iterations else ""
+    noise = (
+        "; noise sd re-estimated from each member's effective number of parameters"
+        if post.extra.get("noise_refit", "").startswith("effective")
+        else ""
+    )
     return (
         f"deep ensemble of {post.num_draws} MAP fits ({s['num_members']} trained), "
         f"{_steps_run(s)} Adam steps{polish} each"
-        f"{', ' + ', '.join(extras) if extras else ''}"
+        f"{', ' + ', '.join(extras) if extras else ''}{noise}"
     )
 
 

@@ -1,0 +1,162 @@
+"""The noise re-estimate of MAP fits (bayesresnet.infer.noise): closed forms and bias."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from _helpers import linear_data, linear_model
+from scipy.optimize import brentq
+
+import bayesresnet as brn
+from bayesresnet import sites
+from bayesresnet.infer import EnsembleConfig, run_ensemble
+from bayesresnet.infer.noise import _fixed_point, effective_noise, effective_parameters
+
+PRIOR_SD = 2.0
+
+
+def gamma_closed_form(x, prior_sd, noise_sd):
+    """``Σ μ/(1 + μ)``, ``μ`` the eigenvalues of ``S XᵀX S / σ²`` (MacKay's γ)."""
+    a = x * prior_sd / noise_sd
+    mu = np.linalg.eigvalsh(a.T @ a)
+    return float(np.sum(mu / (1 + mu)))
+
+
+def test_gamma_is_the_trace_of_the_hat_matrix_in_both_forms():
+    rng = np.random.default_rng(0)
+    for n, p in ((30, 10), (10, 30)):  # the P × P form, then the N × N form
+        x = rng.normal(size=(n, p))
+        g = effective_parameters(x[:, None, :] / 0.3, np.full(p, PRIOR_SD))
+        assert g.shape == (1,)
+        assert g[0] == pytest.approx(gamma_closed_form(x, PRIOR_SD, 0.3), rel=1e-9)
+    # Two outputs sharing the parameters: γ_o are the two outputs' rows of one hat matrix.
+    x = rng.normal(size=(12, 2, 7))
+    g = effective_parameters(x, np.ones(7))
+    flat = x.reshape(24, 7)
+    hat = flat @ np.linalg.solve(np.eye(7) + flat.T @ flat, flat.T)
+    np.testing.assert_allclose(g, np.diag(hat).reshape(12, 2).sum(axis=0), rtol=1e-9)
+    # Limits: a flat prior counts every (identified) parameter, a tight one none.
+    x = rng.normal(size=(40, 1, 6))
+    assert effective_parameters(x, np.full(6, 1e4))[0] == pytest.approx(6.0, abs=1e-6)
+    assert effective_parameters(x, np.full(6, 1e-6))[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_fixed_point_is_unbiased_where_the_map_noise_is_biased_low():
+    # A linear model with a flat prior: the fit is least squares, γ = P, and the fixed
+    # point is RSS/(N − P), whose mean is σ². The MAP's RSS/N has mean σ²·(N − P)/N.
+    rng = np.random.default_rng(1)
+    n, p, sd, reps = 40, 15, 0.5, 2000
+    x = rng.normal(size=(n, p))
+    fitted, corrected = [], []
+    for _ in range(reps):
+        y = x @ rng.normal(size=p) + sd * rng.normal(size=n)
+        beta = np.linalg.lstsq(x, y, rcond=None)[0]
+        rss = float(np.sum((y - x @ beta) ** 2))
+        map_sd = np.sqrt(rss / n)
+        ratio, gamma = _fixed_point(x[:, None, :] / map_sd, np.full(p, 1e4), [rss / map_sd**2], n)
+        assert gamma[0] == pytest.approx(p, abs=1e-3)
+        fitted.append(map_sd**2)
+        corrected.append((map_sd * ratio[0]) ** 2)
+    # sd of RSS/(N − P)/σ² is sqrt(2/(N − P)); four Monte Carlo standard errors.
+    tol = 4 * np.sqrt(2 / (n - p)) / np.sqrt(reps)
+    assert abs(np.mean(corrected) / sd**2 - 1) < tol
+    assert abs(np.mean(fitted) / sd**2 - 1) > 10 * tol  # the control: biased low
+
+
+def noisy_linear_model(x, y=None):
+    theta = numpyro.sample("theta", dist.Normal(jnp.zeros(x.shape[1]), PRIOR_SD).to_event(1))
+    sigma = numpyro.sample(sites.NOISE_SCALE, dist.HalfNormal(jnp.ones(1)).to_event(1))
+    with numpyro.plate(sites.DATA_PLATE, x.shape[0]):
+        numpyro.sample(sites.OBS, dist.Normal((x @ theta)[:, None], sigma).to_event(1), obs=y)
+
+
+def test_effective_noise_of_a_linear_model_solves_mackays_equation():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(25, 8))
+    y = (x @ rng.normal(size=8) + 0.3 * rng.normal(size=25))[:, None]
+    # Two "members": the ridge fits at two noise sds (any fit will do; γ is taken at it).
+    params = {"theta": [], sites.NOISE_SCALE: []}
+    for map_sd in (0.2, 0.35):
+        a = x.T @ x / map_sd**2 + np.eye(8) / PRIOR_SD**2
+        params["theta"].append(np.linalg.solve(a, x.T @ y[:, 0] / map_sd**2))
+        params[sites.NOISE_SCALE].append([np.log(map_sd)])  # unconstrained: log
+    params = {k: jnp.asarray(np.array(v), jnp.float32) for k, v in params.items()}
+    refit = effective_noise(noisy_linear_model, jnp.asarray(x, jnp.float32), y, params)
+    assert refit.reason.startswith("effective")
+    np.testing.assert_allclose(refit.map_sigma[:, 0], [0.2, 0.35], rtol=1e-5)
+    for m in range(2):
+        rss = float(np.sum((y[:, 0] - x @ np.asarray(params["theta"][m])) ** 2))
+
+        def equation(s, rss=rss):  # σ²(N − γ(σ)) = RSS
+            return s**2 * (25 - gamma_closed_form(x, PRIOR_SD, s)) - rss
+
+        expected = brentq(equation, 1e-3, 10.0, xtol=1e-10)
+        assert refit.sigma[m, 0] == pytest.approx(expected, rel=1e-3)
+        assert refit.gamma[m, 0] == pytest.approx(gamma_closed_form(x, PRIOR_SD, expected), rel=1e-3)
+
+
+def test_the_ensemble_replaces_each_members_noise_and_keeps_the_map_where_it_cannot(key):
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(25, 8)), jnp.float32)
+    y = jnp.asarray((np.asarray(x) @ rng.normal(size=8) + 0.3 * rng.normal(size=25))[:, None])
+    config = EnsembleConfig(num_members=3, num_steps=2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        refitted = run_ensemble(key, noisy_linear_model, x, y, config)
+        fitted = run_ensemble(key, noisy_linear_model, x, y, EnsembleConfig(3, 2000, noise="map"))
+    np.testing.assert_allclose(
+        refitted.extra["member_map_noise"], fitted.samples[sites.NOISE_SCALE][0], rtol=1e-6
+    )
+    sigma = refitted.samples[sites.NOISE_SCALE][0, :, 0]
+    gamma = np.asarray(refitted.extra["member_effective_params"])[:, 0]
+    rss = ((np.asarray(y) - np.asarray(x) @ refitted.samples["theta"][0].T) ** 2).sum(axis=0)
+    np.testing.assert_allclose(sigma**2 * (25 - gamma), rss, rtol=1e-3)
+    assert np.all(sigma > fitted.samples[sites.NOISE_SCALE][0, :, 0])  # 8 weights, 25 rows
+    assert "noise_refit" not in fitted.extra and "noise_s" in refitted.timings
+    # Where it does not apply the MAP noise stays, and the record says why.
+    xl, yl = linear_data()  # no noise site
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        boot = run_ensemble(key, noisy_linear_model, x, y, EnsembleConfig(2, 50, bootstrap=True))
+        plain = run_ensemble(key, linear_model, xl, yl, EnsembleConfig(2, 50))
+    assert boot.extra["noise_refit"].startswith("map: bootstrap")
+    assert plain.extra["noise_refit"] == "map: the model has no noise site 'noise_scale'"
+
+
+def test_student_t_and_oversized_jacobians_keep_the_map_noise(monkeypatch):
+    x = np.linspace(-1, 1, 12)[:, None]
+    spec = brn.ResNetSpec(1, 1, width=2, num_layers=2, basis=brn.bases.Linear())
+    options = {"method": "ensemble", "num_members": 2, "num_steps": 20}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        prior = brn.PriorSpec(likelihood="student_t")
+        post = brn.fit(spec, x, np.sin(3 * x), prior=prior, **options)
+        assert post.extra["noise_refit"] == "map: the likelihood is not Normal"
+        monkeypatch.setattr("bayesresnet.infer.noise.MAX_JACOBIAN_ENTRIES", 100)
+        post = brn.fit(spec, x, np.sin(3 * x), **options)
+    assert post.extra["noise_refit"].startswith("map: the Jacobian (")
+    with pytest.raises(ValueError, match="noise"):
+        EnsembleConfig(noise="unbiased")
+
+
+def test_the_refit_runs_on_every_member_at_once_without_recompiling_per_member(key):
+    # jax.lax.map inside one jit: the model is traced once for all members.
+    calls = []
+
+    def counted(x, y=None):
+        calls.append(1)
+        return noisy_linear_model(x, y)
+
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.normal(size=(10, 3)), jnp.float32)
+    y = jnp.asarray(rng.normal(size=(10, 1)), jnp.float32)
+    params = {
+        "theta": jax.random.normal(key, (5, 3)),
+        sites.NOISE_SCALE: jnp.zeros((5, 1)),
+    }
+    effective_noise(counted, x, y, params)
+    assert len(calls) < 10  # a handful of abstract traces, not one per member and site
