@@ -67,6 +67,19 @@ def test_the_fixed_point_is_unbiased_where_the_map_noise_is_biased_low():
     assert abs(np.mean(fitted) / sd**2 - 1) > 10 * tol  # the control: biased low
 
 
+def test_the_fixed_point_of_several_outputs_matches_that_of_each_alone():
+    # Output 1 depends on the parameters, output 2 on none: γ₂ = 0 and output 1's factor
+    # is the one-output (eigenvalue) path's.
+    rng = np.random.default_rng(5)
+    jac = rng.normal(size=(30, 1, 12)) * 3.0
+    both = np.concatenate([jac, np.zeros_like(jac)], axis=1)
+    ratio1, gamma1 = _fixed_point(jac, np.ones(12), [20.0], 30)
+    ratio2, gamma2 = _fixed_point(both, np.ones(12), [20.0, 24.0], 30)
+    np.testing.assert_allclose(ratio2, [ratio1[0], np.sqrt(24.0 / 30)], rtol=1e-4)
+    np.testing.assert_allclose(gamma2, [gamma1[0], 0.0], rtol=1e-4, atol=1e-9)
+    assert 0 < gamma1[0] < 12
+
+
 def noisy_linear_model(x, y=None):
     theta = numpyro.sample("theta", dist.Normal(jnp.zeros(x.shape[1]), PRIOR_SD).to_event(1))
     sigma = numpyro.sample(sites.NOISE_SCALE, dist.HalfNormal(jnp.ones(1)).to_event(1))

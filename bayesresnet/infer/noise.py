@@ -85,9 +85,9 @@ def effective_parameters(jac_over_sd: np.ndarray, prior_sd: np.ndarray) -> np.nd
         k = flat @ flat.T
         hat = np.linalg.solve(np.eye(n * o) + k, k)  # symmetric: (I + K)⁻¹ K = K (I + K)⁻¹
         return np.diag(hat).reshape(n, o).sum(axis=0)
-    grams = np.einsum("nop,noq->opq", a, a)  # [O, P, P]
-    inv = np.linalg.inv(np.eye(p) + grams.sum(axis=0))
-    return np.einsum("pq,oqp->o", inv, grams)
+    grams = [a[:, j].T @ a[:, j] for j in range(o)]  # [P, P] each
+    inv = np.linalg.inv(np.eye(p) + sum(grams))
+    return np.array([np.sum(inv * g) for g in grams])  # tr(inv · g), g symmetric
 
 
 def _fixed_point(jac_over_sd, prior_sd, rss, n: int, iterations: int = 20, rtol: float = 1e-4):
@@ -99,8 +99,20 @@ def _fixed_point(jac_over_sd, prior_sd, rss, n: int, iterations: int = 20, rtol:
     """
     ratio = np.ones(jac_over_sd.shape[1])
     rss = np.asarray(rss, np.float64)
+    if len(ratio) == 1:  # one output: γ(c) = Σ (μ/c²)/(1 + μ/c²) from one eigensolve
+        a = (np.asarray(jac_over_sd, np.float64) * np.asarray(prior_sd, np.float64))[:, 0]
+        mu = np.linalg.eigvalsh(a @ a.T if a.shape[0] <= a.shape[1] else a.T @ a)
+        mu = np.clip(mu, 0.0, None)  # round-off can leave tiny negative eigenvalues
+
+        def gamma_of(c):
+            return np.array([np.sum(mu / (c[0] ** 2 + mu))])
+    else:
+
+        def gamma_of(c):
+            return effective_parameters(jac_over_sd / c[None, :, None], prior_sd)
+
     for _ in range(iterations):
-        gamma = effective_parameters(jac_over_sd / ratio[None, :, None], prior_sd)
+        gamma = gamma_of(ratio)
         new = np.sqrt(rss / (n - gamma))
         done = np.all(np.abs(new - ratio) <= rtol * ratio)
         ratio = new
