@@ -5,9 +5,11 @@ every size. Measured side by side with scikit-learn's Gaussian process on the si
 problems at N = 200, noise-free and with 5 % noise, width 8, 8 cubic layers, on 2 quiet
 CPU cores (``benchmarks/bench_surrogates.py``, ``benchmarks/results/surrogates_N200_quiet``):
 
-* the ensemble took 6.0–7.7 s to fit (the GP 0.2–3.0 s), its CRPS was within 1.25× the
-  GP's on 5 of the 6 problems, and its 90 % intervals covered 0.77–1.00 of the held-out
-  points (7 of 12 cases within 0.85–0.95);
+* the ensemble took 6.6–7.7 s to fit (the GP 0.2–2.3 s), its CRPS was within 1.25× the
+  GP's on 5 of the 6 problems, and, with each member's noise sd re-estimated from its
+  effective number of parameters (:mod:`bayesresnet.infer.noise`), its 90 % intervals
+  covered 0.83–1.00 of the held-out points (8 of 12 cases within 0.85–0.95;
+  ``surrogates_N200_noise``; with the MAP noise sds 0.77–1.00 and 7 of 12);
 * ensemble-started MCLMC took 24–31 s, was more accurate on most problems (CRPS 0.73–1.05×
   the GP's on 5 of 6) and better calibrated with noise (0.88–0.95), but over-covered
   noise-free data (0.98–1.00), ended every run with verdict *fail*, and on noise-free
