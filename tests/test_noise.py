@@ -33,12 +33,14 @@ def test_gamma_is_the_trace_of_the_hat_matrix_in_both_forms():
         g = effective_parameters(x[:, None, :] / 0.3, np.full(p, PRIOR_SD))
         assert g.shape == (1,)
         assert g[0] == pytest.approx(gamma_closed_form(x, PRIOR_SD, 0.3), rel=1e-9)
-    # Two outputs sharing the parameters: γ_o are the two outputs' rows of one hat matrix.
-    x = rng.normal(size=(12, 2, 7))
-    g = effective_parameters(x, np.ones(7))
-    flat = x.reshape(24, 7)
-    hat = flat @ np.linalg.solve(np.eye(7) + flat.T @ flat, flat.T)
-    np.testing.assert_allclose(g, np.diag(hat).reshape(12, 2).sum(axis=0), rtol=1e-9)
+    # Two outputs sharing the parameters: γ_o are the two outputs' rows of one hat matrix
+    # (the P × P form with 12 rows, the N·O × N·O form with 3).
+    for n in (12, 3):
+        x = rng.normal(size=(n, 2, 7))
+        g = effective_parameters(x, np.ones(7))
+        flat = x.reshape(2 * n, 7)
+        hat = flat @ np.linalg.solve(np.eye(7) + flat.T @ flat, flat.T)
+        np.testing.assert_allclose(g, np.diag(hat).reshape(n, 2).sum(axis=0), rtol=1e-9)
     # Limits: a flat prior counts every (identified) parameter, a tight one none.
     x = rng.normal(size=(40, 1, 6))
     assert effective_parameters(x, np.full(6, 1e4))[0] == pytest.approx(6.0, abs=1e-6)

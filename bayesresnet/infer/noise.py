@@ -84,16 +84,39 @@ def effective_parameters(jac_over_sd: np.ndarray, prior_sd: np.ndarray) -> np.nd
     of output ``o``: ``tr((I + AᵀA)⁻¹ A_oᵀA_o)``, or in the ``N·O × N·O`` form when that is
     smaller. Computed in float64.
     """
+    return _gamma_function(jac_over_sd, prior_sd)(np.ones(jac_over_sd.shape[1]))
+
+
+def _gamma_function(jac_over_sd, prior_sd):
+    """``γ(c) [O]``: :func:`effective_parameters` with each output's noise sd multiplied by
+    ``c [O]``; the products of the Jacobian are formed once."""
     n, o, p = jac_over_sd.shape
     a = np.asarray(jac_over_sd, dtype=np.float64) * np.asarray(prior_sd, np.float64)
+    if o == 1:  # one output: γ(c) = Σ (μ/c²)/(1 + μ/c²) from one eigensolve
+        flat = a[:, 0]
+        mu = np.linalg.eigvalsh(flat @ flat.T if n <= p else flat.T @ flat)
+        mu = np.clip(mu, 0.0, None)  # round-off can leave tiny negative eigenvalues
+        return lambda c: np.array([np.sum(mu / (c[0] ** 2 + mu))])
     if n * o <= p:  # diag of K (I + K)⁻¹ with K = A Aᵀ, rows ordered (n, o)
         flat = a.reshape(n * o, p)
         k = flat @ flat.T
-        hat = np.linalg.solve(np.eye(n * o) + k, k)  # symmetric: (I + K)⁻¹ K = K (I + K)⁻¹
-        return np.diag(hat).reshape(n, o).sum(axis=0)
+        row_output = np.tile(np.arange(o), n)
+
+        def gamma_rows(c):
+            d = 1.0 / np.asarray(c, np.float64)[row_output]
+            kc = k * d[:, None] * d[None, :]
+            hat = np.linalg.solve(np.eye(n * o) + kc, kc)  # (I + K)⁻¹ K = K (I + K)⁻¹
+            return np.bincount(row_output, weights=np.diag(hat), minlength=o)
+
+        return gamma_rows
     grams = [a[:, j].T @ a[:, j] for j in range(o)]  # [P, P] each
-    inv = np.linalg.inv(np.eye(p) + sum(grams))
-    return np.array([np.sum(inv * g) for g in grams])  # tr(inv · g), g symmetric
+
+    def gamma_params(c):
+        scaled = [g / cj**2 for g, cj in zip(grams, np.asarray(c, np.float64), strict=True)]
+        inv = np.linalg.inv(np.eye(p) + sum(scaled))
+        return np.array([np.sum(inv * g) for g in scaled])  # tr(inv · g), g symmetric
+
+    return gamma_params
 
 
 def _fixed_point(jac_over_sd, prior_sd, rss, n: int, iterations: int = 20, rtol: float = 1e-4):
@@ -105,18 +128,7 @@ def _fixed_point(jac_over_sd, prior_sd, rss, n: int, iterations: int = 20, rtol:
     """
     ratio = np.ones(jac_over_sd.shape[1])
     rss = np.asarray(rss, np.float64)
-    if len(ratio) == 1:  # one output: γ(c) = Σ (μ/c²)/(1 + μ/c²) from one eigensolve
-        a = (np.asarray(jac_over_sd, np.float64) * np.asarray(prior_sd, np.float64))[:, 0]
-        mu = np.linalg.eigvalsh(a @ a.T if a.shape[0] <= a.shape[1] else a.T @ a)
-        mu = np.clip(mu, 0.0, None)  # round-off can leave tiny negative eigenvalues
-
-        def gamma_of(c):
-            return np.array([np.sum(mu / (c[0] ** 2 + mu))])
-    else:
-
-        def gamma_of(c):
-            return effective_parameters(jac_over_sd / c[None, :, None], prior_sd)
-
+    gamma_of = _gamma_function(jac_over_sd, prior_sd)
     for _ in range(iterations):
         gamma = gamma_of(ratio)
         new = np.sqrt(rss / (n - gamma))
