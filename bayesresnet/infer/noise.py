@@ -220,7 +220,8 @@ def effective_noise(model, x, y, params: dict, *, bootstrap: bool = False) -> No
         z = (y - loc) / scale
         return jac / scale[..., None], prior_sd, jnp.sum(z**2, axis=0), values[sites.NOISE_SCALE]
 
-    # One compiled program for all members, one member at a time (memory: one Jacobian).
+    # One compiled program for all members, one member at a time; the M Jacobians come
+    # back together (at most M × MAX_JACOBIAN_ENTRIES float32 numbers).
     jacs, prior_sds, rsss, noises = jax.device_get(jax.jit(partial(jax.lax.map, member))(params))
     sigma, map_sigma, gamma = [], [], []
     for jac, prior_sd, rss, noise in zip(jacs, prior_sds, rsss, noises, strict=True):
