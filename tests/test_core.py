@@ -179,7 +179,7 @@ def test_a_users_optax_optimizer_is_the_one_used():
     "method",
     [  # the ensemble trains with train_members directly; NUTS and SVI start from it
         "ensemble",
-        "ensemble_lbfgs",
+        pytest.param("ensemble_lbfgs", marks=pytest.mark.slow),
         pytest.param("nuts", marks=pytest.mark.slow),
         pytest.param("svi", marks=pytest.mark.slow),
     ],
@@ -239,6 +239,7 @@ def member_gradient_norms(model, x, y, params) -> np.ndarray:
     return np.asarray(jax.vmap(norm)(params))
 
 
+@pytest.mark.slow
 def test_lbfgs_polish_lowers_the_loss_and_the_gradient_adam_left():
     model, x, y = sine_problem()
     key = jax.random.key(0)
@@ -336,6 +337,7 @@ def _two_sample_ks_holds(a, b, alpha=1e-3):
     return stats.ks_2samp(np.asarray(a), np.asarray(b)).pvalue > alpha
 
 
+@pytest.mark.slow
 def test_prior_draws_follow_the_prior_of_every_site_hierarchical_ones_included():
     """The reparameterized draw (Normal, HalfNormal from one block of standard normals;
     other distributions by their own sampler) against NumPyro's Predictive: a two-sample

@@ -316,6 +316,7 @@ def test_auto_chooses_the_ensemble_at_every_size_and_says_so():
         assert ("polished by L-BFGS" in choice.reason) == polished
 
 
+@pytest.mark.slow
 def test_fit_by_default_chooses_the_method_and_records_why(monkeypatch):
     """``brn.fit`` without a method runs ``auto``: the posterior names the concrete method
     and says why it was chosen (the report's method line carries it)."""
@@ -339,6 +340,7 @@ def test_fit_by_default_chooses_the_method_and_records_why(monkeypatch):
     assert polished.settings["polish"] == "lbfgs" and "L-BFGS" in workflow.describe_method(polished)
 
 
+@pytest.mark.slow
 def test_fit_accepts_a_dataset():
     ds = brn.problems.get("sine").sample(0, 12, 5)
     spec = brn.ResNetSpec(1, 1, width=3, num_layers=2)

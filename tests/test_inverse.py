@@ -224,6 +224,7 @@ def test_known_as_a_dataframe_gives_the_same_result(small):
     np.testing.assert_array_equal(again.theta(), result.theta())
 
 
+@pytest.mark.slow
 def test_extrapolation_flagged_outside_the_training_box():
     """Draws that disagree more the farther from the origin; training inputs in [−0.5, 0.5]³;
     observations that put ``a`` near 3: the posterior sits outside the box, where the
@@ -249,6 +250,7 @@ def test_extrapolation_flagged_outside_the_training_box():
     assert not result.extrapolates and result.extrapolation["outside_box"] < 0.05
 
 
+@pytest.mark.slow
 def test_elik_with_inferred_noise_and_discrepancy(small):
     """``elik``: the pointwise log likelihood is ``log (1/S) Σ_s p(y_m | θ, f_s)`` with the
     sd ``√(σ² + δ²)``; the weights ``w_s(θ)`` are the normalized likelihoods of the draws."""

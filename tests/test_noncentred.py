@@ -87,6 +87,7 @@ def test_noncentred_nuts_without_data_reproduces_the_prior(key):
     assert result.extra["num_divergences"] < 0.01 * 4 * 2000
 
 
+@pytest.mark.slow
 def test_fit_samples_noncentred_and_returns_the_coefficients():
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (20, 1))

@@ -91,6 +91,7 @@ def test_noise_draws_have_the_posterior_noise_scale(post):
     np.testing.assert_allclose(resid.std(axis=1), sigma, rtol=5 / np.sqrt(1.6e6))
 
 
+@pytest.mark.slow
 def test_map_fit_has_nonzero_predictive_interval():
     ds = brn.problems.get("sine").sample(0, 20, 5, noise=0.1)
     spec = brn.ResNetSpec(1, 1, width=3, num_layers=2)

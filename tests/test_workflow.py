@@ -13,6 +13,7 @@ import bayesresnet as brn
 from bayesresnet import calibration, diagnostics, plots, sites, workflow
 
 
+@pytest.mark.slow
 def test_student_t_report_nll_is_the_student_t_mixture():
     ds = brn.problems.get("sine").sample(0, 30, 25, noise=0.1)
     spec = brn.ResNetSpec(1, 1, width=4, num_layers=2, basis=brn.bases.Legendre(1))
