@@ -93,7 +93,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ensemble+lbfgs+sized": {"method": "ensemble", "options": {"polish": "lbfgs"}, "spec": None},
     # A third of the Adam steps before the polish (the Adam phase dominates at N >= 2 000):
     "ensemble+lbfgs+sized+short": {
-        "method": "ensemble", "options": {"polish": "lbfgs", "num_steps": 1000}, "spec": None,
+        "method": "ensemble",
+        "options": {"polish": "lbfgs", "num_steps": 1000},
+        "spec": None,
     },
     # What ``brn.fit(None, data)`` runs: method="auto" on the network sized by the rows:
     "auto": {"method": "auto", "spec": None},

@@ -111,7 +111,8 @@ def test_effective_noise_of_a_linear_model_solves_mackays_equation():
 
         expected = brentq(equation, 1e-3, 10.0, xtol=1e-10)
         assert refit.sigma[m, 0] == pytest.approx(expected, rel=1e-3)
-        assert refit.gamma[m, 0] == pytest.approx(gamma_closed_form(x, PRIOR_SD, expected), rel=1e-3)
+        gamma = gamma_closed_form(x, PRIOR_SD, expected)
+        assert refit.gamma[m, 0] == pytest.approx(gamma, rel=1e-3)
 
 
 def test_the_ensemble_replaces_each_members_noise_and_keeps_the_map_where_it_cannot(key):
