@@ -82,6 +82,38 @@ def test_the_fixed_point_of_several_outputs_matches_that_of_each_alone():
     assert 0 < gamma1[0] < 12
 
 
+def hat_gammas(jac, prior_sd, c):
+    """``γ_o`` from the hat matrix written out, each output's rows divided by ``c_o``."""
+    n, o, p = jac.shape
+    a = (jac / np.asarray(c)[None, :, None] * prior_sd).reshape(n * o, p)
+    hat = a @ np.linalg.solve(np.eye(p) + a.T @ a, a.T)
+    return np.diag(hat).reshape(n, o).sum(axis=0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0, 1e4])
+def test_the_root_is_found_where_the_plain_iteration_oscillates(scale):
+    # More weights than rows and a tight fit: γ nears N, where c ← √(rss/(N − γ)) swings
+    # around the root (at scale 1e4 it returned 3.8 for a root of 252).
+    rng = np.random.default_rng(6)
+    n, p = 20, 60
+    jac = scale * rng.normal(size=(n, 1, p))
+    ratio, gamma = _fixed_point(jac, np.ones(p), [float(n)], n)
+    assert gamma[0] == pytest.approx(hat_gammas(jac, np.ones(p), ratio)[0], rel=1e-6)
+    assert ratio[0] ** 2 * (n - gamma[0]) == pytest.approx(n, rel=1e-6)
+
+
+def test_several_outputs_each_solve_their_own_equation_in_both_forms():
+    rng = np.random.default_rng(7)
+    for n in (4, 30):  # N·O = 8 ≤ P = 12 (kernel form), then 60 > 12 (P × P form)
+        jac = rng.normal(size=(n, 2, 12)) * np.array([3.0, 0.5])[None, :, None]
+        rss = np.array([0.5 * n, 2.0 * n])
+        ratio, gamma = _fixed_point(jac, np.ones(12), rss, n)
+        assert not np.allclose(ratio, 1.0)
+        expected = hat_gammas(jac, np.ones(12), ratio)
+        np.testing.assert_allclose(gamma, expected, rtol=1e-6)
+        np.testing.assert_allclose(ratio**2 * (n - expected), rss, rtol=1e-5)
+
+
 def noisy_linear_model(x, y=None):
     theta = numpyro.sample("theta", dist.Normal(jnp.zeros(x.shape[1]), PRIOR_SD).to_event(1))
     sigma = numpyro.sample(sites.NOISE_SCALE, dist.HalfNormal(jnp.ones(1)).to_event(1))

@@ -12,7 +12,7 @@ points. Then
   (``Σ`` the noise covariance, the prior the Normal priors of the weights);
 * the noise variance that maximizes the evidence for that fit is ``RSS/(N − γ)``, not
   the MAP's ``RSS/N`` (MacKay 1992, eq. 2.20–2.22); as ``γ`` depends on the noise sd
-  the update is iterated to its fixed point.
+  the equation is solved for its root (:func:`_fixed_point`).
 
 With several outputs, each output ``o`` gets its own ``γ_o`` (its rows' share of the
 trace of the hat matrix) and ``σ_o² = RSS_o/(N − γ_o)``. Each member's own fit gives its
@@ -52,6 +52,7 @@ import numpyro.distributions as dist
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.infer.util import constrain_fn
+from scipy.optimize import brentq
 
 from bayesresnet import sites
 
@@ -119,24 +120,43 @@ def _gamma_function(jac_over_sd, prior_sd):
     return gamma_params
 
 
-def _fixed_point(jac_over_sd, prior_sd, rss, n: int, iterations: int = 20, rtol: float = 1e-4):
-    """``(c, γ)`` with ``c² = rss/(N − γ(c))``: the factor ``c`` on the MAP noise sd at which
-    MacKay's update is stationary (``γ`` is computed at the noise sd it implies; a larger
-    sd makes the data less precise and ``γ`` smaller).
+def _fixed_point(jac_over_sd, prior_sd, rss, n: int, sweeps: int = 20, rtol: float = 1e-6):
+    """``(c, γ)`` with ``c_o² (N − γ_o(c)) = rss_o``: the factor ``c`` on each output's MAP noise
+    sd at which MacKay's update is stationary, and ``γ`` there.
 
     ``jac_over_sd`` and ``rss`` (``Σ z²`` per output) are measured in the MAP's noise sd.
+    In ``s = c²`` the equation ``h(s) = s (N − γ(s)) − rss = 0`` is strictly increasing
+    (``h′ = N − Σ λᵢ² > 0``, ``λᵢ < 1`` the hat matrix's eigenvalues, ``Σ λᵢ = γ < N``), with
+    ``h(0) = −rss < 0`` and ``h ≥ 0`` at ``s = (rss + tr AᵀA)/N``: a bracketed root (Brent's
+    method) always exists, where the plain iteration ``c ← √(rss/(N − γ))`` oscillates once
+    ``γ`` nears ``N`` (more weights than data, a tight fit). Several outputs are solved one at
+    a time, the others held, until no factor moves by more than ``rtol``. Outputs with a
+    zero or non-finite ``rss`` keep ``c = 1`` (the MAP noise sd).
     """
-    ratio = np.ones(jac_over_sd.shape[1])
+    jac_over_sd = np.asarray(jac_over_sd, np.float64)
     rss = np.asarray(rss, np.float64)
+    num_out = jac_over_sd.shape[1]
     gamma_of = _gamma_function(jac_over_sd, prior_sd)
-    for _ in range(iterations):
-        gamma = gamma_of(ratio)
-        new = np.sqrt(rss / (n - gamma))
-        done = np.all(np.abs(new - ratio) <= rtol * ratio)
-        ratio = new
-        if done:
+    scaled = jac_over_sd * np.asarray(prior_sd, np.float64)
+    trace = np.einsum("nop,nop->o", scaled, scaled)  # tr(A_oᵀ A_o) = Σ μ at c = 1
+    ratio = np.ones(num_out)
+    solvable = np.isfinite(rss) & (rss > 0) & np.isfinite(trace)
+    for _ in range(sweeps if num_out > 1 else 1):
+        before = ratio.copy()
+        for o in np.flatnonzero(solvable):
+
+            def h(s, o=o):
+                if s <= 0.0:  # the limit: s (N − γ) → 0
+                    return -rss[o]
+                c = ratio.copy()
+                c[o] = np.sqrt(s)
+                return s * (n - gamma_of(c)[o]) - rss[o]
+
+            upper = (rss[o] + trace[o]) / n * (1 + 1e-9) + 1e-300
+            ratio[o] = np.sqrt(brentq(h, 0.0, upper, xtol=1e-14, rtol=1e-12))
+        if np.all(np.abs(ratio - before) <= rtol * ratio):
             break
-    return ratio, gamma
+    return ratio, gamma_of(ratio)
 
 
 def _normal_base(fn):
@@ -227,7 +247,8 @@ def effective_noise(model, x, y, params: dict, *, bootstrap: bool = False) -> No
     for jac, prior_sd, rss, noise in zip(jacs, prior_sds, rsss, noises, strict=True):
         ratio, g = _fixed_point(jac, prior_sd, rss, x.shape[0])
         map_sigma.append(np.asarray(noise, np.float64))
-        sigma.append(map_sigma[-1] * ratio)
+        new = map_sigma[-1] * ratio
+        sigma.append(np.where(np.isfinite(new) & (new > 0), new, map_sigma[-1]))  # else MAP
         gamma.append(g)
     return NoiseRefit(
         np.stack(sigma), np.stack(map_sigma), np.stack(gamma),
