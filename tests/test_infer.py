@@ -307,7 +307,7 @@ def test_fit_errors():
 def test_auto_chooses_the_ensemble_at_every_size_and_says_so():
     spec = brn.ResNetSpec(8, 1, width=8, num_layers=8, basis=brn.bases.Cubic())
     p = brn.num_params(spec)
-    for rows in (20, 200, 999, 1000, 2000, 100_000):  # the sizes of issue 22 and beyond
+    for rows in (20, 200, 499, 500, 1000, 2000, 100_000):  # the sizes of issue 22 and beyond
         choice = brn.infer.choose_method(rows, spec)
         assert choice.method == "ensemble"
         assert f"{rows} training rows, {p} parameters" in choice.reason

@@ -242,7 +242,7 @@ def fit(
             Series' name) become the output names.
         method: ``"auto"`` (default), ``"nuts"``, ``"mclmc"``, ``"svi"``, ``"ensemble"``.
             ``"auto"``: the deep ensemble at its defaults, polished by L-BFGS from
-            1 000 rows (:func:`~bayesresnet.infer.auto.choose_method`, with the
+            500 rows (:func:`~bayesresnet.infer.auto.choose_method`, with the
             measurements behind it); ``post.method`` is the one that ran,
             ``post.settings["method_choice"]`` says why.
         seed: seed of every random choice of the run.
