@@ -85,14 +85,20 @@ def effective_parameters(jac_over_sd: np.ndarray, prior_sd: np.ndarray) -> np.nd
     of output ``o``: ``tr((I + AᵀA)⁻¹ A_oᵀA_o)``, or in the ``N·O × N·O`` form when that is
     smaller. Computed in float64.
     """
-    return _gamma_function(jac_over_sd, prior_sd)(np.ones(jac_over_sd.shape[1]))
+    a = _scaled(jac_over_sd, prior_sd)
+    return _gamma_function(a)(np.ones(a.shape[1]))
 
 
-def _gamma_function(jac_over_sd, prior_sd):
-    """``γ(c) [O]``: :func:`effective_parameters` with each output's noise sd multiplied by
-    ``c [O]``; the products of the Jacobian are formed once."""
-    n, o, p = jac_over_sd.shape
-    a = np.asarray(jac_over_sd, dtype=np.float64) * np.asarray(prior_sd, np.float64)
+def _scaled(jac_over_sd, prior_sd) -> np.ndarray:
+    """``A = J Σ⁻¹ᐟ² S`` ``[N, O, P]`` in float64: the Jacobian in units of the prior sds."""
+    return np.asarray(jac_over_sd, dtype=np.float64) * np.asarray(prior_sd, np.float64)
+
+
+def _gamma_function(a: np.ndarray):
+    """``γ(c) [O]``: :func:`effective_parameters` of ``A`` ``[N, O, P]`` (:func:`_scaled`)
+    with each output's noise sd multiplied by ``c [O]``; the products of ``A`` are formed
+    once."""
+    n, o, p = a.shape
     if o == 1:  # one output: γ(c) = Σ (μ/c²)/(1 + μ/c²) from one eigensolve
         flat = a[:, 0]
         mu = np.linalg.eigvalsh(flat @ flat.T if n <= p else flat.T @ flat)
@@ -133,12 +139,11 @@ def _fixed_point(jac_over_sd, prior_sd, rss, n: int, sweeps: int = 20, rtol: flo
     a time, the others held, until no factor moves by more than ``rtol``. Outputs with a
     zero or non-finite ``rss`` keep ``c = 1`` (the MAP noise sd).
     """
-    jac_over_sd = np.asarray(jac_over_sd, np.float64)
+    a = _scaled(jac_over_sd, prior_sd)
     rss = np.asarray(rss, np.float64)
-    num_out = jac_over_sd.shape[1]
-    gamma_of = _gamma_function(jac_over_sd, prior_sd)
-    scaled = jac_over_sd * np.asarray(prior_sd, np.float64)
-    trace = np.einsum("nop,nop->o", scaled, scaled)  # tr(A_oᵀ A_o) = Σ μ at c = 1
+    num_out = a.shape[1]
+    gamma_of = _gamma_function(a)
+    trace = np.einsum("nop,nop->o", a, a)  # tr(A_oᵀ A_o) = Σ μ at c = 1
     ratio = np.ones(num_out)
     solvable = np.isfinite(rss) & (rss > 0) & np.isfinite(trace)
     for _ in range(sweeps if num_out > 1 else 1):
@@ -159,6 +164,19 @@ def _fixed_point(jac_over_sd, prior_sd, rss, n: int, sweeps: int = 20, rtol: flo
     return ratio, gamma_of(ratio)
 
 
+def _trace_at(model, values, x, y):
+    """The model's trace with its latent sites set to ``values``."""
+    return handlers.trace(handlers.substitute(model, data=values)).get_trace(x, y)
+
+
+def _observation(trace):
+    """``(loc, scale)`` of the Normal likelihood at :data:`~bayesresnet.sites.OBS`, each
+    broadcast to the observations' shape ``[N, O]``."""
+    base = _normal_base(trace[sites.OBS]["fn"])
+    shape = trace[sites.OBS]["value"].shape
+    return jnp.broadcast_to(base.loc, shape), jnp.broadcast_to(base.scale, shape)
+
+
 def _normal_base(fn):
     base = fn.base_dist if isinstance(fn, dist.Independent) else fn
     return base if type(base) is dist.Normal else None
@@ -171,8 +189,7 @@ def _structure(model, x, y, u):
     found = {}
 
     def probe(u):
-        values = constrain_fn(model, (x, y), {}, u)
-        trace = handlers.trace(handlers.substitute(model, data=values)).get_trace(x, y)
+        trace = _trace_at(model, constrain_fn(model, (x, y), {}, u), x, y)
         found["normal"] = [
             (name, int(np.prod(site["value"].shape)))
             for name, site in trace.items()
@@ -222,21 +239,19 @@ def effective_noise(model, x, y, params: dict, *, bootstrap: bool = False) -> No
             f"{MAX_JACOBIAN_ENTRIES:,}",
         )  # fmt: skip
 
-    def obs_of(values):
-        tr = handlers.trace(handlers.substitute(model, data=values)).get_trace(x, y)
-        base = _normal_base(tr[sites.OBS]["fn"])
-        shape = tr[sites.OBS]["value"].shape
-        return jnp.broadcast_to(base.loc, shape), jnp.broadcast_to(base.scale, shape)
-
     def member(u):
         values = constrain_fn(model, (x, y), {}, u)
-        tr = handlers.trace(handlers.substitute(model, data=values)).get_trace(x, y)
+        tr = _trace_at(model, values, x, y)
         theta, unravel = ravel_pytree({k: values[k] for k in normal})
         prior_sd, _ = ravel_pytree(
             {k: jnp.broadcast_to(_normal_base(tr[k]["fn"]).scale, values[k].shape) for k in normal}
         )
-        loc, scale = obs_of(values)
-        jac = jax.jacfwd(lambda t: obs_of(values | unravel(t))[0])(theta)  # [N, O, P]
+        loc, scale = _observation(tr)
+
+        def loc_at(t):  # [N, O]: the noise-free output with the Normal sites at t
+            return _observation(_trace_at(model, values | unravel(t), x, y))[0]
+
+        jac = jax.jacfwd(loc_at)(theta)  # [N, O, P]
         z = (y - loc) / scale
         return jac / scale[..., None], prior_sd, jnp.sum(z**2, axis=0), values[sites.NOISE_SCALE]
 
