@@ -208,3 +208,34 @@ def test_the_refit_runs_on_every_member_at_once_without_recompiling_per_member(k
     }
     effective_noise(counted, x, y, params)
     assert len(calls) < 10  # a handful of abstract traces, not one per member and site
+
+
+def test_the_row_by_row_jacobian_is_the_jacobian_of_the_network(key):
+    # The re-estimate forms J row by row (reverse mode per row); forward mode over the whole
+    # batch is the reference. Two outputs, ARD, log-transformed inputs and outputs.
+    from numpyro.infer.util import constrain_fn
+
+    from bayesresnet.infer.core import sample_prior_unconstrained
+    from bayesresnet.infer.noise import _observation, _row_jacobian, _structure, _trace_at
+    from bayesresnet.model import fit_scaler, make_model
+
+    rng = np.random.default_rng(5)
+    x = rng.uniform(1.0, 100.0, size=(30, 3))
+    y = np.stack([np.log(x).sum(axis=1), np.exp(-x[:, 0] / 50)], axis=1) + 0.1
+    spec = brn.ResNetSpec(3, 2, width=4, num_layers=3, basis=brn.bases.Cubic())
+    scaler = fit_scaler(x, y, x_log=[True, True, False], y_log=[False, True])
+    model = make_model(spec, brn.PriorSpec(ard=True), scaler)
+    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+    u = jax.tree_util.tree_map(lambda v: v[0], sample_prior_unconstrained(key, model, x, y, 1))
+    names, num_params = _structure(model, x, y, u)
+    values = constrain_fn(model, (x, y), {}, u)
+    theta, unravel = jax.flatten_util.ravel_pytree({k: values[k] for k in names})
+
+    def loc_at(t):
+        return _observation(_trace_at(model, values | unravel(t), x, y))[0]
+
+    expected = jax.jacfwd(loc_at)(theta)
+    got = _row_jacobian(model, values, names, x, y)
+    assert got.shape == (30, 2, num_params) == expected.shape
+    assert float(jnp.abs(expected).max()) > 0.1  # a Jacobian that says something
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * float(jnp.abs(expected).max()))
