@@ -200,3 +200,73 @@ def test_a_run_restarts_a_stuck_chain_warns_and_records_it(key, monkeypatch):
     assert result.extra["restarted_chains"] == [1]
     step = result.sample_stats["step_size"][:, 0]
     assert step[1] > 0 and step[1] in (step[0], step[2])
+
+
+def _stiff_gaussian(scales):
+    """Log density of a centred Gaussian with the given sds (one stiff direction)."""
+    scales = jnp.asarray(scales)
+
+    def log_density(z):
+        return -0.5 * jnp.sum((z / scales) ** 2)
+
+    return log_density
+
+
+def _mean_square_energy(kernel, log_density, state, params, key, steps=400):
+    def one(state, k):
+        state, info = kernel(
+            k, state, log_density, params.inverse_mass_matrix, params.L, params.step_size
+        )
+        return state, info.energy_change
+
+    return float(jnp.mean(jax.lax.scan(one, state, jax.random.split(key, steps))[1] ** 2))
+
+
+def test_the_step_size_check_cuts_a_step_above_the_energy_target_and_keeps_one_below(key):
+    """On a 10-d Gaussian with one sd of 0.05, a step size of 1.0 runs far above the
+    energy-error target (the negative control); the check cuts it until a fresh run sits
+    within 10× the target, and a step size already below it is left as it is."""
+    import blackjax
+    from blackjax.adaptation.mclmc_adaptation import MCLMCAdaptationState
+
+    from bayesresnet.infer.mclmc import ENERGY_CHECK_ROUNDS, energy_checked_step_size
+
+    dim, desired = 10, 5e-4
+    log_density = _stiff_gaussian([0.05] + [1.0] * (dim - 1))
+    kernel = blackjax.mcmc.mclmc.build_kernel()
+    state = blackjax.mcmc.mclmc.init(jnp.full(dim, 0.1), log_density, key)
+    k_check, k_before, k_after = jax.random.split(key, 3)
+
+    def params(step):
+        return MCLMCAdaptationState(jnp.sqrt(dim), jnp.asarray(step), jnp.ones(dim))
+
+    before = _mean_square_energy(kernel, log_density, state, params(1.0), k_before) / dim
+    assert before > 100 * desired  # the control: this step size is far too large
+    state2, checked, ratios = energy_checked_step_size(
+        kernel, log_density, state, params(1.0), k_check, 100, dim, desired
+    )
+    assert ratios.shape == (ENERGY_CHECK_ROUNDS,) and float(ratios[0]) > 1
+    assert float(checked.step_size) < 1.0
+    after = _mean_square_energy(kernel, log_density, state2, checked, k_after) / dim
+    assert after < 10 * desired, (float(checked.step_size), after)
+    # Below the target: never raised.
+    _, kept, ratios = energy_checked_step_size(
+        kernel, log_density, state, params(1e-3), k_check, 100, dim, desired
+    )
+    assert float(kept.step_size) == pytest.approx(1e-3) and np.all(np.asarray(ratios) <= 1)
+
+
+def test_the_step_size_check_runs_inside_the_warm_up_and_only_where_it_applies(key):
+    from bayesresnet.infer.mclmc import ENERGY_CHECK_ROUNDS, energy_check_steps
+
+    assert energy_check_steps(MCLMCConfig()) == 100  # 2 000 warm-up steps: 4 × 100 of them
+    assert energy_check_steps(MCLMCConfig(num_warmup=199)) == 0  # rounds under 10 steps
+    assert energy_check_steps(MCLMCConfig(step_size=0.1)) == 0  # the user's step size
+    assert energy_check_steps(MCLMCConfig(variant="adjusted")) == 0
+    x, y = linear_data()
+    config = MCLMCConfig(num_chains=2, num_warmup=200, num_samples=10, init_steps=50)
+    result = run_mclmc(key, linear_model, x, y, config)
+    assert np.asarray(result.extra["energy_check_ratio"]).shape == (2, ENERGY_CHECK_ROUNDS)
+    fixed = run_mclmc(key, linear_model, x, y, MCLMCConfig(**{**config.__dict__, "step_size": 0.1}))
+    assert "energy_check_ratio" not in fixed.extra
+    assert np.all(fixed.sample_stats["step_size"] == pytest.approx(0.1))
