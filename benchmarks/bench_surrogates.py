@@ -97,6 +97,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "options": {"polish": "lbfgs", "num_steps": 1000},
         "spec": None,
     },
+    # Half the members (the Adam phase and the polish cost about M times one fit):
+    "ensemble+lbfgs+sized+m4": {
+        "method": "ensemble",
+        "options": {"polish": "lbfgs", "num_members": 4},
+        "spec": None,
+    },
     # What ``brn.fit(None, data)`` runs: method="auto" on the network sized by the rows:
     "auto": {"method": "auto", "spec": None},
 }
