@@ -256,6 +256,7 @@ def test_the_step_size_check_cuts_a_step_above_the_energy_target_and_keeps_one_b
     assert float(kept.step_size) == pytest.approx(1e-3) and np.all(np.asarray(ratios) <= 1)
 
 
+@pytest.mark.slow
 def test_the_step_size_check_runs_inside_the_warm_up_and_only_where_it_applies(key):
     from bayesresnet.infer.mclmc import ENERGY_CHECK_ROUNDS, energy_check_steps
 

@@ -210,6 +210,7 @@ def test_the_refit_runs_on_every_member_at_once_without_recompiling_per_member(k
     assert len(calls) < 10  # a handful of abstract traces, not one per member and site
 
 
+@pytest.mark.slow
 def test_the_row_by_row_jacobian_is_the_jacobian_of_the_network(key):
     # The re-estimate forms J row by row (reverse mode per row); forward mode over the whole
     # batch is the reference. Two outputs, ARD, log-transformed inputs and outputs.
