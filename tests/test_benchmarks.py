@@ -264,3 +264,16 @@ def test_surrogates_figure_of_one_point_draws_without_a_warning(tmp_path, total_
     results = {"rows": [row | {"total_s": total_s}], "gp_ran_at": []}
     bench_surrogates.plot(results, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_nuts_geometry_checks_its_cases_and_never_overwrites(tmp_path, capsys):
+    import nuts_geometry
+
+    with pytest.raises(SystemExit):
+        nuts_geometry.main(["--cases", "free,steep", "--out", str(tmp_path / "a.json")])
+    assert "unknown case(s) ['steep']" in capsys.readouterr().err
+    (tmp_path / "b.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        nuts_geometry.main(["--cases", "free", "--out", str(tmp_path / "b.json")])
+    assert "exists" in capsys.readouterr().err
+    assert (tmp_path / "b.json").read_text() == "{}"
