@@ -100,7 +100,7 @@ def measure(name: str) -> dict:
     row = {
         "case": name,
         "wall_s": time.perf_counter() - start,
-        "share_at_cap": float(np.mean(np.asarray(stats["tree_depth"]) >= MAX_TREE_DEPTH)),
+        "share_at_cap": brn.diagnostics.tree_depth_saturation(result),
         "median_steps": float(np.median(stats["n_steps"])),
         "step_size": float(np.mean(stats["step_size"])),
     }

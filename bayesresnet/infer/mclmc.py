@@ -104,8 +104,8 @@ class MCLMCConfig:
         desired_energy_var: target energy-error variance per dimension of the
             unadjusted tuner (smaller: smaller steps, less bias). The last
             :data:`ENERGY_CHECK_SHARE` of ``num_warmup`` checks the tuned step size
-            against it and shrinks it where the measured variance is above it
-            (:func:`energy_checked_step_size`).
+            against it and shrinks it where the measured variance is above
+            :data:`MCLMC_ENERGY_VAR_FACTOR` times it (:func:`energy_checked_step_size`).
         target_accept_prob: target acceptance rate of the adjusted variant's tuner.
         diagonal_preconditioning: tune a diagonal preconditioner.
         init_steps: Adam steps of each MAP fit.
