@@ -25,7 +25,8 @@ test: install
 	$(PYTEST); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-# The fast tier (under two minutes): everything but the statistical tests.
+# The fast tier (under two minutes on 2 cores): everything but the tests marked slow, the
+# statistical ones and those that fit, compile or render for more than about 2 s.
 test-fast: install
 	$(PYTEST) -m "not slow"
 

@@ -26,6 +26,7 @@ def data(num=12, d=3, seed=0):
     return x, np.sin(2 * x[:, :1]) + 0.1 * rng.normal(size=(num, 1))
 
 
+@pytest.mark.slow
 def test_ard_adds_one_scale_per_input(key):
     x, y = data()
     tr = handlers.trace(handlers.seed(brn.make_model(SPEC, ARD, brn.fit_scaler(x, y)), key))
@@ -38,6 +39,7 @@ def test_ard_adds_one_scale_per_input(key):
     assert sites.ARD_SCALE not in without.get_trace(x, y)
 
 
+@pytest.mark.slow
 def test_ard_scale_multiplies_the_prior_sd_of_its_inputs_weights(key):
     """Row ``j`` of the input weights has prior sd ``input_scale/√d · λ_j``."""
     x, y = data()
@@ -52,6 +54,7 @@ def test_ard_scale_multiplies_the_prior_sd_of_its_inputs_weights(key):
     assert prior_scales(SPEC, prior)[sites.INPUT_WEIGHT] == pytest.approx(2.0 / np.sqrt(3))
 
 
+@pytest.mark.slow
 def test_tiny_ard_scale_makes_prior_functions_flat_along_that_input(key):
     """Prior draws of the network with ``λ_2 = 1e-6`` do not vary along ``x_2``: moving
     ``x_2`` across its whole range changes ``f`` by < 1e-4 of what moving ``x_1`` does."""
@@ -75,6 +78,7 @@ def test_tiny_ard_scale_makes_prior_functions_flat_along_that_input(key):
     assert spread[1] < 1e-4 * spread[0]
 
 
+@pytest.mark.slow
 def test_noncentred_input_weights_under_ard(key):
     """With ``ard=True`` the input weights are non-centred too: the same density up to
     the Jacobian ``Σ log(s·λ_j)``, and ``input_weight`` is the deterministic site."""
@@ -161,6 +165,7 @@ def test_relevance_survives_save_and_load(tiny_posts, tmp_path):
     assert loaded.relevance().equals(post.relevance())
 
 
+@pytest.mark.slow
 def test_relevance_keeps_dataframe_input_names():
     import pandas as pd
 
@@ -194,6 +199,7 @@ def test_report_section_renders_the_relevance(tiny_posts):
     assert page.count("<tr>") == 1 + 3  # header and one row per input
 
 
+@pytest.mark.slow
 def test_run_report_has_the_relevance_section_only_with_ard(tiny_posts):
     analysis = workflow.analyze(tiny_posts[True], name="ard")
     assert [r["input"] for r in analysis.metrics["relevance"]["table"]] == ["x1", "x2", "x3"]

@@ -89,6 +89,7 @@ def test_piecewise_linear_interpolates_knot_values():
     np.testing.assert_allclose(bases.PiecewiseLinear(5).evaluate(knots), np.eye(5), atol=1e-12)
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(
     st.sampled_from(CONTINUOUS + [bases.PerLayer()]),

@@ -82,6 +82,7 @@ def test_gradient_counts_come_from_each_methods_engine():
 # --------------------------------------------------------------------------- bench_surrogates
 
 
+@pytest.mark.slow
 def test_surrogates_tiny_run_scores_the_gp_and_the_control_loses_to_it(tmp_path):
     """``--tiny``: sine, N = 50, both noise levels; the GP and the control (no network)."""
     import bench_surrogates
@@ -110,6 +111,7 @@ def test_surrogates_tiny_run_scores_the_gp_and_the_control_loses_to_it(tmp_path)
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_surrogates_tiny_run_fits_a_bayesresnet_variant(tmp_path):
     """A tiny ensemble through ``brn.fit``: scored, timed, with its verdict and settings."""
     import bench_surrogates
@@ -225,6 +227,7 @@ def test_surrogate_variants_build_the_fit_arguments():
         bs.check_variant("y", {"method": "laplace"})
 
 
+@pytest.mark.slow
 def test_surrogates_combine_joins_disjoint_runs_and_refuses_overlaps(tmp_path, capsys):
     import bench_surrogates
 

@@ -87,6 +87,7 @@ def calibrated(run, obs_csv, tmp_path_factory):
 # -------------------------------------------------------------------------- the command
 
 
+@pytest.mark.slow
 def test_calibrate_writes_readable_files_equal_to_the_library(run, obs_csv, calibrated):
     out, err = calibrated
     assert "calibrating x4, x5 from 8 observations of y" in err
@@ -180,6 +181,7 @@ def test_plugin_recovers_the_truth_and_its_page_says_it_is_over_confident(run, t
     assert "over-confident" in page and "ignores the surrogate&#x27;s own uncertainty" in page
 
 
+@pytest.mark.slow
 def test_calibrate_writes_into_the_run_folder_which_stays_replaceable(run, obs_csv, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
@@ -251,6 +253,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("case", "pattern"), BAD, ids=[f"bad{i}" for i in range(len(BAD))])
 def test_bad_input_is_one_line_exit_2_before_any_sampling(
     run, obs_csv, tmp_path, case, pattern, capsys, monkeypatch
@@ -275,6 +278,7 @@ def test_bad_input_is_one_line_exit_2_before_any_sampling(
     assert sorted(p.name for p in run.iterdir()) == before  # nothing written
 
 
+@pytest.mark.slow
 def test_out_a_file_is_refused_before_any_work(run, obs_csv, tmp_path, capsys, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the run was loaded before the output path was checked")
@@ -291,6 +295,7 @@ def test_out_a_file_is_refused_before_any_work(run, obs_csv, tmp_path, capsys, m
     assert "calibration.json is a folder" in one_line_error(capsys)
 
 
+@pytest.mark.slow
 def test_missing_run_folder_is_one_line_exit_2_naming_it(obs_csv, tmp_path, capsys):
     missing = tmp_path / "nope"
     assert _calibrate(missing, obs_csv, *SMALL, "--out", tmp_path / "out") == 2
@@ -317,6 +322,7 @@ def test_help_documents_the_command(capsys):
         assert words in text, words
 
 
+@pytest.mark.slow
 def test_the_page_escapes_every_text(calibrated):
     out, _ = calibrated
     record = json.loads((out / "calibration.json").read_text())
@@ -330,6 +336,7 @@ def test_the_page_escapes_every_text(calibrated):
     assert "&lt;b&gt;x4&lt;/b&gt;" in page and "&lt;i&gt;run&lt;/i&gt;" in page
 
 
+@pytest.mark.slow
 def test_the_check_line_and_the_pages_status_say_what_needs_a_second_look(calibrated):
     out, _ = calibrated
     record = json.loads((out / "calibration.json").read_text())
@@ -348,6 +355,7 @@ def test_the_check_line_and_the_pages_status_say_what_needs_a_second_look(calibr
     assert '<span class="verdict warn">' in report.render_calibrate_html(record, {}, title="t")
 
 
+@pytest.mark.slow
 def test_the_page_renders_without_broken_images_or_sideways_scrolling(calibrated, tmp_path):
     out, _ = calibrated
     page = (out / "calibration.html").read_text()

@@ -54,6 +54,7 @@ def runs(tmp_path_factory):
     return root, out
 
 
+@pytest.mark.slow
 def test_fit_writes_a_complete_run_folder(runs):
     _, out = runs
     folder = out["cubic"]
@@ -77,6 +78,7 @@ def test_fit_writes_a_complete_run_folder(runs):
     assert all(float(r["y_lower90"]) <= float(r["y_upper90"]) for r in rows)
 
 
+@pytest.mark.slow
 def test_existing_folder_is_not_overwritten_without_flag(runs, capsys):
     root, out = runs
     assert run_main(["fit", root / "cubic.toml", "--out", out["cubic"], "--quiet"]) == 2
@@ -84,6 +86,7 @@ def test_existing_folder_is_not_overwritten_without_flag(runs, capsys):
     assert re.search(pattern, one_line_error(capsys))
 
 
+@pytest.mark.slow
 def test_interrupted_fit_leaves_no_files(runs, monkeypatch):
     root, _ = runs
     target = root / "interrupted"
@@ -97,6 +100,7 @@ def test_interrupted_fit_leaves_no_files(runs, monkeypatch):
     assert not [p for p in root.iterdir() if p.name.startswith(".interrupted")]
 
 
+@pytest.mark.slow
 def test_report_rerenders(runs):
     _, out = runs
     folder = out["cubic"]
@@ -105,6 +109,7 @@ def test_report_rerenders(runs):
     assert (folder / "report.html").read_text().startswith("<!DOCTYPE html>")
 
 
+@pytest.mark.slow
 def test_predict_from_csv(runs, tmp_path, capsys):
     _, out = runs
     x = tmp_path / "x.csv"
@@ -133,6 +138,7 @@ def test_predict_from_csv(runs, tmp_path, capsys):
     assert re.search(r"^error: .*lacks the input column\(s\) \['x'\]", one_line_error(capsys))
 
 
+@pytest.mark.slow
 def test_compare_two_runs(runs, capsys):
     root, out = runs
     page = root / "comparison.html"
@@ -170,6 +176,7 @@ def test_spec_error_names_key_and_line(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_problems_and_entry_point():
     out = subprocess.run(
         [sys.executable, "-m", "bayesresnet", "problems"],
@@ -217,6 +224,7 @@ def csv_run(tmp_path_factory):
     return root / "run"
 
 
+@pytest.mark.slow
 def test_ensemble_on_csv_data_gets_its_run_folder(csv_run):
     # Regression: LOO-PIT of an ensemble summed PSIS weights to 1 + 2e-16, the analysis
     # crashed on "`pit_values` must lie in [0, 1]" and no run folder was written.
@@ -235,6 +243,7 @@ def test_ensemble_on_csv_data_gets_its_run_folder(csv_run):
     }
 
 
+@pytest.mark.slow
 def test_failed_analysis_keeps_the_fit_and_report_retries(tmp_path, monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("analysis broke")
@@ -397,6 +406,7 @@ def _write(path, text):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_user_errors_are_one_line_with_exit_status_2(case, tmp_path, csv_run, capsys):
     make_args, pattern = BAD_INPUTS[case]
@@ -430,6 +440,7 @@ def test_constant_output_is_warned_about_before_the_fit_and_bugs_keep_tracebacks
     assert re.search(r"^warning: training output column 0 \('y'\) .* is constant", err, re.M)
 
 
+@pytest.mark.slow
 def test_a_failed_verdict_exits_3_after_writing_everything_and_quiet_still_shows_it(
     tmp_path, monkeypatch, capsys
 ):
@@ -455,6 +466,7 @@ def test_fit_help_documents_the_exit_statuses():
 # --------------------------------------------------- predict by name, extrapolation, compare
 
 
+@pytest.mark.slow
 def test_predict_matches_csv_columns_by_name_and_flags_extrapolation(runs, tmp_path, capsys):
     _, out = runs
     post = __import__("bayesresnet").load(out["cubic"] / "posterior.npz")
@@ -513,6 +525,7 @@ def other_runs(runs):
     return folders
 
 
+@pytest.mark.slow
 def test_compare_refuses_runs_fitted_to_different_data(runs, other_runs, capsys):
     root, out = runs
     page = root / "refused.html"
@@ -533,6 +546,7 @@ def test_compare_refuses_runs_fitted_to_different_data(runs, other_runs, capsys)
     assert not page.exists()
 
 
+@pytest.mark.slow
 def test_compare_with_force_shows_a_banner_and_does_not_crash(runs, other_runs, capsys):
     root, out = runs
     page = root / "forced.html"

@@ -139,6 +139,7 @@ def quadratic_data(rows: int = 12):
     return jnp.asarray(x), jnp.asarray(x @ np.array([1.0, -1.0], np.float32))
 
 
+@pytest.mark.slow
 def test_map_start_keeps_the_lowest_losses_and_names_the_fix():
     x, y = quadratic_data()
     key = jax.random.key(0)
@@ -175,14 +176,11 @@ def test_a_users_optax_optimizer_is_the_one_used():
 
 
 @pytest.mark.filterwarnings("ignore:.*had not converged:RuntimeWarning")  # 60 steps
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "method",
-    [  # the ensemble trains with train_members directly; NUTS and SVI start from it
-        "ensemble",
-        pytest.param("ensemble_lbfgs", marks=pytest.mark.slow),
-        pytest.param("nuts", marks=pytest.mark.slow),
-        pytest.param("svi", marks=pytest.mark.slow),
-    ],
+    # the ensemble trains with train_members directly; NUTS and SVI start from it
+    ["ensemble", "ensemble_lbfgs", "nuts", "svi"],
 )
 def test_draws_are_the_same_with_progress_shown_or_not(method, capsys):
     """Progress decides what is printed, never the compiled blocks: bit-identical draws.
@@ -271,6 +269,7 @@ def quadratic_optimum(x, y) -> np.ndarray:
     return np.linalg.solve(x.T @ x / 0.25 + np.eye(2), x.T @ y / 0.25)
 
 
+@pytest.mark.slow
 def test_each_member_stops_on_its_own_and_stopped_members_are_held():
     """A member at its optimum stops before the first iteration and is never moved (the
     mask), while another goes on until a tolerance stops it."""
@@ -317,6 +316,7 @@ def test_bad_polish_settings_are_named():
         SVIConfig(init_polish_steps=10.0)
 
 
+@pytest.mark.slow
 def test_map_start_polishes_its_fits():
     x, y = quadratic_data()
     key = jax.random.key(0)

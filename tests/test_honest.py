@@ -48,6 +48,7 @@ def test_fit_keeps_the_column_names_of_dataframes(post, tmp_path):
     assert brn.load(post.save(tmp_path / "p.npz")).input_names == ("b", "a")
 
 
+@pytest.mark.slow
 def test_fit_takes_the_name_of_a_series_and_defaults_for_arrays(frames):
     x, y = frames
     named = _fit(x.to_numpy(), y["flow"])

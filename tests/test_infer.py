@@ -55,6 +55,7 @@ def test_ensemble_members_reach_the_map(key):
     assert result.samples["theta"].shape == (1, 6, 2)
 
 
+@pytest.mark.slow
 def test_bootstrap_members_are_weighted_maps(key):
     x, y = linear_data()
     config = EnsembleConfig(num_members=4, num_steps=3000, bootstrap=True)
@@ -78,6 +79,7 @@ def test_anchored_members_are_anchored_maps(key):
         np.testing.assert_allclose(result.samples["theta"][0, m], expected, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_polish_finishes_each_member_at_its_own_bootstrap_anchored_map(key):
     """30 Adam steps leave members far off; L-BFGS on each member's own loss (its bootstrap
     weights and anchor) lands on that member's closed-form MAP, and the record says so."""
@@ -174,6 +176,7 @@ def test_svi_recovers_gaussian_posterior(guide, key):
     assert result.extra["loss_history"].ndim == 1
 
 
+@pytest.mark.slow
 def test_svi_map_guide_gives_one_draw_at_the_mode(key):
     x, y = linear_data()
     result = run_svi(key, linear_model, x, y, SVIConfig(guide="map", num_steps=3000, tol=0.0))
@@ -371,6 +374,7 @@ def test_svi_rising_loss_is_not_convergence():
     assert not _plateaued(40.0, 50.0, n, tol)  # rose: not converged, keep optimizing
 
 
+@pytest.mark.slow
 def test_member_handlers_weight_the_likelihood_and_recentre_normal_priors(key):
     from bayesresnet.infer.core import anchor_prior, member_model
 
@@ -400,6 +404,7 @@ def test_member_handlers_weight_the_likelihood_and_recentre_normal_priors(key):
     assert type(anchored[sites.NOISE_SCALE]["fn"].base_dist).__name__ == "HalfNormal"
 
 
+@pytest.mark.slow
 def test_svi_uses_a_users_optax_optimizer(key):
     """With a zero learning rate the point-mass guide stays where it started (the prior
     median): 10 steps and 50 give the same draw; the default optimizer moves it."""
@@ -432,6 +437,7 @@ def test_every_method_is_an_engine_in_the_registry():
         assert engine.chains == (name in ("nuts", "mclmc"))
 
 
+@pytest.mark.slow
 def test_convergence_dispatches_through_the_registry(monkeypatch):
     """The diagnostics take a method's checks from its engine, not from a branch per name."""
     x = np.linspace(-1, 1, 6)[:, None]
@@ -456,6 +462,7 @@ def test_nuts_kernel_is_a_sampling_algorithm(key):
     assert np.isfinite(float(info.energy)) and not bool(info.diverging)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("min_precision", "judged"), [(1.0, "pass"), (1e4, "warn")])
 def test_laplace_draws_get_a_pareto_khat(min_precision, judged, key):
     """The Laplace guide trains as a point mass but draws from N(MAP, H⁻¹): its draws have

@@ -98,6 +98,7 @@ def test_ctrl_c_during_nuts_sampling_exits_cleanly(tmp_path):
     assert not list(tmp_path.glob("core*"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_the_lbfgs_polish_stops_after_its_block(monkeypatch, capsys):
     """A SIGINT that arrives while a compiled block of L-BFGS iterations runs is raised
     once that block has finished, after its progress line, not inside XLA."""

@@ -214,6 +214,7 @@ def test_surrogate_share_is_the_variance_of_component_means(small):
     assert ((0 < expected) & (expected < 1)).all()
 
 
+@pytest.mark.slow
 def test_known_as_a_dataframe_gives_the_same_result(small):
     sd, known, y, sigma, result = small
     frame = pd.DataFrame({"k": known[:, 0], "unused": 0.0})
@@ -281,6 +282,7 @@ def test_elik_with_inferred_noise_and_discrepancy(small):
     assert result.idata.sample_stats["surrogate_draw"].values.max() < 3
 
 
+@pytest.mark.slow
 def test_plugin_uses_the_mean_function_and_says_so(small):
     sd, known, y, sigma, _ = small
     result = inverse.calibrate(

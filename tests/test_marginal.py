@@ -52,6 +52,7 @@ def closed_form(params, x, y, scaler):
     return u, log_marginal, conditionals
 
 
+@pytest.mark.slow
 def test_collapsed_density_is_the_marginal_likelihood_and_the_full_joint_over_the_conditional():
     x, y = data()
     scaler = brn.fit_scaler(x, y)
@@ -84,6 +85,7 @@ def test_collapsed_density_is_the_marginal_likelihood_and_the_full_joint_over_th
         assert float(lp_full) - log_cond == pytest.approx(float(lp_collapsed), rel=1e-5, abs=1e-2)
 
 
+@pytest.mark.slow
 def test_conditional_draws_have_the_closed_form_mean_and_covariance():
     x, y = data()
     scaler = brn.fit_scaler(x, y)

@@ -180,6 +180,7 @@ def test_a_chain_stuck_after_warm_up_is_restarted_from_the_best_tuned_chain():
     assert not stuck.any() and same is dead
 
 
+@pytest.mark.slow
 def test_a_run_restarts_a_stuck_chain_warns_and_records_it(key, monkeypatch):
     """The engine's wiring of :func:`restart_stuck_chains`: chain 1's tuned step size set
     to 0 after warm-up is restarted (warning, ``extra["restarted_chains"]``) and samples
@@ -222,6 +223,7 @@ def _mean_square_energy(kernel, log_density, state, params, key, steps=400):
     return float(jnp.mean(jax.lax.scan(one, state, jax.random.split(key, steps))[1] ** 2))
 
 
+@pytest.mark.slow
 def test_the_step_size_check_cuts_a_step_above_the_energy_target_and_keeps_one_below(key):
     """On a 10-d Gaussian with one sd of 0.05, a step size of 1.0 runs far above the
     energy-error target (the negative control); the check cuts it until a fresh run sits

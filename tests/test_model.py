@@ -20,6 +20,7 @@ def make(basis=None, out=2, learn=False, likelihood="normal", width=4, num_layer
     return spec, prior, x, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("learn", [False, True])
 def test_trace_site_names_and_shapes(learn, key):
     spec, prior, x, y = make(learn=learn)
@@ -45,6 +46,7 @@ def test_trace_site_names_and_shapes(learn, key):
         assert len(sites.DIMS[name]) == len(shape), name
 
 
+@pytest.mark.slow
 def test_prior_predictive_is_in_raw_units(key):
     spec, prior, x, y = make(out=1)
     scaler = brn.fit_scaler(x, y)
@@ -85,6 +87,7 @@ def test_prior_variance_of_w_is_basis_independent(basis, key):
     assert abs(v - 0.25) < 5 * mcse, (v, mcse)
 
 
+@pytest.mark.slow
 def test_student_t_likelihood(key):
     spec, prior, x, y = make(likelihood="student_t")
     model = brn.make_model(spec, prior, brn.fit_scaler(x, y))

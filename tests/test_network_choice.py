@@ -85,6 +85,7 @@ def test_fit_refuses_an_unknown_spec_before_fitting():
         brn.fit("big", np.zeros((10, 1)), np.zeros(10))
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*had not converged")
 def test_fit_without_spec_uses_the_default_by_size():
     rng = np.random.default_rng(1)
@@ -110,6 +111,7 @@ def test_fit_auto_fits_the_network_the_search_chose():
     assert repr(post.spec.basis) == best["basis"] == record["chosen"]["basis"]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*had not converged")
 def test_choice_survives_save_and_load_and_reaches_the_report(tmp_path):
     from bayesresnet.posterior import load

@@ -147,6 +147,7 @@ def test_effective_noise_of_a_linear_model_solves_mackays_equation():
         assert refit.gamma[m, 0] == pytest.approx(gamma, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_the_ensemble_replaces_each_members_noise_and_keeps_the_map_where_it_cannot(key):
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.normal(size=(25, 8)), jnp.float32)
@@ -175,6 +176,7 @@ def test_the_ensemble_replaces_each_members_noise_and_keeps_the_map_where_it_can
     assert plain.extra["noise_refit"] == "map: the model has no noise site 'noise_scale'"
 
 
+@pytest.mark.slow
 def test_student_t_and_oversized_jacobians_keep_the_map_noise(monkeypatch):
     x = np.linspace(-1, 1, 12)[:, None]
     spec = brn.ResNetSpec(1, 1, width=2, num_layers=2, basis=brn.bases.Linear())

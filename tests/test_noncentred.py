@@ -23,6 +23,7 @@ def centred_draw(seed, model, x):
     return {k: v[0] for k, v in draw.items() if k != sites.OBS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("anchored", [False, True])
 def test_noncentred_density_is_the_centred_one_with_the_jacobian(anchored):
     """``log p(z, τ, …) = log p(C = m + sτz, τ, …) + Σ log(sτ)`` and the deterministic

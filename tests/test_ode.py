@@ -32,6 +32,7 @@ def test_evaluate_traced_matches_evaluate(basis):
     np.testing.assert_allclose(traced, basis.evaluate(t), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_euler_network_converges_to_ode_at_first_order():
     # float64: the M = 1024 error (≈ 4e-4) must not be swamped by float32 round-off.
     with jax.enable_x64(True):
@@ -131,6 +132,7 @@ def test_adjoint_forward_gradient_matches_backprop_through_solver():
     assert isinstance(diffrax.BacksolveAdjoint(), diffrax.AbstractAdjoint)
 
 
+@pytest.mark.slow
 def test_convergence_order_of_euler_and_heun():
     # float64; log error vs log M slope against the ODE (Tsit5 at rtol 1e-10): −1 and −2.
     with jax.enable_x64(True):
@@ -146,6 +148,7 @@ def test_convergence_order_of_euler_and_heun():
     assert abs(slopes["heun"] + 2.0) < 0.15, slopes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["euler", "heun"])
 def test_fixed_step_solve_is_the_network_with_as_many_layers(scheme):
     # diffrax's Euler/Heun on resnet.vector_field with M uniform steps takes the steps of
@@ -161,6 +164,7 @@ def test_fixed_step_solve_is_the_network_with_as_many_layers(scheme):
         )
 
 
+@pytest.mark.slow
 def test_many_step_solve_converges_to_the_fine_network():
     # float64: Euler solves with M steps approach the 4096-layer network like 1/M
     # (both converge to the ODE at first order; the gap at M = 4096 is round-off only).

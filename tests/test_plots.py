@@ -135,6 +135,7 @@ def test_predictive_1d_multi_output_holds_other_inputs(post_2x2):
         np.testing.assert_allclose(ax.lines[0].get_ydata(), expected[:, j], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_predictive_1d_errors(post, post_2x2):
     with pytest.raises(TypeError, match="`post` must be a bayesresnet Posterior"):
         plots.plot_predictive_1d({"not": "a posterior"})

@@ -32,6 +32,7 @@ def test_shapes_and_sample_dims(post):
     assert set(post.timings) == {"compile_s", "run_s", "noise_s"}
 
 
+@pytest.mark.slow
 def test_predict_matches_direct_forward_pass(post, x_new):
     pred = post.predict(x_new, return_draws=True)
     flat = post.flat_samples()
@@ -44,6 +45,7 @@ def test_predict_matches_direct_forward_pass(post, x_new):
     assert pred.y.shape == (1000, 23, 3)  # 200 noise draws for each of the 5 members
 
 
+@pytest.mark.slow
 def test_chunked_prediction_equals_unchunked(post, x_new):
     whole = post.predict(x_new, seed=3, return_draws=True)
     chunked = post.predict(x_new, seed=3, return_draws=True, chunk_points=4, chunk_draws=2)
@@ -79,6 +81,7 @@ def test_interval_from_draws_and_noise(post, x_new):
         pred.interval(1.5)
 
 
+@pytest.mark.slow
 def test_noise_draws_have_the_posterior_noise_scale(post):
     x = np.repeat(post.x_train[:1], 4000, axis=0)
     pred = post.predict(x, return_draws=True, levels=())
@@ -249,6 +252,7 @@ def test_student_t_log_likelihood_by_hand(post):
     np.testing.assert_allclose(post_t.log_likelihood()[0], expected, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_student_t_noise_draws_follow_the_likelihood(post):
     import dataclasses
 

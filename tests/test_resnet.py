@@ -54,6 +54,7 @@ def naive_forward(params, x, spec, num_layers=None):
     return h @ p[sites.OUTPUT_WEIGHT] + p[sites.OUTPUT_BIAS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("basis", ALL_BASES, ids=repr)
 @pytest.mark.parametrize("num_layers", [3, 20])  # unrolled and scanned paths
 def test_apply_matches_naive_loop(basis, num_layers, key):
@@ -190,6 +191,7 @@ def rk4_reference(params, x, spec, num_steps=2000):
     return h @ p[sites.OUTPUT_WEIGHT] + p[sites.OUTPUT_BIAS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "basis", [bases.Cubic(), bases.Legendre(2), bases.PiecewiseLinear(4)], ids=repr
 )

@@ -489,6 +489,7 @@ def _assert_all_end_within(process: subprocess.Popen, seconds: float) -> None:
     assert _marked_processes(process.pid) == {}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
 def test_sigterm_to_a_study_ends_its_workers(tmp_path):
     # Regression: SIGTERM (timeout, batch schedulers) left the workers running the queue.

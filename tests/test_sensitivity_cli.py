@@ -40,6 +40,7 @@ def run(tmp_path_factory):
 # -------------------------------------------------------------------------- the command
 
 
+@pytest.mark.slow
 def test_sensitivity_writes_readable_files_equal_to_the_library(run, tmp_path, capsys):
     out = tmp_path / "sobol"
     assert run_main(["sensitivity", run, *SMALL, "--out", out]) == 0
@@ -81,6 +82,7 @@ def test_sensitivity_writes_readable_files_equal_to_the_library(run, tmp_path, c
     assert all(f"<td>{name}</td>" in page for name in ("x1", "x2", "x3"))
 
 
+@pytest.mark.slow
 def test_sensitivity_writes_into_the_run_folder_which_stays_replaceable(run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
@@ -91,6 +93,7 @@ def test_sensitivity_writes_into_the_run_folder_which_stays_replaceable(run, tmp
     assert run_folder.is_run_folder(copy)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "pattern"),
     [
@@ -116,6 +119,7 @@ def test_missing_run_folder_is_one_line_exit_2_naming_it(tmp_path, capsys):
     assert not missing.exists()
 
 
+@pytest.mark.slow
 def test_out_a_file_is_refused_before_any_work(run, tmp_path, capsys, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the run was loaded before the output path was checked")
@@ -163,6 +167,7 @@ def test_spec_key_sensitivity_is_a_bool_with_its_line_on_errors():
         parse_runspec(base + 'sensitivity = "yes"\n', path="spec.toml")
 
 
+@pytest.mark.slow
 def test_report_has_the_section_when_asked(run):
     metrics = json.loads((run / "metrics.json").read_text())
     sens = metrics["sensitivity"]
@@ -183,6 +188,7 @@ def test_report_has_the_section_when_asked(run):
     assert 'alt="Sobol sensitivity indices"' in section and "MC SE" in section
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recorded", [False, None], ids=["false", "older-run-folder"])
 def test_report_has_no_section_unless_asked(run, tmp_path, recorded):
     copy = tmp_path / "run"

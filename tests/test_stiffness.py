@@ -32,6 +32,7 @@ def _net(basis=None, activation="tanh", width=5, num_layers=6, scheme="euler", s
     return spec, params, x
 
 
+@pytest.mark.slow
 def test_linear_constant_weights_give_the_eigenvalues_of_w():
     # σ = id, W(t) ≡ W: J_l = Wᵀ at every layer and input, eigenvalues those of W.
     spec, params, x = _net(basis=bases.Constant(), activation="identity", num_layers=4)
@@ -60,6 +61,7 @@ def _naive_jacobians(params, x, spec):
     return np.asarray(out, dtype=np.float64)  # [L, N, w, w]: J[i, j] = ∂F_i/∂h_j
 
 
+@pytest.mark.slow
 def test_jacobians_and_eigenvalues_match_autodiff_and_numpy():
     spec, params, x = _net()
     naive = _naive_jacobians(params, x, spec)
@@ -76,6 +78,7 @@ def test_jacobians_and_eigenvalues_match_autodiff_and_numpy():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("residual", [True, False])
 @pytest.mark.parametrize("num_layers", [4, 12])  # unrolled and scanned paths
 def test_jacobians_are_those_of_one_step(residual, num_layers):
@@ -120,6 +123,7 @@ def test_ratio_floor():
     np.testing.assert_allclose(stiffness.stiffness_ratio(eig, rel_floor=0.1), [10.0, 1.0, 4.0])
 
 
+@pytest.mark.slow
 def test_penalty_measure_bounds_the_spectral_spread_and_is_differentiable():
     a = jax.random.normal(jax.random.key(3), (20, 6, 6))
     mu = np.linalg.eigvals(np.asarray(a, dtype=np.float64))
@@ -147,6 +151,7 @@ def _log_joint(model, x, y, params):
     return logp, tr
 
 
+@pytest.mark.slow
 def test_model_adds_the_penalty_as_one_factor():
     spec, params, x = _net()
     y = jnp.zeros((7, 1))
@@ -183,6 +188,7 @@ def _posterior(spec, num_draws=4):
     return brn.Posterior(spec, prior, scaler, samples, "ensemble", {}, {}, {}, {}, x, x[:, :1])
 
 
+@pytest.mark.slow
 def test_posterior_stiffness_is_vmapped_over_draws_and_banded():
     spec = ResNetSpec(2, 1, width=4, num_layers=5, basis=bases.PerLayer())
     post = _posterior(spec)

@@ -312,6 +312,7 @@ def test_study_report_page_has_every_part():
     assert "No finished runs" in page and "<img" not in page
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [390, 1280])
 def test_study_report_renders_in_chromium(tmp_path, width):
     check = render_in_chromium(render_study_html(fake_rows(), title="demo"), tmp_path, width)

@@ -139,6 +139,7 @@ def test_suggestion_fires_for_six_decades_and_skewed_outputs_only():
 # ------------------------------------------------------------------ fit and predict
 
 
+@pytest.mark.slow
 def test_predictions_come_back_positive_in_raw_units(post, data):
     x, _ = data
     pred = post.predict(x[:10], return_draws=True)
@@ -154,6 +155,7 @@ def test_predictions_come_back_positive_in_raw_units(post, data):
     assert post.transforms == {"x1": "log", "y1": "log"}
 
 
+@pytest.mark.slow
 def test_raw_function_and_predict_f_agree_with_a_direct_evaluation(post, data):
     x, _ = data
     flat = post.flat_samples()
@@ -202,6 +204,7 @@ def test_save_and_load_keep_the_transforms(post, data, tmp_path):
     np.testing.assert_array_equal(loaded.predict_f(x[:5]), post.predict_f(x[:5]))
 
 
+@pytest.mark.slow
 def test_default_posterior_file_has_no_transform_keys(data, tmp_path):
     x, y = data
     plain = _fit(brn.ResNetSpec(2, 1, width=4, num_layers=2), x, y, num_members=2, num_steps=50)

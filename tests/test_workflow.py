@@ -62,6 +62,7 @@ def nuts_fit():
     return post, ds
 
 
+@pytest.mark.slow
 def test_generalization_gap_is_the_f_mean_rmse_on_both_splits(nuts_fit):
     post, ds = nuts_fit
     calib = workflow.analyze(post, ds, num_probes=4).metrics["calibration"]
@@ -79,6 +80,7 @@ def test_generalization_gap_is_the_f_mean_rmse_on_both_splits(nuts_fit):
     assert np.all(np.abs(y_mean_rmse - f_mean_rmse) > 1e-6)
 
 
+@pytest.mark.slow
 def test_analyze_computes_the_function_space_draws_once(nuts_fit, monkeypatch):
     post, ds = nuts_fit
     calls = []
@@ -144,6 +146,7 @@ def held_out_statuses(analysis):
     return {c["name"]: c["status"] for c in checks if "held-out" in c["name"]}
 
 
+@pytest.mark.slow
 def test_a_sound_fit_is_not_failed_by_the_held_out_checks(ensemble_fit):
     """The ensemble over-covers this toy slightly: over seeds 0-5 its 90 % intervals held
     95-96 % of the 200 held-out points, which the coverage check calls a warning at
@@ -157,6 +160,7 @@ def test_a_sound_fit_is_not_failed_by_the_held_out_checks(ensemble_fit):
     assert analysis.metrics["diagnostics"]["verdict"] in ("pass", "warn")
 
 
+@pytest.mark.slow
 def test_a_shifted_test_set_fails_the_verdict(ensemble_fit):
     post, ds = ensemble_fit
     # Held-out outputs moved by 3 noise sds: the test data are not the data the model was
@@ -167,6 +171,7 @@ def test_a_shifted_test_set_fails_the_verdict(ensemble_fit):
     assert analysis.metrics["diagnostics"]["verdict"] == "fail"
 
 
+@pytest.mark.slow
 def test_a_wrong_noise_scale_fails_the_verdict(ensemble_fit):
     post, ds = ensemble_fit
     # A noise scale a fifth of the fitted one: intervals far too narrow.
