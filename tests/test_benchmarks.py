@@ -123,6 +123,8 @@ def test_surrogates_tiny_run_fits_a_bayesresnet_variant(tmp_path):
     assert ensemble["verdict"] in ("pass", "warn", "fail") and ensemble["fit_s"] > 0
     assert ensemble["settings"]["num_members"] == "2" and "width=4" in ensemble["spec"]
     assert ensemble["crps_ratio_gp"] == ensemble["crps"] / gp["crps"]
+    assert 0 < ensemble["crps_ratio_gp_se"] < ensemble["crps_ratio_gp"]
+    assert "_crps_points" not in ensemble  # per-point values are not saved
     assert 0.0 <= ensemble["coverage_90"] <= 1.0 and ensemble["num_draws"] >= 1000
 
 
@@ -138,6 +140,25 @@ def test_surrogates_skips_the_gp_above_gp_max_n_and_never_overwrites(tmp_path, c
     with pytest.raises(SystemExit):
         bench_surrogates.main([*argv, "--out", str(out)])
     assert "exist: choose another --out (runs never overwrite files)" in capsys.readouterr().err
+
+
+def test_surrogates_crps_ratio_se_is_the_spread_of_the_ratio_over_test_sets():
+    """Paired per-point CRPS values ``a = 1.1·b + e``: over 1 000 test sets of 200 points,
+    the standard deviation of ``mean(a)/mean(b)`` matches the mean of ``ratio_se`` (the sd
+    of 1 000 ratios is known to about 2.2 %; the tolerance is 10 %)."""
+    from bench_surrogates import ratio_se
+
+    rng = np.random.default_rng(0)
+    ratios, ses = [], []
+    for _ in range(1000):
+        b = rng.exponential(1.0, 200)
+        a = 1.1 * b + rng.normal(0.0, 0.3, 200) + 0.2 * rng.exponential(1.0, 200)
+        ratios.append(a.mean() / b.mean())
+        ses.append(ratio_se(a, b))
+    assert abs(np.std(ratios, ddof=1) / np.mean(ses) - 1) < 0.10, (np.std(ratios), np.mean(ses))
+    # Pairing matters: the same points with the noise left out give a far smaller error.
+    b = rng.exponential(1.0, 200)
+    assert ratio_se(1.1 * b, b) < 1e-12 < ratio_se(1.1 * rng.permutation(b), b)
 
 
 def test_surrogates_score_matches_the_normal_closed_form():

@@ -315,8 +315,14 @@ def test_auto_chooses_the_ensemble_at_every_size_and_says_so():
         assert choice.method == "ensemble"
         assert f"{rows} training rows, {p} parameters" in choice.reason
         polished = rows >= brn.infer.auto.AUTO_POLISH_MIN_ROWS
-        assert choice.options == ({"polish": "lbfgs"} if polished else {})
+        batched = rows >= brn.infer.auto.AUTO_BATCH_MIN_ROWS
+        expected = {"polish": "lbfgs"} if polished else {}
+        expected |= {"batch_size": brn.infer.auto.AUTO_BATCH_SIZE} if batched else {}
+        assert choice.options == expected
         assert ("polished by L-BFGS" in choice.reason) == polished
+        assert ("batches of 256 rows from 2,000" in choice.reason) == batched
+    # Every option it chooses is one the ensemble takes, together.
+    brn.infer.EnsembleConfig(**brn.infer.choose_method(100_000, spec).options)
 
 
 @pytest.mark.slow

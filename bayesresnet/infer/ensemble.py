@@ -148,7 +148,8 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
     refit = None
     if config.noise == "effective":
         with timer("noise_s"):
-            kept = jax.tree_util.tree_map(lambda v: v[keep], result.params)
+            # numpy's indexing: a jax array indexed by a mask compiles a gather per site
+            kept = jax.tree_util.tree_map(lambda v: np.asarray(v)[keep], result.params)
             refit = effective_noise(model, x, y, kept, bootstrap=config.bootstrap)
         if refit.sigma is not None:
             dtype = samples[sites.NOISE_SCALE].dtype
@@ -193,9 +194,11 @@ def describe(post) -> str:
         if post.extra.get("noise_refit", "").startswith("effective")
         else ""
     )
+    batch = s.get("batch_size")
+    batches = f" on batches of {batch} rows" if batch and batch < len(post.x_train) else ""
     return (
         f"deep ensemble of {post.num_draws} MAP fits ({s['num_members']} trained), "
-        f"{_steps_run(s)} Adam steps{polish} each"
+        f"{_steps_run(s)} Adam steps{batches}{polish} each"
         f"{', ' + ', '.join(extras) if extras else ''}{noise}"
     )
 

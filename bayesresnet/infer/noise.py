@@ -247,7 +247,8 @@ def effective_noise(model, x, y, params: dict, *, bootstrap: bool = False) -> No
     x, y = jnp.asarray(x), jnp.asarray(y)
     if bootstrap:
         return NoiseRefit(None, None, None, "map: bootstrap members each fit resampled data")
-    structure = _structure(model, x, y, jax.tree_util.tree_map(lambda v: v[0], params))
+    first = jax.tree_util.tree_map(lambda v: np.asarray(v)[0], params)  # no compiled slice
+    structure = _structure(model, x, y, first)
     if isinstance(structure, str):
         return NoiseRefit(None, None, None, structure)
     normal, num_params = structure
