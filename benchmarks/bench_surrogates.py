@@ -371,7 +371,7 @@ def _cell(value, fmt: str) -> str:
 
 
 def _ratio_cell(row) -> str:
-    """``1.01 ± 0.004`` (the paired standard error over the test points, where recorded)."""
+    """``1.010 ± 0.004`` (the paired standard error over the test points, where recorded)."""
     ratio, se = row.get("crps_ratio_gp"), row.get("crps_ratio_gp_se")
     if ratio is None or se is None or row["method"] == "gp":
         return _cell(ratio, ".2f")

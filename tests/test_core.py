@@ -317,9 +317,43 @@ def test_a_batch_loss_is_an_unbiased_estimate_of_the_full_loss():
         assert draws.std() > 0.01 * abs(exact)  # the batches do differ
 
 
+def test_a_batch_loss_scales_the_stiffness_penalty_with_the_likelihood():
+    """The stiffness penalty sums over the rows: on a batch it is scaled by N/B as the
+    likelihood is (unscaled, the mean would fall short by about 120 nats, 50 standard
+    errors)."""
+    import bayesresnet as brn
+    from bayesresnet.infer.core import _batch_loss, _member_loss
+
+    _, x, y = sine_problem()
+    ds = brn.problems.get("sine").sample(0, 20, 5, noise=0.1)
+    spec = brn.ResNetSpec(1, 1, width=3, num_layers=2, basis=brn.bases.make_basis("linear"))
+    scaler = brn.fit_scaler(ds.x_train, ds.y_train)
+    model = brn.make_model(spec, brn.PriorSpec(stiffness_penalty=20.0), scaler.centred())
+    start = sample_prior_unconstrained(jax.random.key(3), model, x, y, 1)
+    u = jax.tree_util.tree_map(lambda v: v[0], start)
+    keys = jax.random.split(jax.random.key(0), 4000)
+    batch = _batch_loss(model, x, y, 5)
+    draws = np.asarray(jax.vmap(lambda k: batch(u, None, None, k))(keys), np.float64)
+    exact = float(_member_loss(model, x, y)(u, None, None))
+    plain = brn.make_model(spec, brn.PriorSpec(), scaler.centred())
+    assert exact - float(_member_loss(plain, x, y)(u, None, None)) > 100  # the penalty's part
+    se = draws.std() / np.sqrt(len(draws))
+    assert abs(draws.mean() - exact) < 4 * se, (draws.mean(), exact, se)
+
+
 def test_batched_adam_then_the_polish_reaches_the_map_and_a_full_batch_is_unchanged():
     x, y = quadratic_data(rows=12)
     key = jax.random.key(0)
+    # The batched Adam phase alone takes each member most of the way (one L-BFGS
+    # iteration after it, no stopping): a tenth of its starting distance or less.
+    rough = EnsembleConfig(num_members=2, num_steps=1000, polish="lbfgs", batch_size=4,
+                           polish_steps=1, polish_tol=0.0, polish_grad_tol=0.0)  # fmt: skip
+    near = train_members(key, quadratic_model, x, y, rough)
+    start = member_inputs(key, quadratic_model, x, y, rough)[0]["theta"]
+    optimum = quadratic_optimum(x, y)
+    before = np.abs(np.asarray(start) - optimum).max(axis=1)
+    after = np.abs(np.asarray(near.params["theta"]) - optimum).max(axis=1)
+    assert np.all(after < 0.1 * before) and np.all(after > 1e-4), (before, after)
     config = EnsembleConfig(num_members=2, num_steps=300, polish="lbfgs", batch_size=4)
     result = train_members(key, quadratic_model, x, y, config)
     np.testing.assert_allclose(
@@ -333,7 +367,7 @@ def test_batched_adam_then_the_polish_reaches_the_map_and_a_full_batch_is_unchan
     assert not np.array_equal(np.asarray(result.losses), np.asarray(plain.losses))
 
 
-def test_the_ensembles_description_names_its_batches():
+def test_the_ensembles_description_and_gradient_count_know_its_batches():
     from types import SimpleNamespace
 
     from bayesresnet.infer import ensemble
@@ -348,6 +382,9 @@ def test_the_ensembles_description_names_its_batches():
     assert "3000 Adam steps on batches of 256 rows each" in ensemble.describe(post(256))
     for whole in (None, 2000):
         assert "batches" not in ensemble.describe(post(whole))
+        assert ensemble.gradients(post(whole)) == 8 * 3000
+    # A step on 256 of 2 000 rows is 0.128 of a gradient of the whole data.
+    assert ensemble.gradients(post(256)) == round(8 * 3000 * 0.128)
 
 
 def test_bad_batch_sizes_are_named():

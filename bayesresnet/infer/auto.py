@@ -44,12 +44,13 @@ From :data:`AUTO_BATCH_MIN_ROWS` rows each Adam step uses a batch of
 fit). Measured side by side with the full-batch Adam phase on borehole and friedman1 at
 2 000 rows and borehole at 5 000, noise-free and with 5 % noise
 (``benchmarks/results/surrogates_N2000_batches``, ``…_N2000_batches_noisefree``,
-``…_N5000_batches``): the Adam phase ran 6–12× faster (3.7–9.0 s against 22–105 s),
+``…_N5000_batches``): the Adam phase ran 5–12× faster (3.7–9.0 s against 22–105 s),
 the polish took longer (it often ran its 1 000 iterations), and the fit was faster in 5
 of 6 cases (35–41 % noise-free, 12 % and 31 % with noise at 2 000 rows; 4 % slower with
 noise at 5 000), at a CRPS between 6 % lower and 10 % higher (with noise within 0.5 %,
-inside the paired standard error of the test points). With noise at 5 000 rows the
-members' polish then ended at its iteration cap and the verdict went from pass to warn.
+inside the paired standard error of the test points). With noise on borehole, at 2 000
+and at 5 000 rows, some members' polish then ended at its iteration cap and the verdict
+went from pass to warn (it says so: the members had not converged).
 """
 
 from __future__ import annotations

@@ -126,13 +126,13 @@ class EnsembleConfig:
             a tolerance. ``"none"``: Adam only.
         batch_size: ``None`` (the default): every Adam step uses all training rows. A
             number ``B``: each Adam step of each member uses ``B`` rows drawn with
-            replacement, their log-likelihood scaled by ``N/B`` (an unbiased estimate
-            of the full loss; a stiffness penalty is evaluated on the batch's inputs);
+            replacement, their log-likelihood (and a stiffness penalty, a sum over the
+            rows too) scaled by ``N/B``: an unbiased estimate of the full loss;
             the loss history then holds these estimates. Needs ``polish="lbfgs"``: the
             full-batch polish finishes each fit and decides its convergence. At or
             above ``N`` rows it is full-batch. At 2 000 rows (width 16, 8 members, 5 %
             noise, ``benchmarks/results/surrogates_N2000_batches``) batches of 256 made
-            the Adam phase 6× cheaper (3.7–4.2 s against 22–25 s) but left the polish
+            the Adam phase 5–7× cheaper (3.7–4.2 s against 22–25 s) but left the polish
             far more to do (18–19 s against 1.4–17 s): the fit was 12 % (borehole) and
             31 % (friedman1) faster at the same CRPS within its standard error.
         polish_steps: at most this many L-BFGS iterations per member.
@@ -361,6 +361,19 @@ class weight_observations(Messenger):  # noqa: N801 - a NumPyro handler
             msg["scale"] = self.weights if scale is None else self.weights * scale
 
 
+class _scale_site(Messenger):  # noqa: N801 - a NumPyro handler
+    """Multiply the log density of the one site ``name`` by ``scale``."""
+
+    def __init__(self, fn=None, name=None, scale=1.0):
+        self.name, self.scale = name, scale
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["name"] == self.name:
+            scale = msg.get("scale")
+            msg["scale"] = self.scale if scale is None else self.scale * scale
+
+
 def member_model(model, prior_loc=None, obs_weight=None):
     """The model one ensemble member fits: its own prior means and likelihood weights.
 
@@ -424,8 +437,9 @@ def _member_loss(model, x, y, forward=None):
 
 def _batch_loss(model, x, y, batch_size: int, forward=None):
     """``loss(u, prior_loc, obs_weight, key)``: :func:`_member_loss` on ``batch_size``
-    rows drawn by ``key`` uniformly with replacement, their log-likelihood (and bootstrap
-    weights) scaled by ``N/batch_size``: an unbiased estimate of the full loss. (Drawing
+    rows drawn by ``key`` uniformly with replacement, their log-likelihood (with bootstrap
+    weights) and stiffness penalty scaled by ``N/batch_size``: an unbiased estimate of the
+    full loss. (Drawing
     without replacement, ``jax.random.choice``, sorts all ``N`` rows every step: at 2 000
     rows and batches of 256 a step then cost 7.2 ms against 1.8 ms.)"""
     kwargs = {} if forward is None else {"forward": forward}
@@ -436,7 +450,10 @@ def _batch_loss(model, x, y, batch_size: int, forward=None):
         weight = jnp.full(batch_size, n / batch_size, dtype=x.dtype)
         if obs_weight is not None:
             weight = weight * obs_weight[rows]
-        member = member_model(model, prior_loc, weight)
+        # The stiffness penalty sums over the rows too (bayesresnet.stiffness).
+        member = _scale_site(
+            member_model(model, prior_loc, weight), sites.STIFFNESS_PENALTY, n / batch_size
+        )
         return potential_energy(member, (x[rows], y[rows]), kwargs, u)
 
     return loss_fn

@@ -209,9 +209,13 @@ def _steps_run(settings) -> int:
 
 
 def gradients(post) -> int:
-    """One gradient per member and Adam step, and those of the L-BFGS line searches."""
+    """One gradient per member and Adam step, and those of the L-BFGS line searches; an
+    Adam step on a batch of ``B`` of ``N`` rows counts as ``B/N`` of one (gradients of the
+    whole data)."""
     polish = sum(post.extra.get("member_polish_evaluations", []))
-    return int(post.settings["num_members"] * _steps_run(post.settings) + polish)
+    n, batch = len(post.x_train), post.settings.get("batch_size")
+    share = min(batch, n) / n if batch else 1.0
+    return int(round(post.settings["num_members"] * _steps_run(post.settings) * share + polish))
 
 
 def checks(post, estimators: Estimators) -> list[Check]:
