@@ -213,8 +213,8 @@ def gradients(post) -> int:
     Adam step on a batch of ``B`` of ``N`` rows counts as ``B/N`` of one (gradients of the
     whole data)."""
     polish = sum(post.extra.get("member_polish_evaluations", []))
-    n, batch = len(post.x_train), post.settings.get("batch_size")
-    share = min(batch, n) / n if batch else 1.0
+    batch = post.settings.get("batch_size")
+    share = min(batch, len(post.x_train)) / len(post.x_train) if batch else 1.0
     return int(round(post.settings["num_members"] * _steps_run(post.settings) * share + polish))
 
 
