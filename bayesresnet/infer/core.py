@@ -63,6 +63,7 @@ __all__ = [
     "latent_sites",
     "sample_prior_unconstrained",
     "anchor_prior",
+    "uses_batches",
     "weight_observations",
     "member_model",
     "member_inputs",
@@ -338,7 +339,21 @@ class anchor_prior(Messenger):  # noqa: N801 - a NumPyro handler, named as NumPy
             )
 
 
-class weight_observations(Messenger):  # noqa: N801 - a NumPyro handler
+class _scale_site(Messenger):  # noqa: N801 - a NumPyro handler
+    """Multiply the log density of the one sample (or factor) site ``name`` by ``scale``
+    (a number, or an array that broadcasts against the site's batch shape)."""
+
+    def __init__(self, fn=None, name=None, scale=1.0):
+        self.name, self.scale = name, scale
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["name"] == self.name:
+            scale = msg.get("scale")
+            msg["scale"] = self.scale if scale is None else self.scale * scale
+
+
+class weight_observations(_scale_site):  # noqa: N801 - a NumPyro handler
     """Multiply the log-likelihood of each observation (the site ``y``) by a weight.
 
     ``weights`` ``[N]`` broadcasts against the data plate, as ``handlers.scale`` with
@@ -352,26 +367,7 @@ class weight_observations(Messenger):  # noqa: N801 - a NumPyro handler
     """
 
     def __init__(self, fn=None, weights=None):
-        self.weights = weights
-        super().__init__(fn)
-
-    def process_message(self, msg):
-        if msg["type"] == "sample" and msg["name"] == sites.OBS:
-            scale = msg.get("scale")
-            msg["scale"] = self.weights if scale is None else self.weights * scale
-
-
-class _scale_site(Messenger):  # noqa: N801 - a NumPyro handler
-    """Multiply the log density of the one site ``name`` by ``scale``."""
-
-    def __init__(self, fn=None, name=None, scale=1.0):
-        self.name, self.scale = name, scale
-        super().__init__(fn)
-
-    def process_message(self, msg):
-        if msg["name"] == self.name:
-            scale = msg.get("scale")
-            msg["scale"] = self.scale if scale is None else self.scale * scale
+        super().__init__(fn, sites.OBS, weights)
 
 
 def member_model(model, prior_loc=None, obs_weight=None):
@@ -439,9 +435,8 @@ def _batch_loss(model, x, y, batch_size: int, forward=None):
     """``loss(u, prior_loc, obs_weight, key)``: :func:`_member_loss` on ``batch_size``
     rows drawn by ``key`` uniformly with replacement, their log-likelihood (with bootstrap
     weights) and stiffness penalty scaled by ``N/batch_size``: an unbiased estimate of the
-    full loss. (Drawing
-    without replacement, ``jax.random.choice``, sorts all ``N`` rows every step: at 2 000
-    rows and batches of 256 a step then cost 7.2 ms against 1.8 ms.)"""
+    full loss. (Drawing without replacement, ``jax.random.choice``, sorts all ``N`` rows
+    every step: at 2 000 rows and batches of 256 a step then cost 7.2 ms against 1.8 ms.)"""
     kwargs = {} if forward is None else {"forward": forward}
     n = x.shape[0]
 
@@ -459,6 +454,11 @@ def _batch_loss(model, x, y, batch_size: int, forward=None):
     return loss_fn
 
 
+def uses_batches(batch_size, num_rows: int) -> bool:
+    """Whether Adam steps run on batches: a ``batch_size`` below the number of rows."""
+    return batch_size is not None and batch_size < num_rows
+
+
 def _member_steps(model, x, y, optimizer, forward=None, batch_size=None):
     """``run(u, opt_state, prior_loc, obs_weight, length) -> ((u, opt_state), losses)``.
 
@@ -466,39 +466,36 @@ def _member_steps(model, x, y, optimizer, forward=None, batch_size=None):
     a batch of rows (:func:`_batch_loss`), and ``opt_state`` is the pair ``(optax state,
     PRNG key)`` of the member (:func:`batched_state`).
     """
-    if batch_size is None or batch_size >= x.shape[0]:
-        grad_fn = jax.value_and_grad(_member_loss(model, x, y, forward))
+    batched = uses_batches(batch_size, x.shape[0])
+    loss_fn = (
+        _batch_loss(model, x, y, batch_size, forward)
+        if batched
+        else _member_loss(model, x, y, forward)
+    )
+    grad_fn = jax.value_and_grad(loss_fn)
 
-        def run(u, opt_state, prior_loc, obs_weight, length):
-            def step(carry, _):
-                u, opt_state = carry
-                loss, grads = grad_fn(u, prior_loc, obs_weight)
-                updates, opt_state = optimizer.update(grads, opt_state, u)
-                return (optax.apply_updates(u, updates), opt_state), loss
-
-            return jax.lax.scan(step, (u, opt_state), None, length=length)
-
-        return run
-    batch_grad = jax.value_and_grad(_batch_loss(model, x, y, batch_size, forward))
-
-    def run_batches(u, opt_state, prior_loc, obs_weight, length):
+    def run(u, opt_state, prior_loc, obs_weight, length):
         def step(carry, _):
-            u, (opt_state, key) = carry
-            key, k_rows = jax.random.split(key)
-            loss, grads = batch_grad(u, prior_loc, obs_weight, k_rows)
-            updates, opt_state = optimizer.update(grads, opt_state, u)
-            return (optax.apply_updates(u, updates), (opt_state, key)), loss
+            u, state = carry
+            if batched:
+                state, key = state
+                key, k_rows = jax.random.split(key)
+                loss, grads = grad_fn(u, prior_loc, obs_weight, k_rows)
+            else:
+                loss, grads = grad_fn(u, prior_loc, obs_weight)
+            updates, state = optimizer.update(grads, state, u)
+            return (optax.apply_updates(u, updates), (state, key) if batched else state), loss
 
         return jax.lax.scan(step, (u, opt_state), None, length=length)
 
-    return run_batches
+    return run
 
 
 def batched_state(key, optimizer, u0, batch_size, num_rows: int):
     """The members' initial optimizer states ``[M, ...]`` for :func:`_member_steps`: the
     optax state, paired with one PRNG key per member when the steps use batches."""
     state = jax.jit(jax.vmap(optimizer.init))(u0)
-    if batch_size is None or batch_size >= num_rows:
+    if not uses_batches(batch_size, num_rows):
         return state
     num_members = jax.tree_util.tree_leaves(u0)[0].shape[0]
     return state, jax.random.split(key, num_members)
