@@ -119,6 +119,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ensemble+sized+nosettle": {"method": "ensemble", "options": {"max_steps": 3000}, "spec": None},
     # What ``brn.fit(None, data)`` runs: method="auto" on the network sized by the rows:
     "auto": {"method": "auto", "spec": None},
+    # auto with input relevance (ARD scales learned per input) at every size:
+    "auto+ard": {"method": "auto", "spec": None, "prior": {"ard": True}},
+    # auto given the default prior (no ARD: auto before it chose ARD from 500 rows):
+    "auto+noard": {"method": "auto", "spec": None, "prior": {}},
+    # auto on width 8 at every size (SPEC) instead of the network sized by the rows:
+    "auto+w8": {"method": "auto", "spec": {}},
 }
 DEFAULT_VARIANTS = ("ensemble", "mclmc")
 VARIANT_KEYS = frozenset({"method", "options", "spec", "prior"})

@@ -13,10 +13,13 @@ import numpyro
 import numpyro.distributions as dist
 import optax
 import pytest
+from numpyro import handlers
 from numpyro.infer.util import potential_energy
 
+from bayesresnet import sites
 from bayesresnet.infer.base import Timer, progress_bar, show_progress
 from bayesresnet.infer.core import (
+    ARD_START,
     EnsembleConfig,
     config_settings,
     final_losses,
@@ -462,13 +465,21 @@ def test_prior_draws_follow_the_prior_of_every_site_hierarchical_ones_included()
     assert _two_sample_ks_holds(mine["w"][:, 1], ref["w"][:, 1])
     assert _two_sample_ks_holds(mine["rate"], ref["rate"])
     assert not _two_sample_ks_holds(mine["w"][:, 1], ref["lam"][:, 1] + 1.0)  # the test bites
-    # The real model with ARD: the input weights' prior scale comes from λ.
+    # The real model with ARD: the fits start every λ at ARD_START (not a prior draw),
+    # and every other site is a prior draw given it (the input weights' scale from λ).
     spec = brn.ResNetSpec(2, 1, width=3, num_layers=2)
     xr, yr = np.random.default_rng(0).normal(size=(5, 2)), np.zeros((5, 1))
     model = brn.make_model(spec, brn.PriorSpec(ard=True), brn.fit_scaler(xr, yr))
     u = sample_prior_unconstrained(jax.random.key(2), model, xr, yr, n)
     mine = jax.vmap(lambda v: constrain_fn(model, (xr, yr), {}, v))(u)
-    ref = Predictive(model, num_samples=n)(jax.random.key(3), xr, None)
+    np.testing.assert_allclose(mine[sites.ARD_SCALE], ARD_START, rtol=1e-6)
+    given = handlers.condition(model, {sites.ARD_SCALE: jnp.full(2, ARD_START)})
+    ref = Predictive(given, num_samples=n)(jax.random.key(3), xr, None)
+    free = Predictive(model, num_samples=n)(jax.random.key(3), xr, None)
+    # Drawn with λ from its prior, the input weights' distribution differs: the test bites.
+    assert not _two_sample_ks_holds(
+        mine[sites.INPUT_WEIGHT][:, 0, 0], free[sites.INPUT_WEIGHT][:, 0, 0]
+    )
     for site in sorted(set(mine) & set(ref)):
         first = (slice(None),) + (0,) * (mine[site].ndim - 1)
         assert _two_sample_ks_holds(mine[site][first], ref[site][first]), site
