@@ -56,14 +56,17 @@ From :data:`AUTO_ARD_MIN_ROWS` rows, when the fit is given no prior, ``auto`` le
 relevance scale per input (``PriorSpec(ard=True)``; :func:`choose_prior`), its MAP fits
 starting every scale at 1 (:data:`~bayesresnet.infer.core.ARD_START`). Measured side by
 side with the same fit on the default prior, the GP in the same run
-(``benchmarks/results/surrogates_N500_ard``, ``…_N2000_ard``; variants ``auto`` and
-``auto+noard``, or ``auto+noard``'s predecessor ``auto`` and ``auto+ard`` at 2 000 rows):
-with 5 % noise the CRPS went from 1.17× to 0.98× the GP's on borehole and from 1.22×
-to 1.01× on friedman1 at 500 rows (oscillator 0.94× to 0.94×), and from 1.022 ± 0.006×
-to 0.996 ± 0.003× (borehole) and 1.044 ± 0.008× to 1.005 ± 0.004× (friedman1) at 2 000
-rows; noise-free it halved friedman1's at 500 rows (11.8× to 6.4×) and changed the
-others by −11 % to +3 %. The fit took as long or up to 1.7× longer (noisy borehole at
-500 rows: 43 s against 24 s; its polish runs longer). Below 500 rows, where the members
+(``benchmarks/results/surrogates_N500_ard``, ``…_N1000_ard``, ``…_N2000_ard``; variants
+``auto`` and ``auto+noard``, or ``auto+noard``'s predecessor ``auto`` and ``auto+ard``
+at 2 000 rows): with 5 % noise the CRPS went from 1.17× to 0.98× the GP's on borehole
+and from 1.22× to 1.01× on friedman1 at 500 rows (oscillator 0.94× to 0.94×), from
+1.056× to 1.001× and from 1.095× to 1.009× at 1 000, and from 1.022 ± 0.006× to
+0.996 ± 0.003× (borehole) and 1.044 ± 0.008× to 1.005 ± 0.004× (friedman1) at 2 000
+rows; noise-free it halved friedman1's at 500 rows (11.8× to 6.4×), cut it by 17 % at
+1 000 and 11 % at 2 000, and changed borehole's and oscillator's by −1 % to +3 %, but
+by +13 % on borehole at 1 000 rows (1.76× to 1.98× the GP's). The fit took as long or
+up to 1.7× longer (noisy borehole at 500 rows: 43 s against 24 s; its polish runs
+longer). Below 500 rows, where the members
 are not polished, it is unmeasured with these starts and stays off.
 """
 
