@@ -121,7 +121,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "auto": {"method": "auto", "spec": None},
     # auto with input relevance (ARD scales learned per input) at every size:
     "auto+ard": {"method": "auto", "spec": None, "prior": {"ard": True}},
-    # auto given the default prior (no ARD: auto before it chose ARD from 500 rows):
+    # auto given the default prior (what auto runs; measured against a working tree in
+    # which auto chose ARD from 500 rows, as ``auto`` in surrogates_N500_ard and others):
     "auto+noard": {"method": "auto", "spec": None, "prior": {}},
     # auto on width 8 at every size (SPEC) instead of the network sized by the rows:
     "auto+w8": {"method": "auto", "spec": {}},

@@ -325,22 +325,6 @@ def test_auto_chooses_the_ensemble_at_every_size_and_says_so():
     brn.infer.EnsembleConfig(**brn.infer.choose_method(100_000, spec).options)
 
 
-def test_auto_chooses_input_relevance_from_a_size_and_says_so():
-    spec = brn.ResNetSpec(8, 1, width=8, num_layers=8, basis=brn.bases.Cubic())
-    threshold = brn.infer.auto.AUTO_ARD_MIN_ROWS
-    for rows in (20, threshold - 1, threshold, 100_000):
-        prior = brn.infer.auto.choose_prior(rows)
-        assert prior == brn.PriorSpec(ard=rows >= threshold)
-        choice = brn.infer.choose_method(rows, spec, prior)
-        assert choice.prior == prior
-        learned = f"input relevance (ARD) learned from {threshold:,} rows" in choice.reason
-        assert learned == prior.ard
-        assert (f"no input relevance (ARD) below {threshold:,} rows" in choice.reason) != learned
-    # A prior the user gave is not auto's choice: the reason says nothing of it.
-    choice = brn.infer.choose_method(100_000, spec)
-    assert choice.prior is None and "ARD" not in choice.reason
-
-
 @pytest.mark.slow
 def test_fit_by_default_chooses_the_method_and_records_why(monkeypatch):
     """``brn.fit`` without a method runs ``auto``: the posterior names the concrete method
@@ -363,19 +347,7 @@ def test_fit_by_default_chooses_the_method_and_records_why(monkeypatch):
         warnings.simplefilter("ignore", RuntimeWarning)
         polished = brn.fit(spec, ds)
     assert polished.settings["polish"] == "lbfgs" and "L-BFGS" in workflow.describe_method(polished)
-    assert not post.prior.ard and not polished.prior.ard  # below AUTO_ARD_MIN_ROWS
-    # From AUTO_ARD_MIN_ROWS rows, given no prior, auto learns input relevance; a prior
-    # given (even the default) is kept as it is.
-    monkeypatch.setattr(brn.infer.auto, "AUTO_ARD_MIN_ROWS", 10)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        relevant = brn.fit(spec, ds)
-        given = brn.fit(spec, ds, prior=brn.PriorSpec())
-    assert relevant.prior == brn.PriorSpec(ard=True)
-    assert sites.ARD_SCALE in relevant.samples
-    assert "ARD) learned" in relevant.settings["method_choice"]
-    assert given.prior == brn.PriorSpec() and sites.ARD_SCALE not in given.samples
-    assert "ARD" not in given.settings["method_choice"]
+    assert not post.prior.ard and not polished.prior.ard  # auto chooses no ARD
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ from bayesresnet.data import (
     transform_masks,
     validate_xy,
 )
-from bayesresnet.infer.auto import AUTO, choose_method, choose_prior
+from bayesresnet.infer.auto import AUTO, choose_method
 from bayesresnet.infer.base import (
     Engine,
     EngineResult,
@@ -241,17 +241,12 @@ def fit(
         y: training outputs ``[N, out]`` or ``[N]``; a DataFrame's column names (a
             Series' name) become the output names.
         method: ``"auto"`` (default), ``"nuts"``, ``"mclmc"``, ``"svi"``, ``"ensemble"``.
-            ``"auto"``: the deep ensemble at its defaults, polished by L-BFGS and
-            (given no ``prior``) learning input relevance, both from 500 rows
-            (:func:`~bayesresnet.infer.auto.choose_method`, with the measurements
-            behind it); ``post.method`` is the one that ran,
+            ``"auto"``: the deep ensemble at its defaults, polished by L-BFGS from
+            500 rows (:func:`~bayesresnet.infer.auto.choose_method`, with the
+            measurements behind it); ``post.method`` is the one that ran,
             ``post.settings["method_choice"]`` says why.
         seed: seed of every random choice of the run.
-        prior: prior and likelihood; ``None``: the default
-            :class:`~bayesresnet.PriorSpec`, except with ``method="auto"``, which learns
-            input relevance (``ard=True``) from
-            :data:`~bayesresnet.infer.auto.AUTO_ARD_MIN_ROWS` training rows
-            (:func:`~bayesresnet.infer.auto.choose_prior`; ``post.prior`` is the prior used).
+        prior: prior and likelihood (default :class:`~bayesresnet.PriorSpec`).
         transforms: per-column transforms ``{column name: "log"}`` of inputs and outputs
             (names as above; default none). A log input is standardized as ``log x``
             (for inputs spanning orders of magnitude); a log output is modelled as
@@ -264,11 +259,8 @@ def fit(
     Returns:
         A :class:`~bayesresnet.posterior.Posterior`.
     """
-    prior_chosen = method == AUTO and prior is None
     prior = _check_arguments(spec, method, seed, prior, options)
     x, y, input_names, output_names = _training_data(x, y)
-    if prior_chosen:
-        prior = choose_prior(len(x))
     x_log, y_log = transform_masks(transforms, input_names, output_names)
     check_log_columns(x, x_log, input_names, what="`x`")
     check_log_columns(y, y_log, output_names, what="`y`")
@@ -277,9 +269,7 @@ def fit(
         None if method == AUTO else config_from_options(METHODS[method].config, method, options)
     )
     spec, spec_record = _resolve_spec(spec, x, y, seed=seed, prior=prior, masks=(x_log, y_log))
-    choice = (
-        choose_method(len(x), spec, prior if prior_chosen else None) if method == AUTO else None
-    )
+    choice = choose_method(len(x), spec) if method == AUTO else None
     if choice is not None:
         method = choice.method
         config = config_from_options(METHODS[method].config, method, choice.options)

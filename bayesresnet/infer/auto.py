@@ -52,40 +52,39 @@ inside the paired standard error of the test points). With noise on borehole, at
 and at 5 000 rows, some members' polish then ended at its iteration cap and the verdict
 went from pass to warn (it says so: the members had not converged).
 
-From :data:`AUTO_ARD_MIN_ROWS` rows, when the fit is given no prior, ``auto`` learns a
-relevance scale per input (``PriorSpec(ard=True)``; :func:`choose_prior`), its MAP fits
-starting every scale at 1 (:data:`~bayesresnet.infer.core.ARD_START`). Measured side by
-side with the same fit on the default prior, the GP in the same run
-(``benchmarks/results/surrogates_N500_ard``, ``…_N1000_ard``, ``…_N2000_ard``; variants
-``auto`` and ``auto+noard``, or ``auto+noard``'s predecessor ``auto`` and ``auto+ard``
-at 2 000 rows): with 5 % noise the CRPS went from 1.17× to 0.98× the GP's on borehole
-and from 1.22× to 1.01× on friedman1 at 500 rows (oscillator 0.94× to 0.94×), from
-1.056× to 1.001× and from 1.095× to 1.009× at 1 000, and from 1.022 ± 0.006× to
-0.996 ± 0.003× (borehole) and 1.044 ± 0.008× to 1.005 ± 0.004× (friedman1) at 2 000
-rows; noise-free it halved friedman1's at 500 rows (11.8× to 6.4×), cut it by 17 % at
-1 000 and 11 % at 2 000, and changed borehole's and oscillator's by −1 % to +3 %, but
-by +13 % on borehole at 1 000 rows (1.76× to 1.98× the GP's). The fit took as long or
-up to 1.7× longer (noisy borehole at 500 rows: 43 s against 24 s; its polish runs
-longer). Below 500 rows, where the members
-are not polished, it is unmeasured with these starts and stays off.
+``auto`` does not turn on input relevance (``PriorSpec(ard=True)``); it keeps the prior
+it is given. Measured side by side (its MAP fits starting every scale at 1,
+:data:`~bayesresnet.infer.core.ARD_START`; variants ``auto`` against ``auto+ard``, or
+``auto+noard`` against ARD; ``benchmarks/results/surrogates_N200_ard``,
+``…_N500_ard``, ``…_N1000_ard``, ``…_N2000_ard``, ``surrogates_ard_ishigami_sobolg``),
+ARD helps where every input acts monotonically: with 5 % noise the CRPS went from 1.17×
+to 0.98× the GP's on borehole and from 1.22× to 1.01× on friedman1 at 500 rows, from
+1.056× to 1.001× and 1.095× to 1.009× at 1 000, and from 1.022 ± 0.006× to
+0.996 ± 0.003× and 1.044 ± 0.008× to 1.005 ± 0.004× at 2 000 (noise-free friedman1's
+fell by 11–46 %, borehole's rose by 2–13 %; oscillator unchanged at 500). But
+it loses inputs whose effect is even about the centre of their range, where a fit
+starting from small weights has no first-order gradient to hold them: at 500 rows
+ishigami's relative RMSE went from 6.2 % to 34.7 % with noise and from 4.8 % to 34.8 %
+noise-free (its ``x₃`` enters as ``x₃⁴ sin x₁``), sobol_g's (every input ``|4xᵢ − 2|``)
+from 9.9 % to 11.5 % and from 6.0 % to 12.3 %, and at 2 000 rows sobol_g's from 3.7 % to
+5.2 % and 3.1 % to 5.0 %. At 200 rows (Adam only) it made ishigami's CRPS 2.8× worse.
+So it stays for the user to turn on (``PriorSpec(ard=True)``), who knows whether the
+simulator's inputs act monotonically.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from bayesresnet.model import PriorSpec
 from bayesresnet.resnet import ResNetSpec, num_params
 
 __all__ = [
     "AUTO",
-    "AUTO_ARD_MIN_ROWS",
     "AUTO_BATCH_MIN_ROWS",
     "AUTO_BATCH_SIZE",
     "AUTO_POLISH_MIN_ROWS",
     "MethodChoice",
     "choose_method",
-    "choose_prior",
 ]
 
 #: The method name that lets :func:`choose_method` decide.
@@ -100,31 +99,17 @@ AUTO_BATCH_MIN_ROWS = 2000
 AUTO_BATCH_SIZE = 256
 
 
-#: Training rows from which ``auto``, given no prior, learns a relevance scale per input
-#: (``PriorSpec(ard=True)``; module docstring).
-AUTO_ARD_MIN_ROWS = 500
-
-
 class MethodChoice(NamedTuple):
-    """What ``method="auto"`` chose and why (recorded in the posterior's settings);
-    ``prior`` is the prior it chose, ``None`` where the fit was given one."""
+    """What ``method="auto"`` chose and why (recorded in the posterior's settings)."""
 
     method: str
     reason: str
     options: dict = {}
-    prior: PriorSpec | None = None
 
 
-def choose_prior(num_rows: int) -> PriorSpec:
-    """The prior ``auto`` fits with when none is given: the default :class:`PriorSpec`,
-    with input relevance (``ard=True``) from :data:`AUTO_ARD_MIN_ROWS` training rows."""
-    return PriorSpec(ard=num_rows >= AUTO_ARD_MIN_ROWS)
-
-
-def choose_method(num_rows: int, spec: ResNetSpec, prior: PriorSpec | None = None) -> MethodChoice:
+def choose_method(num_rows: int, spec: ResNetSpec) -> MethodChoice:
     """The method ``auto`` runs for ``num_rows`` training rows and the network ``spec``,
-    with its options; ``prior``: the prior :func:`choose_prior` chose (``None`` where the
-    fit was given one), said in the reason."""
+    with its options."""
     size = f"{num_rows} training rows, {num_params(spec)} parameters"
     polish = num_rows >= AUTO_POLISH_MIN_ROWS
     batched = num_rows >= AUTO_BATCH_MIN_ROWS
@@ -135,12 +120,6 @@ def choose_method(num_rows: int, spec: ResNetSpec, prior: PriorSpec | None = Non
     )
     if batched:
         how += f", its Adam steps on batches of {AUTO_BATCH_SIZE} rows from {AUTO_BATCH_MIN_ROWS:,}"
-    if prior is not None:
-        how += (
-            f"; input relevance (ARD) learned from {AUTO_ARD_MIN_ROWS:,} rows"
-            if prior.ard
-            else f"; no input relevance (ARD) below {AUTO_ARD_MIN_ROWS:,} rows"
-        )
     options = {"polish": "lbfgs"} if polish else {}
     if batched:
         options["batch_size"] = AUTO_BATCH_SIZE
@@ -150,5 +129,4 @@ def choose_method(num_rows: int, spec: ResNetSpec, prior: PriorSpec | None = Non
         "at every size; name mclmc or nuts for a sampler (slower, see "
         "bayesresnet.infer.auto)",
         options,
-        prior,
     )
