@@ -47,6 +47,7 @@ from bayesresnet.infer.core import (
     final_losses,
     member_block_size,
     train_members,
+    uses_batches,
 )
 from bayesresnet.infer.noise import effective_noise
 
@@ -195,7 +196,9 @@ def describe(post) -> str:
         else ""
     )
     batch = s.get("batch_size")
-    batches = f" on batches of {batch} rows" if batch and batch < len(post.x_train) else ""
+    batches = (
+        f" on batches of {batch} rows" if batch and uses_batches(batch, len(post.x_train)) else ""
+    )
     return (
         f"deep ensemble of {post.num_draws} MAP fits ({s['num_members']} trained), "
         f"{_steps_run(s)} Adam steps{batches}{polish} each"
@@ -214,7 +217,8 @@ def gradients(post) -> int:
     whole data)."""
     polish = sum(post.extra.get("member_polish_evaluations", []))
     batch = post.settings.get("batch_size")
-    share = min(batch, len(post.x_train)) / len(post.x_train) if batch else 1.0
+    # the training rows are read only for a batched fit (test posteriors may have none)
+    share = batch / len(post.x_train) if batch and uses_batches(batch, len(post.x_train)) else 1.0
     return int(round(post.settings["num_members"] * _steps_run(post.settings) * share + polish))
 
 
