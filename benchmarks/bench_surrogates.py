@@ -119,13 +119,40 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ensemble+sized+nosettle": {"method": "ensemble", "options": {"max_steps": 3000}, "spec": None},
     # What ``brn.fit(None, data)`` runs: method="auto" on the network sized by the rows:
     "auto": {"method": "auto", "spec": None},
-    # auto with input relevance (ARD scales learned per input) at every size:
+    # auto with input relevance (ARD scales learned per input) at every size (auto, given
+    # no prior, learns them from 500 rows):
     "auto+ard": {"method": "auto", "spec": None, "prior": {"ard": True}},
-    # auto given the default prior (what auto runs; measured against a working tree in
-    # which auto chose ARD from 500 rows, as ``auto`` in surrogates_N500_ard and others):
+    # auto given the default prior (no ARD at any size):
     "auto+noard": {"method": "auto", "spec": None, "prior": {}},
     # auto on width 8 at every size (SPEC) instead of the network sized by the rows:
     "auto+w8": {"method": "auto", "spec": {}},
+    # auto's ensemble from 500 rows (polished) with ARD, the scales learned from the first
+    # Adam step (ard_warmup=0) or held at 1 through the whole Adam phase (ard_warmup=1;
+    # auto holds them for the first 0.3); "+b256" adds auto's batches of 2 000 rows and more:
+    "polished+ard": {
+        "method": "ensemble",
+        "options": {"polish": "lbfgs", "ard_warmup": 0.0},
+        "spec": None,
+        "prior": {"ard": True},
+    },
+    "polished+ard+hold": {
+        "method": "ensemble",
+        "options": {"polish": "lbfgs", "ard_warmup": 1.0},
+        "spec": None,
+        "prior": {"ard": True},
+    },
+    "polished+b256+ard": {
+        "method": "ensemble",
+        "options": {"polish": "lbfgs", "batch_size": 256, "ard_warmup": 0.0},
+        "spec": None,
+        "prior": {"ard": True},
+    },
+    "polished+b256+ard+hold": {
+        "method": "ensemble",
+        "options": {"polish": "lbfgs", "batch_size": 256, "ard_warmup": 1.0},
+        "spec": None,
+        "prior": {"ard": True},
+    },
 }
 DEFAULT_VARIANTS = ("ensemble", "mclmc")
 VARIANT_KEYS = frozenset({"method", "options", "spec", "prior"})

@@ -21,6 +21,7 @@ from bayesresnet.infer.base import Timer, progress_bar, show_progress
 from bayesresnet.infer.core import (
     ARD_START,
     EnsembleConfig,
+    _config_optimizer,
     config_settings,
     final_losses,
     make_optimizer,
@@ -373,16 +374,25 @@ def test_batched_adam_then_the_polish_reaches_the_map_and_a_full_batch_is_unchan
 def test_the_ensembles_description_and_gradient_count_know_its_batches():
     from types import SimpleNamespace
 
+    import bayesresnet as brn
     from bayesresnet.infer import ensemble
 
-    def post(batch_size):
+    def post(batch_size, ard=False):
         settings = {"num_members": 8, "num_steps": 3000, "steps_run": 3000}
-        settings |= {"batch_size": batch_size}
+        settings |= {"batch_size": batch_size, "ard_warmup": 0.3}
         return SimpleNamespace(
-            settings=settings, num_draws=8, extra={}, x_train=np.zeros((2000, 3))
+            settings=settings,
+            num_draws=8,
+            extra={},
+            x_train=np.zeros((2000, 3)),
+            prior=brn.PriorSpec(ard=ard),
         )
 
     assert "3000 Adam steps on batches of 256 rows each" in ensemble.describe(post(256))
+    # The ARD scales' hold is said only where there are ARD scales.
+    held = "input scales held at 1 through the first 900 Adam steps"
+    assert held in ensemble.describe(post(256, ard=True))
+    assert "held" not in ensemble.describe(post(256))
     for whole in (None, 2000):
         assert "batches" not in ensemble.describe(post(whole))
         assert ensemble.gradients(post(whole)) == 8 * 3000
@@ -416,6 +426,77 @@ def test_bad_polish_settings_are_named():
         MCLMCConfig(init_polish_steps=0)
     with pytest.raises(TypeError, match=r"`init_polish_steps` must be an int"):
         SVIConfig(init_polish_steps=10.0)
+
+
+def test_bad_ard_warmup_settings_are_named():
+    with pytest.raises(ValueError, match=r'`ard_warmup=1` needs polish="lbfgs"'):
+        EnsembleConfig(ard_warmup=1.0)
+    with pytest.raises(ValueError, match=r"`ard_warmup` must be a finite .* \[0, 1\]; got 1.5"):
+        EnsembleConfig(ard_warmup=1.5, polish="lbfgs")
+    with pytest.raises(TypeError, match=r"`ard_warmup` must be a number"):
+        EnsembleConfig(ard_warmup=True)
+
+
+def test_ard_warmup_holds_the_input_scales_for_its_share_of_the_adam_steps():
+    """The optimizer of a config with ``ard_warmup=0.3`` of 10 steps gives the ARD site
+    zero updates for exactly 3 steps and Adam's updates after them; every other site
+    moves from the first step; ``ard_warmup=0`` holds nothing, nor does any warm-up
+    where there is no ARD site."""
+    u = {sites.ARD_SCALE: jnp.zeros(3), sites.INPUT_WEIGHT: jnp.zeros((3, 2))}
+
+    def loss(v):  # pulls every entry towards 1
+        return sum(jnp.sum((leaf - 1.0) ** 2) for leaf in jax.tree_util.tree_leaves(v))
+
+    for warmup, held in ((0.3, 3), (0.0, 0)):
+        config = EnsembleConfig(num_steps=10, warmup_steps=0, ard_warmup=warmup)
+        optimizer = _config_optimizer(config, u)
+        state, v, moved = optimizer.init(u), u, []
+        for _ in range(6):
+            updates, state = optimizer.update(jax.grad(loss)(v), state, v)
+            moved.append(bool(np.any(np.asarray(updates[sites.ARD_SCALE]) != 0)))
+            assert np.all(np.asarray(updates[sites.INPUT_WEIGHT]) != 0)
+            v = optax.apply_updates(v, updates)
+        assert moved == [False] * held + [True] * (6 - held), (warmup, moved)
+    plain = {sites.INPUT_WEIGHT: u[sites.INPUT_WEIGHT]}
+    config = EnsembleConfig(num_steps=10, optimizer=optax.sgd(0.1))
+    assert _config_optimizer(config, plain) is config.optimizer
+
+
+@pytest.mark.slow
+def test_ard_warmup_of_one_holds_the_input_scales_through_adam_and_the_polish_learns_them():
+    """With ``ard_warmup=1`` the Adam phase leaves every ``λ_j`` exactly where it starts
+    (ARD_START) while the other sites move, and the L-BFGS polish then learns the scales;
+    with ``ard_warmup=0`` the Adam phase moves them (the hold is what keeps them). A
+    polish whose gradient tolerance every start meets stops before its first iteration:
+    what it returns is the Adam phase's end."""
+    import bayesresnet as brn
+
+    rng = np.random.default_rng(0)
+    xr = rng.uniform(-1, 1, size=(40, 3))
+    yr = np.sin(2 * xr[:, :1]) + 0.05 * rng.normal(size=(40, 1))
+    spec = brn.ResNetSpec(3, 1, width=4, num_layers=2, basis=brn.bases.make_basis("linear"))
+    scaler = brn.fit_scaler(xr, yr)
+    x, y = (jnp.asarray(a, jnp.float32) for a in scaler.centre_data(xr, yr))
+    model = brn.make_model(spec, brn.PriorSpec(ard=True), scaler.centred())
+    key = jax.random.key(0)
+    config = EnsembleConfig(num_members=2, num_steps=200, max_steps=200, polish="lbfgs")
+    start = member_inputs(key, model, x, y, config)[0]
+
+    def fit(**changes):
+        members = train_members(key, model, x, y, dataclasses.replace(config, **changes))
+        return members, {k: np.asarray(v) for k, v in members.params.items()}
+
+    adam_only = {"polish_grad_tol": 1e9}
+    held, held_u = fit(ard_warmup=1.0, **adam_only)
+    free, free_u = fit(ard_warmup=0.0, **adam_only)
+    assert np.all(held.polish.iterations == 0) and np.all(free.polish.iterations == 0)
+    np.testing.assert_array_equal(held_u[sites.ARD_SCALE], np.asarray(start[sites.ARD_SCALE]))
+    for name in (sites.INPUT_WEIGHT, sites.OUTPUT_WEIGHT):
+        assert np.abs(held_u[name] - np.asarray(start[name])).max() > 1e-2, name
+    assert np.abs(free_u[sites.ARD_SCALE] - np.asarray(start[sites.ARD_SCALE])).max() > 1e-2
+    learned, learned_u = fit(ard_warmup=1.0)
+    assert np.all(learned.polish.iterations > 0)
+    assert np.abs(learned_u[sites.ARD_SCALE] - np.asarray(start[sites.ARD_SCALE])).max() > 1e-2
 
 
 @pytest.mark.slow

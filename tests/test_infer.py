@@ -103,7 +103,9 @@ def test_polish_finishes_each_member_at_its_own_bootstrap_anchored_map(key):
     assert all(g < short.polish_grad_tol * len(x) * 100 for g in extra["member_grad_norm"])
     assert extra["polish_loss_history"].shape[0] == 3
     assert polished.settings["polish"] == "lbfgs" and polished.settings["steps_run"] == 30
-    post = SimpleNamespace(settings=polished.settings, extra=extra, num_draws=3)
+    post = SimpleNamespace(
+        settings=polished.settings, extra=extra, num_draws=3, prior=brn.PriorSpec()
+    )
     assert ensemble.gradients(post) == 3 * 30 + sum(extra["member_polish_evaluations"])
     assert "then up to" in ensemble.describe(post) and "L-BFGS" in ensemble.describe(post)
 
@@ -121,7 +123,9 @@ def test_vmapped_ensemble_matches_members_trained_one_by_one(key):
     config = EnsembleConfig(num_members=3, num_steps=100, bootstrap=True)
     together = train_members(key, model, x, y, config)
     u0, anchors, weights = member_inputs(key, model, x, y, config)
-    train = jax.jit(make_member_trainer(model, x, y, _config_optimizer(config), config.num_steps))
+    train = jax.jit(
+        make_member_trainer(model, x, y, _config_optimizer(config, u0), config.num_steps)
+    )
     for m in range(3):
         u_m = jax.tree_util.tree_map(lambda a, m=m: a[m], u0)
         u, losses = train(u_m, None, weights[m])
@@ -325,6 +329,22 @@ def test_auto_chooses_the_ensemble_at_every_size_and_says_so():
     brn.infer.EnsembleConfig(**brn.infer.choose_method(100_000, spec).options)
 
 
+def test_auto_chooses_input_relevance_from_a_size_and_says_so():
+    spec = brn.ResNetSpec(8, 1, width=8, num_layers=8, basis=brn.bases.Cubic())
+    threshold = brn.infer.auto.AUTO_ARD_MIN_ROWS
+    for rows in (20, threshold - 1, threshold, 100_000):
+        prior = brn.infer.auto.choose_prior(rows)
+        assert prior == brn.PriorSpec(ard=rows >= threshold)
+        choice = brn.infer.choose_method(rows, spec, prior)
+        assert choice.prior == prior
+        learned = f"input relevance (ARD) learned from {threshold:,} rows" in choice.reason
+        assert learned == prior.ard
+        assert (f"no input relevance (ARD) below {threshold:,} rows" in choice.reason) != learned
+    # A prior the user gave is not auto's choice: the reason says nothing of it.
+    choice = brn.infer.choose_method(100_000, spec)
+    assert choice.prior is None and "ARD" not in choice.reason
+
+
 @pytest.mark.slow
 def test_fit_by_default_chooses_the_method_and_records_why(monkeypatch):
     """``brn.fit`` without a method runs ``auto``: the posterior names the concrete method
@@ -347,7 +367,26 @@ def test_fit_by_default_chooses_the_method_and_records_why(monkeypatch):
         warnings.simplefilter("ignore", RuntimeWarning)
         polished = brn.fit(spec, ds)
     assert polished.settings["polish"] == "lbfgs" and "L-BFGS" in workflow.describe_method(polished)
-    assert not post.prior.ard and not polished.prior.ard  # auto chooses no ARD
+    assert not post.prior.ard and not polished.prior.ard  # below AUTO_ARD_MIN_ROWS
+    # From AUTO_ARD_MIN_ROWS rows, given no prior, auto learns input relevance; a prior
+    # given (even the default) is kept as it is.
+    monkeypatch.setattr(brn.infer.auto, "AUTO_ARD_MIN_ROWS", 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        relevant = brn.fit(spec, ds)
+        given = brn.fit(spec, ds, prior=brn.PriorSpec())
+    assert relevant.prior == brn.PriorSpec(ard=True)
+    assert sites.ARD_SCALE in relevant.samples
+    assert "ARD) learned" in relevant.settings["method_choice"]
+    # Its scales were held for the first Adam steps, and it says so.
+    held = brn.infer.core.ard_held_steps(0.3, relevant.settings["num_steps"])
+    assert relevant.settings["ard_warmup"] == 0.3
+    assert f"input scales held at 1 through the first {held} Adam steps" in (
+        workflow.describe_method(relevant)
+    )
+    assert "input scales held at 1" not in workflow.describe_method(polished)
+    assert given.prior == brn.PriorSpec() and sites.ARD_SCALE not in given.samples
+    assert "ARD" not in given.settings["method_choice"]
 
 
 @pytest.mark.slow

@@ -120,7 +120,9 @@ def test_defaults_of_every_section():
     assert spec.path == Path("spec.toml")
     assert spec.data == DataSpec(problem="sine")
     assert spec.network == NetworkSpec()
-    assert spec.prior == PriorSpec()
+    assert spec.prior is None  # fit's default (PriorSpec(), or auto's choice)
+    assert spec.fit_kwargs()["prior"] is None
+    assert spec.to_dict()["prior"] == {} and from_dict(spec.to_dict(), path=spec.path) == spec
     assert (spec.method, spec.seed, spec.options) == ("nuts", 0, {})
     assert spec.report == ReportSpec(levels=(0.5, 0.9), num_probes=20)
     assert spec.network.resnet_spec(1, 1) == ResNetSpec(1, 1)

@@ -313,6 +313,8 @@ def from_dict(
         check.known(raw, (section,), kinds)
         raw = check.typed(raw, (section,), kinds)
         sections[section] = check.build((section,), raw, cls, fallback="basis", **raw)
+    if not check.table(d, "prior"):  # no [prior]: the default, or the one auto chooses
+        sections["prior"] = None
     method, seed, options = _parse_inference(check.table(d, "inference"), check)
     parts = (data, sections["network"], sections["prior"], method, seed, options)
     return check.build((), {"name": name}, RunSpec, name, path, *parts, sections["report"])

@@ -35,8 +35,9 @@ may be left out; the values shown are the defaults)::
     activation = "tanh"
     residual = true
     scheme = "euler"            # or "heun" (second order; continuous bases only)
-    [prior]                     # the fields of PriorSpec
-    ard = false                 # learn a prior scale per input (input relevance in the report)
+    [prior]                     # the fields of PriorSpec; none: PriorSpec(), or with
+    ard = false                 # method = "auto" its choice (ARD from 500 rows).
+                                # ard: learn a prior scale per input (relevance in the report)
     [inference]
     method = "nuts"             # one of infer.METHODS, or "auto" (see infer.auto)
     seed = 0
@@ -350,7 +351,9 @@ class RunSpec:
         path: The TOML file it was read from, or None.
         data: Where the data come from.
         network: The architecture, less the data sizes.
-        prior: Prior and likelihood.
+        prior: Prior and likelihood; ``None`` where the spec has no (or an empty) ``[prior]``:
+            ``PriorSpec()``, or with ``method = "auto"`` the prior it chooses
+            (:func:`bayesresnet.infer.auto.choose_prior`).
         method: A key of ``infer.METHODS``, or ``"auto"`` (the method
             :func:`bayesresnet.infer.choose_method` chooses; no options).
         seed: Seed of the inference run.
@@ -362,7 +365,7 @@ class RunSpec:
     path: Path | None
     data: DataSpec
     network: NetworkSpec
-    prior: PriorSpec
+    prior: PriorSpec | None
     method: str
     seed: int
     options: dict[str, Any]
@@ -409,7 +412,7 @@ class RunSpec:
             "name": self.name,
             "data": self.data.to_dict(),
             "network": self.network.to_dict(),
-            "prior": dataclasses.asdict(self.prior),
+            "prior": dataclasses.asdict(self.prior) if self.prior is not None else {},
             "inference": {"method": self.method, "seed": self.seed, **self.options},
             "report": self.report.to_dict(),
         }

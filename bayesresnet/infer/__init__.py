@@ -32,7 +32,7 @@ from bayesresnet.data import (
     transform_masks,
     validate_xy,
 )
-from bayesresnet.infer.auto import AUTO, choose_method
+from bayesresnet.infer.auto import AUTO, choose_method, choose_prior
 from bayesresnet.infer.base import (
     Engine,
     EngineResult,
@@ -161,6 +161,14 @@ def _training_data(x, y):
     return x, y, input_names, output_names
 
 
+def _engine_model(spec: ResNetSpec, prior: PriorSpec, scaler, marginal: bool, noncentre: bool):
+    """The model an engine runs: with the output layer integrated out (``marginal``) or
+    not, on the centred scaler, its hidden coefficients non-centred where ``noncentre``."""
+    make = collapsed_model if marginal else make_model
+    model = make(spec, prior, scaler.centred())
+    return noncentred(model, noncentred_sites(prior)) if noncentre else model
+
+
 def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec, masks) -> tuple[ResNetSpec, dict]:
     """The network to fit and what the run record says of its choice.
 
@@ -241,12 +249,17 @@ def fit(
         y: training outputs ``[N, out]`` or ``[N]``; a DataFrame's column names (a
             Series' name) become the output names.
         method: ``"auto"`` (default), ``"nuts"``, ``"mclmc"``, ``"svi"``, ``"ensemble"``.
-            ``"auto"``: the deep ensemble at its defaults, polished by L-BFGS from
-            500 rows (:func:`~bayesresnet.infer.auto.choose_method`, with the
-            measurements behind it); ``post.method`` is the one that ran,
+            ``"auto"``: the deep ensemble at its defaults, polished by L-BFGS and
+            (given no ``prior``) learning input relevance, both from 500 rows
+            (:func:`~bayesresnet.infer.auto.choose_method`, with the measurements
+            behind it); ``post.method`` is the one that ran,
             ``post.settings["method_choice"]`` says why.
         seed: seed of every random choice of the run.
-        prior: prior and likelihood (default :class:`~bayesresnet.PriorSpec`).
+        prior: prior and likelihood; ``None``: the default
+            :class:`~bayesresnet.PriorSpec`, except with ``method="auto"``, which learns
+            input relevance (``ard=True``) from
+            :data:`~bayesresnet.infer.auto.AUTO_ARD_MIN_ROWS` training rows
+            (:func:`~bayesresnet.infer.auto.choose_prior`; ``post.prior`` is the prior used).
         transforms: per-column transforms ``{column name: "log"}`` of inputs and outputs
             (names as above; default none). A log input is standardized as ``log x``
             (for inputs spanning orders of magnitude); a log output is modelled as
@@ -259,8 +272,11 @@ def fit(
     Returns:
         A :class:`~bayesresnet.posterior.Posterior`.
     """
+    prior_chosen = method == AUTO and prior is None
     prior = _check_arguments(spec, method, seed, prior, options)
     x, y, input_names, output_names = _training_data(x, y)
+    if prior_chosen:
+        prior = choose_prior(len(x))
     x_log, y_log = transform_masks(transforms, input_names, output_names)
     check_log_columns(x, x_log, input_names, what="`x`")
     check_log_columns(y, y_log, output_names, what="`y`")
@@ -269,7 +285,8 @@ def fit(
         None if method == AUTO else config_from_options(METHODS[method].config, method, options)
     )
     spec, spec_record = _resolve_spec(spec, x, y, seed=seed, prior=prior, masks=(x_log, y_log))
-    choice = choose_method(len(x), spec) if method == AUTO else None
+    auto_prior = prior if prior_chosen else None  # said in the reason where auto chose it
+    choice = choose_method(len(x), spec, auto_prior) if method == AUTO else None
     if choice is not None:
         method = choice.method
         config = config_from_options(METHODS[method].config, method, choice.options)
@@ -279,13 +296,8 @@ def fit(
     # Offsets and input scales are removed in float64, before the engines cast to float32.
     x_fit, y_fit = scaler.centre_data(x, y)
     key = jax.random.key(seed)
-    if marginal:
-        model = collapsed_model(spec, prior, scaler.centred())
-    else:
-        model = make_model(spec, prior, scaler.centred())
     noncentre = _resolve_noncentred(config, prior)
-    if noncentre:
-        model = noncentred(model, noncentred_sites(prior))
+    model = _engine_model(spec, prior, scaler, marginal, noncentre)
     result = engine.run(key, model, x_fit, y_fit, config)
     samples = drop_decentered(result.samples)
     settings = _settings_used(result.settings, config, marginal, noncentre, choice) | spec_record

@@ -52,39 +52,79 @@ inside the paired standard error of the test points). With noise on borehole, at
 and at 5 000 rows, some members' polish then ended at its iteration cap and the verdict
 went from pass to warn (it says so: the members had not converged).
 
-``auto`` does not turn on input relevance (``PriorSpec(ard=True)``); it keeps the prior
-it is given. Measured side by side (its MAP fits starting every scale at 1,
-:data:`~bayesresnet.infer.core.ARD_START`; variants ``auto`` against ``auto+ard``, or
-``auto+noard`` against ARD; ``benchmarks/results/surrogates_N200_ard``,
-``…_N500_ard``, ``…_N1000_ard``, ``…_N2000_ard``, ``surrogates_ard_ishigami_sobolg``),
-ARD helps where every input acts monotonically: with 5 % noise the CRPS went from 1.17×
-to 0.98× the GP's on borehole and from 1.22× to 1.01× on friedman1 at 500 rows, from
-1.056× to 1.001× and 1.095× to 1.009× at 1 000, and from 1.022 ± 0.006× to
-0.996 ± 0.003× and 1.044 ± 0.008× to 1.005 ± 0.004× at 2 000 (noise-free friedman1's
-fell by 11–46 %, borehole's rose by 2–13 %; oscillator unchanged at 500). But
-it loses inputs whose effect is even about the centre of their range, where a fit
-starting from small weights has no first-order gradient to hold them: at 500 rows
-ishigami's relative RMSE went from 6.2 % to 34.7 % with noise and from 4.8 % to 34.8 %
-noise-free (its ``x₃`` enters as ``x₃⁴ sin x₁``), sobol_g's (every input ``|4xᵢ − 2|``)
-from 9.9 % to 11.5 % and from 6.0 % to 12.3 %, and at 2 000 rows sobol_g's from 3.7 % to
-5.2 % and 3.1 % to 5.0 %. At 200 rows (Adam only) it made ishigami's CRPS 2.8× worse.
-So it stays for the user to turn on (``PriorSpec(ard=True)``), who knows whether the
-simulator's inputs act monotonically.
+From :data:`AUTO_ARD_MIN_ROWS` rows, when the fit is given no prior, ``auto`` learns a
+relevance scale per input (``PriorSpec(ard=True)``; :func:`choose_prior`), every scale
+starting at 1 (:data:`~bayesresnet.infer.core.ARD_START`) and held there for the first
+30 % of the Adam steps (``EnsembleConfig.ard_warmup``), so that the network has learned
+to use every input before any scale may shrink.
+
+Learned from the first step (``benchmarks/results/surrogates_N500_ard``, ``…_N1000_ard``,
+``…_N2000_ard``, ``surrogates_ard_ishigami_sobolg``), ARD helped where every input acts
+monotonically (with 5 % noise the CRPS went from 1.17× to 0.98× the GP's on borehole and
+from 1.22× to 1.01× on friedman1 at 500 rows, from 1.022× to 0.996× and 1.044× to
+1.005× at 2 000), but lost inputs whose effect is even about the centre of their range,
+where a fit from small weights has no first-order gradient to hold them: at 500 rows
+ishigami's relative RMSE went from 6.2 % to 35 % (its ``x₃`` enters as
+``x₃⁴ sin x₁``) and sobol_g's (every input ``|4xᵢ − 2|``) from 9.5 % to 11.5 %. Held
+through the whole Adam phase and learned in the polish only (``ard_warmup=1``,
+``benchmarks/results/ard_warmup_N500_even``, ``ard_warmup_N500``), ishigami kept its
+6.2 % but borehole's and friedman1's gains with noise were gone (3.5 % and 4.1 %):
+what ARD buys with noise is learned in the Adam phase. Held for its first 30 %, measured
+side by side with ``auto`` given ``PriorSpec()`` (variants ``auto`` and ``auto+noard``,
+the GP in the same run; ``benchmarks/results/ard_warmup_auto_N500``, ``…_N500_even``,
+``…_N2000``, ``…_N2000_even``), relative RMSE % and CRPS as a multiple of the GP's:
+
+==========  =====  =====  =========================  =========================
+problem     noise  N      without ARD                with ARD held for 30 %
+==========  =====  =====  =========================  =========================
+borehole    0.05   500    3.58 %, 1.175 ± 0.015×     1.33 %, 0.983 ± 0.004×
+borehole    0      500    0.158 %, 1.280 ± 0.036×    0.166 %, 1.245 ± 0.030×
+friedman1   0.05   500    4.74 %, 1.231 ± 0.020×     2.30 %, 1.018 ± 0.007×
+friedman1   0      500    0.741 %, 11.8 ± 0.6×       0.333 %, 6.3 ± 0.3×
+ishigami    0.05   500    6.16 %                     6.26 %
+ishigami    0      500    4.98 %                     5.57 %
+sobol_g     0.05   500    9.54 %                     6.91 %
+sobol_g     0      500    5.99 %                     4.68 %
+borehole    0.05   2000   1.44 %, 1.020 ± 0.006×     0.748 %, 0.995 ± 0.003×
+borehole    0      2000   0.117 %, 3.09 ± 0.09×      0.118 %, 3.06 ± 0.09×
+friedman1   0.05   2000   2.04 %, 1.040 ± 0.008×     1.28 %, 1.006 ± 0.004×
+friedman1   0      2000   0.169 %, 23.7 ± 1.9×       0.141 %, 19.9 ± 1.6×
+ishigami    0.05   2000   2.77 %                     2.52 %
+ishigami    0      2000   1.79 %                     1.96 %
+sobol_g     0.05   2000   3.74 %                     3.42 %
+sobol_g     0      2000   3.06 %                     2.97 %
+==========  =====  =====  =========================  =========================
+
+(ishigami and sobol_g without the GP.) The one loss is noise-free ishigami (12 % and 9 %
+higher error); with noise it brings the CRPS to the GP's on borehole and friedman1. The
+fits took up to 20 % longer (35–44 s against 30–39 s at 500 rows, 45–58 s against
+42–52 s at 2 000, where the GP took 150–494 s in the same run: 3× and 11× as long as
+``auto`` with noise on borehole and friedman1).
+
+Below 500 rows, where the members are not polished, ARD stays off: at 200 rows (Adam
+only, the hold as above, variants ``auto`` and ``auto+ard``,
+``benchmarks/results/ard_warmup_auto_N200``) it lowered the CRPS on borehole,
+friedman1, oscillator and sobol_g (with noise from 1.22×, 1.53×, 0.90× and 1.12× the
+GP's to 1.04×, 1.13×, 0.86× and 0.78×) but raised ishigami's from 1.06× to 1.34× with
+noise and from 1.53× to 2.17× noise-free.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+from bayesresnet.model import PriorSpec
 from bayesresnet.resnet import ResNetSpec, num_params
 
 __all__ = [
     "AUTO",
+    "AUTO_ARD_MIN_ROWS",
     "AUTO_BATCH_MIN_ROWS",
     "AUTO_BATCH_SIZE",
     "AUTO_POLISH_MIN_ROWS",
     "MethodChoice",
     "choose_method",
+    "choose_prior",
 ]
 
 #: The method name that lets :func:`choose_method` decide.
@@ -99,17 +139,31 @@ AUTO_BATCH_MIN_ROWS = 2000
 AUTO_BATCH_SIZE = 256
 
 
+#: Training rows from which ``auto``, given no prior, learns a relevance scale per input
+#: (``PriorSpec(ard=True)``, held through the Adam phase; module docstring).
+AUTO_ARD_MIN_ROWS = AUTO_POLISH_MIN_ROWS
+
+
 class MethodChoice(NamedTuple):
-    """What ``method="auto"`` chose and why (recorded in the posterior's settings)."""
+    """What ``method="auto"`` chose and why (recorded in the posterior's settings);
+    ``prior`` is the prior it chose, ``None`` where the fit was given one."""
 
     method: str
     reason: str
     options: dict = {}
+    prior: PriorSpec | None = None
 
 
-def choose_method(num_rows: int, spec: ResNetSpec) -> MethodChoice:
+def choose_prior(num_rows: int) -> PriorSpec:
+    """The prior ``auto`` fits with when none is given: the default :class:`PriorSpec`,
+    with input relevance (``ard=True``) from :data:`AUTO_ARD_MIN_ROWS` training rows."""
+    return PriorSpec(ard=num_rows >= AUTO_ARD_MIN_ROWS)
+
+
+def choose_method(num_rows: int, spec: ResNetSpec, prior: PriorSpec | None = None) -> MethodChoice:
     """The method ``auto`` runs for ``num_rows`` training rows and the network ``spec``,
-    with its options."""
+    with its options; ``prior``: the prior :func:`choose_prior` chose (``None`` where the
+    fit was given one), said in the reason."""
     size = f"{num_rows} training rows, {num_params(spec)} parameters"
     polish = num_rows >= AUTO_POLISH_MIN_ROWS
     batched = num_rows >= AUTO_BATCH_MIN_ROWS
@@ -120,6 +174,13 @@ def choose_method(num_rows: int, spec: ResNetSpec) -> MethodChoice:
     )
     if batched:
         how += f", its Adam steps on batches of {AUTO_BATCH_SIZE} rows from {AUTO_BATCH_MIN_ROWS:,}"
+    if prior is not None:
+        how += (
+            f"; input relevance (ARD) learned from {AUTO_ARD_MIN_ROWS:,} rows, each scale "
+            "held at 1 for the first Adam steps (ard_warmup)"
+            if prior.ard
+            else f"; no input relevance (ARD) below {AUTO_ARD_MIN_ROWS:,} rows"
+        )
     options = {"polish": "lbfgs"} if polish else {}
     if batched:
         options["batch_size"] = AUTO_BATCH_SIZE
@@ -129,4 +190,5 @@ def choose_method(num_rows: int, spec: ResNetSpec) -> MethodChoice:
         "at every size; name mclmc or nuts for a sampler (slower, see "
         "bayesresnet.infer.auto)",
         options,
+        prior,
     )

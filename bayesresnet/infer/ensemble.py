@@ -43,6 +43,7 @@ from bayesresnet import sites
 from bayesresnet.infer.base import Check, Engine, EngineResult, Estimators, Timer, to_numpy
 from bayesresnet.infer.core import (
     EnsembleConfig,
+    ard_held_steps,
     config_settings,
     final_losses,
     member_block_size,
@@ -199,10 +200,12 @@ def describe(post) -> str:
     batches = (
         f" on batches of {batch} rows" if batch and uses_batches(batch, len(post.x_train)) else ""
     )
+    held = ard_held_steps(s.get("ard_warmup", 0.0), s["num_steps"]) if post.prior.ard else 0
+    ard = f"; input scales held at 1 through the first {held} Adam steps" if held else ""
     return (
         f"deep ensemble of {post.num_draws} MAP fits ({s['num_members']} trained), "
         f"{_steps_run(s)} Adam steps{batches}{polish} each"
-        f"{', ' + ', '.join(extras) if extras else ''}{noise}"
+        f"{', ' + ', '.join(extras) if extras else ''}{ard}{noise}"
     )
 
 
