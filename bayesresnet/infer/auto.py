@@ -140,7 +140,8 @@ AUTO_BATCH_SIZE = 256
 
 
 #: Training rows from which ``auto``, given no prior, learns a relevance scale per input
-#: (``PriorSpec(ard=True)``, held through the Adam phase; module docstring).
+#: (``PriorSpec(ard=True)``, each scale held at 1 for the first 30 % of the Adam steps;
+#: module docstring).
 AUTO_ARD_MIN_ROWS = AUTO_POLISH_MIN_ROWS
 
 

@@ -610,23 +610,20 @@ def ard_held_steps(ard_warmup: float, num_steps: int) -> int:
 
 
 def hold_sites(
-    optimizer: optax.GradientTransformation, names, steps: int | None = None
+    optimizer: optax.GradientTransformation, names, steps: int
 ) -> optax.GradientTransformation:
     """``optimizer`` on every site but ``names``, whose updates are zero for the first
-    ``steps`` steps (``None``: always), so they stay where they start; then ``optimizer``
-    moves them too. Each group's updates are those ``optimizer`` makes of its own
-    gradients (the held sites' moments gather from the first step)."""
+    ``steps`` steps, so they stay where they start; then ``optimizer`` moves them too.
+    Each group's updates are those ``optimizer`` makes of its own gradients (the held
+    sites' moments gather from the first step)."""
     held = frozenset(names)
 
     def labels(u):
         return {name: "hold" if name in held else "fit" for name in u}
 
-    if steps is None:
-        late = optax.set_to_zero()
-    else:
-        late = optax.chain(
-            optimizer, optax.scale_by_schedule(lambda count: (count >= steps).astype(jnp.float32))
-        )
+    late = optax.chain(
+        optimizer, optax.scale_by_schedule(lambda count: (count >= steps).astype(jnp.float32))
+    )
     return optax.multi_transform({"fit": optimizer, "hold": late}, labels)
 
 
