@@ -102,11 +102,16 @@ def test_the_root_is_found_where_the_plain_iteration_oscillates(scale):
     assert ratio[0] ** 2 * (n - gamma[0]) == pytest.approx(n, rel=1e-6)
 
 
-def test_several_outputs_each_solve_their_own_equation_in_both_forms():
+@pytest.mark.parametrize("scales", [(3.0, 0.5), (3.0, 0.5, 1.5)])
+def test_several_outputs_each_solve_their_own_equation_in_both_forms(scales):
+    # The P × P form solves each output's equation from the eigenvalues of its precision
+    # against the others' (one eigensolve per output and sweep); the outputs share every
+    # parameter, so the solves are coupled.
     rng = np.random.default_rng(7)
-    for n in (4, 30):  # N·O = 8 ≤ P = 12 (kernel form), then 60 > 12 (P × P form)
-        jac = rng.normal(size=(n, 2, 12)) * np.array([3.0, 0.5])[None, :, None]
-        rss = np.array([0.5 * n, 2.0 * n])
+    o = len(scales)
+    for n in (4, 30):  # N·O ≤ P = 12 (kernel form), then N·O > 12 (P × P form)
+        jac = rng.normal(size=(n, o, 12)) * np.array(scales)[None, :, None]
+        rss = n * np.array([0.5, 2.0, 1.0][:o])
         ratio, gamma = _fixed_point(jac, np.ones(12), rss, n)
         assert not np.allclose(ratio, 1.0)
         expected = hat_gammas(jac, np.ones(12), ratio)

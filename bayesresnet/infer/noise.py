@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+import scipy.linalg
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.infer.util import constrain_fn
@@ -128,6 +129,33 @@ def _gamma_function(a: np.ndarray):
     return gamma_params
 
 
+def _output_eigenvalues(a: np.ndarray):
+    """``μ(c, o)``, where ``N·O > P`` with several outputs: the eigenvalues ``μᵢ`` of output
+    ``o``'s data precision measured against the prior's plus the other outputs' (their
+    noise sds multiplied by ``c``), so that ``γ_o = Σ μᵢ/(s + μᵢ)`` at ``c_o = √s``; one
+    Cholesky factorization and one eigensolve, where :func:`_gamma_function` inverts a
+    ``P × P`` matrix for every ``s``. ``None`` where the kernel form applies.
+
+    With ``B = I + Σ_{j≠o} G_j/c_j² = L Lᵀ`` and ``C = L⁻¹ G_o L⁻ᵀ`` (``G_j = A_jᵀA_j``),
+    ``M = B + G_o/s = L (I + C/s) Lᵀ``, so ``tr(M⁻¹ G_o/s) = tr((I + C/s)⁻¹ C/s)``.
+    """
+    n, o, p = a.shape
+    if o == 1 or n * o <= p:
+        return None
+    grams = [a[:, j].T @ a[:, j] for j in range(o)]
+
+    def eigenvalues(c, out):
+        others = np.eye(p) + sum(
+            g / cj**2 for j, (g, cj) in enumerate(zip(grams, c, strict=True)) if j != out
+        )
+        chol = np.linalg.cholesky(others)
+        half = scipy.linalg.solve_triangular(chol, grams[out], lower=True)  # L⁻¹ G_o
+        whole = scipy.linalg.solve_triangular(chol, half.T, lower=True)  # L⁻¹ G_o L⁻ᵀ
+        return np.clip(np.linalg.eigvalsh((whole + whole.T) / 2), 0.0, None)
+
+    return eigenvalues
+
+
 def _fixed_point(jac_over_sd, prior_sd, rss, n: int, sweeps: int = 20, rtol: float = 1e-6):
     """``(c, γ)`` with ``c_o² (N − γ_o(c)) = rss_o``: the factor ``c`` on each output's MAP noise
     sd at which MacKay's update is stationary, and ``γ`` there.
@@ -145,16 +173,20 @@ def _fixed_point(jac_over_sd, prior_sd, rss, n: int, sweeps: int = 20, rtol: flo
     rss = np.asarray(rss, np.float64)
     num_out = a.shape[1]
     gamma_of = _gamma_function(a)
+    eigenvalues_of = _output_eigenvalues(a)
     trace = np.einsum("nop,nop->o", a, a)  # tr(A_oᵀ A_o) = Σ μ at c = 1
     ratio = np.ones(num_out)
     solvable = np.isfinite(rss) & (rss > 0) & np.isfinite(trace)
     for _ in range(sweeps if num_out > 1 else 1):
         before = ratio.copy()
         for o in np.flatnonzero(solvable):
+            mu = None if eigenvalues_of is None else eigenvalues_of(ratio, o)
 
-            def h(s, o=o):
+            def h(s, o=o, mu=mu):
                 if s <= 0.0:  # the limit: s (N − γ) → 0
                     return -rss[o]
+                if mu is not None:
+                    return s * (n - np.sum(mu / (s + mu))) - rss[o]
                 c = ratio.copy()
                 c[o] = np.sqrt(s)
                 return s * (n - gamma_of(c)[o]) - rss[o]
