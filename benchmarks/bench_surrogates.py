@@ -147,6 +147,34 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "spec": None,
         "prior": {"ard": True},
     },
+    # auto at 2 000 rows and more (polished, batches of 256, ARD held for 30 %) with the
+    # polish capped at fewer L-BFGS iterations than its 1 000:
+    **{
+        f"auto2000+p{cap}": {
+            "method": "ensemble",
+            "options": {"polish": "lbfgs", "batch_size": 256, "polish_steps": cap},
+            "spec": None,
+            "prior": {"ard": True},
+        }
+        for cap in (100, 300)
+    },
+    # auto with the polish's window test (polish_window_tol=0.01: stop a member when 50
+    # L-BFGS iterations lowered its loss by at most 0.01 nats per observed value), as auto
+    # runs from 500 and from 2 000 rows. (In results/polish_window_N500 and _N2000, made
+    # while auto had the test on, the variants "auto500+nowindow" and "auto2000+nowindow"
+    # are auto as it is, and "auto" is these.)
+    "auto500+window": {
+        "method": "ensemble",
+        "options": {"polish": "lbfgs", "polish_window_tol": 0.01},
+        "spec": None,
+        "prior": {"ard": True},
+    },
+    "auto2000+window": {
+        "method": "ensemble",
+        "options": {"polish": "lbfgs", "batch_size": 256, "polish_window_tol": 0.01},
+        "spec": None,
+        "prior": {"ard": True},
+    },
     "polished+b256+ard+hold": {
         "method": "ensemble",
         "options": {"polish": "lbfgs", "batch_size": 256, "ard_warmup": 1.0},

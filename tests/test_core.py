@@ -296,9 +296,43 @@ def test_each_member_stops_on_its_own_and_stopped_members_are_held():
     # With both tolerances off, a network's fit runs all polish_steps.
     model, x, y = sine_problem()
     start = sample_prior_unconstrained(jax.random.key(1), model, x, y, 2)
-    loose = EnsembleConfig(num_members=2, polish_steps=3, polish_tol=0.0, polish_grad_tol=0.0)
+    loose = EnsembleConfig(num_members=2, polish_steps=3, polish_tol=0.0, polish_grad_tol=0.0,
+                           polish_window_tol=0.0)  # fmt: skip
     _, forced = polish_members(model, x, y, start, loose)
     assert forced.iterations.tolist() == [3, 3] and not forced.converged.any()
+
+
+@pytest.mark.slow
+def test_the_window_test_stops_a_member_when_its_last_iterations_lowered_the_loss_too_little():
+    """With the window test alone, each member stops at the first iteration ``k ≥ W``
+    whose loss is at most ``polish_window_tol · y.size`` below the loss ``W`` iterations
+    before: the iteration read off the same fits run without the test to ``polish_steps``,
+    on the very same path until then."""
+    from bayesresnet.infer.core import _member_loss
+
+    model, x, y = sine_problem()
+    start = sample_prior_unconstrained(jax.random.key(1), model, x, y, 3)
+    window, steps = 4, 60
+    off = {"polish_tol": 0.0, "polish_grad_tol": 0.0, "polish_window_tol": 0.0}
+    free = EnsembleConfig(num_members=3, polish_steps=steps, polish_window=window, **off)
+    _, run_on = polish_members(model, x, y, start, free)
+    assert run_on.iterations.tolist() == [steps] * 3 and not run_on.converged.any()
+    initial = jax.vmap(lambda u: _member_loss(model, x, y)(u, None, None))(start)
+    losses = np.concatenate([np.asarray(initial)[:, None], run_on.losses], axis=1)  # L_0..L_60
+    drops = losses[:, :-window] - losses[:, window:]  # [:, j]: L_j - L_{j+W}, iteration j + W
+    # A limit that the falls over `window` iterations cross part-way through, halfway
+    # between two of them (no ties with float32 rounding).
+    ordered = np.sort(drops.ravel())
+    cut = int(0.3 * len(ordered))
+    limit = float(ordered[cut - 1] + ordered[cut]) / 2
+    expected = [window + int(np.argmax(d <= limit)) for d in drops]
+    assert all(window < k < steps for k in expected), expected
+    config = dataclasses.replace(free, polish_window_tol=limit / y.size)
+    _, result = polish_members(model, x, y, start, config)
+    assert result.iterations.tolist() == expected and result.converged.all()
+    for member, k in enumerate(expected):  # the same path until the stop, held after it
+        np.testing.assert_allclose(result.losses[member, :k], run_on.losses[member, :k], rtol=1e-6)
+        assert np.all(result.losses[member, k:] == result.losses[member, k - 1])
 
 
 def test_a_batch_loss_is_an_unbiased_estimate_of_the_full_loss():
@@ -420,6 +454,10 @@ def test_bad_polish_settings_are_named():
         EnsembleConfig(polish_tol=-1e-6)
     with pytest.raises(TypeError, match=r"`polish_grad_tol` must be a number"):
         EnsembleConfig(polish_grad_tol="small")
+    with pytest.raises(ValueError, match=r"`polish_window` must be ≥ 1; got 0"):
+        EnsembleConfig(polish_window=0)
+    with pytest.raises(ValueError, match=r"`polish_window_tol` must be"):
+        EnsembleConfig(polish_window_tol=-0.01)
     with pytest.raises(ValueError, match=r"`init_polish` must be one of"):
         NUTSConfig(init_polish="LBFGS")
     with pytest.raises(ValueError, match=r"`init_polish_steps` must be ≥ 1"):

@@ -130,7 +130,7 @@ def test_ctrl_c_during_the_lbfgs_polish_stops_after_its_block(monkeypatch, capsy
 
     monkeypatch.setattr(jax, "block_until_ready", interrupted)
     config = EnsembleConfig(num_members=2, polish="lbfgs", polish_steps=100, polish_tol=0.0,
-                            polish_grad_tol=0.0)  # fmt: skip
+                            polish_grad_tol=0.0, polish_window_tol=0.0)  # fmt: skip
     with base.show_progress("lines"), pytest.raises(KeyboardInterrupt):
         polish_members(model, x, y, {"theta": jnp.ones((2, 2)) * 3.0}, config)
     err = capsys.readouterr().err

@@ -241,8 +241,14 @@ def checks(post, estimators: Estimators) -> list[Check]:
             "scale keeps shrinking and members may never meet the tolerance"
         )
     else:
+        window = (
+            f", polish_window_tol {s['polish_window_tol']} over {s['polish_window']} iterations"
+            if s.get("polish_window_tol")
+            else ""
+        )
         target = (
-            f"all (L-BFGS: polish_tol {s['polish_tol']}, polish_grad_tol {s['polish_grad_tol']})"
+            f"all (L-BFGS: polish_tol {s['polish_tol']}, "
+            f"polish_grad_tol {s['polish_grad_tol']}{window})"
         )
         fix = "raise polish_steps; on noise-free data the noise scale keeps shrinking"
     return [
