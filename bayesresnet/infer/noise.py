@@ -34,10 +34,11 @@ too large. It costs about 1.3 s per fit at N = 200 and 2.7 s at N = 2 000 (width
 (:func:`_row_jacobian`). With several outputs and more rows × outputs than parameters,
 each output's equation is solved from one eigensolve of its data precision against the
 prior's and the other outputs' (:func:`_output_eigenvalues`), a few sweeps over the
-outputs: on oscillator (3 outputs) at 500 rows, width 16, that took the re-estimate
-from 98.7 s to 35.7 s per fit of 8 members (12 eigensolves each), where every step of the
-root search had inverted a ``P × P`` matrix (``benchmarks/results/noise_eigen_oscillator_old``
-and ``…_new``, the whole fit).
+outputs, where every step of the root search had inverted a ``P × P`` matrix: on
+oscillator (3 outputs) at 500 rows, width 16, 8 members, the re-estimate took 35.7 s
+instead of 98.7 s (12 eigensolves per member), and the whole fit 71 s instead of 130 s
+with 5 % noise and 70 s instead of 166 s noise-free, at the same accuracy to the last
+digit (``benchmarks/results/noise_eigen_oscillator_old`` and ``…_new``).
 
 The linearization needs the Jacobian, ``N·O × P`` numbers per member. It is skipped, and
 the MAP noise kept, above :data:`MAX_JACOBIAN_ENTRIES`, for a likelihood other than the
