@@ -104,10 +104,19 @@ def _scaled(jac_over_sd, prior_sd) -> np.ndarray:
     return np.asarray(jac_over_sd, dtype=np.float64) * np.asarray(prior_sd, np.float64)
 
 
-def _gamma_function(a: np.ndarray):
+def _output_grams(a: np.ndarray) -> list[np.ndarray] | None:
+    """``[A_oᵀA_o]`` ``[P, P]`` per output, where the ``P × P`` form applies (several
+    outputs, ``N·O > P``); ``None`` elsewhere."""
+    n, o, p = a.shape
+    if o == 1 or n * o <= p:
+        return None
+    return [a[:, j].T @ a[:, j] for j in range(o)]
+
+
+def _gamma_function(a: np.ndarray, grams: list[np.ndarray] | None = None):
     """``γ(c) [O]``: :func:`effective_parameters` of ``A`` ``[N, O, P]`` (:func:`_scaled`)
     with each output's noise sd multiplied by ``c [O]``; the products of ``A`` are formed
-    once."""
+    once (``grams``: :func:`_output_grams` of ``A`` where already formed)."""
     n, o, p = a.shape
     if o == 1:  # one output: γ(c) = Σ (μ/c²)/(1 + μ/c²) from one eigensolve
         flat = a[:, 0]
@@ -126,7 +135,7 @@ def _gamma_function(a: np.ndarray):
             return np.bincount(row_output, weights=np.diag(hat), minlength=o)
 
         return gamma_rows
-    grams = [a[:, j].T @ a[:, j] for j in range(o)]  # [P, P] each
+    grams = _output_grams(a) if grams is None else grams
 
     def gamma_params(c):
         scaled = [g / cj**2 for g, cj in zip(grams, np.asarray(c, np.float64), strict=True)]
@@ -136,20 +145,20 @@ def _gamma_function(a: np.ndarray):
     return gamma_params
 
 
-def _output_eigenvalues(a: np.ndarray):
-    """``μ(c, o)``, where ``N·O > P`` with several outputs: the eigenvalues ``μᵢ`` of output
-    ``o``'s data precision measured against the prior's plus the other outputs' (their
-    noise sds multiplied by ``c``), so that ``γ_o = Σ μᵢ/(s + μᵢ)`` at ``c_o = √s``; one
-    Cholesky factorization and one eigensolve, where :func:`_gamma_function` inverts a
-    ``P × P`` matrix for every ``s``. ``None`` where the kernel form applies.
+def _output_eigenvalues(grams: list[np.ndarray] | None):
+    """``μ(c, o)``, from :func:`_output_grams` (``N·O > P``, several outputs): the
+    eigenvalues ``μᵢ`` of output ``o``'s data precision measured against the prior's plus
+    the other outputs' (their noise sds multiplied by ``c``), so that
+    ``γ_o = Σ μᵢ/(s + μᵢ)`` at ``c_o = √s``; one Cholesky factorization and one eigensolve,
+    where :func:`_gamma_function` inverts a ``P × P`` matrix for every ``s``. ``None``
+    where ``grams`` is (the other forms).
 
     With ``B = I + Σ_{j≠o} G_j/c_j² = L Lᵀ`` and ``C = L⁻¹ G_o L⁻ᵀ`` (``G_j = A_jᵀA_j``),
     ``M = B + G_o/s = L (I + C/s) Lᵀ``, so ``tr(M⁻¹ G_o/s) = tr((I + C/s)⁻¹ C/s)``.
     """
-    n, o, p = a.shape
-    if o == 1 or n * o <= p:
+    if grams is None:
         return None
-    grams = [a[:, j].T @ a[:, j] for j in range(o)]
+    p = grams[0].shape[0]
 
     def eigenvalues(c, out):
         others = np.eye(p) + sum(
@@ -179,8 +188,9 @@ def _fixed_point(jac_over_sd, prior_sd, rss, n: int, sweeps: int = 20, rtol: flo
     a = _scaled(jac_over_sd, prior_sd)
     rss = np.asarray(rss, np.float64)
     num_out = a.shape[1]
-    gamma_of = _gamma_function(a)
-    eigenvalues_of = _output_eigenvalues(a)
+    grams = _output_grams(a)  # formed once, for both
+    gamma_of = _gamma_function(a, grams)
+    eigenvalues_of = _output_eigenvalues(grams)
     trace = np.einsum("nop,nop->o", a, a)  # tr(A_oᵀ A_o) = Σ μ at c = 1
     ratio = np.ones(num_out)
     solvable = np.isfinite(rss) & (rss > 0) & np.isfinite(trace)
