@@ -162,7 +162,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # L-BFGS iterations lowered its loss by at most 0.01 nats per observed value), as auto
     # runs from 500 and from 2 000 rows. (In results/polish_window_N500 and _N2000, made
     # while auto had the test on, the variants "auto500+nowindow" and "auto2000+nowindow"
-    # are auto as it is, and "auto" is these.)
+    # are auto without the test, and "auto" is these.) From 2 000 rows auto now runs the
+    # test at 0.003 ("auto2000+window003", results/polish_map_window003_N2000);
+    # "auto2000+nowindow" is auto there without it.
     "auto500+window": {
         "method": "ensemble",
         "options": {"polish": "lbfgs", "polish_window_tol": 0.01},
@@ -172,6 +174,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "auto2000+window": {
         "method": "ensemble",
         "options": {"polish": "lbfgs", "batch_size": 256, "polish_window_tol": 0.01},
+        "spec": None,
+        "prior": {"ard": True},
+    },
+    "auto2000+window003": {
+        "method": "ensemble",
+        "options": {"polish": "lbfgs", "batch_size": 256, "polish_window_tol": 0.003},
+        "spec": None,
+        "prior": {"ard": True},
+    },
+    "auto2000+nowindow": {
+        "method": "ensemble",
+        "options": {"polish": "lbfgs", "batch_size": 256, "polish_window_tol": 0.0},
         "spec": None,
         "prior": {"ard": True},
     },

@@ -27,6 +27,7 @@ from bayesresnet.infer.core import (
     make_optimizer,
     map_start,
     member_inputs,
+    over_members,
     polish_members,
     run_blocks,
     run_chains,
@@ -268,6 +269,26 @@ def test_lbfgs_polish_lowers_the_loss_and_the_gradient_adam_left():
     assert np.all(polished.polish.evaluations >= polished.polish.iterations)
     # Its losses never rise (refused steps are not taken).
     assert np.all(np.diff(polished.polish.losses, axis=1) <= 0)
+
+
+def test_over_members_gives_what_vmap_gives_with_unmapped_and_absent_arguments():
+    """Members one after another (the CPU) return what ``vmap`` returns, each member
+    getting its own slice of the mapped arguments, the unmapped ones whole, ``None`` kept;
+    a cond whose branch differs between members takes each member's own branch."""
+
+    def fn(u, shared, absent, scale):
+        assert absent is None
+        total = jax.lax.cond(u["a"][0] > 0, lambda: u["a"].sum(), lambda: -u["a"].sum())
+        return {"out": u["a"] * scale + shared}, total
+
+    u = {"a": jnp.asarray([[1.0, 2.0], [-3.0, 4.0], [5.0, -6.0]])}
+    shared, scale = jnp.asarray([10.0, 20.0]), jnp.asarray([1.0, 2.0, 3.0])
+    in_axes = (0, None, None, 0)
+    got = jax.jit(over_members(fn, in_axes))(u, shared, None, scale)
+    want = jax.vmap(fn, in_axes=in_axes)(u, shared, None, scale)
+    jax.tree_util.tree_map(np.testing.assert_allclose, got, want)
+    np.testing.assert_allclose(got[1], [3.0, -1.0, -1.0])
+    np.testing.assert_allclose(got[0]["out"][2], [25.0, 2.0])
 
 
 def quadratic_optimum(x, y) -> np.ndarray:

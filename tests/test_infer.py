@@ -321,10 +321,15 @@ def test_auto_chooses_the_ensemble_at_every_size_and_says_so():
         polished = rows >= brn.infer.auto.AUTO_POLISH_MIN_ROWS
         batched = rows >= brn.infer.auto.AUTO_BATCH_MIN_ROWS
         expected = {"polish": "lbfgs"} if polished else {}
-        expected |= {"batch_size": brn.infer.auto.AUTO_BATCH_SIZE} if batched else {}
+        if batched:
+            expected |= {
+                "batch_size": brn.infer.auto.AUTO_BATCH_SIZE,
+                "polish_window_tol": brn.infer.auto.AUTO_POLISH_WINDOW_TOL,
+            }
         assert choice.options == expected
         assert ("polished by L-BFGS" in choice.reason) == polished
-        assert ("batches of 256 rows from 2,000" in choice.reason) == batched
+        assert ("batches of 256 rows and its polish stopped" in choice.reason) == batched
+        assert ("window test (polish_window_tol=0.003) from 2,000" in choice.reason) == batched
     # Every option it chooses is one the ensemble takes, together.
     brn.infer.EnsembleConfig(**brn.infer.choose_method(100_000, spec).options)
 
