@@ -815,7 +815,7 @@ def _polish_steps(loss_fn, solver, num_obs: int, tol: float, grad_tol: float, wi
         def step(c, _):  # a stopped member is held: the cond skips its iteration
             return jax.lax.cond(c.done, lambda c: (c, optax.tree.get(c.state, "value")), iterate, c)
 
-        def iterate(c):
+        def iterate(c):  # a member that has not stopped: neither flag of `c` is set yet
             value = optax.tree.get(c.state, "value")
             grad = optax.tree.get(c.state, "grad")
             updates, state = solver.update(
@@ -829,20 +829,17 @@ def _polish_steps(loss_fn, solver, num_obs: int, tol: float, grad_tol: float, wi
             lower = finite & (new <= value)
             # A step that raised the loss (a failed line search) or left it non-finite is
             # refused; the member stops there.
-            accept = ~c.done & lower
             slot = (c.iterations + 1) % span  # the loss `span` iterations before this one
             slow = (window_limit > 0) & lower & (c.recent[slot] - new <= window_limit)
-            converged = ~c.done & finite & (small | (lower & (flat | slow)))
-            stop = ~c.done & (~lower | small | flat | slow)
             searches = optax.tree.get(state, "num_linesearch_steps")
             c = _PolishCarry(
-                _keep(accept, optax.apply_updates(c.u, updates), c.u),
-                _keep(accept, state, c.state),
-                c.done | stop,
-                c.converged | converged,
-                c.iterations + accept.astype(jnp.int32),
-                c.evaluations + jnp.where(c.done, 0, searches).astype(jnp.int32),
-                jnp.where(accept, c.recent.at[slot].set(new), c.recent),
+                u=_keep(lower, optax.apply_updates(c.u, updates), c.u),
+                state=_keep(lower, state, c.state),
+                done=~lower | small | flat | slow,
+                converged=finite & (small | (lower & (flat | slow))),
+                iterations=c.iterations + lower.astype(jnp.int32),
+                evaluations=c.evaluations + searches.astype(jnp.int32),
+                recent=jnp.where(lower, c.recent.at[slot].set(new), c.recent),
             )
             return c, optax.tree.get(c.state, "value")
 
