@@ -171,23 +171,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "spec": None,
         "prior": {"ard": True},
     },
-    "auto2000+window": {
-        "method": "ensemble",
-        "options": {"polish": "lbfgs", "batch_size": 256, "polish_window_tol": 0.01},
-        "spec": None,
-        "prior": {"ard": True},
-    },
-    "auto2000+window003": {
-        "method": "ensemble",
-        "options": {"polish": "lbfgs", "batch_size": 256, "polish_window_tol": 0.003},
-        "spec": None,
-        "prior": {"ard": True},
-    },
-    "auto2000+nowindow": {
-        "method": "ensemble",
-        "options": {"polish": "lbfgs", "batch_size": 256, "polish_window_tol": 0.0},
-        "spec": None,
-        "prior": {"ard": True},
+    **{
+        f"auto2000+{name}": {
+            "method": "ensemble",
+            "options": {"polish": "lbfgs", "batch_size": 256, "polish_window_tol": tol},
+            "spec": None,
+            "prior": {"ard": True},
+        }
+        for name, tol in (("window", 0.01), ("window003", 0.003), ("nowindow", 0.0))
     },
     "polished+b256+ard+hold": {
         "method": "ensemble",
