@@ -58,6 +58,7 @@ __all__ = [
     "Scaler",
     "fit_scaler",
     "observation_dist",
+    "sample_observations",
     "wp_resnet_model",
     "make_model",
     "prior_scales",
@@ -292,10 +293,9 @@ def observation_dist(prior: PriorSpec, loc, scale) -> dist.Distribution:
     """The likelihood of one observation, ``p(y | f, σ)``: the one definition of it.
 
     ``Normal(loc, scale)``, or ``StudentT(prior.student_t_df, loc, scale)`` when
-    ``prior.likelihood == "student_t"``. Its ``log_prob`` and ``sample`` serve the model,
-    :meth:`~bayesresnet.posterior.Posterior.log_likelihood`, the noise of
-    :meth:`~bayesresnet.posterior.Posterior.predict` and the mixture NLL of
-    :mod:`bayesresnet.calibration`.
+    ``prior.likelihood == "student_t"``. Its ``log_prob`` serves the model,
+    :meth:`~bayesresnet.posterior.Posterior.log_likelihood` and the mixture NLL of
+    :mod:`bayesresnet.calibration`; :func:`sample_observations` draws from it.
 
     Args:
         prior: the prior and likelihood settings.
@@ -305,6 +305,21 @@ def observation_dist(prior: PriorSpec, loc, scale) -> dist.Distribution:
     if prior.likelihood == "student_t":
         return dist.StudentT(prior.student_t_df, loc, scale)
     return dist.Normal(loc, scale)
+
+
+def sample_observations(prior: PriorSpec, loc, scale, rng: np.random.Generator, reps: int):
+    """``reps`` draws of ``y`` from :func:`observation_dist` ``(prior, loc, scale)``, stacked
+    on a new leading axis ``[reps, *shape]`` (float64).
+
+    Drawn by numpy (``loc + scale · ε``, ``ε`` standard Normal or standard Student-t with
+    ``prior.likelihood_df`` degrees of freedom), not by JAX: a JAX draw compiles a
+    program for every new shape (about 1.2 s of a 1.9 s prediction at 200 rows).
+    """
+    loc = np.asarray(loc, dtype=np.float64)
+    shape = (reps,) + np.broadcast_shapes(loc.shape, np.shape(scale))
+    df = prior.likelihood_df
+    eps = rng.standard_normal(shape) if df is None else rng.standard_t(df, shape)
+    return loc + np.asarray(scale, dtype=np.float64) * eps
 
 
 def prior_scales(spec: ResNetSpec, prior: PriorSpec) -> dict[str, float]:

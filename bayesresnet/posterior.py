@@ -27,7 +27,7 @@ from bayesresnet._io import write_atomic
 from bayesresnet._validate import check_array, check_int, check_level
 from bayesresnet.data import check_log_columns, column_names
 from bayesresnet.levels import PREDICTION_LEVELS
-from bayesresnet.model import PriorSpec, Scaler, observation_dist
+from bayesresnet.model import PriorSpec, Scaler, observation_dist, sample_observations
 from bayesresnet.resnet import ResNetSpec, apply
 
 __all__ = ["Posterior", "Prediction", "RawFunction", "function_program", "load", "FORMAT_VERSION"]
@@ -475,13 +475,13 @@ class Posterior:
         # give coarse or zero-width predictive quantiles: take R draws each, so at least
         # MIN_Y_DRAWS draws of y represent the predictive distribution.
         reps = max(1, -(-MIN_Y_DRAWS // s))
-        key = jax.random.key(seed)
+        rng = np.random.default_rng(seed)
         out = {k: [] for k in ("mean", "f_std", "std", "f", "y")}
         qs = {p: [] for p in probs}
         fqs = {p: [] for p in probs}
-        for i, f in enumerate(self._f_chunks(x, chunk_points, chunk_draws, depth)):
+        for f in self._f_chunks(x, chunk_points, chunk_draws, depth):
             # [R·S, P, O]: R noise draws per parameter draw, replicate-major.
-            y = self._sample_y(jax.random.fold_in(key, i), f, sigma[:, None, :], reps)
+            y = self._sample_y(rng, f, sigma[:, None, :], reps)
             f, y = self.scaler.raw_y(f), self.scaler.raw_y(y)
             out["mean"].append(f.mean(axis=0))
             out["f_std"].append(f.std(axis=0))
@@ -510,12 +510,11 @@ class Posterior:
             extrapolation=None if extrapolation is None else extrapolation.max(axis=1),
         )
 
-    def _sample_y(self, key, f, sigma, reps: int) -> np.ndarray:
+    def _sample_y(self, rng, f, sigma, reps: int) -> np.ndarray:
         """``reps`` draws of ``y ~ p(y | f, σ)`` per draw of ``f`` ``[S, P, O]``; ``[R·S, P, O]``,
         replicate-major."""
-        with jax.enable_x64(True):  # the float64 of the draws of f
-            y = observation_dist(self.prior, f, sigma).sample(key, (reps,))
-        return np.asarray(y).reshape((-1,) + f.shape[1:])
+        y = sample_observations(self.prior, f, sigma, rng, reps)
+        return y.reshape((-1,) + f.shape[1:])
 
     def log_likelihood(
         self, x=None, y=None, *, chunk_points: int = 4096, per_output: bool = False
