@@ -180,6 +180,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
         }
         for name, tol in (("window", 0.01), ("window003", 0.003), ("nowindow", 0.0))
     },
+    # auto from 2 000 rows with half its Adam steps (1 500): the full-batch polish
+    # finishes what the batched Adam phase leaves:
+    "auto2000+s1500": {
+        "method": "ensemble",
+        "options": {
+            "polish": "lbfgs",
+            "batch_size": 256,
+            "polish_window_tol": 0.003,
+            "num_steps": 1500,
+        },
+        "spec": None,
+        "prior": {"ard": True},
+    },
     "polished+b256+ard+hold": {
         "method": "ensemble",
         "options": {"polish": "lbfgs", "batch_size": 256, "ard_warmup": 1.0},

@@ -5,6 +5,7 @@ import dataclasses
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import Future
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,8 @@ from bayesresnet.infer.core import (
     ARD_START,
     EnsembleConfig,
     _config_optimizer,
+    block_program,
+    compile_ahead,
     config_settings,
     final_losses,
     make_optimizer,
@@ -29,6 +32,7 @@ from bayesresnet.infer.core import (
     member_inputs,
     over_members,
     polish_members,
+    polish_programs,
     run_blocks,
     run_chains,
     sample_prior_unconstrained,
@@ -119,6 +123,24 @@ def test_run_blocks_cuts_the_run_and_stops_when_told():
     timer = Timer()
     carry, outs = run_blocks(counting_block, 0, 10, num_blocks=3, timer=timer, compile_label="c")
     assert [len(o) for o in outs] == [4, 4, 2] and int(carry) == 10
+    assert set(timer.times) == {"c", "run_s"}
+
+
+def test_run_blocks_runs_a_block_compiled_ahead_without_tracing_it_again():
+    traces = []
+
+    def block(carry, start, length):
+        traces.append(length)
+        return counting_block(carry, start, length)
+
+    ahead = {4: compile_ahead(block_program(block, 4), 0, 0)}
+    assert traces == [4]  # traced by the caller; XLA compiles it in the background
+    timer = Timer()
+    carry, outs = run_blocks(block, 0, 10, block_size=4, ahead=ahead, timer=timer,
+                             compile_label="c")  # fmt: skip
+    assert [np.asarray(o).tolist() for o in outs] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert int(carry) == 10
+    assert traces == [4, 2]  # only the shorter last block was traced (and compiled) here
     assert set(timer.times) == {"c", "run_s"}
 
 
@@ -289,6 +311,22 @@ def test_over_members_gives_what_vmap_gives_with_unmapped_and_absent_arguments()
     jax.tree_util.tree_map(np.testing.assert_allclose, got, want)
     np.testing.assert_allclose(got[1], [3.0, -1.0, -1.0])
     np.testing.assert_allclose(got[0]["out"][2], [25.0, 2.0])
+
+
+def test_the_polish_compiled_ahead_gives_what_it_gives_compiled_on_the_way():
+    """train_members compiles the polish beside its Adam phase: the same programs, so
+    the same iterates, bit for bit."""
+    model, x, y = sine_problem()
+    start = sample_prior_unconstrained(jax.random.key(1), model, x, y, 2)
+    config = EnsembleConfig(num_members=2, polish="lbfgs", polish_steps=30)
+    want_u, want = polish_members(model, x, y, start, config)
+    programs = polish_programs(model, x, y, start, config, ahead=True)
+    assert set(programs.ahead) == {3} and isinstance(programs.ahead[3], Future)
+    got_u, got = polish_members(model, x, y, start, config, programs=programs)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, got_u, want_u)
+    for name in ("losses", "iterations", "evaluations", "grad_norm", "converged"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    assert want.iterations.max() > 3  # the run went past the first block
 
 
 def quadratic_optimum(x, y) -> np.ndarray:

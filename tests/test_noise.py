@@ -14,7 +14,13 @@ from scipy.optimize import brentq
 import bayesresnet as brn
 from bayesresnet import sites
 from bayesresnet.infer import EnsembleConfig, run_ensemble
-from bayesresnet.infer.noise import _fixed_point, effective_noise, effective_parameters
+from bayesresnet.infer.noise import (
+    NoiseProgram,
+    _fixed_point,
+    effective_noise,
+    effective_parameters,
+    noise_program,
+)
 
 PRIOR_SD = 2.0
 
@@ -126,17 +132,22 @@ def noisy_linear_model(x, y=None):
         numpyro.sample(sites.OBS, dist.Normal((x @ theta)[:, None], sigma).to_event(1), obs=y)
 
 
-def test_effective_noise_of_a_linear_model_solves_mackays_equation():
+def ridge_members(map_sds=(0.2, 0.35)):
+    """Linear data and "members": the ridge fits at the noise sds ``map_sds`` (any fit
+    will do; γ is taken at it)."""
     rng = np.random.default_rng(2)
     x = rng.normal(size=(25, 8))
     y = (x @ rng.normal(size=8) + 0.3 * rng.normal(size=25))[:, None]
-    # Two "members": the ridge fits at two noise sds (any fit will do; γ is taken at it).
     params = {"theta": [], sites.NOISE_SCALE: []}
-    for map_sd in (0.2, 0.35):
+    for map_sd in map_sds:
         a = x.T @ x / map_sd**2 + np.eye(8) / PRIOR_SD**2
         params["theta"].append(np.linalg.solve(a, x.T @ y[:, 0] / map_sd**2))
         params[sites.NOISE_SCALE].append([np.log(map_sd)])  # unconstrained: log
-    params = {k: jnp.asarray(np.array(v), jnp.float32) for k, v in params.items()}
+    return x, y, {k: jnp.asarray(np.array(v), jnp.float32) for k, v in params.items()}
+
+
+def test_effective_noise_of_a_linear_model_solves_mackays_equation():
+    x, y, params = ridge_members()
     refit = effective_noise(noisy_linear_model, jnp.asarray(x, jnp.float32), y, params)
     assert refit.reason.startswith("effective")
     np.testing.assert_allclose(refit.map_sigma[:, 0], [0.2, 0.35], rtol=1e-5)
@@ -150,6 +161,24 @@ def test_effective_noise_of_a_linear_model_solves_mackays_equation():
         assert refit.sigma[m, 0] == pytest.approx(expected, rel=1e-3)
         gamma = gamma_closed_form(x, PRIOR_SD, expected)
         assert refit.gamma[m, 0] == pytest.approx(gamma, rel=1e-3)
+
+
+def test_the_refit_compiled_ahead_gives_what_it_gives_compiled_on_the_way():
+    """The ensemble compiles the refit while its members train: the same program, the
+    same numbers; one made for another number of members is not used."""
+    x, y, params = ridge_members((0.2, 0.35, 0.5))
+    x = jnp.asarray(x, jnp.float32)
+    want = effective_noise(noisy_linear_model, x, y, params)
+    shapes = jax.tree_util.tree_map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), params)
+    program = noise_program(noisy_linear_model, x, y, shapes, ahead=True)
+    assert isinstance(program, NoiseProgram) and program.num_members == 3
+    got = effective_noise(noisy_linear_model, x, y, params, program=program)
+    for name in ("sigma", "map_sigma", "gamma"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    two = jax.tree_util.tree_map(lambda v: v[:2], params)  # a member left out (diverged)
+    np.testing.assert_array_equal(
+        effective_noise(noisy_linear_model, x, y, two, program=program).sigma, want.sigma[:2]
+    )
 
 
 @pytest.mark.slow

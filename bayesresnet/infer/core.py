@@ -13,6 +13,9 @@
 * :func:`map_start`: the MAP warm start of NUTS, MCLMC and SVI (the best of ``M`` fits);
 * :func:`run_blocks`: the one block-compiled loop: a pure block of steps, compiled once
   per block length and run until done (or stopped), with progress between blocks;
+* :func:`compile_ahead`: a later program traced now and compiled by XLA in a background
+  thread, so that it compiles while the run goes on (the polish, and the ensemble's noise
+  re-estimate, compile while the members' Adam phase runs);
 * :func:`scan_chain`, :func:`run_chains`: a kernel ``step(key, state) -> (state, info)``
   (:class:`~bayesresnet.infer.base.SamplingAlgorithm`) scanned along one chain, and run
   for many chains at once: vmapped over chains, sharded over devices when there are
@@ -25,8 +28,10 @@ at definition time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -72,6 +77,11 @@ __all__ = [
     "member_block_size",
     "train_members",
     "polish_members",
+    "polish_programs",
+    "PolishPrograms",
+    "compile_ahead",
+    "compiles_ahead",
+    "block_program",
     "final_losses",
     "make_log_density",
     "flatten_members",
@@ -688,6 +698,7 @@ def train_members(
     timer: Timer | None = None,
     *,
     converged: Callable | None = None,
+    prepare: Callable | None = None,
 ):
     """Train all members as one jitted, vmapped program (sharded over devices).
 
@@ -697,11 +708,18 @@ def train_members(
 
     With ``config.polish="lbfgs"`` the Adam phase is followed by :func:`polish_members`.
 
+    On one device (:func:`compiles_ahead`) the Adam block, then the polish's programs, are
+    traced first and compiled in the background (:func:`compile_ahead`): the polish
+    compiles while the Adam phase runs.
+
     Args:
         converged: ``converged(losses [M, T]) -> bool``: with it, training goes on after
             ``num_steps`` (at the schedule's final learning rate), block by block, until
             it says so or ``config.max_steps`` (default ``3 · num_steps``) are done;
             without it, ``num_steps`` are run.
+        prepare: called once the programs are on their way, before the Adam phase
+            runs: the caller's own programs to compile ahead (the ensemble's noise
+            re-estimate), queued behind these.
 
     Returns:
         :class:`MembersResult` with unconstrained parameters ``[M, ...]``, the Adam
@@ -728,6 +746,17 @@ def train_members(
         return (u, state, anchors, weights), losses
 
     state = batched_state(k_batches, optimizer, u0, config.batch_size, x.shape[0])
+    size, ahead, polishing = member_block_size(config), {}, None
+    if compiles_ahead():  # the polish traced while the Adam block compiles, then compiled
+        carry = (u0, state, anchors, weights)
+        ahead = {size: compile_ahead(block_program(block, size), carry, 0)}
+    if config.polish == "lbfgs":
+        polishing = polish_programs(
+            model, x, y, u0, config, anchors=anchors, weights=weights, forward=forward,
+            ahead=compiles_ahead(),
+        )  # fmt: skip
+    if prepare is not None:
+        prepare()
     total, stop = config.num_steps, None
     if converged is not None:
         total = config.max_steps or 3 * config.num_steps
@@ -744,7 +773,8 @@ def train_members(
             block,
             (u0, state, anchors, weights),
             total,
-            block_size=member_block_size(config),
+            block_size=size,
+            ahead=ahead,
             progress=bar,
             units=config.num_members,
             timer=timer,
@@ -752,10 +782,11 @@ def train_members(
             stop=stop,
         )
     polish = None
-    if config.polish == "lbfgs":
+    if polishing is not None:
         u, polish = polish_members(
-            model, x, y, u, config, anchors=anchors, weights=weights, timer=timer, forward=forward
-        )
+            model, x, y, u, config, anchors=anchors, weights=weights, timer=timer,
+            forward=forward, programs=polishing,
+        )  # fmt: skip
     return MembersResult(u, jnp.concatenate(losses, axis=1), polish)
 
 
@@ -848,6 +879,57 @@ def _polish_steps(loss_fn, solver, num_obs: int, tol: float, grad_tol: float, wi
     return init, run
 
 
+class PolishPrograms(NamedTuple):
+    """The programs of :func:`polish_members`, made by :func:`polish_programs`.
+
+    Attributes:
+        init: ``init(params, anchors, weights) -> carry``, the members' first iterates.
+        block: the :func:`run_blocks` block of ``length`` iterations of every member.
+        block_size: iterations per block.
+        ahead: ``{length: Future}`` of blocks compiled ahead (:func:`compile_ahead`).
+    """
+
+    init: Callable
+    block: Callable
+    block_size: int
+    ahead: dict
+
+
+def polish_programs(
+    model, x, y, params, config: EnsembleConfig, *, anchors=None, weights=None,
+    forward=None, ahead: bool = False,
+) -> PolishPrograms:  # fmt: skip
+    """The programs of :func:`polish_members` for members shaped as ``params``.
+
+    With ``ahead``, both the first iterate and a block are traced here and compiled in
+    the background (:func:`compile_ahead`): :func:`train_members` makes them before its
+    Adam phase, so that they compile while it runs.
+    """
+    init, run = _polish_steps(
+        _member_loss(model, x, y, forward),
+        optax.lbfgs(),
+        x.shape[0],
+        config.polish_tol,
+        config.polish_grad_tol,
+        (config.polish_window, config.polish_window_tol * np.size(y)),
+    )
+    in_axes = (0, None if anchors is None else 0, None if weights is None else 0)
+    start = jax.jit(jax.vmap(init, in_axes=in_axes))
+
+    def block(carry, start, length):
+        c, anchors, weights = carry
+        c, losses = over_members(lambda *args: run(*args, length), in_axes)(c, anchors, weights)
+        return (c, anchors, weights), (losses, c.done)
+
+    size = -(-config.polish_steps // MEMBER_BLOCKS)
+    if not ahead:
+        return PolishPrograms(start, block, size, {})
+    first = compile_ahead(start, params, anchors, weights)
+    carry = (jax.eval_shape(start, params, anchors, weights), anchors, weights)
+    blocks = {size: compile_ahead(block_program(block, size), carry, 0)}
+    return PolishPrograms(lambda *args: first.result()(*args), block, size, blocks)
+
+
 def polish_members(
     model,
     x,
@@ -859,6 +941,7 @@ def polish_members(
     weights=None,
     timer: Timer | None = None,
     forward=None,
+    programs: PolishPrograms | None = None,
 ) -> tuple[dict, PolishResult]:
     """Finish every member's MAP fit with full-batch L-BFGS, as one vmapped program.
 
@@ -882,6 +965,8 @@ def polish_members(
         anchors, weights: the members' prior means and likelihood weights (leading axis
             ``M``) or ``None``, as :func:`member_inputs` made them.
         forward: replaces the model's network (the adjoint gradient).
+        programs: :func:`polish_programs` of the same arguments, made (and maybe
+            compiled) beforehand; made here by default.
 
     Returns:
         ``(params, PolishResult)``.
@@ -892,29 +977,19 @@ def polish_members(
         Nocedal, Wright (2006), Numerical Optimization, Algorithms 3.5-3.6 and 7.4-7.5.
     """
     timer = timer or Timer()
-    init, run = _polish_steps(
-        _member_loss(model, x, y, forward),
-        optax.lbfgs(),
-        x.shape[0],
-        config.polish_tol,
-        config.polish_grad_tol,
-        (config.polish_window, config.polish_window_tol * np.size(y)),
-    )
-    in_axes = (0, None if anchors is None else 0, None if weights is None else 0)
-    carry = jax.jit(jax.vmap(init, in_axes=in_axes))(params, anchors, weights)
-
-    def block(carry, start, length):
-        c, anchors, weights = carry
-        c, losses = over_members(lambda *args: run(*args, length), in_axes)(c, anchors, weights)
-        return (c, anchors, weights), (losses, c.done)
-
+    if programs is None:
+        programs = polish_programs(
+            model, x, y, params, config, anchors=anchors, weights=weights, forward=forward
+        )
+    carry = programs.init(params, anchors, weights)
     units, steps = config.num_members, config.polish_steps
     with progress_bar(units * steps, "L-BFGS polish") as bar:
         (c, *_), out = run_blocks(
-            block,
+            programs.block,
             (carry, anchors, weights),
             steps,
-            block_size=-(-steps // MEMBER_BLOCKS),
+            block_size=programs.block_size,
+            ahead=programs.ahead,
             progress=bar,
             units=units,
             timer=timer,
@@ -1135,6 +1210,7 @@ def run_blocks(
     label: str = "run_s",
     compile_label: str | None = None,
     stop: Callable | None = None,
+    ahead: dict | None = None,
 ):
     """Run ``total`` steps of a pure block function in about ``num_blocks`` compiled blocks.
 
@@ -1153,19 +1229,28 @@ def run_blocks(
         compile_label: when given, compilation is timed apart under this name.
         stop: ``stop(out, done) -> bool`` after each block: ``True`` ends the run early
             (it may also raise).
+        ahead: ``{length: Future}``: blocks of these lengths compiled ahead
+            (:func:`compile_ahead` of :func:`block_program`); only the wait for them
+            counts under ``compile_label``.
 
     Returns:
         ``(carry, outputs)``: the final carry and the list of the blocks' outputs.
     """
     timer = timer or Timer()
-    compiled = {}
+    compiled, ahead = {}, ahead or {}
 
     def program(length, start):
         if length not in compiled:
-            program = jax.jit(lambda carry, start: block(carry, start, length))
-            if compile_label is not None:
+            program = ahead.get(length) or block_program(block, length)
+            if compile_label is not None:  # else compiled at its first call, timed with it
                 with timer(compile_label):
-                    program = program.lower(carry, start).compile()
+                    program = (
+                        program.result()
+                        if isinstance(program, Future)
+                        else program.lower(carry, start).compile()
+                    )
+            elif isinstance(program, Future):
+                program = program.result()
             compiled[length] = program
         return compiled[length]
 
@@ -1185,6 +1270,34 @@ def run_blocks(
         if stop is not None and stop(out, done):
             break
     return carry, outputs
+
+
+def block_program(block: Callable, length: int):
+    """The jitted program ``(carry, start) -> (carry, out)`` of :func:`run_blocks` that runs
+    ``length`` steps of ``block``."""
+    return jax.jit(lambda carry, start: block(carry, start, length))
+
+
+@functools.cache
+def _compiler() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="bayesresnet-compile")
+
+
+def compiles_ahead() -> bool:
+    """Whether the engines compile later programs ahead (:func:`compile_ahead`): on one
+    device (on several, inputs are sharded as traced programs ahead do not know)."""
+    return len(jax.devices()) == 1
+
+
+def compile_ahead(program, *args) -> Future:
+    """``program`` (jitted) traced here for ``args`` (arrays or ``jax.ShapeDtypeStruct``)
+    and compiled by XLA in a background thread: the ``Future`` of the compiled program.
+
+    Tracing stays on the calling thread (NumPyro's handler stack is global); XLA's
+    compilation, which holds no Python lock, runs beside what the caller does next (the
+    L-BFGS polish compiles while the Adam phase runs).
+    """
+    return _compiler().submit(program.lower(*args).compile)
 
 
 def scan_chain(step: Callable, key, state, start, length: int, *, collect: Callable, thinning=1):

@@ -44,13 +44,15 @@ from bayesresnet.infer.base import Check, Engine, EngineResult, Estimators, Time
 from bayesresnet.infer.core import (
     EnsembleConfig,
     ard_held_steps,
+    compiles_ahead,
     config_settings,
     final_losses,
     member_block_size,
+    sample_prior_unconstrained,
     train_members,
     uses_batches,
 )
-from bayesresnet.infer.noise import effective_noise
+from bayesresnet.infer.noise import effective_noise, noise_program
 
 __all__ = ["EnsembleConfig", "run_ensemble", "ENGINE"]
 
@@ -84,7 +86,7 @@ def _all_settled(config: EnsembleConfig, num_obs: int):
     return settled
 
 
-def _fit_members(key, model, x, y, config: EnsembleConfig, timer: Timer):
+def _fit_members(key, model, x, y, config: EnsembleConfig, timer: Timer, prepare=None):
     """The trained members, their final losses, convergence and divergence flags.
 
     Without a polish, Adam trains past ``num_steps`` until every member has settled (see
@@ -94,14 +96,15 @@ def _fit_members(key, model, x, y, config: EnsembleConfig, timer: Timer):
     """
     if config.polish == "none":
         result = train_members(
-            key, model, x, y, config, timer, converged=_all_settled(config, x.shape[0])
-        )
+            key, model, x, y, config, timer, converged=_all_settled(config, x.shape[0]),
+            prepare=prepare,
+        )  # fmt: skip
         flags = _member_flags(
             np.asarray(result.losses), x.shape[0], config.convergence_tol,
             member_block_size(config),
         )  # fmt: skip
         return result, *flags
-    result = train_members(key, model, x, y, config, timer)
+    result = train_members(key, model, x, y, config, timer, prepare=prepare)
     final = final_losses(result)
     diverged = ~np.isfinite(final)
     return result, final, result.polish.converged & ~diverged, diverged
@@ -110,7 +113,16 @@ def _fit_members(key, model, x, y, config: EnsembleConfig, timer: Timer):
 def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
     """Deep ensemble engine: ``M`` MAP fits trained together (see module docstring)."""
     timer = Timer()
-    result, final, converged, diverged = _fit_members(key, model, x, y, config, timer)
+    noise = []
+
+    def prepare():  # the noise re-estimate, compiled while the members train
+        if config.noise == "effective" and not config.bootstrap:
+            members = jax.eval_shape(
+                lambda k: sample_prior_unconstrained(k, model, x, y, config.num_members), key
+            )
+            noise.append(noise_program(model, x, y, members, ahead=compiles_ahead()))
+
+    result, final, converged, diverged = _fit_members(key, model, x, y, config, timer, prepare)
     losses = np.asarray(result.losses)
     steps_run = losses.shape[1]
     constrained = jax.jit(jax.vmap(lambda u: constrain_fn(model, (x, y), {}, u)))(result.params)
@@ -152,7 +164,8 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
         with timer("noise_s"):
             # numpy's indexing: a jax array indexed by a mask compiles a gather per site
             kept = jax.tree_util.tree_map(lambda v: np.asarray(v)[keep], result.params)
-            refit = effective_noise(model, x, y, kept, bootstrap=config.bootstrap)
+            program = noise[0] if noise else None
+            refit = effective_noise(model, x, y, kept, bootstrap=config.bootstrap, program=program)
         if refit.sigma is not None:
             dtype = samples[sites.NOISE_SCALE].dtype
             samples[sites.NOISE_SCALE] = refit.sigma.astype(dtype)[None]

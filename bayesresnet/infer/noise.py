@@ -51,6 +51,7 @@ Reference:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
@@ -65,8 +66,16 @@ from numpyro.infer.util import constrain_fn
 from scipy.optimize import brentq
 
 from bayesresnet import sites
+from bayesresnet.infer.core import compile_ahead
 
-__all__ = ["MAX_JACOBIAN_ENTRIES", "NoiseRefit", "effective_noise", "effective_parameters"]
+__all__ = [
+    "MAX_JACOBIAN_ENTRIES",
+    "NoiseProgram",
+    "NoiseRefit",
+    "effective_noise",
+    "effective_parameters",
+    "noise_program",
+]
 
 #: Largest Jacobian (training rows × outputs × parameters, per member) the re-estimate
 #: computes; 10⁷ float32 numbers are 40 MB (width 16 at 2 000 rows takes about 2.6·10⁶).
@@ -282,32 +291,37 @@ def _row_jacobian(model, values: dict, names, x, y):
     return jax.vmap(jax.jacrev(loc_row), in_axes=(None, 0, 0))(theta, x, y)
 
 
-def effective_noise(model, x, y, params: dict, *, bootstrap: bool = False) -> NoiseRefit:
-    """Each member's noise sd re-estimated as ``RSS/(N − γ)`` (module docstring).
+class NoiseProgram(NamedTuple):
+    """The compiled part of :func:`effective_noise` for ``num_members`` members:
+    ``run(params) -> (J/σ [M, N, O, P], prior sds [M, P], RSS [M, O], MAP noise [M, O])``."""
 
-    Args:
-        model: the NumPyro model, ``model(x, y)``, with a Normal likelihood at the site
-            :data:`~bayesresnet.sites.OBS` whose sd is proportional to the noise site
-            :data:`~bayesresnet.sites.NOISE_SCALE`.
-        x, y: the training data as the model receives them.
-        params: unconstrained parameters of the members, leading axis ``M``.
-        bootstrap: the members were fitted to resampled data (the MAP noise is kept).
+    run: Callable
+    num_members: int
+
+
+def _num_members(params) -> int:
+    return int(jax.tree_util.tree_leaves(params)[0].shape[0])
+
+
+def noise_program(model, x, y, params, *, ahead: bool = False) -> NoiseProgram | str:
+    """The program of :func:`effective_noise` for members shaped as ``params`` (arrays or
+    ``jax.ShapeDtypeStruct``), or why the re-estimate does not apply (a string).
+
+    With ``ahead`` it is traced here and compiled in the background
+    (:func:`~bayesresnet.infer.core.compile_ahead`): the ensemble makes it before its
+    members train, so that it compiles while they do.
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
-    if bootstrap:
-        return NoiseRefit(None, None, None, "map: bootstrap members each fit resampled data")
-    first = jax.tree_util.tree_map(lambda v: np.asarray(v)[0], params)  # no compiled slice
-    structure = _structure(model, x, y, first)
+    one = jax.tree_util.tree_map(lambda v: jax.ShapeDtypeStruct(v.shape[1:], v.dtype), params)
+    structure = _structure(model, x, y, one)
     if isinstance(structure, str):
-        return NoiseRefit(None, None, None, structure)
+        return structure
     normal, num_params = structure
     entries = int(np.size(y)) * num_params
     if entries > MAX_JACOBIAN_ENTRIES:
-        return NoiseRefit(
-            None, None, None,
-            f"map: the Jacobian ({entries:,} numbers per member) is above "
-            f"{MAX_JACOBIAN_ENTRIES:,}",
-        )  # fmt: skip
+        return (
+            f"map: the Jacobian ({entries:,} numbers per member) is above {MAX_JACOBIAN_ENTRIES:,}"
+        )
 
     def member(u):
         values = constrain_fn(model, (x, y), {}, u)
@@ -322,7 +336,39 @@ def effective_noise(model, x, y, params: dict, *, bootstrap: bool = False) -> No
 
     # One compiled program for all members, one member at a time; the M Jacobians come
     # back together (at most M × MAX_JACOBIAN_ENTRIES float32 numbers).
-    jacs, prior_sds, rsss, noises = jax.device_get(jax.jit(partial(jax.lax.map, member))(params))
+    program = jax.jit(partial(jax.lax.map, member))
+    if not ahead:
+        return NoiseProgram(program, _num_members(params))
+    compiled = compile_ahead(program, params)
+    return NoiseProgram(lambda p: compiled.result()(p), _num_members(params))
+
+
+def effective_noise(
+    model, x, y, params: dict, *, bootstrap: bool = False,
+    program: NoiseProgram | str | None = None,
+) -> NoiseRefit:  # fmt: skip
+    """Each member's noise sd re-estimated as ``RSS/(N − γ)`` (module docstring).
+
+    Args:
+        model: the NumPyro model, ``model(x, y)``, with a Normal likelihood at the site
+            :data:`~bayesresnet.sites.OBS` whose sd is proportional to the noise site
+            :data:`~bayesresnet.sites.NOISE_SCALE`.
+        x, y: the training data as the model receives them.
+        params: unconstrained parameters of the members, leading axis ``M``.
+        bootstrap: the members were fitted to resampled data (the MAP noise is kept).
+        program: :func:`noise_program` of the same model and data, made beforehand (used
+            when made for as many members as ``params`` has); made here by default.
+    """
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    if bootstrap:
+        return NoiseRefit(None, None, None, "map: bootstrap members each fit resampled data")
+    if program is None or (
+        isinstance(program, NoiseProgram) and program.num_members != _num_members(params)
+    ):
+        program = noise_program(model, x, y, params)
+    if isinstance(program, str):
+        return NoiseRefit(None, None, None, program)
+    jacs, prior_sds, rsss, noises = jax.device_get(program.run(params))
     sigma, map_sigma, gamma = [], [], []
     for jac, prior_sd, rss, noise in zip(jacs, prior_sds, rsss, noises, strict=True):
         ratio, g = _fixed_point(jac, prior_sd, rss, x.shape[0])
