@@ -717,9 +717,10 @@ def train_members(
             ``num_steps`` (at the schedule's final learning rate), block by block, until
             it says so or ``config.max_steps`` (default ``3 · num_steps``) are done;
             without it, ``num_steps`` are run.
-        prepare: called once the programs are on their way, before the Adam phase
-            runs: the caller's own programs to compile ahead (the ensemble's noise
-            re-estimate), queued behind these.
+        prepare: ``prepare(u0)``, given the members' starts ``{site: [M, ...]}``, called
+            once the programs are on their way, before the Adam phase runs: the caller's
+            own programs to compile ahead (the ensemble's noise re-estimate), queued
+            behind these.
 
     Returns:
         :class:`MembersResult` with unconstrained parameters ``[M, ...]``, the Adam
@@ -756,7 +757,7 @@ def train_members(
             ahead=compiles_ahead(),
         )  # fmt: skip
     if prepare is not None:
-        prepare()
+        prepare(u0)
     total, stop = config.num_steps, None
     if converged is not None:
         total = config.max_steps or 3 * config.num_steps

@@ -48,7 +48,6 @@ from bayesresnet.infer.core import (
     config_settings,
     final_losses,
     member_block_size,
-    sample_prior_unconstrained,
     train_members,
     uses_batches,
 )
@@ -115,11 +114,8 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
     timer = Timer()
     noise = []
 
-    def prepare():  # the noise re-estimate, compiled while the members train
+    def prepare(members):  # the noise re-estimate, compiled while the members train
         if config.noise == "effective" and not config.bootstrap:
-            members = jax.eval_shape(
-                lambda k: sample_prior_unconstrained(k, model, x, y, config.num_members), key
-            )
             noise.append(noise_program(model, x, y, members, ahead=compiles_ahead()))
 
     result, final, converged, diverged = _fit_members(key, model, x, y, config, timer, prepare)
