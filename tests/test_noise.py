@@ -181,6 +181,38 @@ def test_the_refit_compiled_ahead_gives_what_it_gives_compiled_on_the_way():
     )
 
 
+@pytest.mark.parametrize("polish", ["none", "lbfgs"])
+def test_the_ensemble_compiles_its_programs_ahead_and_uses_them(monkeypatch, key, polish):
+    """On one device the Adam block, the polish's start and block, and then the noise
+    re-estimate are sent to compile before the Adam phase runs, and the re-estimate
+    uses the program made then (none is made after training)."""
+    from bayesresnet.infer import core
+    from bayesresnet.infer import noise as noise_module
+
+    sent, made_late = [], []
+    real_compile, real_program = core.compile_ahead, noise_module.noise_program
+
+    def compile_ahead(program, *args):
+        sent.append(program)
+        return real_compile(program, *args)
+
+    def noise_program(*args, **kwargs):
+        made_late.append(kwargs)
+        return real_program(*args, **kwargs)
+
+    monkeypatch.setattr(core, "compile_ahead", compile_ahead)
+    monkeypatch.setattr(noise_module, "compile_ahead", compile_ahead)
+    monkeypatch.setattr(noise_module, "noise_program", noise_program)  # effective_noise's own
+    x, y, _ = ridge_members()
+    config = EnsembleConfig(num_members=2, num_steps=50, polish=polish, polish_steps=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = run_ensemble(key, noisy_linear_model, jnp.asarray(x, jnp.float32), y, config)
+    assert len(sent) == (4 if polish == "lbfgs" else 2)
+    assert made_late == []
+    assert result.extra["noise_refit"].startswith("effective")
+
+
 @pytest.mark.slow
 def test_the_ensemble_replaces_each_members_noise_and_keeps_the_map_where_it_cannot(key):
     rng = np.random.default_rng(3)
