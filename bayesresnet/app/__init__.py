@@ -11,10 +11,21 @@ It builds on the library (``bayesresnet``) and the library never imports it:
 ``study``           studies: a grid of runs, in parallel (local or Ray), resumable
 ``study_report``    a study's HTML report
 ``cli``             the ``bayesresnet`` command
+``compile_cache``   compiled programs kept on disk between runs (on for the command)
 ==================  ==================================================================
 """
 
-_MODULES = ("cli", "results", "run_folder", "runspec", "spec", "study", "study_report", "toml")
+_MODULES = (
+    "cli",
+    "compile_cache",
+    "results",
+    "run_folder",
+    "runspec",
+    "spec",
+    "study",
+    "study_report",
+    "toml",
+)
 
 
 def __getattr__(name):

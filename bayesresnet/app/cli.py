@@ -17,6 +17,10 @@
 
     bayesresnet --debug …                        show the traceback of an error
 
+Compiled programs are kept on disk between runs (``~/.cache/bayesresnet/xla``; see
+:mod:`bayesresnet.app.compile_cache`): a second run of the same size skips compiling
+them. ``BAYESRESNET_COMPILE_CACHE=DIR`` moves the cache, ``=off`` turns it off.
+
 A run folder (see :mod:`bayesresnet.app.run_folder`) holds ``spec.toml``, ``run.json`` (the
 provenance record), ``posterior.npz`` and ``data.npz``, written as soon as the fit is
 done and moved into place only when complete; then ``predictions.csv``, ``metrics.json``
@@ -51,6 +55,7 @@ from bayesresnet import __version__, problems
 from bayesresnet._io import write_atomic, write_predictions
 from bayesresnet._validate import did_you_mean
 from bayesresnet.app import run_folder
+from bayesresnet.app.compile_cache import enable_compile_cache
 from bayesresnet.app.run_folder import Run, UserInputError, user_input
 
 __all__ = ["main", "UserInputError", "EXIT_USER_ERROR", "EXIT_FAIL_VERDICT"]
@@ -921,10 +926,26 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
+#: Commands that compile nothing, so need no compile cache.
+_NO_COMPILATION = ("problems", "study-report")
+
+
+def _use_compile_cache() -> None:
+    """Turn on the compile cache; a folder that is not a cache is the user's error, one
+    that cannot be written (a read-only home) only a warning: the run goes on without."""
+    with user_input():
+        try:
+            enable_compile_cache()
+        except OSError as error:
+            print(f"warning: no compile cache ({_one_line(error)})", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit status (2 for the user's errors)."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command not in _NO_COMPILATION:
+            _use_compile_cache()
         return args.func(args)
     except UserInputError as error:
         if args.debug:

@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bayesresnet._io import write_atomic, write_json
+from bayesresnet.app.compile_cache import compile_cache_env, enabled_cache_dir
 from bayesresnet.app.results import (
     DESCRIPTOR_COLUMNS,
     RESULT_COLUMNS,
@@ -567,7 +568,8 @@ def _finished_row(folder: Path) -> dict | None:
 
 
 def worker_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment of a worker process: one XLA/BLAS thread each, no GPU preallocation.
+    """Environment of a worker process: one XLA/BLAS thread each, no GPU preallocation,
+    and the compile cache this process uses (:mod:`bayesresnet.app.compile_cache`).
 
     ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` keeps XLA's CPU
     kernels on one thread, so ``N`` workers use about ``N`` cores; with
@@ -589,6 +591,7 @@ def worker_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         "MPLBACKEND": "Agg",
         # The workers import this copy of bayesresnet, whatever is installed.
         "PYTHONPATH": os.pathsep.join(dict.fromkeys(pythonpath)),
+        **compile_cache_env(enabled_cache_dir()),
     }
 
 
