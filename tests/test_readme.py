@@ -56,9 +56,12 @@ def readme_commands(text: str) -> list[list[str]]:
     return commands
 
 
-def run_timed(argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
-    """Run ``argv``; the process and the CPU seconds it (and its children) used."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg"}
+def run_timed(
+    argv: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``argv`` (with ``env`` added to the environment); the process and the CPU
+    seconds it (and its children) used."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg", **(env or {})}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
@@ -93,11 +96,15 @@ def test_readme_python_example_finishes(tmp_path):
 @pytest.mark.slow
 def test_readme_commands_finish_in_order(tmp_path):
     (tmp_path / "models").symlink_to(ROOT / "models")
+    # As on a new machine: the commands' compile cache starts empty (in its own folder,
+    # not the user's ~/.cache) and each command finds what the ones before it compiled.
+    cache = {"BAYESRESNET_COMPILE_CACHE": str(tmp_path / "xla")}
     for args in readme_commands(README.read_text(encoding="utf-8")):
         expected = 3 if args[-1] == EXPECT_FAIL_VERDICT else 0
         args = [a for a in args if a != EXPECT_FAIL_VERDICT]
-        proc, cpu = run_timed([sys.executable, "-m", "bayesresnet", *args[1:]], tmp_path)
+        proc, cpu = run_timed([sys.executable, "-m", "bayesresnet", *args[1:]], tmp_path, cache)
         assert proc.returncode == expected, f"{shlex.join(args)}:\n{proc.stderr[-5000:]}"
         assert cpu <= CPU_LIMIT_S, shlex.join(args)
         if args[1] == "fit":
             assert "% (" in proc.stderr, proc.stderr[-2000:]  # progress lines
+    assert list((tmp_path / "xla").glob("*-cache")), "the commands kept no compiled program"
