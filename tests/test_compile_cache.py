@@ -49,6 +49,12 @@ def test_a_new_folder_is_created_private_and_tagged(tmp_path, off):
     assert cc.enable_compile_cache(folder) == folder.resolve()
 
 
+def test_a_folder_whose_tag_another_process_is_writing_is_taken(tmp_path, off):
+    (tmp_path / ".CACHEDIR.TAG.4242").write_text("Signature: 8a47")
+    assert cc.enable_compile_cache(tmp_path) == tmp_path.resolve()
+    assert (tmp_path / "CACHEDIR.TAG").is_file()
+
+
 def test_a_folder_that_is_not_a_cache_is_refused_and_left_as_it_was(tmp_path, off):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match=r"is not empty and has no CACHEDIR.TAG"):

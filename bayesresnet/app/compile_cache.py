@@ -92,7 +92,9 @@ def _prepare(directory: Path) -> Path:
     directory = directory.expanduser().resolve()
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"the compile cache {str(directory)!r} is a file, not a folder.")
-    if directory.is_dir() and any(directory.iterdir()):
+    names = {p.name for p in directory.iterdir()} if directory.is_dir() else set()
+    # A folder that holds only the tag another process is writing now is a cache too.
+    if names and not all(n.startswith(f".{_TAG}.") for n in names):
         tag = directory / _TAG
         if not (tag.is_file() and tag.read_text(errors="replace").startswith(_SIGNATURE)):
             raise ValueError(
