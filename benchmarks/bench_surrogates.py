@@ -124,6 +124,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "auto+ard": {"method": "auto", "spec": None, "prior": {"ard": True}},
     # auto given the default prior (no ARD at any size):
     "auto+noard": {"method": "auto", "spec": None, "prior": {}},
+    # The ensemble (auto below 500 rows) with anchored members (each member's prior mean
+    # drawn from the prior) or bootstrapped data (each member's rows resampled):
+    "ensemble+sized+anchored": {"method": "ensemble", "spec": None, "options": {"anchored": True}},
+    "ensemble+sized+bootstrap": {
+        "method": "ensemble",
+        "spec": None,
+        "options": {"bootstrap": True},
+    },
     # auto on width 8 at every size (SPEC) instead of the network sized by the rows:
     "auto+w8": {"method": "auto", "spec": {}},
     # auto's ensemble from 500 rows (polished) with ARD, the scales learned from the first
@@ -189,6 +197,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "batch_size": 256,
             "polish_window_tol": 0.003,
             "num_steps": 1500,
+        },
+        "spec": None,
+        "prior": {"ard": True},
+    },
+    # auto from 2 000 rows with 16 members instead of 8:
+    "auto2000+m16": {
+        "method": "ensemble",
+        "options": {
+            "polish": "lbfgs",
+            "batch_size": 256,
+            "polish_window_tol": 0.003,
+            "num_members": 16,
         },
         "spec": None,
         "prior": {"ard": True},
