@@ -109,6 +109,38 @@ def test_chains_are_sharded_over_two_devices():
     assert "sharded ok" in result.stdout
 
 
+@pytest.mark.slow
+def test_a_polished_ensemble_runs_sharded_over_two_devices():
+    """Over two (host) devices the members are sharded and each L-BFGS block takes the
+    carry the block before handed back, however it came back laid out (it failed with
+    "compiled for input shardings that disagree" from the second block on)."""
+    code = textwrap.dedent(
+        """
+        import os, warnings
+        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        os.environ["JAX_PLATFORMS"] = "cpu"
+        warnings.simplefilter("ignore")
+        import jax, numpy as np
+        import bayesresnet as brn
+        assert jax.device_count() == 2
+        data = brn.problems.get("sine").sample(0, 60, 10, noise=0.05)
+        spec = brn.ResNetSpec(1, 1, width=4, num_layers=2)
+        post = brn.fit(spec, data, method="ensemble", num_members=4, num_steps=200,
+                       polish="lbfgs", polish_steps=30)
+        print("iterations", post.extra["member_polish_iterations"])
+        assert all(np.isfinite(np.asarray(v)).all() for v in post.samples.values())
+        print("polished ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    # 30 iterations in blocks of fewer: the second block ran on the first one's carry.
+    assert "iterations [30, 30, 30, 30]" in result.stdout, result.stdout
+    assert "polished ok" in result.stdout
+
+
 def counting_block(carry, start, length):
     """``length`` steps from ``start``: the carry counts steps, the output names them."""
     return carry + length, start + jnp.arange(length)

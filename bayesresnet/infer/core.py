@@ -1262,7 +1262,7 @@ def run_blocks(
         length = min(size, total - done)
         run = program(length, done)
         with timer(label):
-            carry, out = run(carry, done)
+            carry, out = run(_laid_out_for(run, carry), done)
             jax.block_until_ready(out)
         outputs.append(out)
         done += length
@@ -1271,6 +1271,19 @@ def run_blocks(
         if stop is not None and stop(out, done):
             break
     return carry, outputs
+
+
+def _laid_out_for(program, carry):
+    """``carry`` on the devices as ``program`` (a compiled block) takes it.
+
+    A compiled program takes its inputs only as they were laid out when it was compiled.
+    With the members sharded over several devices, a block may hand its carry back laid
+    out otherwise (e.g. whole on every device) than the next block was compiled for.
+    """
+    shardings = getattr(program, "input_shardings", None)
+    if shardings is None or len(jax.devices()) < 2:
+        return carry
+    return jax.device_put(carry, shardings[0][0])
 
 
 def block_program(block: Callable, length: int):
