@@ -83,6 +83,7 @@ def test_workers_get_the_cache_in_their_environment(tmp_path, off):
     assert env["JAX_COMPILATION_CACHE_DIR"] == str(folder)
     assert float(env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]) == cc.MIN_COMPILE_S
     assert int(env["JAX_COMPILATION_CACHE_MAX_SIZE"]) == cc.MAX_BYTES
+    assert "JAX_COMPILATION_CACHE_DIR" not in worker_env({}, cache=False)  # a Ray cluster's
 
 
 def test_the_command_refuses_a_cache_folder_that_is_not_one(tmp_path, monkeypatch, capsys, off):

@@ -10,7 +10,8 @@ compiling it. The numbers are the same: it is the same program. Measured on 2 CP
 at 2 000 rows with 5 % noise the fit took 27.8 s cold and 17.3 s warm, its first
 prediction 1.4 s and 0.08 s; at 200 rows 12.2 s and 9.2 s.
 
-The ``bayesresnet`` command and its study workers use it by default
+The ``bayesresnet`` command and its study workers (local, or Ray started on this
+machine; not a Ray cluster's, whose machines may lack the folder) use it by default
 (:func:`enable_compile_cache` at start, :func:`compile_cache_env` for the workers), in
 :func:`default_cache_dir`. Library users turn it on with
 ``bayesresnet.app.compile_cache.enable_compile_cache()``. The environment variable

@@ -567,9 +567,11 @@ def _finished_row(folder: Path) -> dict | None:
 # ---------------------------------------------------------------------------- backends
 
 
-def worker_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+def worker_env(base: Mapping[str, str] | None = None, *, cache: bool = True) -> dict[str, str]:
     """Environment of a worker process: one XLA/BLAS thread each, no GPU preallocation,
-    and the compile cache this process uses (:mod:`bayesresnet.app.compile_cache`).
+    and (``cache``) the compile cache this process uses
+    (:mod:`bayesresnet.app.compile_cache`; not for a Ray cluster's workers, on machines
+    where its folder may not exist).
 
     ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` keeps XLA's CPU
     kernels on one thread, so ``N`` workers use about ``N`` cores; with
@@ -591,7 +593,7 @@ def worker_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         "MPLBACKEND": "Agg",
         # The workers import this copy of bayesresnet, whatever is installed.
         "PYTHONPATH": os.pathsep.join(dict.fromkeys(pythonpath)),
-        **compile_cache_env(enabled_cache_dir()),
+        **compile_cache_env(enabled_cache_dir() if cache else None),
     }
 
 
@@ -719,7 +721,7 @@ def _run_ray_tasks(tasks, workers, address, on_done) -> None:
         options = dict(
             include_dashboard=False,
             log_to_driver=False,
-            runtime_env={"env_vars": worker_env()},
+            runtime_env={"env_vars": worker_env(cache=not address)},
         )
         if address:
             ray.init(address=address, **options)
