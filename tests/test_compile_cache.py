@@ -94,6 +94,7 @@ def test_the_command_refuses_a_cache_folder_that_is_not_one(tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*had not converged:RuntimeWarning")
 def test_a_second_fit_loads_its_programs_from_the_cache_and_gives_the_same_draws(tmp_path, off):
     data = brn.problems.get("sine").sample(0, 60, 10, noise=0.05)

@@ -345,6 +345,7 @@ def test_over_members_gives_what_vmap_gives_with_unmapped_and_absent_arguments()
     np.testing.assert_allclose(got[0]["out"][2], [25.0, 2.0])
 
 
+@pytest.mark.slow
 def test_the_polish_compiled_ahead_gives_what_it_gives_compiled_on_the_way():
     """train_members compiles the polish beside its Adam phase: the same programs, so
     the same iterates, bit for bit."""
@@ -429,6 +430,7 @@ def test_the_window_test_stops_a_member_when_its_last_iterations_lowered_the_los
         assert np.all(result.losses[member, k:] == result.losses[member, k - 1])
 
 
+@pytest.mark.slow
 def test_a_batch_loss_is_an_unbiased_estimate_of_the_full_loss():
     """The mean over batches of the batch loss is the full loss, bootstrap weights or not."""
     from bayesresnet.infer.core import _batch_loss, _member_loss
@@ -449,6 +451,7 @@ def test_a_batch_loss_is_an_unbiased_estimate_of_the_full_loss():
         assert draws.std() > 0.01 * abs(exact)  # the batches do differ
 
 
+@pytest.mark.slow
 def test_a_batch_loss_scales_the_stiffness_penalty_with_the_likelihood():
     """The stiffness penalty sums over the rows: on a batch it is scaled by N/B as the
     likelihood is (unscaled, the mean would fall short by about 120 nats, 50 standard
@@ -473,6 +476,7 @@ def test_a_batch_loss_scales_the_stiffness_penalty_with_the_likelihood():
     assert abs(draws.mean() - exact) < 4 * se, (draws.mean(), exact, se)
 
 
+@pytest.mark.slow
 def test_batched_adam_then_the_polish_reaches_the_map_and_a_full_batch_is_unchanged():
     x, y = quadratic_data(rows=12)
     key = jax.random.key(0)

@@ -159,6 +159,7 @@ def test_simulation_based_calibration_of_the_collapsed_sampler(key):
     assert int(np.sum(diverging)) < 0.01 * diverging.size
 
 
+@pytest.mark.slow
 def test_collapsed_model_keeps_the_stiffness_penalty():
     """The penalty is of the hidden layers only, so the collapsed model adds it too."""
     x, y = data()

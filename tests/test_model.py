@@ -97,6 +97,7 @@ def test_student_t_likelihood(key):
     np.testing.assert_array_equal(fn.base_dist.df, 4.0)
 
 
+@pytest.mark.slow
 def test_log_likelihood_in_raw_units(key):
     """Doubling the data scale shifts every log-likelihood by exactly -out·log 2."""
     spec, prior, x, y = make(out=2)

@@ -181,6 +181,7 @@ def test_the_refit_compiled_ahead_gives_what_it_gives_compiled_on_the_way():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("polish", ["none", "lbfgs"])
 def test_the_ensemble_compiles_its_programs_ahead_and_uses_them(monkeypatch, key, polish):
     """On one device the Adam block, the polish's start and block, and then the noise

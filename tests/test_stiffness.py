@@ -106,6 +106,7 @@ def test_jacobians_are_those_of_one_step(residual, num_layers):
         h = jax.vmap(one_step)(h)
 
 
+@pytest.mark.slow
 def test_heun_stability_function_and_relu():
     spec, params, x = _net(scheme="heun")
     res = stiffness.stiffness(params, x, spec)
