@@ -6,6 +6,7 @@ model); fitted surrogates (an anchored deep ensemble of borehole) serve the
 simulation-based calibration.
 """
 
+import jax
 import numpy as np
 import numpyro.distributions as dist
 import pandas as pd
@@ -212,6 +213,25 @@ def test_surrogate_share_is_the_variance_of_component_means(small):
     expected = means.var(axis=0) / theta.reshape(-1, 2).var(axis=0)
     np.testing.assert_allclose(result.surrogate_share().values, expected, rtol=1e-6)
     assert ((0 < expected) & (expected < 1)).all()
+
+
+def test_a_second_calibration_of_the_same_sizes_compiles_nothing(small):
+    """New observations of the same shape reuse every compiled program (the start's
+    search, run eagerly by NumPyro, used to compile afresh on each call: 2.3 s of 3)."""
+    sd, known, y, sigma, _ = small
+    compiled = []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        again = inverse.calibrate(sd, y + 0.1, unknown=["a", "b"], known=known, noise=sigma, **TINY)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiled == []
+    assert np.isfinite(again.theta()).all()
 
 
 @pytest.mark.slow
