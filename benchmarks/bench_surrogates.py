@@ -213,6 +213,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "spec": None,
         "prior": {"ard": True},
     },
+    # auto from 2 000 rows on a network twice as wide (width 32 instead of 16):
+    "auto2000+w32": {
+        "method": "ensemble",
+        "options": {"polish": "lbfgs", "batch_size": 256, "polish_window_tol": 0.003},
+        "spec": {"width": 32},
+        "prior": {"ard": True},
+    },
     "polished+b256+ard+hold": {
         "method": "ensemble",
         "options": {"polish": "lbfgs", "batch_size": 256, "ard_warmup": 1.0},
