@@ -81,9 +81,10 @@ def nuts_draws(
     vmapped chains step in lockstep, so each step costs the deepest of the ``R`` trees.
     At depth 10 (20 replicates of ``test_infer``'s SBC) a chain took 166 leapfrog steps a
     transition on average while the deepest of them took 980, and the 100-replicate test
-    ran 262 s; capped at 8 it ran about 60 s. A capped tree is still a valid NUTS
-    transition (the kernel's code is the same), only a shorter one; the thinning keeps the
-    kept draws apart.
+    ran 262 s in CI; capped at 8 it ran 45 s on a quiet machine. A capped tree is a valid
+    NUTS transition (the kernel's code is the same), only a shorter one; the thinning
+    keeps the kept draws apart. Capped so, ``test_infer``'s SBC still rejects chains run on
+    a prior whose output scale is 0.3 instead of 1 (output bias and weight p < 1e-3).
 
     Args:
         max_tree_depth: the kernel's cap on the tree depth (above).
