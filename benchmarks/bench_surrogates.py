@@ -83,6 +83,10 @@ ROOT = Path(__file__).resolve().parent.parent
 #: bayesresnet's methods by name: ``brn.fit`` arguments. ``method`` (required), ``options``
 #: (the method's settings), ``spec`` (overrides of :data:`SPEC`, or a value passed to
 #: ``brn.fit`` as it is) and ``prior`` (``PriorSpec`` arguments). One line per variant.
+#: The options ``auto`` gives the ensemble from 2 000 rows (polished, batches of 256, the
+#: polish's window test at 0.003; :mod:`bayesresnet.infer.auto`), for the variants on it.
+AUTO2000_OPTIONS = {"polish": "lbfgs", "batch_size": 256, "polish_window_tol": 0.003}
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "ensemble": {"method": "ensemble"},
     "mclmc": {"method": "mclmc"},
@@ -192,31 +196,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # finishes what the batched Adam phase leaves:
     "auto2000+s1500": {
         "method": "ensemble",
-        "options": {
-            "polish": "lbfgs",
-            "batch_size": 256,
-            "polish_window_tol": 0.003,
-            "num_steps": 1500,
-        },
+        "options": AUTO2000_OPTIONS | {"num_steps": 1500},
         "spec": None,
         "prior": {"ard": True},
     },
     # auto from 2 000 rows with 16 members instead of 8:
     "auto2000+m16": {
         "method": "ensemble",
-        "options": {
-            "polish": "lbfgs",
-            "batch_size": 256,
-            "polish_window_tol": 0.003,
-            "num_members": 16,
-        },
+        "options": AUTO2000_OPTIONS | {"num_members": 16},
         "spec": None,
         "prior": {"ard": True},
     },
     # auto from 2 000 rows on a network twice as wide (width 32 instead of 16):
     "auto2000+w32": {
         "method": "ensemble",
-        "options": {"polish": "lbfgs", "batch_size": 256, "polish_window_tol": 0.003},
+        "options": AUTO2000_OPTIONS,
         "spec": {"width": 32},
         "prior": {"ard": True},
     },
