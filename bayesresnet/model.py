@@ -38,7 +38,7 @@ density unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import jax
@@ -61,6 +61,7 @@ __all__ = [
     "sample_observations",
     "wp_resnet_model",
     "make_model",
+    "BoundModel",
     "prior_scales",
     "SCALED_SITES",
     "ARD_SITES",
@@ -427,6 +428,49 @@ def make_model(spec: ResNetSpec, prior: PriorSpec, scaler: Scaler):
         return wp_resnet_model(x, y, spec=spec, prior=prior, scaler=scaler, forward=forward)
 
     return model
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class BoundModel:
+    """A model as a value: ``model(x, y=None, forward=None)`` that is also a pytree.
+
+    Its one array part is the :class:`Scaler` (the pytree's leaves); the rest (the
+    factory, ``spec``, ``prior``, the non-centred sites) is static. An engine hands it to
+    its compiled programs as an argument, with the data, rather than closing over it: the
+    programs then hold no number of the data, so a fit of other data of the same shapes
+    runs the same programs (JAX's compilation cache finds them; see
+    :mod:`bayesresnet.app.compile_cache`).
+
+    Attributes:
+        scaler: the standardization the model applies (with no log masks: the engines get
+            :meth:`Scaler.centred`).
+        make: ``make(spec, prior, scaler) -> model``: :func:`make_model`, or
+            :func:`~bayesresnet.marginal.collapsed_model`.
+        spec, prior: as in :func:`wp_resnet_model`.
+        noncentre: the sites :func:`noncentred` reparameterizes (empty: none).
+    """
+
+    scaler: Scaler
+    make: object = field(metadata={"static": True})
+    spec: ResNetSpec = field(metadata={"static": True})
+    prior: PriorSpec = field(metadata={"static": True})
+    noncentre: tuple[str, ...] = field(default=(), metadata={"static": True})
+
+    def __post_init__(self):
+        if self.scaler.x_log is not None or self.scaler.y_log is not None:
+            raise ValueError(
+                "a BoundModel takes a scaler without log masks (Scaler.centred()): the "
+                "masks would become traced values of its programs."
+            )
+
+    def build(self):
+        """The NumPyro model function these values describe."""
+        model = self.make(self.spec, self.prior, self.scaler)
+        return noncentred(model, self.noncentre) if self.noncentre else model
+
+    def __call__(self, x, y=None, forward=None):
+        return self.build()(x, y, forward=forward)
 
 
 def noncentred_sites(prior: PriorSpec) -> tuple[str, ...]:

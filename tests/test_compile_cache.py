@@ -122,3 +122,33 @@ def test_a_second_fit_loads_its_programs_from_the_cache_and_gives_the_same_draws
     for name, value in first.samples.items():
         np.testing.assert_array_equal(np.asarray(second.samples[name]), np.asarray(value))
     assert os.listdir(folder)  # still there: nothing removed below the size limit
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*had not converged:RuntimeWarning")
+def test_a_fit_of_other_data_of_the_same_sizes_adds_no_program_to_the_cache(tmp_path, off):
+    # The ensemble's programs (Adam blocks, the L-BFGS polish, the noise re-estimate, the
+    # members' constrained values) take the data and the scaler as arguments: they hold
+    # no number of the data, so other data of the same shapes run the same programs.
+    problem = brn.problems.get("borehole")
+    spec = brn.ResNetSpec(8, 1, width=4, num_layers=2)
+    options = dict(
+        method="ensemble", num_members=2, num_steps=200, max_steps=200, polish="lbfgs",
+        polish_steps=20,
+    )  # fmt: skip
+    folder = cc.enable_compile_cache(tmp_path / "c")
+    hits = []
+
+    def listen(event, **kwargs):
+        if event == HITS:
+            hits.append(event)
+
+    brn.fit(spec, problem.sample(0, 60, 10, noise=0.05), **options)
+    entries = sorted(p.name for p in folder.glob("*-cache"))
+    monitoring.register_event_listener(listen)
+    try:
+        brn.fit(spec, problem.sample(1, 60, 10, noise=0.05), seed=1, **options)
+    finally:
+        monitoring.unregister_event_listener(listen)
+    assert len(hits) >= 4  # at least the Adam block, the polish's two, the noise program
+    assert sorted(p.name for p in folder.glob("*-cache")) == entries

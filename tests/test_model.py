@@ -294,3 +294,41 @@ def test_centre_data_and_centred_scaler(key):
 
     raw, centred = logp(s, x, y), logp(c, xc, yc)
     np.testing.assert_allclose(centred, raw, rtol=1e-5)
+
+
+def test_a_bound_model_is_the_model_with_its_scaler_as_the_pytrees_leaves():
+    from numpyro.infer.util import log_density
+
+    from bayesresnet.model import BoundModel, make_model
+
+    spec = brn.ResNetSpec(2, 1, width=3, num_layers=2)
+    prior = brn.PriorSpec()
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 2)), rng.normal(size=(5, 1))
+    scaler = brn.fit_scaler(x, y).centred()
+    bound = BoundModel(scaler, make_model, spec, prior)
+    leaves, treedef = jax.tree_util.tree_flatten(bound)
+    assert len(leaves) == 4  # x_mean, x_std, y_mean, y_std: nothing else is data
+    # Traced as a program's argument, it gives the density of the model it describes.
+    model = make_model(spec, prior, scaler)
+
+    @jax.jit
+    def draw():
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace(x, y)
+        return {
+            k: v["value"] for k, v in tr.items() if v["type"] == "sample" and not v["is_observed"]
+        }
+
+    params = draw()
+
+    @jax.jit
+    def density(model, x, y):
+        return log_density(model, (x, y), {}, params)[0]
+
+    expected = jax.jit(lambda: log_density(model, (x, y), {}, params)[0])()
+    np.testing.assert_allclose(density(bound, x, y), expected, rtol=1e-6)
+    # Another scaler of the same shapes is the same pytree structure: one program.
+    other = BoundModel(brn.fit_scaler(x, 2 * y).centred(), make_model, spec, prior)
+    assert jax.tree_util.tree_structure(other) == treedef
+    with pytest.raises(ValueError, match="without log masks"):
+        BoundModel(brn.fit_scaler(np.abs(x) + 1, y, x_log=[True, False]), make_model, spec, prior)

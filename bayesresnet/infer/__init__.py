@@ -48,11 +48,11 @@ from bayesresnet.infer.registry import METHODS
 from bayesresnet.infer.svi import SVIConfig, run_svi
 from bayesresnet.marginal import collapsed_model, sample_output_layer, supports
 from bayesresnet.model import (
+    BoundModel,
     PriorSpec,
     drop_decentered,
     fit_scaler,
     make_model,
-    noncentred,
     noncentred_sites,
 )
 from bayesresnet.posterior import Posterior
@@ -165,8 +165,8 @@ def _engine_model(spec: ResNetSpec, prior: PriorSpec, scaler, marginal: bool, no
     """The model an engine runs: with the output layer integrated out (``marginal``) or
     not, on the centred scaler, its hidden coefficients non-centred where ``noncentre``."""
     make = collapsed_model if marginal else make_model
-    model = make(spec, prior, scaler.centred())
-    return noncentred(model, noncentred_sites(prior)) if noncentre else model
+    names = noncentred_sites(prior) if noncentre else ()
+    return BoundModel(scaler.centred(), make, spec, prior, names)
 
 
 def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec, masks) -> tuple[ResNetSpec, dict]:

@@ -49,6 +49,7 @@ from numpyro.primitives import Messenger
 from bayesresnet import sites
 from bayesresnet._validate import check_bool, check_choice, check_int, check_number
 from bayesresnet.infer.base import Timer, progress_bar
+from bayesresnet.model import BoundModel
 
 __all__ = [
     "SCHEDULES",
@@ -84,6 +85,8 @@ __all__ = [
     "block_program",
     "final_losses",
     "make_log_density",
+    "program_data",
+    "bind_data",
     "flatten_members",
     "constrain_draws",
     "shard_leading",
@@ -496,6 +499,25 @@ def final_losses(members: MembersResult) -> np.ndarray:
     return np.asarray(losses[:, -1])
 
 
+def program_data(model, x, y) -> tuple:
+    """The data a compiled program takes as an argument: ``(model, x, y)``.
+
+    A :class:`~bayesresnet.model.BoundModel` goes in too (its scaler is data as well);
+    another model (a plain function) is ``None`` there and stays in the program's closure.
+    A program that takes its data so, rather than closing over them, holds no number of
+    them: a fit of other data of the same shapes runs the same program, which JAX's
+    compilation cache then finds instead of compiling it
+    (:mod:`bayesresnet.app.compile_cache`).
+    """
+    return (model if isinstance(model, BoundModel) else None, jnp.asarray(x), jnp.asarray(y))
+
+
+def bind_data(model, data: tuple) -> tuple:
+    """``(model, x, y)`` inside a program from its :func:`program_data` argument."""
+    bound, x, y = data
+    return (model if bound is None else bound), x, y
+
+
 def _member_loss(model, x, y, forward=None):
     """``loss(u, prior_loc, obs_weight)``: one member's negative log joint density (its
     anchors and bootstrap weights applied by :func:`member_model`); both the Adam phase
@@ -703,8 +725,7 @@ def train_members(
     """Train all members as one jitted, vmapped program (sharded over devices).
 
     The steps run in compiled blocks of :func:`member_block_size` steps, with progress
-    reported between them within :func:`~bayesresnet.infer.show_progress`; the blocks are
-    the same whether progress is shown or not, so the numbers are too.
+    between them (:func:`~bayesresnet.infer.show_progress`), the same blocks either way.
 
     With ``config.polish="lbfgs"`` the Adam phase is followed by :func:`polish_members`.
 
@@ -737,19 +758,20 @@ def train_members(
         from bayesresnet import ode
 
         forward = ode.adjoint_forward
-    run = _member_steps(model, x, y, optimizer, forward, config.batch_size)
     in_axes = (0, 0, None if anchors is None else 0, None if weights is None else 0)
+    data = program_data(model, x, y)  # an argument of the programs, not their constants
 
     def block(carry, start, length):
-        u, state, anchors, weights = carry
+        u, state, anchors, weights, data = carry
+        run = _member_steps(*bind_data(model, data), optimizer, forward, config.batch_size)
         train = jax.vmap(lambda *args: run(*args, length), in_axes=in_axes)
         (u, state), losses = train(u, state, anchors, weights)
-        return (u, state, anchors, weights), losses
+        return (u, state, anchors, weights, data), losses
 
     state = batched_state(k_batches, optimizer, u0, config.batch_size, x.shape[0])
     size, ahead, polishing = member_block_size(config), {}, None
     if compiles_ahead():  # the polish traced while the Adam block compiles, then compiled
-        carry = (u0, state, anchors, weights)
+        carry = (u0, state, anchors, weights, data)
         ahead = {size: compile_ahead(block_program(block, size), carry, 0)}
     if config.polish == "lbfgs":
         polishing = polish_programs(
@@ -772,7 +794,7 @@ def train_members(
     with progress_bar(config.num_members * config.num_steps, "MAP fits") as bar:
         (u, *_), losses = run_blocks(
             block,
-            (u0, state, anchors, weights),
+            (u0, state, anchors, weights, data),
             total,
             block_size=size,
             ahead=ahead,
@@ -808,11 +830,13 @@ def _keep(accept, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), new, old)
 
 
-def _polish_steps(loss_fn, solver, num_obs: int, tol: float, grad_tol: float, window=(1, 0.0)):
+def _polish_steps(loss_for, solver, num_obs: int, tol: float, grad_tol: float, window=(1, 0.0)):
     """``(init, run)`` of one member's L-BFGS polish, to be vmapped over members.
 
-    ``init(u, prior_loc, obs_weight) -> carry``; ``run(carry, prior_loc, obs_weight,
-    length) -> (carry, losses [length])``: ``length`` iterations, each a no-op once the
+    ``loss_for(data)`` gives the loss ``loss(u, prior_loc, obs_weight)`` of the data
+    ``data`` (a :func:`program_data` argument of the programs). ``init(u, prior_loc,
+    obs_weight, data) -> carry``; ``run(carry, prior_loc, obs_weight, data, length) ->
+    (carry, losses [length])``: ``length`` iterations, each a no-op once the
     member has stopped (see :func:`polish_members` for the tests). ``window``:
     ``(iterations, limit)``: a member also stops when its loss fell by at most ``limit``
     over the last ``iterations`` iterations (``limit`` 0: no such test).
@@ -824,8 +848,8 @@ def _polish_steps(loss_fn, solver, num_obs: int, tol: float, grad_tol: float, wi
         small = (tol > 0) & (jnp.abs(decrease) <= tol * scale)
         return small, (grad_tol > 0) & (gnorm <= grad_limit)
 
-    def init(u, prior_loc, obs_weight):
-        value, grad = jax.value_and_grad(loss_fn)(u, prior_loc, obs_weight)
+    def init(u, prior_loc, obs_weight, data):
+        value, grad = jax.value_and_grad(loss_for(data))(u, prior_loc, obs_weight)
         # The state holds the loss and gradient at u, as after a line search, so that each
         # iteration reads them from it: what optax.value_and_grad_from_state does, without
         # its lax.cond, which vmap over members turns into a select that evaluates the
@@ -840,7 +864,9 @@ def _polish_steps(loss_fn, solver, num_obs: int, tol: float, grad_tol: float, wi
         recent = jnp.full((span,), jnp.inf, value.dtype).at[0].set(value)
         return _PolishCarry(u, state, ~ok | flat, flat, 0 * one, one, recent)
 
-    def run(carry, prior_loc, obs_weight, length):
+    def run(carry, prior_loc, obs_weight, data, length):
+        loss_fn = loss_for(data)
+
         def value_fn(u):
             return loss_fn(u, prior_loc, obs_weight)
 
@@ -884,16 +910,19 @@ class PolishPrograms(NamedTuple):
     """The programs of :func:`polish_members`, made by :func:`polish_programs`.
 
     Attributes:
-        init: ``init(params, anchors, weights) -> carry``, the members' first iterates.
+        init: ``init(params, anchors, weights, data) -> carry``, the members' first
+            iterates.
         block: the :func:`run_blocks` block of ``length`` iterations of every member.
         block_size: iterations per block.
         ahead: ``{length: Future}`` of blocks compiled ahead (:func:`compile_ahead`).
+        data: the programs' :func:`program_data` argument.
     """
 
     init: Callable
     block: Callable
     block_size: int
     ahead: dict
+    data: tuple
 
 
 def polish_programs(
@@ -907,28 +936,29 @@ def polish_programs(
     Adam phase, so that they compile while it runs.
     """
     init, run = _polish_steps(
-        _member_loss(model, x, y, forward),
+        lambda data: _member_loss(*bind_data(model, data), forward),
         optax.lbfgs(),
         x.shape[0],
         config.polish_tol,
         config.polish_grad_tol,
         (config.polish_window, config.polish_window_tol * np.size(y)),
     )
-    in_axes = (0, None if anchors is None else 0, None if weights is None else 0)
+    in_axes = (0, None if anchors is None else 0, None if weights is None else 0, None)
     start = jax.jit(jax.vmap(init, in_axes=in_axes))
+    data = program_data(model, x, y)
 
     def block(carry, start, length):
-        c, anchors, weights = carry
-        c, losses = over_members(lambda *args: run(*args, length), in_axes)(c, anchors, weights)
-        return (c, anchors, weights), (losses, c.done)
+        c, *given = carry  # anchors, weights, data
+        c, losses = over_members(lambda *args: run(*args, length), in_axes)(c, *given)
+        return (c, *given), (losses, c.done)
 
     size = -(-config.polish_steps // MEMBER_BLOCKS)
     if not ahead:
-        return PolishPrograms(start, block, size, {})
-    first = compile_ahead(start, params, anchors, weights)
-    carry = (jax.eval_shape(start, params, anchors, weights), anchors, weights)
+        return PolishPrograms(start, block, size, {}, data)
+    first = compile_ahead(start, params, anchors, weights, data)
+    carry = (jax.eval_shape(start, params, anchors, weights, data), anchors, weights, data)
     blocks = {size: compile_ahead(block_program(block, size), carry, 0)}
-    return PolishPrograms(lambda *args: first.result()(*args), block, size, blocks)
+    return PolishPrograms(lambda *args: first.result()(*args), block, size, blocks, data)
 
 
 def polish_members(
@@ -982,12 +1012,12 @@ def polish_members(
         programs = polish_programs(
             model, x, y, params, config, anchors=anchors, weights=weights, forward=forward
         )
-    carry = programs.init(params, anchors, weights)
+    carry = programs.init(params, anchors, weights, programs.data)
     units, steps = config.num_members, config.polish_steps
     with progress_bar(units * steps, "L-BFGS polish") as bar:
         (c, *_), out = run_blocks(
             programs.block,
-            (carry, anchors, weights),
+            (carry, anchors, weights, programs.data),
             steps,
             block_size=programs.block_size,
             ahead=programs.ahead,

@@ -44,10 +44,12 @@ from bayesresnet.infer.base import Check, Engine, EngineResult, Estimators, Time
 from bayesresnet.infer.core import (
     EnsembleConfig,
     ard_held_steps,
+    bind_data,
     compiles_ahead,
     config_settings,
     final_losses,
     member_block_size,
+    program_data,
     train_members,
     uses_batches,
 )
@@ -109,6 +111,12 @@ def _fit_members(key, model, x, y, config: EnsembleConfig, timer: Timer, prepare
     return result, final, result.polish.converged & ~diverged, diverged
 
 
+def _constrain_members(model, params, data):
+    """The members' constrained sites ``{site: [M, ...]}``; ``data`` of :func:`program_data`."""
+    model, x, y = bind_data(model, data)
+    return jax.vmap(lambda u: constrain_fn(model, (x, y), {}, u))(params)
+
+
 def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
     """Deep ensemble engine: ``M`` MAP fits trained together (see module docstring)."""
     timer = Timer()
@@ -121,7 +129,9 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
     result, final, converged, diverged = _fit_members(key, model, x, y, config, timer, prepare)
     losses = np.asarray(result.losses)
     steps_run = losses.shape[1]
-    constrained = jax.jit(jax.vmap(lambda u: constrain_fn(model, (x, y), {}, u)))(result.params)
+    constrained = jax.jit(lambda p, d: _constrain_members(model, p, d))(
+        result.params, program_data(model, x, y)
+    )
     samples = to_numpy(constrained)
     finite_params = np.all(
         np.stack([np.isfinite(v).reshape(len(final), -1).all(axis=1) for v in samples.values()]),

@@ -52,7 +52,6 @@ Reference:
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -66,7 +65,7 @@ from numpyro.infer.util import constrain_fn
 from scipy.optimize import brentq
 
 from bayesresnet import sites
-from bayesresnet.infer.core import compile_ahead
+from bayesresnet.infer.core import bind_data, compile_ahead, program_data
 
 __all__ = [
     "MAX_JACOBIAN_ENTRIES",
@@ -323,24 +322,33 @@ def noise_program(model, x, y, params, *, ahead: bool = False) -> NoiseProgram |
             f"map: the Jacobian ({entries:,} numbers per member) is above {MAX_JACOBIAN_ENTRIES:,}"
         )
 
-    def member(u):
-        values = constrain_fn(model, (x, y), {}, u)
-        tr = _trace_at(model, values, x, y)
-        prior_sd, _ = ravel_pytree(
-            {k: jnp.broadcast_to(_normal_base(tr[k]["fn"]).scale, values[k].shape) for k in normal}
-        )
-        loc, scale = _observation(tr)
-        jac = _row_jacobian(model, values, normal, x, y)  # [N, O, P]
-        z = (y - loc) / scale
-        return jac / scale[..., None], prior_sd, jnp.sum(z**2, axis=0), values[sites.NOISE_SCALE]
+    def members(params, data):  # the data an argument, not constants (program_data)
+        model_, x, y = bind_data(model, data)
+
+        def member(u):
+            values = constrain_fn(model_, (x, y), {}, u)
+            tr = _trace_at(model_, values, x, y)
+            prior_sd, _ = ravel_pytree(
+                {
+                    k: jnp.broadcast_to(_normal_base(tr[k]["fn"]).scale, values[k].shape)
+                    for k in normal
+                }
+            )
+            loc, scale = _observation(tr)
+            jac = _row_jacobian(model_, values, normal, x, y)  # [N, O, P]
+            z = (y - loc) / scale
+            sse = jnp.sum(z**2, axis=0)
+            return jac / scale[..., None], prior_sd, sse, values[sites.NOISE_SCALE]
+
+        return jax.lax.map(member, params)
 
     # One compiled program for all members, one member at a time; the M Jacobians come
     # back together (at most M × MAX_JACOBIAN_ENTRIES float32 numbers).
-    program = jax.jit(partial(jax.lax.map, member))
+    program, data = jax.jit(members), program_data(model, x, y)
     if not ahead:
-        return NoiseProgram(program, _num_members(params))
-    compiled = compile_ahead(program, params)
-    return NoiseProgram(lambda p: compiled.result()(p), _num_members(params))
+        return NoiseProgram(lambda p: program(p, data), _num_members(params))
+    compiled = compile_ahead(program, params, data)
+    return NoiseProgram(lambda p: compiled.result()(p, data), _num_members(params))
 
 
 def effective_noise(
