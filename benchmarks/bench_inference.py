@@ -52,7 +52,12 @@ from bayesresnet._io import write_json
 from bayesresnet.app.runspec import load_runspec
 from bayesresnet.infer import NUTSConfig
 from bayesresnet.infer.base import Timer
-from bayesresnet.infer.core import EnsembleConfig, sample_prior_unconstrained, train_members
+from bayesresnet.infer.core import (
+    EnsembleConfig,
+    clear_compiled,
+    sample_prior_unconstrained,
+    train_members,
+)
 from bayesresnet.infer.registry import METHODS as ENGINES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +114,7 @@ def gradient_evaluations(post) -> int:
 
 
 def bench_method(spec, data, method: str, options: dict) -> dict:
+    clear_compiled()  # each timed fit compiles, as in a new process
     start = time.perf_counter()
     post = brn.fit(spec, data, method=method, seed=0, **options)
     wall = time.perf_counter() - start

@@ -35,8 +35,8 @@ Metrics per (problem, noise, N, seed, method), averaged over outputs:
 * ``coverage_90``: fraction of test observations inside the central 90 % interval of the
   draws (:func:`bayesresnet.calibration.coverage`);
 * ``fit_s``, ``predict_s``: wall seconds (``time.perf_counter``) around the fit and
-  around the prediction at the test points; compilation counts (JAX's caches are cleared
-  before each method, so every fit compiles as in a fresh process);
+  around the prediction at the test points; compilation counts (JAX's and bayesresnet's
+  caches are cleared before each method, so every fit compiles as in a fresh process);
 * bayesresnet only: ``verdict`` of :func:`bayesresnet.diagnostics.convergence` (the
   method's own checks, without the predictive checks of a full run), timed apart;
 * ``crps_ratio_gp``, ``time_ratio_gp``: against the GP of the same case, where it ran;
@@ -77,6 +77,7 @@ import numpy as np
 import bayesresnet as brn
 from bayesresnet import calibration
 from bayesresnet._io import write_atomic, write_json
+from bayesresnet.infer.core import clear_compiled
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -430,7 +431,7 @@ def run_case(problem: str, noise: float, n: int, seed: int, methods: dict, args)
         if name == "gp" and n > args.gp_max_n:
             continue
         print(f"{problem} noise={noise} N={n} seed={seed}: {name} ...", flush=True)
-        jax.clear_caches()  # every fit compiles, as a user's first fit in a fresh process
+        clear_compiled()  # every fit compiles, as a user's first fit in a fresh process
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             pred = run(data, seed, data.x_test)

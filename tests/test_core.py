@@ -700,3 +700,64 @@ def test_prior_draws_follow_the_prior_of_every_site_hierarchical_ones_included()
     for site in sorted(set(mine) & set(ref)):
         first = (slice(None),) + (0,) * (mine[site].ndim - 1)
         assert _two_sample_ks_holds(mine[site][first], ref[site][first]), site
+
+
+def _backend_compiles():
+    """A list that JAX's backend compilations of the program names are appended to."""
+    names = []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            names.append(kwargs.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    return names, listen
+
+
+def test_a_program_made_anew_that_computes_the_same_is_compiled_once():
+    from bayesresnet.infer.core import clear_compiled, compiled_call
+
+    def made(scale):  # a new closure each time, as each fit makes its programs
+        return lambda a, b: jnp.tanh(a @ b) * scale
+
+    a, a2, b, c = (jnp.asarray(np.full(shape, v)) for shape, v in [
+        ((3, 4), 1.0), ((3, 4), 2.0), ((4, 2), 1.0), ((5, 4), 1.0)
+    ])  # fmt: skip
+    clear_compiled()
+    names, listen = _backend_compiles()
+    try:
+        first = compiled_call(made(2.0), a, b)
+        again = compiled_call(made(2.0), a2, b)  # other values, the same program
+        assert len(names) == 1
+        compiled_call(made(3.0), a, b)  # another constant: another program
+        assert len(names) == 2
+        compiled_call(made(2.0), c, b)  # another shape: another program
+        assert len(names) == 3
+        clear_compiled()
+        compiled_call(made(2.0), a, b)  # forgotten: compiled again
+        assert len(names) == 4
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    np.testing.assert_allclose(first, np.tanh(4.0) * 2.0 * np.ones((3, 2)), rtol=1e-6)
+    np.testing.assert_allclose(again, np.tanh(8.0) * 2.0 * np.ones((3, 2)), rtol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*had not converged:RuntimeWarning")
+def test_a_second_ensemble_fit_of_other_data_of_the_same_sizes_compiles_nothing():
+    import bayesresnet as brn
+
+    problem = brn.problems.get("borehole")
+    spec = brn.ResNetSpec(8, 1, width=4, num_layers=2)
+    options = dict(
+        method="ensemble", num_members=2, num_steps=200, max_steps=200, polish="lbfgs",
+        polish_steps=20,
+    )  # fmt: skip
+    brn.fit(spec, problem.sample(0, 60, 10, noise=0.05), **options)
+    names, listen = _backend_compiles()
+    try:
+        post = brn.fit(spec, problem.sample(1, 60, 10, noise=0.05), seed=1, **options)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert names == []
+    assert post.extra["member_polish_iterations"]  # the polish ran

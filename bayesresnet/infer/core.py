@@ -27,9 +27,12 @@ at definition time.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
+import hashlib
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -81,6 +84,9 @@ __all__ = [
     "polish_programs",
     "PolishPrograms",
     "compile_ahead",
+    "compile_lowered",
+    "compiled_call",
+    "clear_compiled",
     "compiles_ahead",
     "block_program",
     "final_losses",
@@ -386,7 +392,7 @@ def sample_prior_unconstrained(key, model, x, y, num: int):
         params = _sample_prior(k, model, x, y, shapes, fixed)
         return unconstrain_fn(model, (x, y), {}, params)
 
-    return jax.jit(jax.vmap(one))(jax.random.split(key, num))
+    return compiled_call(jax.vmap(one), jax.random.split(key, num))
 
 
 class anchor_prior(Messenger):  # noqa: N801 - a NumPyro handler, named as NumPyro's are
@@ -593,7 +599,7 @@ def _member_steps(model, x, y, optimizer, forward=None, batch_size=None):
 def batched_state(key, optimizer, u0, batch_size, num_rows: int):
     """The members' initial optimizer states ``[M, ...]`` for :func:`_member_steps`: the
     optax state, paired with one PRNG key per member when the steps use batches."""
-    state = jax.jit(jax.vmap(optimizer.init))(u0)
+    state = compiled_call(jax.vmap(optimizer.init), u0)
     if not uses_batches(batch_size, num_rows):
         return state
     num_members = jax.tree_util.tree_leaves(u0)[0].shape[0]
@@ -692,8 +698,8 @@ def member_inputs(key, model, x, y, config: EnsembleConfig):
         # Each member's prior mean is a fresh prior draw of every latent site;
         # anchor_prior re-centres the Normal priors among them (the network weights).
         shapes = latent_sites(model, x, y)
-        anchors = jax.jit(jax.vmap(lambda k: _sample_prior(k, model, x, y, shapes)))(
-            jax.random.split(k_anchor, m)
+        anchors = compiled_call(
+            jax.vmap(lambda k: _sample_prior(k, model, x, y, shapes)), jax.random.split(k_anchor, m)
         )
     weights = None
     if config.bootstrap:
@@ -702,7 +708,7 @@ def member_inputs(key, model, x, y, config: EnsembleConfig):
             idx = jax.random.randint(k, (n,), 0, n)
             return jnp.zeros(n).at[idx].add(1.0)
 
-        weights = jax.jit(jax.vmap(counts))(jax.random.split(k_boot, m))
+        weights = compiled_call(jax.vmap(counts), jax.random.split(k_boot, m))
     return u0, anchors, weights
 
 
@@ -954,7 +960,7 @@ def polish_programs(
 
     size = -(-config.polish_steps // MEMBER_BLOCKS)
     if not ahead:
-        return PolishPrograms(start, block, size, {}, data)
+        return PolishPrograms(functools.partial(compiled_call, start), block, size, {}, data)
     first = compile_ahead(start, params, anchors, weights, data)
     carry = (jax.eval_shape(start, params, anchors, weights, data), anchors, weights, data)
     blocks = {size: compile_ahead(block_program(block, size), carry, 0)}
@@ -1273,15 +1279,13 @@ def run_blocks(
     def program(length, start):
         if length not in compiled:
             program = ahead.get(length) or block_program(block, length)
-            if compile_label is not None:  # else compiled at its first call, timed with it
-                with timer(compile_label):
-                    program = (
-                        program.result()
-                        if isinstance(program, Future)
-                        else program.lower(carry, start).compile()
-                    )
-            elif isinstance(program, Future):
-                program = program.result()
+            # Without compile_label the compilation is timed with the run, as a first call.
+            with timer(compile_label or label):
+                program = (
+                    program.result()
+                    if isinstance(program, Future)
+                    else compile_lowered(program.lower(carry, start))
+                )
             compiled[length] = program
         return compiled[length]
 
@@ -1341,7 +1345,54 @@ def compile_ahead(program, *args) -> Future:
     compilation, which holds no Python lock, runs beside what the caller does next (the
     L-BFGS polish compiles while the Adam phase runs).
     """
-    return _compiler().submit(program.lower(*args).compile)
+    return _compiler().submit(compile_lowered, program.lower(*args))
+
+
+#: This process's compiled programs by what they compute (:func:`compile_lowered`), the
+#: most recently used last; at most :data:`MAX_COMPILED` are kept.
+_COMPILED: collections.OrderedDict = collections.OrderedDict()
+_COMPILED_LOCK = threading.Lock()
+MAX_COMPILED = 64
+
+
+def compile_lowered(lowered):
+    """``lowered.compile()``, or the program this process compiled before from the same
+    lowered text and argument structure.
+
+    Each fit traces its programs afresh (they are new functions), and ``jax.jit`` keeps
+    its compilations per function, so without this a second fit of the same sizes in
+    one process would compile again what it had compiled (a program that takes its data
+    as arguments, :func:`program_data`, is the same text for other data too). JAX's
+    persistent cache does the same across processes where it is on
+    (:mod:`bayesresnet.app.compile_cache`); this one is in memory and always on.
+    """
+    text = hashlib.sha256(lowered.as_text().encode()).hexdigest()
+    key = (text, lowered.in_tree, lowered.out_tree)
+    with _COMPILED_LOCK:
+        if key in _COMPILED:
+            _COMPILED.move_to_end(key)
+            return _COMPILED[key]
+    program = lowered.compile()
+    with _COMPILED_LOCK:
+        _COMPILED[key] = program
+        while len(_COMPILED) > MAX_COMPILED:
+            _COMPILED.popitem(last=False)
+    return program
+
+
+def compiled_call(fn: Callable, *args):
+    """``jax.jit(fn)(*args)``, compiled by :func:`compile_lowered`: a function made anew
+    for each fit (a closure) that computes what an earlier one did is not compiled again."""
+    return compile_lowered(jax.jit(fn).lower(*args))(*args)
+
+
+def clear_compiled() -> None:
+    """Forget every compiled program of this process: those :func:`compile_lowered` kept
+    and JAX's (``jax.clear_caches``), so that the next fit compiles as in a new process
+    (a benchmark's timed fits)."""
+    with _COMPILED_LOCK:
+        _COMPILED.clear()
+    jax.clear_caches()
 
 
 def scan_chain(step: Callable, key, state, start, length: int, *, collect: Callable, thinning=1):

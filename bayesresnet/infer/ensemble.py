@@ -45,6 +45,7 @@ from bayesresnet.infer.core import (
     EnsembleConfig,
     ard_held_steps,
     bind_data,
+    compiled_call,
     compiles_ahead,
     config_settings,
     final_losses,
@@ -129,8 +130,8 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
     result, final, converged, diverged = _fit_members(key, model, x, y, config, timer, prepare)
     losses = np.asarray(result.losses)
     steps_run = losses.shape[1]
-    constrained = jax.jit(lambda p, d: _constrain_members(model, p, d))(
-        result.params, program_data(model, x, y)
+    constrained = compiled_call(
+        lambda p, d: _constrain_members(model, p, d), result.params, program_data(model, x, y)
     )
     samples = to_numpy(constrained)
     finite_params = np.all(

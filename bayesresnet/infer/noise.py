@@ -65,7 +65,7 @@ from numpyro.infer.util import constrain_fn
 from scipy.optimize import brentq
 
 from bayesresnet import sites
-from bayesresnet.infer.core import bind_data, compile_ahead, program_data
+from bayesresnet.infer.core import bind_data, compile_ahead, compiled_call, program_data
 
 __all__ = [
     "MAX_JACOBIAN_ENTRIES",
@@ -346,7 +346,7 @@ def noise_program(model, x, y, params, *, ahead: bool = False) -> NoiseProgram |
     # back together (at most M × MAX_JACOBIAN_ENTRIES float32 numbers).
     program, data = jax.jit(members), program_data(model, x, y)
     if not ahead:
-        return NoiseProgram(lambda p: program(p, data), _num_members(params))
+        return NoiseProgram(lambda p: compiled_call(program, p, data), _num_members(params))
     compiled = compile_ahead(program, params, data)
     return NoiseProgram(lambda p: compiled.result()(p, data), _num_members(params))
 
