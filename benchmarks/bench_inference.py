@@ -114,7 +114,7 @@ def gradient_evaluations(post) -> int:
 
 
 def bench_method(spec, data, method: str, options: dict) -> dict:
-    clear_compiled()  # each timed fit compiles, as in a new process
+    clear_compiled()  # each timed fit compiles its programs, as before they were kept
     start = time.perf_counter()
     post = brn.fit(spec, data, method=method, seed=0, **options)
     wall = time.perf_counter() - start

@@ -62,7 +62,7 @@ def run_one(problem: str, noise: float, variant: str, args) -> dict:
         data.x_train.shape[1], 1, width=8, num_layers=8, basis=brn.bases.make_basis("cubic")
     )
     method, options = VARIANTS[variant]
-    clear_compiled()  # each timed fit compiles, as in a new process
+    clear_compiled()  # each timed fit compiles its programs, as before they were kept
     start = time.perf_counter()
     post = brn.fit(spec, data, method=method, seed=0, **options)
     seconds = time.perf_counter() - start

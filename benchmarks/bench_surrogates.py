@@ -431,7 +431,8 @@ def run_case(problem: str, noise: float, n: int, seed: int, methods: dict, args)
         if name == "gp" and n > args.gp_max_n:
             continue
         print(f"{problem} noise={noise} N={n} seed={seed}: {name} ...", flush=True)
-        clear_compiled()  # every fit compiles, as a user's first fit in a fresh process
+        jax.clear_caches()  # every fit compiles, as a user's first fit in a fresh process
+        clear_compiled()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             pred = run(data, seed, data.x_test)

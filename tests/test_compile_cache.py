@@ -12,6 +12,7 @@ import bayesresnet as brn
 from bayesresnet.app import cli
 from bayesresnet.app import compile_cache as cc
 from bayesresnet.app.study import worker_env
+from bayesresnet.infer.core import clear_compiled
 
 HITS = "/jax/compilation_cache/cache_hits"
 
@@ -113,6 +114,7 @@ def test_a_second_fit_loads_its_programs_from_the_cache_and_gives_the_same_draws
         entries = sorted(p.name for p in folder.glob("*-cache"))
         assert entries, "the first fit kept no program"
         assert not hits
+        clear_compiled()  # as in a new process: not the programs this one kept in memory
         second = brn.fit(spec, data, **options)
     finally:
         monitoring.unregister_event_listener(listen)
@@ -145,6 +147,7 @@ def test_a_fit_of_other_data_of_the_same_sizes_adds_no_program_to_the_cache(tmp_
 
     brn.fit(spec, problem.sample(0, 60, 10, noise=0.05), **options)
     entries = sorted(p.name for p in folder.glob("*-cache"))
+    clear_compiled()  # as in a new process: not the programs this one kept in memory
     monitoring.register_event_listener(listen)
     try:
         brn.fit(spec, problem.sample(1, 60, 10, noise=0.05), seed=1, **options)

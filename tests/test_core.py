@@ -733,13 +733,19 @@ def test_a_program_made_anew_that_computes_the_same_is_compiled_once():
         assert len(names) == 2
         compiled_call(made(2.0), c, b)  # another shape: another program
         assert len(names) == 3
+        unused = compiled_call(lambda a, b: 2 * a, a, b)
+        assert len(names) == 4
+        # The text of a program leaves out an argument it does not use; its shape counts.
+        compiled_call(lambda a, b: 2 * a, a, c)
+        assert len(names) == 5
         clear_compiled()
         compiled_call(made(2.0), a, b)  # forgotten: compiled again
-        assert len(names) == 4
+        assert len(names) == 6
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     np.testing.assert_allclose(first, np.tanh(4.0) * 2.0 * np.ones((3, 2)), rtol=1e-6)
     np.testing.assert_allclose(again, np.tanh(8.0) * 2.0 * np.ones((3, 2)), rtol=1e-6)
+    np.testing.assert_allclose(unused, 2.0 * np.ones((3, 4)))
 
 
 @pytest.mark.slow

@@ -1367,7 +1367,9 @@ def compile_lowered(lowered):
     (:mod:`bayesresnet.app.compile_cache`); this one is in memory and always on.
     """
     text = hashlib.sha256(lowered.as_text().encode()).hexdigest()
-    key = (text, lowered.in_tree, lowered.out_tree)
+    # The argument types too: the text leaves out the arguments a program does not use.
+    types = tuple(jax.tree_util.tree_leaves(lowered.in_avals))  # in the order of in_tree
+    key = (text, lowered.in_tree, types, lowered.out_tree)
     with _COMPILED_LOCK:
         if key in _COMPILED:
             _COMPILED.move_to_end(key)
@@ -1387,12 +1389,10 @@ def compiled_call(fn: Callable, *args):
 
 
 def clear_compiled() -> None:
-    """Forget every compiled program of this process: those :func:`compile_lowered` kept
-    and JAX's (``jax.clear_caches``), so that the next fit compiles as in a new process
-    (a benchmark's timed fits)."""
+    """Forget the programs :func:`compile_lowered` kept. With ``jax.clear_caches()`` the
+    next fit compiles as in a new process (a benchmark's timed fits)."""
     with _COMPILED_LOCK:
         _COMPILED.clear()
-    jax.clear_caches()
 
 
 def scan_chain(step: Callable, key, state, start, length: int, *, collect: Callable, thinning=1):
