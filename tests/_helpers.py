@@ -3,7 +3,8 @@
 * a conjugate linear-Gaussian model with a closed-form posterior, for the engines' tests;
 * :func:`run_main`, :func:`one_line_error` and :func:`fit_run_folder`: the command line run
   in the test's process, its one-line errors, and a run folder fitted through it;
-* :func:`render_in_chromium`: one headless-Chromium harness for every HTML page.
+* :func:`render_in_chromium`: one headless-Chromium harness for every HTML page;
+* :func:`refit_case`: two fits of the same sizes on other data (compiled programs reused).
 """
 
 import json
@@ -176,3 +177,17 @@ def render_in_chromium(html: str, tmp_path, width: int) -> dict:
     found = re.search(r'<pre id="check-result">(.*?)</pre>', out.stdout, re.S)
     assert found, out.stderr[-2000:]
     return json.loads(found.group(1).replace("&quot;", '"'))
+
+
+# ---------------------------------------------------------------------------------------
+def refit_case():
+    """A tiny polished ensemble on two draws of 60 borehole rows (data seeds 0 and 1):
+    ``(spec, options, first data, second data)``; the second fit runs with ``seed=1``."""
+    problem = brn.problems.get("borehole")
+    spec = brn.ResNetSpec(8, 1, width=4, num_layers=2)
+    options = dict(
+        method="ensemble", num_members=2, num_steps=200, max_steps=200, polish="lbfgs",
+        polish_steps=20,
+    )  # fmt: skip
+    first, second = (problem.sample(seed, 60, 10, noise=0.05) for seed in (0, 1))
+    return spec, options, first, second

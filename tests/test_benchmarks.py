@@ -301,3 +301,22 @@ def test_nuts_geometry_checks_its_cases_and_never_overwrites(tmp_path, capsys):
         nuts_geometry.main(["--cases", "free", "--out", str(tmp_path / "b.json")])
     assert "exists" in capsys.readouterr().err
     assert (tmp_path / "b.json").read_text() == "{}"
+
+
+@pytest.mark.slow
+def test_refit_tiny_run_compiles_nothing_on_a_kept_refit(tmp_path):
+    import bench_refit
+
+    out = tmp_path / "refit.json"
+    results = bench_refit.main(["--tiny", "--sizes", "60", "--repeats", "2", "--out", str(out)])
+    (row,) = results["sizes"]
+    assert all(r["compiles"] > 0 for r in row["cold"])  # each cold fit compiles its programs
+    assert row["kept"][0]["compiles"] > 0 and row["kept"][1]["compiles"] == 0
+    assert json.loads(out.read_text())["sizes"][0]["refit_ratio"] == row["refit_ratio"]
+    assert "later kept / cold" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit):
+        bench_refit.parse_args(["--repeats", "1"])
+    before = out.read_bytes()
+    with pytest.raises(SystemExit, match="refit.json exists"):
+        bench_refit.main(["--tiny", "--out", str(out)])  # refused before any fit
+    assert out.read_bytes() == before

@@ -6,6 +6,7 @@ import stat
 import jax
 import numpy as np
 import pytest
+from _helpers import refit_case
 from jax import monitoring
 
 import bayesresnet as brn
@@ -132,12 +133,7 @@ def test_a_fit_of_other_data_of_the_same_sizes_adds_no_program_to_the_cache(tmp_
     # The ensemble's programs (Adam blocks, the L-BFGS polish, the noise re-estimate, the
     # members' constrained values) take the data and the scaler as arguments: they hold
     # no number of the data, so other data of the same shapes run the same programs.
-    problem = brn.problems.get("borehole")
-    spec = brn.ResNetSpec(8, 1, width=4, num_layers=2)
-    options = dict(
-        method="ensemble", num_members=2, num_steps=200, max_steps=200, polish="lbfgs",
-        polish_steps=20,
-    )  # fmt: skip
+    spec, options, first, second = refit_case()
     folder = cc.enable_compile_cache(tmp_path / "c")
     hits = []
 
@@ -145,12 +141,12 @@ def test_a_fit_of_other_data_of_the_same_sizes_adds_no_program_to_the_cache(tmp_
         if event == HITS:
             hits.append(event)
 
-    brn.fit(spec, problem.sample(0, 60, 10, noise=0.05), **options)
+    brn.fit(spec, first, **options)
     entries = sorted(p.name for p in folder.glob("*-cache"))
     clear_compiled()  # as in a new process: not the programs this one kept in memory
     monitoring.register_event_listener(listen)
     try:
-        brn.fit(spec, problem.sample(1, 60, 10, noise=0.05), seed=1, **options)
+        brn.fit(spec, second, seed=1, **options)
     finally:
         monitoring.unregister_event_listener(listen)
     assert len(hits) >= 4  # at least the Adam block, the polish's two, the noise program

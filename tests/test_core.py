@@ -14,6 +14,7 @@ import numpyro
 import numpyro.distributions as dist
 import optax
 import pytest
+from _helpers import refit_case
 from numpyro import handlers
 from numpyro.infer.util import potential_energy
 
@@ -753,16 +754,11 @@ def test_a_program_made_anew_that_computes_the_same_is_compiled_once():
 def test_a_second_ensemble_fit_of_other_data_of_the_same_sizes_compiles_nothing():
     import bayesresnet as brn
 
-    problem = brn.problems.get("borehole")
-    spec = brn.ResNetSpec(8, 1, width=4, num_layers=2)
-    options = dict(
-        method="ensemble", num_members=2, num_steps=200, max_steps=200, polish="lbfgs",
-        polish_steps=20,
-    )  # fmt: skip
-    brn.fit(spec, problem.sample(0, 60, 10, noise=0.05), **options)
+    spec, options, first, second = refit_case()
+    brn.fit(spec, first, **options)
     names, listen = _backend_compiles()
     try:
-        post = brn.fit(spec, problem.sample(1, 60, 10, noise=0.05), seed=1, **options)
+        post = brn.fit(spec, second, seed=1, **options)
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert names == []

@@ -16,6 +16,10 @@
 * :func:`compile_ahead`: a later program traced now and compiled by XLA in a background
   thread, so that it compiles while the run goes on (the polish, and the ensemble's noise
   re-estimate, compile while the members' Adam phase runs);
+* :func:`compile_lowered`, :func:`compiled_call`: the process's compiled programs kept by
+  what they compute, so that a later fit of the same sizes compiles none of them again
+  (the ensemble's programs take their data as arguments, :func:`program_data`, and are
+  the same for other data too);
 * :func:`scan_chain`, :func:`run_chains`: a kernel ``step(key, state) -> (state, info)``
   (:class:`~bayesresnet.infer.base.SamplingAlgorithm`) scanned along one chain, and run
   for many chains at once: vmapped over chains, sharded over devices when there are
