@@ -1,7 +1,8 @@
 """The compilation cache of the application's runs: XLA programs kept on disk between runs.
 
-A fit compiles its programs (the Adam block, the L-BFGS polish, the noise re-estimate, the
-prediction) every time it runs, because each run builds them afresh. JAX's persistent
+A new process compiles its programs (the Adam block, the L-BFGS polish, the noise
+re-estimate, the prediction) afresh: one process keeps what it compiled
+(:func:`~bayesresnet.infer.core.compile_lowered`), but no more. JAX's persistent
 compilation cache (``jax_compilation_cache_dir``) keeps each compiled program on disk,
 keyed by the program itself, so a later run of the same program (the same problem size,
 architecture and method) loads it instead of compiling it. The numbers are the same: it
