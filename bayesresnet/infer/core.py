@@ -1388,7 +1388,11 @@ def compile_lowered(lowered):
 
 def compiled_call(fn: Callable, *args):
     """``jax.jit(fn)(*args)``, compiled by :func:`compile_lowered`: a function made anew
-    for each fit (a closure) that computes what an earlier one did is not compiled again."""
+    for each fit (a closure) that computes what an earlier one did is not compiled again.
+
+    Eager call sites only: a compiled program cannot be traced, so a function that may be
+    called inside another's trace (the Laplace guide's ``hessian_fn``, which NumPyro calls
+    both eagerly and under ``jit``) keeps ``jax.jit``."""
     return compile_lowered(jax.jit(fn).lower(*args))(*args)
 
 
