@@ -14,9 +14,10 @@ a NumPyro model sampled by NUTS:
 - ``"epost"``, the expected posterior (the modular, or "cut", answer): for each of ``S``
   surrogate draws the posterior ``p(θ | y, f_s)``, pooled with equal weight,
   ``p(θ | y) = (1/S) Σ_s p(θ | y, f_s)``. The draws do not learn from the observations.
-  All ``S × num_chains`` chains run as one vectorized program (``jax.vmap`` of NumPyro's
-  NUTS kernel over draws and chains), its draws split over the devices when there are
-  several.
+  All ``S × num_chains`` chains run in one compiled program (:data:`CHAIN_METHODS`): on
+  one CPU one after another, on an accelerator or several devices vectorized
+  (``jax.vmap`` of NumPyro's NUTS kernel over draws and chains), its draws split over
+  the devices when there are several.
 - ``"elik"``, the expected likelihood: one posterior on ``(1/S) Σ_s p(y | θ, f_s)``, so
   ``p(θ | y) = Σ_s w_s p(θ | y, f_s)`` with ``w_s ∝ p(y | f_s)``, the evidence of each
   draw. The observations re-weight the draws; :attr:`CalibrationResult.effective_draws`
@@ -83,7 +84,9 @@ __all__ = [
     "make_surrogate_draws",
     "CalibrationModel",
     "CalibrationResult",
+    "CHAIN_METHODS",
     "calibrate",
+    "resolve_chain_method",
 ]
 
 #: Site names of the calibration models (the InferenceData's variable names).
@@ -97,9 +100,32 @@ PROPAGATE = {
 }
 
 #: Samplers: NumPyro's NUTS kernel (windowed step-size and diagonal mass adaptation).
-METHODS = {"nuts": "NumPyro NUTS, target acceptance 0.8, maximum tree depth 10"}
-TARGET_ACCEPT_PROB = 0.8
+METHODS = {"nuts": "NumPyro NUTS, target acceptance 0.95, maximum tree depth 10"}
+#: NUTS's target acceptance probability. Calibration posteriors are often thin ridges
+#: (inputs that trade off against each other: on the README's borehole calibration rw
+#: and Kw correlate at −0.997) where NumPyro's default 0.8 takes steps too long for the
+#: ridge: there (16 chains × 300 + 300 steps) 31–37 divergences and a worst R-hat of
+#: 1.15–1.19 against 0–1 and 1.02–1.04 at 0.95; on 64 draws of an SVI surrogate (128
+#: chains × 500 + 500) 28–74 divergences and R-hat 1.5–2.1 against 0 and 1.08, for 1.2–1.6
+#: times the leapfrog steps (``benchmarks/bench_inverse.py``,
+#: ``benchmarks/results/inverse_readme``, ``inverse_svi64``).
+TARGET_ACCEPT_PROB = 0.95
 MAX_TREE_DEPTH = 10
+
+#: How the chains run within their one compiled program. Vectorized chains advance in
+#: lock-step: every NUTS step costs the longest trajectory among them (2.7 times the mean
+#: on the README's borehole calibration, 16 chains; 4.7 times on 128 chains of an SVI
+#: surrogate). An accelerator runs them side by side for about the price of one, a CPU
+#: core pays for every lane; so ``"auto"`` runs them one after another on one CPU device.
+#: Measured on 2 CPU cores, a first call (compilation included) at target acceptance 0.8:
+#: 19.2 s against 38.7 s on the README's case, 33.8 s against 94.3 s on the SVI case; at
+#: 0.95 on the README's case 27.2 s against 40.4 s (``benchmarks/bench_inverse.py``,
+#: ``benchmarks/results/inverse_readme``, ``inverse_svi64``).
+CHAIN_METHODS = {
+    "auto": "sequential on one CPU device, vectorized otherwise",
+    "sequential": "one chain after another (lax.map): each pays only its own trajectories",
+    "vectorized": "all chains in lock-step (vmap): for accelerators and several devices",
+}
 
 #: A posterior is flagged as extrapolating when more than this fraction of its draws put
 #: an observation outside the training box, or give an epistemic sd (over surrogate
@@ -324,9 +350,26 @@ def _sample_stats(state) -> dict:
     }
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_warmup", "num_samples", "per_draw"))
-def _sample(model, z0, keys, params, known, y_obs, *, num_warmup, num_samples, per_draw):
-    """NUTS chains ``[K, C]`` of ``model``, all in one vectorized program.
+def resolve_chain_method(chain_method: str) -> str:
+    """``"sequential"`` or ``"vectorized"``: ``chain_method``, with ``"auto"`` resolved for
+    the devices JAX runs on (:data:`CHAIN_METHODS`)."""
+    chain_method = check_choice("chain_method", chain_method, CHAIN_METHODS)
+    if chain_method != "auto":
+        return chain_method
+    devices = jax.devices()
+    return "sequential" if len(devices) == 1 and devices[0].platform == "cpu" else "vectorized"
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("model", "num_warmup", "num_samples", "per_draw", "sequential", "accept"),
+)
+def _sample(
+    model, z0, keys, params, known, y_obs, *, num_warmup, num_samples, per_draw, sequential,
+    accept,
+):  # fmt: skip
+    """NUTS chains ``[K, C]`` of ``model``, all in one program: one after another
+    (``sequential``) or vectorized.
 
     ``z0`` (unconstrained initial values) and ``keys`` carry leading axes ``[K, C]``. With
     ``per_draw`` component ``k`` conditions on draw ``k`` of ``params`` alone (``K = S``,
@@ -344,7 +387,7 @@ def _sample(model, z0, keys, params, known, y_obs, *, num_warmup, num_samples, p
         state = init_kernel(
             z,
             num_warmup,
-            target_accept_prob=TARGET_ACCEPT_PROB,
+            target_accept_prob=accept,
             max_tree_depth=MAX_TREE_DEPTH,
             rng_key=key,
         )
@@ -359,16 +402,17 @@ def _sample(model, z0, keys, params, known, y_obs, *, num_warmup, num_samples, p
         zs, st = jax.tree_util.tree_map(lambda v: v[num_warmup:], (zs, st))
         return jax.vmap(lambda u: constrain_fn(model, args, {}, u))(zs), st
 
-    # One vmap over the K·C chains, not one over components of one over chains: each vmap
+    # One map over the K·C chains, not one over components of one over chains: each vmap
     # level batches NUTS's nested while loops anew, and two levels took the default
     # calibration (32 components × 2 chains) 22 s to trace.
     shape = jax.tree_util.tree_leaves(z0)[0].shape[:2]
     flat = jax.tree_util.tree_map(lambda v: v.reshape((-1,) + v.shape[2:]), (z0, keys))
     if per_draw:  # chain k·C + c conditions on draw k
         p = jax.tree_util.tree_map(lambda v: jnp.repeat(v[:, None], shape[1], axis=0), params)
-        out = jax.vmap(chain)(*flat, p)
-    else:
-        out = jax.vmap(chain, (0, 0, None))(*flat, params)
+        one, xs = chain, (*flat, p)
+    else:  # every chain sees all draws
+        one, xs = (lambda z, k: chain(z, k, params)), flat
+    out = jax.lax.map(lambda a: one(*a), xs) if sequential else jax.vmap(one)(*xs)
     return jax.tree_util.tree_map(lambda v: v.reshape(shape + v.shape[1:]), out)
 
 
@@ -554,6 +598,8 @@ class _Setup:
     num_samples: int
     num_chains: int
     seed: int
+    chain_method: str  # "sequential" or "vectorized", resolved
+    target_accept_prob: float
     unknown_names: tuple[str, ...] = field(default=())
     known_names: tuple[str, ...] = field(default=())
 
@@ -581,6 +627,8 @@ def _check_arguments(post, y_obs, unknown, known, prior, noise, discrepancy, **s
     num_samples = check_int("num_samples", settings["num_samples"], minimum=1)
     num_chains = check_int("num_chains", settings["num_chains"], minimum=1)
     seed = check_int("seed", settings["seed"], minimum=0)
+    chain_method = resolve_chain_method(settings["chain_method"])
+    accept = check_level("target_accept_prob", settings["target_accept_prob"])
     # At most `surrogate_draws` draws, evenly spaced over the (chain-major) draws.
     draws = np.unique(np.linspace(0, sd.num_draws - 1, min(num_used, sd.num_draws)).round())
     draws = draws.astype(np.int64)
@@ -606,6 +654,8 @@ def _check_arguments(post, y_obs, unknown, known, prior, noise, discrepancy, **s
         num_samples=num_samples,
         num_chains=num_chains,
         seed=seed,
+        chain_method=chain_method,
+        target_accept_prob=accept,
         unknown_names=unknown_names,
         known_names=known_names,
     )
@@ -636,6 +686,8 @@ def _run(setup: _Setup, key) -> tuple[dict, dict]:
         num_warmup=setup.num_warmup,
         num_samples=setup.num_samples,
         per_draw=per_draw,
+        sequential=setup.chain_method == "sequential",
+        accept=setup.target_accept_prob,
     )
 
     def flat(v):
@@ -910,6 +962,8 @@ def _attrs(setup: _Setup) -> dict:
         "num_warmup": setup.num_warmup,
         "num_samples": setup.num_samples,
         "num_chains": setup.num_chains,
+        "chain_method": setup.chain_method,
+        "target_accept_prob": setup.target_accept_prob,
         "seed": setup.seed,
         "priors": "; ".join(
             f"{n}: {describe(p)}" for n, p in zip(setup.unknown_names, model.priors)
@@ -969,6 +1023,8 @@ def calibrate(
     num_samples: int = 500,
     num_chains: int = 2,
     seed: int = 0,
+    chain_method: str = "auto",
+    target_accept_prob: float = TARGET_ACCEPT_PROB,
 ) -> CalibrationResult:
     """The posterior of the simulator inputs ``unknown`` given observations ``y_obs``.
 
@@ -997,6 +1053,13 @@ def calibrate(
         num_warmup, num_samples: NUTS steps of adaptation and of sampling, per chain.
         num_chains: chains per component (per surrogate draw for ``"epost"``).
         seed: seed of the initial values, the chains and the predictive draws.
+        chain_method: ``"sequential"``, ``"vectorized"`` or ``"auto"``
+            (:data:`CHAIN_METHODS`): how the chains share their one program. The draws
+            are the same either way but for floating-point rounding, which NUTS amplifies
+            over a long run.
+        target_accept_prob: NUTS's target acceptance probability during adaptation, in
+            (0, 1); a higher one takes smaller steps (longer trajectories, fewer
+            divergences).
 
     Returns:
         A :class:`CalibrationResult`.
@@ -1020,6 +1083,8 @@ def calibrate(
         num_samples=num_samples,
         num_chains=num_chains,
         seed=seed,
+        chain_method=chain_method,
+        target_accept_prob=target_accept_prob,
     )
     timings = {}
     start = time.perf_counter()

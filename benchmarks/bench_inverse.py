@@ -1,27 +1,46 @@
-"""Calibration of two borehole inputs through 64 surrogate draws (``epost``), timed.
+"""Calibration of two borehole inputs through a surrogate's draws (``epost``), timed.
 
-The surrogate is a mean-field SVI fit of borehole's network (8 inputs, width 16, 4 layers,
-cubic basis) on 200 Latin-hypercube runs, with 64 draws from the guide. Observations:
-the true borehole function at 6 known settings of the other six inputs, with noise sd
-2 % of the output's sd. ``epost`` runs 64 draws × 2 chains = 128 NUTS chains of 500
-warm-up and 500 sampling steps as one vectorized program.
+Two cases (``--case``):
 
-Measured: the wall time of a first call (tracing, compiling and running) and of a warm
-call (the compiled program reused), split into sampling and post-processing (predictive
-draws, log likelihood, the extrapolation check); the leapfrog steps (gradient
-evaluations) the chains took while sampling, and the *lock-step* leapfrogs: chains
-vectorized with ``vmap`` advance together, so each NUTS step costs the longest
-trajectory among the 128 chains. Writes JSON (atomically).
+- ``svi64``: a mean-field SVI fit of borehole's network (8 inputs, width 16, 4 layers,
+  cubic basis) on 200 Latin-hypercube runs, with 64 draws from the guide. Observations:
+  the true borehole function at 6 known settings of the other six inputs, with noise sd
+  2 % of the output's sd, known. ``epost`` runs 64 draws × 2 chains = 128 NUTS chains of
+  500 warm-up and 500 sampling steps.
+- ``readme``: the README's ``bayesresnet calibrate``: ``models/borehole.toml``'s deep
+  ensemble (8 members, so 16 chains), ``rw`` and ``Kw`` from the 8 observations of
+  ``models/data/borehole_observations.csv``, the noise sd inferred (``--steps 300``
+  matches the command's 300 + 300 steps).
 
-Measured once (CPU, 2 cores shared with other jobs, load average about 7): the SVI fit
-68 s; the first call 113 s, of which about 31 s compiling; the warm call 78 s, all but
-0.2 s of it sampling. Sampling dominates, and within it the lock-step: the chains took
-13.6 leapfrogs per step on average, but each step costs the longest trajectory of the
-128, 4.1 times as many, at 1.4 ms per lock-step leapfrog (128 gradients of the network
-at 6 points). Fewer chains per program, or a fixed trajectory length, would cut it.
+Each variant (``--variants``, ``chain_method:target_accept_prob`` pairs) is run in this
+one process, one after another on the same surrogate and observations. Measured: the
+wall time of a first call (tracing, compiling and running) and of a warm call (the
+compiled program reused), split into sampling and post-processing (predictive draws, log
+likelihood, the extrapolation check); the leapfrog steps (gradient evaluations) the
+chains took while sampling, and the *lock-step* leapfrogs: vectorized chains advance
+together, so each NUTS step costs the longest trajectory among them; the worst R-hat,
+smallest bulk ESS and divergences. Writes JSON (atomically).
+
+Measured (2 CPU cores, ``benchmarks/results/inverse_readme.json`` and
+``inverse_svi64.json``), first call / worst R-hat / divergences:
+
+=======  ==============  =====================  =====================
+case     target accept.  vectorized             sequential
+=======  ==============  =====================  =====================
+readme   0.8             38.7 s, 1.149, 31      19.2 s, 1.191, 37
+readme   0.95            40.4 s, 1.019, 0       27.2 s, 1.039, 1
+svi64    0.8             94.3 s, 2.148, 28      33.8 s, 1.530, 74
+svi64    0.95            (not run)              41.7 s, 1.078, 0
+=======  ==============  =====================  =====================
+
+The chains took 16–55 leapfrogs per step on average, vectorized they paid 2.7× (16
+chains) and 4.7× (128) that. Hence :data:`bayesresnet.inverse.CHAIN_METHODS`'s
+``"auto"`` (one after another on one CPU) and the target acceptance 0.95
+(:data:`bayesresnet.inverse.TARGET_ACCEPT_PROB`).
 
 Usage:
-    python benchmarks/bench_inverse.py [--quick] [--out benchmarks/results/inverse.json]
+    python benchmarks/bench_inverse.py [--quick] [--case svi64|readme] [--steps N]
+        [--variants vectorized:0.95,sequential:0.95] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -75,23 +94,61 @@ def observations(num_obs: int = 6, seed: int = 0):
     return x[:, cols], y, sigma
 
 
-def run(post, steps: int) -> dict:
-    """A first and a warm call of ``calibrate(..., propagate="epost")``."""
+def readme_case(quick: bool):
+    """The README's ``bayesresnet calibrate``: ``models/borehole.toml``'s deep ensemble
+    (8 members) and ``models/data/borehole_observations.csv``, ``rw`` and ``Kw`` unknown
+    on the training box, the noise sd inferred; ``(post, y, kwargs)``."""
+    from bayesresnet.app.runspec import load_runspec
+    from bayesresnet.data import read_table
+
+    runspec = load_runspec(ROOT / "models" / "borehole.toml")
+    dataset = runspec.load_dataset()
+    kwargs = runspec.fit_kwargs() | ({"num_steps": 100, "max_steps": 100} if quick else {})
+    post = brn.fit(runspec.resnet_spec(dataset), dataset, **kwargs)
+    header, values = read_table(ROOT / "models" / "data" / "borehole_observations.csv")
+    names = list(post.input_names)
+    unknown = ["rw", "Kw"]
+    known = [n for n in names if n not in unknown]
+    lower, upper = post.training_box
+    prior = {n: (float(lower[names.index(n)]), float(upper[names.index(n)])) for n in unknown}
+    y = values[:, [header.index(n) for n in post.output_names]]
+    kw = {"unknown": unknown, "known": values[:, [header.index(n) for n in known]]}
+    return post, y, kw | {"prior": prior, "surrogate_draws": 64, "num_chains": 2}
+
+
+def svi_case(quick: bool):
+    """64 draws of an SVI surrogate, ``rw`` and ``Hu`` unknown, the noise sd known."""
+    post = surrogate(8 if quick else 64, quick)
     known, y, sigma = observations()
+    kw = {"unknown": list(UNKNOWN), "known": known, "noise": sigma}
+    return post, y, kw | {"surrogate_draws": 64, "num_chains": 2}
+
+
+CASES = {"svi64": svi_case, "readme": readme_case}
+
+
+def run(post, y, kwargs: dict, steps: int, chain_method: str, accept: float) -> dict:
+    """A first and a warm call of ``calibrate(..., propagate="epost")``."""
     calls = []
     for _ in range(2):
         start = time.perf_counter()
         result = inverse.calibrate(
-            post, y, unknown=list(UNKNOWN), known=known, noise=sigma, surrogate_draws=64,
-            num_warmup=steps, num_samples=steps, num_chains=2,
+            post, y, num_warmup=steps, num_samples=steps, chain_method=chain_method,
+            target_accept_prob=accept, **kwargs,
         )  # fmt: skip
         calls.append({"total_s": time.perf_counter() - start, **result.timings})
-        print(f"  call {len(calls)}: {calls[-1]}", flush=True)
+        print(f"  {chain_method} {accept}: call {len(calls)}: {calls[-1]}", flush=True)
     n_steps = np.asarray(result.idata.sample_stats["n_steps"].values)  # [chains, draws]
     warm = calls[1]
     lockstep = int(n_steps.max(axis=0).sum())
     summary = result.summary()
+    # Warm-up steps are not recorded; the time per leapfrog assumes they cost as much as
+    # the sampling steps. Vectorized chains pay the lock-step leapfrogs, sequential ones
+    # their own.
+    paid = lockstep if chain_method == "vectorized" else int(n_steps.sum())
     return {
+        "chain_method": chain_method,
+        "target_accept_prob": accept,
         "first_call": calls[0],
         "warm": warm,
         "compile_s": calls[0]["sample"] - warm["sample"],
@@ -101,12 +158,11 @@ def run(post, steps: int) -> dict:
         "mean_leapfrogs_per_step": float(n_steps.mean()),
         "lockstep_leapfrogs_sampling": lockstep,
         "lockstep_waste": float(lockstep / n_steps.mean(axis=0).sum()),
-        # Warm-up steps are not recorded; the time per lock-step leapfrog assumes they
-        # cost as much as the sampling steps.
-        "s_per_lockstep_leapfrog": warm["sample"] / (2 * lockstep),
+        "s_per_paid_leapfrog": warm["sample"] / (2 * paid),
         "theta_mean": summary["mean"].tolist(),
         "theta_sd": summary["sd"].tolist(),
         "r_hat_max": float(summary["r_hat"].max()),
+        "ess_bulk_min": float(summary["ess_bulk"].min()),
         "divergences": int(summary["divergences"].max()),
         "surrogate_share": result.surrogate_share().tolist(),
     }
@@ -115,32 +171,40 @@ def run(post, steps: int) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="8 draws, 30 + 30 steps, tiny net")
+    parser.add_argument("--case", choices=sorted(CASES), default="svi64")
+    parser.add_argument(
+        "--variants", default="vectorized:0.95,sequential:0.95",
+        help="chain_method:target_accept_prob pairs, run one after another in this process",
+    )  # fmt: skip
+    parser.add_argument("--steps", type=int, help="warm-up and sampling steps (default 500)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "inverse.json"))
     args = parser.parse_args(argv)
-    draws, steps = (8, 30) if args.quick else (64, 500)
+    variants = [(m, float(a)) for m, a in (v.split(":") for v in args.variants.split(","))]
+    steps = args.steps or (30 if args.quick else 500)
     start = time.perf_counter()
-    post = surrogate(draws, args.quick)
+    post, y, kwargs = CASES[args.case](args.quick)
     fit_s = time.perf_counter() - start
     print(f"  surrogate fitted in {fit_s:.1f} s", flush=True)
     results = {
         "quick": args.quick,
+        "case": args.case,
         "device": str(jax.devices()[0]),
         "platform": platform.platform(),
         "jax": jax.__version__,
-        "surrogate_draws": draws,
+        "surrogate_draws": min(64, post.num_samples),
         "fit_s": fit_s,
-        **run(post, steps),
+        "variants": [run(post, y, kwargs, steps, m, a) for m, a in variants],
     }
-    warm = results["warm"]
-    print(
-        f"epost: {results['chains']} chains × {results['steps_per_chain']} steps on "
-        f"{results['device']}: {warm['total_s']:.1f} s warm (first call "
-        f"{results['first_call']['total_s']:.1f} s, compile ≈ {results['compile_s']:.1f} s); "
-        f"sampling {warm['sample']:.1f} s, post-processing {warm['postprocess']:.2f} s; "
-        f"{results['mean_leapfrogs_per_step']:.1f} leapfrogs per step on average, "
-        f"{results['lockstep_waste']:.1f}× that in lock-step; "
-        f"{1e3 * results['s_per_lockstep_leapfrog']:.2f} ms per lock-step leapfrog"
-    )
+    for r in results["variants"]:
+        warm = r["warm"]
+        print(
+            f"epost, {r['chain_method']}, target acceptance {r['target_accept_prob']}: "
+            f"{r['chains']} chains × {r['steps_per_chain']} steps on {results['device']}: "
+            f"{warm['total_s']:.1f} s warm (first call {r['first_call']['total_s']:.1f} s); "
+            f"{r['mean_leapfrogs_per_step']:.1f} leapfrogs per step on average "
+            f"({r['lockstep_waste']:.1f}× that in lock-step); worst R-hat "
+            f"{r['r_hat_max']:.3f}, {r['divergences']} divergences"
+        )
     write_json(Path(args.out), results)
     return results
 

@@ -132,6 +132,8 @@ def test_calibrate_writes_readable_files_equal_to_the_library(run, obs_csv, cali
     assert settings["propagate"] == "epost" and settings["unknown"] == list(UNKNOWN)
     assert settings["known"] == known and settings["num_observations"] == NUM_OBS
     assert (settings["num_surrogate_draws"], settings["num_chains"]) == (2, 2)
+    assert settings["chain_method"] == "sequential"
+    assert settings["target_accept_prob"] == brn.inverse.TARGET_ACCEPT_PROB
     assert settings["num_draws_total"] == 2 * 2 * 60
     pooled = record["diagnostics"]["pooled"]
     assert [r["variable"] for r in pooled] == ["x4", "x5", "noise_sd[y]"]
@@ -229,6 +231,7 @@ BAD = [
     (["--num-samples", "0"], r"`--num-samples` must be .*≥ 1; got 0"),
     (["--surrogate-draws", "0"], r"`--surrogate-draws` must be .*≥ 1; got 0"),
     (["--seed", "-1"], r"`--seed` must be .*≥ 0; got -1"),
+    (["--target-accept", "1.5"], r"`--target-accept` must be a finite number in \(0, 1\); got 1.5"),
     (
         "x1,x2,x3,x6,x7,x8,x9,y\n" + "0.5," * 7 + "1.0\n",
         r"obs\.csv lacks the column\(s\) 'x10' \(a known input\)",

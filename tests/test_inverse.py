@@ -372,6 +372,9 @@ def _call(parts, **changes):
         ({"num_samples": 0}, ValueError, r"`num_samples` must be ≥ 1"),
         ({"num_chains": 1.0}, TypeError, r"`num_chains` must be an int"),
         ({"seed": -1}, ValueError, r"`seed` must be ≥ 0"),
+        ({"chain_method": "parallel"}, ValueError, r"`chain_method` must be one of \['auto'"),
+        ({"target_accept_prob": 1.0}, ValueError, r"`target_accept_prob` must be .* in \(0, 1\)"),
+        ({"target_accept_prob": "0.9"}, TypeError, r"`target_accept_prob` must be a number"),
     ],
 )
 def test_invalid_arguments(parts, changes, error, match):
@@ -401,6 +404,49 @@ def test_surrogate_draws_validation():
         inverse.SurrogateDraws(linear, g, ("a", "b", "c"), ("y",), np.ones(1), np.zeros((4, 2)))
     with pytest.raises(TypeError, match=r"`post` must be a bayesresnet Posterior; got str"):
         inverse.make_surrogate_draws("run")
+
+
+@pytest.mark.slow  # four small compilations, ≈ 8 s on 2 cores
+@pytest.mark.parametrize("propagate", ["epost", "elik"])
+def test_sequential_and_vectorized_chains_give_the_same_draws(small, propagate):
+    """The same chains either way, each with its own draw (epost), key and start: equal
+    but for float32 rounding over a short run (a long one amplifies the rounding, so this
+    is checked over 10 + 10 steps)."""
+    sd, known, y, sigma, _ = small
+    kwargs = dict(unknown=["a", "b"], known=known, noise=sigma, propagate=propagate)
+    kwargs |= dict(num_warmup=10, num_samples=10, num_chains=2)
+    runs = {
+        m: inverse.calibrate(sd, y, chain_method=m, **kwargs) for m in ("sequential", "vectorized")
+    }
+    one, two = (np.asarray(r.theta()) for r in runs.values())
+    assert one.shape == two.shape == ((3 if propagate == "epost" else 1) * 2, 10, 2)
+    # 1e-3 is rounding grown over 20 steps (up to 3e-4 seen); another chain's draws, as a
+    # mix-up of draws, keys or starts would give, differ by far more.
+    np.testing.assert_allclose(one, two, atol=1e-3)
+    assert min(np.abs(one[i] - one[j]).max() for i in range(len(one)) for j in range(i)) > 1e-2
+    assert [r.attrs["chain_method"] for r in runs.values()] == ["sequential", "vectorized"]
+
+
+def test_auto_runs_the_chains_one_after_another_on_one_cpu(small):
+    assert len(jax.devices()) == 1 and jax.devices()[0].platform == "cpu"
+    assert inverse.resolve_chain_method("auto") == "sequential"
+    assert inverse.resolve_chain_method("vectorized") == "vectorized"
+    assert small[-1].attrs["chain_method"] == "sequential"
+    assert small[-1].attrs["target_accept_prob"] == inverse.TARGET_ACCEPT_PROB
+
+
+def test_a_higher_target_acceptance_adapts_smaller_steps(parts):
+    """Dual averaging tunes the step size to the target: 0.95 must end with smaller
+    steps and a higher mean acceptance than 0.6, chain by chain."""
+    runs = [
+        _call(parts, target_accept_prob=a, num_warmup=100, num_samples=50, seed=0)
+        for a in (0.6, 0.95)
+    ]
+    step = [np.asarray(r.idata.sample_stats["step_size"])[:, 0] for r in runs]
+    accept = [np.asarray(r.idata.sample_stats["acceptance_rate"]).mean(axis=1) for r in runs]
+    assert np.all(step[1] < step[0]), step
+    assert np.all(accept[1] > accept[0]), accept
+    assert [r.attrs["target_accept_prob"] for r in runs] == [0.6, 0.95]
 
 
 def test_lazy_submodule():
@@ -551,10 +597,12 @@ def test_the_benchmark_runs_quick(tmp_path):
     out = tmp_path / "inverse.json"
     results = bench.main(["--quick", "--out", str(out)])
     saved = json.loads(out.read_text())
-    assert saved["chains"] == 8 * 2 and saved["steps_per_chain"] == 60
-    assert saved["lockstep_leapfrogs_sampling"] >= saved["leapfrogs_sampling"] / saved["chains"]
-    assert results["lockstep_waste"] >= 1 and saved["warm"]["sample"] > 0
-    assert len(saved["theta_mean"]) == 2
+    assert [v["chain_method"] for v in saved["variants"]] == ["vectorized", "sequential"]
+    for v, r in zip(saved["variants"], results["variants"]):
+        assert v["chains"] == 8 * 2 and v["steps_per_chain"] == 60
+        assert v["lockstep_leapfrogs_sampling"] >= v["leapfrogs_sampling"] / v["chains"]
+        assert r["lockstep_waste"] >= 1 and v["warm"]["sample"] > 0
+        assert len(v["theta_mean"]) == 2
 
 
 def test_inference_data_with_more_chains_than_draws():
@@ -596,6 +644,7 @@ def test_epost_sharded_over_two_devices(tmp_path):
         "from bayesresnet import inverse\n"
         "split = inverse._shard_components(np.zeros((4, 2)), 4)\n"
         "print(json.dumps({'devices': len(split.sharding.device_set),\n"
+        "                  'chains': inverse.resolve_chain_method('auto'),\n"
         "                  **run_summary(sharded_case())}))\n"
     )
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -606,7 +655,7 @@ def test_epost_sharded_over_two_devices(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads(proc.stdout.splitlines()[-1])
-    assert two["devices"] == 2
+    assert two["devices"] == 2 and two["chains"] == "vectorized"
     one = run_summary(sharded_case())
     se = np.sqrt(np.add(one["var_over_ess"], two["var_over_ess"]))
     np.testing.assert_array_less(np.abs(np.subtract(one["mean"], two["mean"])), 4 * se)

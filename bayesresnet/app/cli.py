@@ -461,7 +461,7 @@ def _parse_noise(text: str):
 
 def _calibrate_options(args) -> dict:
     """The numeric options and ``--noise``/``--discrepancy``, checked before any work."""
-    from bayesresnet._validate import check_int
+    from bayesresnet._validate import check_int, check_level
 
     with user_input():
         options = {
@@ -470,6 +470,7 @@ def _calibrate_options(args) -> dict:
             "num_samples": check_int("--num-samples", args.num_samples, minimum=1),
             "num_chains": check_int("--num-chains", args.num_chains, minimum=1),
             "seed": check_int("--seed", args.seed, minimum=0),
+            "target_accept_prob": check_level("--target-accept", args.target_accept),
         }
     options["noise"] = _parse_noise(args.noise)
     options["discrepancy"] = None if args.discrepancy == "none" else args.discrepancy
@@ -540,7 +541,7 @@ def cmd_calibrate(args) -> int:
     import pandas as pd
 
     from bayesresnet._io import write_json
-    from bayesresnet.inverse import PROPAGATE, calibrate
+    from bayesresnet.inverse import PROPAGATE, calibrate, resolve_chain_method
     from bayesresnet.report import describe_calibration_check, render_calibrate_html
     from bayesresnet.workflow import calibrate_figures, calibrate_summary
 
@@ -579,8 +580,10 @@ def cmd_calibrate(args) -> int:
     chains = options["num_chains"] * (used if options["propagate"] == "epost" else 1)
     progress(
         f"{options['propagate']} ({PROPAGATE[options['propagate']]}): {used} of the "
-        f"{post.num_samples} posterior draws; NUTS, {chains} chains of "
-        f"{options['num_warmup']} + {options['num_samples']} steps"
+        f"{post.num_samples} posterior draws; NUTS (target acceptance "
+        f"{options['target_accept_prob']:g}), {chains} chains of {options['num_warmup']} + "
+        f"{options['num_samples']} steps, "
+        + ("one after another" if resolve_chain_method("auto") == "sequential" else "in lock-step")
     )
     result = calibrate(
         post,
@@ -858,7 +861,7 @@ example:
 
 
 def _add_calibrate_parser(sub) -> None:
-    from bayesresnet.inverse import PROPAGATE
+    from bayesresnet.inverse import PROPAGATE, TARGET_ACCEPT_PROB
 
     p = _add_run_parser(
         sub,
@@ -917,6 +920,13 @@ def _add_calibrate_parser(sub) -> None:
         default=CALIBRATE_NUM_CHAINS,
         help=f"chains per component, i.e. per surrogate draw for epost (default "
         f"{CALIBRATE_NUM_CHAINS})",
+    )
+    p.add_argument(
+        "--target-accept",
+        type=float,
+        default=TARGET_ACCEPT_PROB,
+        help=f"NUTS's target acceptance probability, in (0, 1) (default {TARGET_ACCEPT_PROB}); "
+        "raise it (e.g. 0.95) when the chains diverge",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the chains (default 0)")
     _add_out_options(p, "calibration", cmd_calibrate)
