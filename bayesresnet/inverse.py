@@ -1053,13 +1053,10 @@ def calibrate(
         num_warmup, num_samples: NUTS steps of adaptation and of sampling, per chain.
         num_chains: chains per component (per surrogate draw for ``"epost"``).
         seed: seed of the initial values, the chains and the predictive draws.
-        chain_method: ``"sequential"``, ``"vectorized"`` or ``"auto"``
-            (:data:`CHAIN_METHODS`): how the chains share their one program. The draws
-            are the same either way but for floating-point rounding, which NUTS amplifies
-            over a long run.
-        target_accept_prob: NUTS's target acceptance probability during adaptation, in
-            (0, 1); a higher one takes smaller steps (longer trajectories, fewer
-            divergences).
+        chain_method: ``"sequential"``, ``"vectorized"`` or ``"auto"`` (:data:`CHAIN_METHODS`);
+            the same draws either way but for rounding, which NUTS amplifies over a run.
+        target_accept_prob: NUTS's target acceptance in (0, 1) (:data:`TARGET_ACCEPT_PROB`):
+            higher takes smaller steps, so longer trajectories and fewer divergences.
 
     Returns:
         A :class:`CalibrationResult`.
