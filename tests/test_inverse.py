@@ -435,6 +435,7 @@ def test_auto_runs_the_chains_one_after_another_on_one_cpu(small):
     assert small[-1].attrs["target_accept_prob"] == inverse.TARGET_ACCEPT_PROB
 
 
+@pytest.mark.slow  # two small compilations, ≈ 6 s on 2 cores
 def test_a_higher_target_acceptance_adapts_smaller_steps(parts):
     """Dual averaging tunes the step size to the target: 0.95 must end with smaller
     steps and a higher mean acceptance than 0.6, chain by chain."""
