@@ -926,7 +926,7 @@ def _add_calibrate_parser(sub) -> None:
         type=float,
         default=TARGET_ACCEPT_PROB,
         help=f"NUTS's target acceptance probability, in (0, 1) (default {TARGET_ACCEPT_PROB}); "
-        "raise it (e.g. 0.95) when the chains diverge",
+        "raise it (e.g. 0.99) when the chains still diverge",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the chains (default 0)")
     _add_out_options(p, "calibration", cmd_calibrate)
