@@ -97,7 +97,11 @@ def observations(num_obs: int = 6, seed: int = 0):
 def readme_case(quick: bool):
     """The README's ``bayesresnet calibrate``: ``models/borehole.toml``'s deep ensemble
     (8 members) and ``models/data/borehole_observations.csv``, ``rw`` and ``Kw`` unknown
-    on the training box, the noise sd inferred; ``(post, y, kwargs)``."""
+    (``prior=None``: uniform on the training box, as the command's), the noise sd
+    inferred, the command's surrogate draws and chains; ``(post, y, kwargs)``."""
+    import pandas as pd
+
+    from bayesresnet.app import cli
     from bayesresnet.app.runspec import load_runspec
     from bayesresnet.data import read_table
 
@@ -106,14 +110,10 @@ def readme_case(quick: bool):
     kwargs = runspec.fit_kwargs() | ({"num_steps": 100, "max_steps": 100} if quick else {})
     post = brn.fit(runspec.resnet_spec(dataset), dataset, **kwargs)
     header, values = read_table(ROOT / "models" / "data" / "borehole_observations.csv")
-    names = list(post.input_names)
-    unknown = ["rw", "Kw"]
-    known = [n for n in names if n not in unknown]
-    lower, upper = post.training_box
-    prior = {n: (float(lower[names.index(n)]), float(upper[names.index(n)])) for n in unknown}
-    y = values[:, [header.index(n) for n in post.output_names]]
-    kw = {"unknown": unknown, "known": values[:, [header.index(n) for n in known]]}
-    return post, y, kw | {"prior": prior, "surrogate_draws": 64, "num_chains": 2}
+    table = pd.DataFrame(values, columns=header)  # calibrate picks the known inputs by name
+    kw = {"unknown": ["rw", "Kw"], "known": table, "num_chains": cli.CALIBRATE_NUM_CHAINS}
+    kw["surrogate_draws"] = cli.CALIBRATE_SURROGATE_DRAWS
+    return post, table[list(post.output_names)].to_numpy(), kw
 
 
 def svi_case(quick: bool):
@@ -191,7 +191,7 @@ def main(argv=None) -> dict:
         "device": str(jax.devices()[0]),
         "platform": platform.platform(),
         "jax": jax.__version__,
-        "surrogate_draws": min(64, post.num_samples),
+        "surrogate_draws": min(kwargs["surrogate_draws"], post.num_samples),
         "fit_s": fit_s,
         "variants": [run(post, y, kwargs, steps, m, a) for m, a in variants],
     }
