@@ -70,6 +70,8 @@ from bayesresnet._validate import (
     check_table,
     did_you_mean,
 )
+from bayesresnet.infer.core import compile_lowered
+from bayesresnet.infer.lanes import join_lanes, lane_groups, run_lanes, split_lanes
 from bayesresnet.posterior import Posterior, function_program
 
 __all__ = [
@@ -365,7 +367,7 @@ def resolve_chain_method(chain_method: str) -> str:
     static_argnames=("model", "num_warmup", "num_samples", "per_draw", "sequential", "accept"),
 )
 def _sample(
-    model, z0, keys, params, known, y_obs, *, num_warmup, num_samples, per_draw, sequential,
+    z0, keys, params, known, y_obs, *, model, num_warmup, num_samples, per_draw, sequential,
     accept,
 ):  # fmt: skip
     """NUTS chains ``[K, C]`` of ``model``, all in one program: one after another
@@ -414,6 +416,39 @@ def _sample(
         one, xs = (lambda z, k: chain(z, k, params)), flat
     out = jax.lax.map(lambda a: one(*a), xs) if sequential else jax.vmap(one)(*xs)
     return jax.tree_util.tree_map(lambda v: v.reshape(shape + v.shape[1:]), out)
+
+
+def _sample_lanes(setup: _Setup, z0, keys, params, known, y_obs):
+    """:func:`_sample`; chains one after another run in groups side by side on the CPU's
+    cores (:mod:`bayesresnet.infer.lanes`): the components' chains (``epost``), else the
+    chains of the one component, cut into groups, one program compiled for a group.
+
+    Measured on 2 cores with the README's calibration (``benchmarks/bench_inverse.py
+    --case readme``): see the module docstring of :mod:`bayesresnet.inverse`.
+    """
+    per_draw = setup.propagate == "epost"
+    sequential = setup.chain_method == "sequential"
+    static = {
+        "model": setup.model, "num_warmup": setup.num_warmup,
+        "num_samples": setup.num_samples, "per_draw": per_draw, "sequential": sequential,
+        "accept": setup.target_accept_prob,
+    }  # fmt: skip
+    axis = 0 if per_draw else 1  # components, or the chains of the one component
+    shape = jax.tree_util.tree_leaves(z0)[0].shape
+    groups = lane_groups(shape[axis]) if sequential else 1
+    if groups == 1:
+        return _sample(z0, keys, params, known, y_obs, **static)
+
+    # [K, C, ...] → lanes first: components, or chains (with the one component behind)
+    def lead(tree):
+        return tree if per_draw else jax.tree_util.tree_map(lambda v: jnp.swapaxes(v, 0, 1), tree)
+
+    parts = split_lanes((lead(z0), lead(keys), params), (0, 0, 0 if per_draw else None), groups)
+    parts = [(lead(z), lead(k), p) for z, k, p in parts]  # back to [K, C, ...]
+    # compiled here, once for every group: NumPyro traces on one thread only
+    program = compile_lowered(_sample.lower(*parts[0], known, y_obs, **static))
+    outs = run_lanes(lambda part: program(*part, known, y_obs), parts)
+    return lead(join_lanes([lead(out) for out in outs], 0, device=False))
 
 
 def _shard_components(tree, num_components: int):
@@ -676,19 +711,7 @@ def _run(setup: _Setup, key) -> tuple[dict, dict]:
     keys = jax.random.split(run_key, int(np.prod(shape))).reshape(shape + (-1,))
     if per_draw:
         z0, keys, params = _shard_components((z0, keys, params), num_components)
-    values, st = _sample(
-        setup.model,
-        z0,
-        keys,
-        params,
-        known,
-        y_obs,
-        num_warmup=setup.num_warmup,
-        num_samples=setup.num_samples,
-        per_draw=per_draw,
-        sequential=setup.chain_method == "sequential",
-        accept=setup.target_accept_prob,
-    )
+    values, st = _sample_lanes(setup, z0, keys, params, known, y_obs)
 
     def flat(v):
         v = np.asarray(v)

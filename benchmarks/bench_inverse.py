@@ -46,6 +46,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 import warnings
@@ -57,6 +58,7 @@ import numpy as np
 import bayesresnet as brn
 from bayesresnet import inverse
 from bayesresnet._io import write_json
+from bayesresnet.infer.lanes import THREADS_ENV, lane_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 UNKNOWN = ("rw", "Hu")
@@ -127,8 +129,23 @@ def svi_case(quick: bool):
 CASES = {"svi64": svi_case, "readme": readme_case}
 
 
-def run(post, y, kwargs: dict, steps: int, chain_method: str, accept: float) -> dict:
-    """A first and a warm call of ``calibrate(..., propagate="epost")``."""
+def run(post, y, kwargs: dict, steps: int, variant: tuple) -> dict:
+    """A first and a warm call of ``calibrate(..., propagate="epost")``, with ``variant``
+    ``(chain_method, target_accept_prob, threads)`` (threads ``None``: the default)."""
+    chain_method, accept, threads = variant
+    saved = os.environ.get(THREADS_ENV)
+    if threads is not None:
+        os.environ[THREADS_ENV] = str(threads)
+    try:
+        out = _calls(post, y, kwargs, steps, chain_method, accept)
+    finally:
+        os.environ.pop(THREADS_ENV, None)
+        if saved is not None:
+            os.environ[THREADS_ENV] = saved
+    return {"threads": threads or lane_threads(), **out}
+
+
+def _calls(post, y, kwargs: dict, steps: int, chain_method: str, accept: float) -> dict:
     calls = []
     for _ in range(2):
         start = time.perf_counter()
@@ -168,18 +185,25 @@ def run(post, y, kwargs: dict, steps: int, chain_method: str, accept: float) -> 
     }
 
 
+def parse_variant(text: str) -> tuple:
+    """``chain_method:target_accept_prob[:threads]`` → ``(method, accept, threads)``."""
+    method, accept, *threads = text.split(":")
+    return method, float(accept), int(threads[0]) if threads else None
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="8 draws, 30 + 30 steps, tiny net")
     parser.add_argument("--case", choices=sorted(CASES), default="svi64")
     parser.add_argument(
         "--variants", default="vectorized:0.95,sequential:0.95",
-        help="chain_method:target_accept_prob pairs, run one after another in this process",
+        help="chain_method:target_accept_prob[:threads], run one after another in this "
+        "process (threads: $BAYESRESNET_THREADS for the variant; default the cores)",
     )  # fmt: skip
     parser.add_argument("--steps", type=int, help="warm-up and sampling steps (default 500)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "inverse.json"))
     args = parser.parse_args(argv)
-    variants = [(m, float(a)) for m, a in (v.split(":") for v in args.variants.split(","))]
+    variants = [parse_variant(v) for v in args.variants.split(",")]
     steps = args.steps or (30 if args.quick else 500)
     start = time.perf_counter()
     post, y, kwargs = CASES[args.case](args.quick)
@@ -193,12 +217,13 @@ def main(argv=None) -> dict:
         "jax": jax.__version__,
         "surrogate_draws": min(kwargs["surrogate_draws"], post.num_samples),
         "fit_s": fit_s,
-        "variants": [run(post, y, kwargs, steps, m, a) for m, a in variants],
+        "variants": [run(post, y, kwargs, steps, v) for v in variants],
     }
     for r in results["variants"]:
         warm = r["warm"]
         print(
-            f"epost, {r['chain_method']}, target acceptance {r['target_accept_prob']}: "
+            f"epost, {r['chain_method']} on {r['threads']} threads, target acceptance "
+            f"{r['target_accept_prob']}: "
             f"{r['chains']} chains × {r['steps_per_chain']} steps on {results['device']}: "
             f"{warm['total_s']:.1f} s warm (first call {r['first_call']['total_s']:.1f} s); "
             f"{r['mean_leapfrogs_per_step']:.1f} leapfrogs per step on average "

@@ -100,6 +100,7 @@ from bayesresnet.app.toml import (
     resolve_path,
 )
 from bayesresnet.infer import METHODS
+from bayesresnet.infer.lanes import THREADS_ENV
 
 __all__ = [
     "StudyRun",
@@ -574,7 +575,8 @@ def worker_env(base: Mapping[str, str] | None = None, *, cache: bool = True) -> 
     where its folder may not exist).
 
     ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` keeps XLA's CPU
-    kernels on one thread, so ``N`` workers use about ``N`` cores; with
+    kernels on one thread and ``BAYESRESNET_THREADS=1`` a fit's lanes (members, chains),
+    so ``N`` workers use about ``N`` cores; with
     ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` several workers can share a GPU.
     """
     base = os.environ if base is None else base
@@ -590,6 +592,7 @@ def worker_env(base: Mapping[str, str] | None = None, *, cache: bool = True) -> 
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
+        THREADS_ENV: "1",  # lanes one after another (bayesresnet.infer.lanes)
         "MPLBACKEND": "Agg",
         # The workers import this copy of bayesresnet, whatever is installed.
         "PYTHONPATH": os.pathsep.join(dict.fromkeys(pythonpath)),

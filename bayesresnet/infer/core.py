@@ -56,6 +56,14 @@ from numpyro.primitives import Messenger
 from bayesresnet import sites
 from bayesresnet._validate import check_bool, check_choice, check_int, check_number
 from bayesresnet.infer.base import Timer, progress_bar
+from bayesresnet.infer.lanes import (
+    join_lanes,
+    lane_groups,
+    lane_shapes,
+    num_lanes,
+    run_lanes,
+    split_lanes,
+)
 from bayesresnet.model import BoundModel
 
 __all__ = [
@@ -721,6 +729,12 @@ def member_block_size(config: EnsembleConfig) -> int:
     return -(-config.num_steps // MEMBER_BLOCKS)
 
 
+def _adjoint_forward():
+    from bayesresnet import ode
+
+    return ode.adjoint_forward
+
+
 def train_members(
     key,
     model,
@@ -763,11 +777,7 @@ def train_members(
     u0, anchors, weights = member_inputs(key, model, x, y, config)
     u0, anchors, weights = shard_leading((u0, anchors, weights), name="members")
     optimizer = _config_optimizer(config, u0)
-    forward = None
-    if config.gradient == "adjoint":
-        from bayesresnet import ode
-
-        forward = ode.adjoint_forward
+    forward = _adjoint_forward() if config.gradient == "adjoint" else None
     in_axes = (0, 0, None if anchors is None else 0, None if weights is None else 0)
     data = program_data(model, x, y)  # an argument of the programs, not their constants
 
@@ -780,8 +790,9 @@ def train_members(
 
     state = batched_state(k_batches, optimizer, u0, config.batch_size, x.shape[0])
     size, ahead, polishing = member_block_size(config), {}, None
+    lanes = (0, 0, *in_axes[2:], None)  # the members run side by side on the CPU's cores
     if compiles_ahead():  # the polish traced while the Adam block compiles, then compiled
-        carry = (u0, state, anchors, weights, data)
+        carry = lane_shapes((u0, state, anchors, weights, data), lanes)
         ahead = {size: compile_ahead(block_program(block, size), carry, 0)}
     if config.polish == "lbfgs":
         polishing = polish_programs(
@@ -813,6 +824,7 @@ def train_members(
             timer=timer,
             compile_label="compile_s",
             stop=stop,
+            lanes=lanes,
         )
     polish = None
     if polishing is not None:
@@ -935,6 +947,12 @@ class PolishPrograms(NamedTuple):
     data: tuple
 
 
+def polish_lanes(anchors, weights) -> tuple:
+    """The lanes (:func:`run_blocks`) of the polish's carry ``(iterates, anchors, weights,
+    data)``: every member's own, the data shared."""
+    return (0, None if anchors is None else 0, None if weights is None else 0, None)
+
+
 def polish_programs(
     model, x, y, params, config: EnsembleConfig, *, anchors=None, weights=None,
     forward=None, ahead: bool = False,
@@ -967,6 +985,7 @@ def polish_programs(
         return PolishPrograms(functools.partial(compiled_call, start), block, size, {}, data)
     first = compile_ahead(start, params, anchors, weights, data)
     carry = (jax.eval_shape(start, params, anchors, weights, data), anchors, weights, data)
+    carry = lane_shapes(carry, polish_lanes(anchors, weights))
     blocks = {size: compile_ahead(block_program(block, size), carry, 0)}
     return PolishPrograms(lambda *args: first.result()(*args), block, size, blocks, data)
 
@@ -1037,6 +1056,7 @@ def polish_members(
             label="polish_s",
             compile_label="compile_s",
             stop=lambda out, done: bool(np.all(np.asarray(out[1]))),
+            lanes=polish_lanes(anchors, weights),
         )
         run_len = sum(o[0].shape[1] for o in out)
         if run_len < steps:  # every member stopped early: the bar ends at 100 %
@@ -1252,6 +1272,7 @@ def run_blocks(
     compile_label: str | None = None,
     stop: Callable | None = None,
     ahead: dict | None = None,
+    lanes=None,
 ):
     """Run ``total`` steps of a pure block function in about ``num_blocks`` compiled blocks.
 
@@ -1271,14 +1292,22 @@ def run_blocks(
         stop: ``stop(out, done) -> bool`` after each block: ``True`` ends the run early
             (it may also raise).
         ahead: ``{length: Future}``: blocks of these lengths compiled ahead
-            (:func:`compile_ahead` of :func:`block_program`); only the wait for them
-            counts under ``compile_label``.
+            (:func:`compile_ahead` of :func:`block_program`, for the carry of one group
+            of lanes, :func:`~bayesresnet.infer.lanes.lane_shapes`); only the wait for
+            them counts under ``compile_label``.
+        lanes: the carry's independent lanes (members, chains): a prefix of ``carry``,
+            ``0`` where its leaves have a leading lane axis, ``None`` where they are
+            shared. The lanes are then run in groups side by side on the CPU's cores
+            (:mod:`bayesresnet.infer.lanes`), and every leaf of ``block``'s output must
+            have the lane axis first (the outputs are then NumPy arrays).
 
     Returns:
         ``(carry, outputs)``: the final carry and the list of the blocks' outputs.
     """
     timer = timer or Timer()
     compiled, ahead = {}, ahead or {}
+    groups = 1 if lanes is None else lane_groups(num_lanes(carry, lanes))
+    parts = split_lanes(carry, lanes, groups)
 
     def program(length, start):
         if length not in compiled:
@@ -1288,7 +1317,7 @@ def run_blocks(
                 program = (
                     program.result()
                     if isinstance(program, Future)
-                    else compile_lowered(program.lower(carry, start))
+                    else compile_lowered(program.lower(parts[0], start))
                 )
             compiled[length] = program
         return compiled[length]
@@ -1300,15 +1329,19 @@ def run_blocks(
         length = min(size, total - done)
         run = program(length, done)
         with timer(label):
-            carry, out = run(_laid_out_for(run, carry), done)
-            jax.block_until_ready(out)
+            if groups == 1:
+                parts[0], out = run(_laid_out_for(run, parts[0]), done)
+                jax.block_until_ready(out)
+            else:
+                parts, outs = zip(*run_lanes(run, parts, done), strict=True)
+                out = join_lanes(list(outs), 0, device=False)
         outputs.append(out)
         done += length
         if progress is not None:
             progress.update(length * units)
         if stop is not None and stop(out, done):
             break
-    return carry, outputs
+    return join_lanes(list(parts), lanes), outputs
 
 
 def _laid_out_for(program, carry):
@@ -1484,6 +1517,7 @@ def run_chains(
         units=thinning * num_chains,  # steps of all chains
         timer=timer,
         label=label,
+        lanes=(0, 0),
     )
     if not outputs:
         return states, None

@@ -1,0 +1,191 @@
+"""Independent lanes (members, chains) run side by side on the CPU's cores.
+
+XLA runs one call of a compiled program on one CPU core: the ensemble's members,
+vmapped, advance on one core while the others wait. Two calls of the same program from
+two Python threads run at once (the compiled program holds no Python lock). So a block of
+``M`` independent lanes is cut into ``G`` equal groups, each run by its own thread, and
+the groups' results are joined again: the same program (compiled once, for ``M/G``
+lanes) and the same arithmetic per lane, ``G`` times the cores.
+
+``G`` is the largest divisor of the number of lanes not above the cores this process
+may use (``os.sched_getaffinity``), or ``$BAYESRESNET_THREADS`` where that is set (``1``
+turns it off; a study's worker processes set it, being one per core already). On an
+accelerator, or with several devices, the lanes already run side by side and ``G = 1``.
+
+Measured on 2 cores with ``method="auto"`` on noisy borehole at 200 rows (8 members,
+9 000 Adam steps; ``benchmarks/bench_surrogates.py``): see
+:mod:`bayesresnet.infer.auto`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import jax
+import numpy as np
+
+__all__ = [
+    "THREADS_ENV",
+    "lane_threads",
+    "lane_groups",
+    "num_lanes",
+    "split_lanes",
+    "lane_shapes",
+    "join_lanes",
+    "run_lanes",
+]
+
+#: Environment variable: how many threads run lanes side by side (default: the cores).
+THREADS_ENV = "BAYESRESNET_THREADS"
+
+#: The most groups the lanes of a block are cut into on the CPU: 8 members run as 4
+#: groups of 2 on up to 4 cores (on 2 cores as fast as 2 groups of 4; module docstring).
+MAX_GROUPS = 4
+
+
+def lane_threads() -> int:
+    """Threads that may run lanes side by side: ``$BAYESRESNET_THREADS`` or the cores this
+    process may use."""
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ValueError(f"${THREADS_ENV} must be a whole number ≥ 1, got {text!r}")
+    return threads
+
+
+def lane_groups(num_lanes: int) -> int:
+    """How many groups ``num_lanes`` lanes run in: the largest divisor of ``num_lanes``
+    not above :data:`MAX_GROUPS`, on one CPU device; 1 elsewhere. It does not depend on
+    the cores, so neither do the results (:func:`run_lanes` runs the groups on at most
+    :func:`lane_threads` threads)."""
+    if num_lanes < 2 or jax.default_backend() != "cpu" or len(jax.devices()) > 1:
+        return 1
+    most = min(MAX_GROUPS, num_lanes)
+    return max(g for g in range(1, most + 1) if num_lanes % g == 0)
+
+
+def _is_axis(value) -> bool:
+    return value is None or isinstance(value, int)
+
+
+def num_lanes(tree, lanes) -> int:
+    """The length of the lane axis of ``tree`` (the leading axis of its leaves under a ``0``
+    of the prefix ``lanes``)."""
+    sizes = []
+    jax.tree.map(
+        lambda axis, sub: (
+            sizes.extend(a.shape[0] for a in jax.tree.leaves(sub)) if axis == 0 else None
+        ),
+        lanes,
+        tree,
+        is_leaf=_is_axis,
+    )
+    if not sizes or len(set(sizes)) != 1:
+        raise ValueError(f"the leaves marked as lanes have leading axes {sizes}, not one length")
+    return sizes[0]
+
+
+def _is_key(a) -> bool:
+    return jax.dtypes.issubdtype(getattr(a, "dtype", None), jax.dtypes.prng_key)
+
+
+def _host_map(a, fn):
+    """``fn`` of ``a``'s values in NumPy, put back on the device (typed PRNG keys through
+    their key data)."""
+    if _is_key(a):
+        return jax.random.wrap_key_data(
+            jax.device_put(fn(np.asarray(jax.random.key_data(a)))), impl=jax.random.key_impl(a)
+        )
+    return jax.device_put(fn(np.asarray(a)))
+
+
+def split_lanes(tree, lanes, groups: int) -> list:
+    """``tree`` cut into ``groups`` equal parts along the lane axis.
+
+    Args:
+        tree: a pytree of arrays.
+        lanes: a prefix of ``tree``: ``0`` where the leaves have a leading lane axis,
+            ``None`` where they are shared by every lane (each part holds them whole).
+        groups: a divisor of the number of lanes.
+
+    The cuts are made in NumPy (on the CPU a view, no program to compile) and put back
+    on the device; with ``groups=1`` the tree is returned as it is.
+    """
+    if groups == 1:
+        return [tree]
+    size = num_lanes(tree, lanes) // groups
+
+    def part(index):
+        def cut(axis, sub):
+            if axis != 0:
+                return sub
+            return jax.tree.map(
+                lambda a: _host_map(a, lambda v: v[index * size : (index + 1) * size]), sub
+            )
+
+        return jax.tree.map(cut, lanes, tree, is_leaf=_is_axis)
+
+    return [part(i) for i in range(groups)]
+
+
+def lane_shapes(tree, lanes):
+    """The shapes of the part of ``tree`` that one group runs (``jax.ShapeDtypeStruct``
+    for its lane leaves, the shared leaves as they are): what to compile a program for
+    ahead of :func:`split_lanes`."""
+    groups = lane_groups(num_lanes(tree, lanes))
+    if groups == 1:
+        return tree
+
+    def shape(axis, sub):
+        if axis != 0:
+            return sub
+        return jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct((a.shape[0] // groups, *a.shape[1:]), a.dtype), sub
+        )
+
+    return jax.tree.map(shape, lanes, tree, is_leaf=_is_axis)
+
+
+def join_lanes(parts: list, lanes, *, device: bool = True):
+    """The inverse of :func:`split_lanes`: the lane leaves concatenated (on the device, or
+    as NumPy arrays with ``device=False``), the shared ones from the first part.
+    ``lanes=0``: every leaf is a lane leaf."""
+    if len(parts) == 1:
+        return parts[0]
+
+    def concatenate(*leaves):
+        if _is_key(leaves[0]):  # typed PRNG keys stay JAX arrays
+            return jax.numpy.concatenate(leaves, axis=0)
+        joined = np.concatenate([np.asarray(a) for a in leaves], axis=0)
+        return jax.device_put(joined) if device else joined
+
+    def join(axis, *subs):
+        return jax.tree.map(concatenate, *subs) if axis == 0 else subs[0]
+
+    return jax.tree.map(join, lanes, *parts, is_leaf=_is_axis)
+
+
+@functools.cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bayesresnet-lanes")
+
+
+def run_lanes(program: Callable, parts: list, *args) -> list:
+    """``[program(part, *args)]`` for every part, on up to :func:`lane_threads` threads at
+    once, once all are done (results ready). One part runs on the calling thread."""
+
+    def one(part):
+        return jax.block_until_ready(program(part, *args))
+
+    threads = min(lane_threads(), len(parts))
+    if threads == 1:
+        return [one(part) for part in parts]
+    return list(_pool(threads).map(one, parts))
