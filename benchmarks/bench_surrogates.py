@@ -61,6 +61,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -78,6 +79,7 @@ import bayesresnet as brn
 from bayesresnet import calibration
 from bayesresnet._io import write_atomic, write_json
 from bayesresnet.infer.core import clear_compiled
+from bayesresnet.infer.lanes import THREADS_ENV, lane_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,6 +126,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ensemble+sized+nosettle": {"method": "ensemble", "options": {"max_steps": 3000}, "spec": None},
     # What ``brn.fit(None, data)`` runs: method="auto" on the network sized by the rows:
     "auto": {"method": "auto", "spec": None},
+    # auto with its members' (or chains') groups run one after another on one thread
+    # ($BAYESRESNET_THREADS=1), not side by side on the cores (bayesresnet.infer.lanes):
+    "auto+1thread": {"method": "auto", "spec": None, "threads": 1},
     # auto with input relevance (ARD scales learned per input) at every size (auto, given
     # no prior, learns them from 500 rows):
     "auto+ard": {"method": "auto", "spec": None, "prior": {"ard": True}},
@@ -223,7 +228,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 DEFAULT_VARIANTS = ("ensemble", "mclmc")
-VARIANT_KEYS = frozenset({"method", "options", "spec", "prior"})
+VARIANT_KEYS = frozenset({"method", "options", "spec", "prior", "threads"})
 
 #: The network of every variant unless it says otherwise (``ResNetSpec`` arguments; the
 #: basis by its spec-file name).
@@ -356,18 +361,34 @@ def variant_arguments(variant: dict, data: brn.Dataset, tiny: bool) -> dict:
     return {"spec": spec, "method": method, "prior": prior, **options}
 
 
+@contextlib.contextmanager
+def threads_set(threads: int | None):
+    """``$BAYESRESNET_THREADS`` set to ``threads`` inside (``None``: left as it is)."""
+    saved = os.environ.get(THREADS_ENV)
+    if threads is not None:
+        os.environ[THREADS_ENV] = str(threads)
+    try:
+        yield
+    finally:
+        os.environ.pop(THREADS_ENV, None)
+        if saved is not None:
+            os.environ[THREADS_ENV] = saved
+
+
 def fit_variant(
     variant: dict, data: brn.Dataset, seed: int, x_test: np.ndarray, tiny: bool
 ) -> Predictive:
     """Fit a bayesresnet variant, predict at ``x_test`` and get its convergence verdict."""
     kwargs = variant_arguments(variant, data, tiny)
     spec = kwargs.pop("spec")
-    start = time.perf_counter()
-    post = brn.fit(spec, data, seed=seed, **kwargs)
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    pred = post.predict(x_test, seed=seed, levels=(LEVEL,), return_draws=True)
-    predict_s = time.perf_counter() - start
+    with threads_set(variant.get("threads")):
+        start = time.perf_counter()
+        post = brn.fit(spec, data, seed=seed, **kwargs)
+        fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        pred = post.predict(x_test, seed=seed, levels=(LEVEL,), return_draws=True)
+        predict_s = time.perf_counter() - start
+        threads = lane_threads()
     start = time.perf_counter()
     verdict = brn.diagnostics.convergence(post).verdict
     info = {
@@ -375,6 +396,7 @@ def fit_variant(
         "diagnostics_s": time.perf_counter() - start,
         "num_draws": int(pred.y.shape[0]),
         "settings": {k: repr(v) for k, v in post.settings.items()},
+        "threads": threads,
         "spec": repr(post.spec),
         "engine_timings": {k: float(v) for k, v in post.timings.items()},
     }
