@@ -15,7 +15,8 @@ a NumPyro model sampled by NUTS:
   surrogate draws the posterior ``p(θ | y, f_s)``, pooled with equal weight,
   ``p(θ | y) = (1/S) Σ_s p(θ | y, f_s)``. The draws do not learn from the observations.
   All ``S × num_chains`` chains run in one compiled program (:data:`CHAIN_METHODS`): on
-  one CPU one after another, on an accelerator or several devices vectorized
+  one CPU one after another (in up to 4 groups run side by side on the cores,
+  :mod:`bayesresnet.infer.lanes`), on an accelerator or several devices vectorized
   (``jax.vmap`` of NumPyro's NUTS kernel over draws and chains), its draws split over
   the devices when there are several.
 - ``"elik"``, the expected likelihood: one posterior on ``(1/S) Σ_s p(y | θ, f_s)``, so
@@ -87,6 +88,7 @@ __all__ = [
     "CalibrationModel",
     "CalibrationResult",
     "CHAIN_METHODS",
+    "chain_groups",
     "calibrate",
     "resolve_chain_method",
 ]
@@ -122,10 +124,13 @@ MAX_TREE_DEPTH = 10
 #: Measured on 2 CPU cores, a first call (compilation included) at target acceptance 0.8:
 #: 19.2 s against 38.7 s on the README's case, 33.8 s against 94.3 s on the SVI case; at
 #: 0.95 on the README's case 27.2 s against 40.4 s (``benchmarks/bench_inverse.py``,
-#: ``benchmarks/results/inverse_readme``, ``inverse_svi64``).
+#: ``benchmarks/results/inverse_readme``, ``inverse_svi64``). Sequential chains are cut
+#: into up to 4 groups (:func:`chain_groups`) run side by side on the cores: on the
+#: README's case 11.7 s against 20.6 s on 2 cores (warm; ``benchmarks/results/inverse_lanes``).
 CHAIN_METHODS = {
     "auto": "sequential on one CPU device, vectorized otherwise",
-    "sequential": "one chain after another (lax.map): each pays only its own trajectories",
+    "sequential": "one chain after another (lax.map), in groups side by side on the cores: "
+    "each pays only its own trajectories",
     "vectorized": "all chains in lock-step (vmap): for accelerators and several devices",
 }
 
@@ -418,6 +423,13 @@ def _sample(
     return jax.tree_util.tree_map(lambda v: v.reshape(shape + v.shape[1:]), out)
 
 
+def chain_groups(propagate: str, num_components: int, num_chains: int) -> int:
+    """How many groups sequential chains run in, side by side on the CPU's cores
+    (:func:`~bayesresnet.infer.lanes.lane_groups`): of the components (``epost``), else
+    of the chains of the one component."""
+    return lane_groups(num_components if propagate == "epost" else num_chains)
+
+
 def _sample_lanes(setup: _Setup, z0, keys, params, known, y_obs):
     """:func:`_sample`; chains one after another run in groups side by side on the CPU's
     cores (:mod:`bayesresnet.infer.lanes`): the components' chains (``epost``), else the
@@ -433,9 +445,8 @@ def _sample_lanes(setup: _Setup, z0, keys, params, known, y_obs):
         "num_samples": setup.num_samples, "per_draw": per_draw, "sequential": sequential,
         "accept": setup.target_accept_prob,
     }  # fmt: skip
-    axis = 0 if per_draw else 1  # components, or the chains of the one component
     shape = jax.tree_util.tree_leaves(z0)[0].shape
-    groups = lane_groups(shape[axis]) if sequential else 1
+    groups = chain_groups(setup.propagate, *shape[:2]) if sequential else 1
     if groups == 1:
         return _sample(z0, keys, params, known, y_obs, **static)
 

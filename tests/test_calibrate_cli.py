@@ -93,6 +93,9 @@ def test_calibrate_writes_readable_files_equal_to_the_library(run, obs_csv, cali
     assert "calibrating x4, x5 from 8 observations of y" in err
     assert "prior: the training data's box, each uniform: x4 in [" in err
     assert "column(s) ['note']" in err and "are not used" in err
+    # 2 surrogate draws: their chains in 2 groups, side by side on as many cores as allowed
+    cores = min(2, brn.infer.lanes.lane_threads())
+    assert f"4 chains of 60 + 60 steps, one after another in 2 groups, {cores} at a time" in err
     last = err.splitlines()[-1]
     pattern = r"calibration: worst R-hat \d\.\d{3}( \(> 1\.01\))?, smallest bulk ESS \d+, \d+ "
     assert re.match(pattern + "divergences; extrapolates: ", last), last

@@ -537,11 +537,25 @@ def _read_observations(path: Path, post, known: list[str]):
     return known_values, y_obs, unused
 
 
+def _chains_run(propagate: str, num_components: int, num_chains: int) -> str:
+    """How ``calibrate``'s chains will run, for its progress line."""
+    from bayesresnet.infer.lanes import lane_threads
+    from bayesresnet.inverse import chain_groups, resolve_chain_method
+
+    if resolve_chain_method("auto") != "sequential":
+        return "in lock-step"
+    groups = chain_groups(propagate, num_components if propagate == "epost" else 1, num_chains)
+    if groups == 1:
+        return "one after another"
+    cores = min(groups, lane_threads())
+    return f"one after another in {groups} groups, {cores} at a time on the CPU's cores"
+
+
 def cmd_calibrate(args) -> int:
     import pandas as pd
 
     from bayesresnet._io import write_json
-    from bayesresnet.inverse import PROPAGATE, calibrate, resolve_chain_method
+    from bayesresnet.inverse import PROPAGATE, calibrate
     from bayesresnet.report import describe_calibration_check, render_calibrate_html
     from bayesresnet.workflow import calibrate_figures, calibrate_summary
 
@@ -583,7 +597,7 @@ def cmd_calibrate(args) -> int:
         f"{post.num_samples} posterior draws; NUTS (target acceptance "
         f"{options['target_accept_prob']:g}), {chains} chains of {options['num_warmup']} + "
         f"{options['num_samples']} steps, "
-        + ("one after another" if resolve_chain_method("auto") == "sequential" else "in lock-step")
+        + _chains_run(options["propagate"], used, options["num_chains"])
     )
     result = calibrate(
         post,

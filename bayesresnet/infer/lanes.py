@@ -7,14 +7,29 @@ two Python threads run at once (the compiled program holds no Python lock). So a
 the groups' results are joined again: the same program (compiled once, for ``M/G``
 lanes) and the same arithmetic per lane, ``G`` times the cores.
 
-``G`` is the largest divisor of the number of lanes not above the cores this process
-may use (``os.sched_getaffinity``), or ``$BAYESRESNET_THREADS`` where that is set (``1``
-turns it off; a study's worker processes set it, being one per core already). On an
-accelerator, or with several devices, the lanes already run side by side and ``G = 1``.
+``G`` is the largest divisor of the number of lanes not above :data:`MAX_GROUPS` (8
+members run as 4 groups of 2), whatever the machine, so that the results do not depend
+on its cores; the groups run on as many threads as the cores this process may use
+(``os.sched_getaffinity``), or ``$BAYESRESNET_THREADS`` where that is set (``1`` runs
+them one after another; a study's worker processes set it, being one per core already).
+On an accelerator, or with several devices, the lanes already run side by side and
+``G = 1``.
 
-Measured on 2 cores with ``method="auto"`` on noisy borehole at 200 rows (8 members,
-9 000 Adam steps; ``benchmarks/bench_surrogates.py``): see
-:mod:`bayesresnet.infer.auto`.
+Measured on 2 cores (the same results either way, to the last digit):
+
+* ``method="auto"`` at 200 rows on the six built-in problems, noise-free and with 5 %
+  noise (8 members, up to 9 000 Adam steps; ``benchmarks/bench_surrogates.py``, variants
+  ``auto`` and ``auto+1thread`` in one run, ``benchmarks/results/lanes_N200``): the fits
+  took 5.1–8.3 s against 6.9–9.6 s on one thread (the Adam phase about 1.5× faster; the
+  noise re-estimate compiles beside it on the other core);
+* the README's calibration (16 NUTS chains × 300 + 300 steps in 4 groups;
+  ``benchmarks/bench_inverse.py --case readme --steps 300 --variants
+  sequential:0.95:1,sequential:0.95:2``, ``benchmarks/results/inverse_lanes``): 11.7 s
+  against 20.6 s warm;
+* the README's ``bayesresnet fit models/borehole.toml`` and ``calibrate`` commands, each
+  from an empty compile cache: 12.1 s and 20.3 s wall against 15.0 s and 30.4 s with
+  ``BAYESRESNET_THREADS=1`` (CPU time about the same: 17.0 s and 34.3 s against 19.0 s
+  and 33.7 s).
 """
 
 from __future__ import annotations
