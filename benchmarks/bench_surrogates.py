@@ -213,6 +213,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "spec": None,
         "prior": {"ard": True},
     },
+    # auto from 2 000 rows with twice its Adam steps (6 000), or twice as deep (16 layers):
+    "auto2000+s6000": {
+        "method": "ensemble",
+        "options": AUTO2000_OPTIONS | {"num_steps": 6000},
+        "spec": None,
+        "prior": {"ard": True},
+    },
+    "auto2000+L16": {
+        "method": "ensemble",
+        "options": AUTO2000_OPTIONS,
+        "spec": {"width": 16, "num_layers": 16},
+        "prior": {"ard": True},
+    },
     # auto from 2 000 rows on a network twice as wide (width 32 instead of 16):
     "auto2000+w32": {
         "method": "ensemble",

@@ -152,3 +152,28 @@ def test_the_fit_does_not_depend_on_the_threads(monkeypatch):
 
 def test_study_workers_run_lanes_on_one_thread():
     assert worker_env({})[THREADS_ENV] == "1"
+
+
+def test_a_ctrl_c_handed_to_a_worker_thread_is_seen_while_the_groups_run(monkeypatch):
+    """A Ctrl-C sent while the groups run is handled on the calling thread at once (it runs
+    no group itself), not once every group is done."""
+    import os
+    import signal
+    import time
+
+    monkeypatch.setenv(THREADS_ENV, "2")
+    seen = []
+    previous = signal.signal(signal.SIGINT, lambda *_: seen.append(time.monotonic()))
+    try:
+
+        def program(part):
+            if threading.current_thread() is not threading.main_thread() and part[0] == 0:
+                os.kill(os.getpid(), signal.SIGINT)  # from this worker thread
+            time.sleep(1.0)
+            return part
+
+        run_lanes(program, [jnp.zeros(1), jnp.ones(1)])
+        done = time.monotonic()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert len(seen) == 1 and done - seen[0] > 0.5  # seen within a slice, not at the end

@@ -195,7 +195,11 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 def run_lanes(program: Callable, parts: list, *args) -> list:
     """``[program(part, *args)]`` for every part, on up to :func:`lane_threads` threads at
-    once, once all are done (results ready). One part runs on the calling thread."""
+    once, once all are done (results ready).
+
+    The calling thread only waits (every part runs on a worker), so a Ctrl-C's handler
+    runs on it at once while the groups go on, as it did while one group ran.
+    """
 
     def one(part):
         return jax.block_until_ready(program(part, *args))
