@@ -153,6 +153,13 @@ network: width 32 instead of 16 at 2 000 rows with 5 % noise
 (``benchmarks/results/w32_N2000``, variant ``auto2000+w32``) gave friedman1 a relative
 RMSE of 1.30 % against 1.25 % (the GP's 0.99 %) and borehole 0.745 % against 0.776 %, at
 the same CRPS (2.95e-2 against 2.94e-2, 2.89e-2 either way), in 52–72 s against 32–37 s.
+Nor a deeper one or a longer Adam phase: 16 layers instead of 8, or 6 000 Adam steps
+instead of 3 000 (``benchmarks/results/deeper_N2000``, variants ``auto2000+L16`` and
+``auto2000+s6000``, one run, the members' groups side by side on 2 cores) gave friedman1
+1.27 % and 1.49 % against 1.28 % (CRPS 2.94e-2, 2.96e-2 against 2.94e-2) and borehole
+0.773 % and 0.823 % against 0.792 % (2.89e-2, 2.90e-2 against 2.89e-2), in 16–25 s
+against ``auto``'s 15–18 s (the GP took 158–441 s on these data,
+``benchmarks/results/ahead_gp_N2000``).
 """
 
 from __future__ import annotations
