@@ -93,6 +93,7 @@ AUTO2000_OPTIONS = {"polish": "lbfgs", "batch_size": 256, "polish_window_tol": 0
 VARIANTS: dict[str, dict[str, Any]] = {
     "ensemble": {"method": "ensemble"},
     "mclmc": {"method": "mclmc"},
+    "nuts": {"method": "nuts"},
     "svi": {"method": "svi"},
     # One change each, on the default ensemble (issue: measure each on its own):
     "ensemble+lbfgs": {"method": "ensemble", "options": {"polish": "lbfgs"}},
@@ -129,6 +130,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # auto with its members' (or chains') groups run one after another on one thread
     # ($BAYESRESNET_THREADS=1), not side by side on the cores (bayesresnet.infer.lanes):
     "auto+1thread": {"method": "auto", "spec": None, "threads": 1},
+    "mclmc+1thread": {"method": "mclmc", "threads": 1},
+    "nuts+1thread": {"method": "nuts", "threads": 1},
     # auto with input relevance (ARD scales learned per input) at every size (auto, given
     # no prior, learns them from 500 rows):
     "auto+ard": {"method": "auto", "spec": None, "prior": {"ard": True}},
