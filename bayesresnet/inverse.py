@@ -435,8 +435,7 @@ def _sample_lanes(setup: _Setup, z0, keys, params, known, y_obs):
     cores (:mod:`bayesresnet.infer.lanes`): the components' chains (``epost``), else the
     chains of the one component, cut into groups, one program compiled for a group.
 
-    Measured on 2 cores with the README's calibration (``benchmarks/bench_inverse.py
-    --case readme``): see the module docstring of :mod:`bayesresnet.inverse`.
+    Measured on 2 cores with the README's calibration: see :data:`CHAIN_METHODS`.
     """
     per_draw = setup.propagate == "epost"
     sequential = setup.chain_method == "sequential"

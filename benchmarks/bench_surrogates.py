@@ -135,6 +135,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # auto with input relevance (ARD scales learned per input) at every size (auto, given
     # no prior, learns them from 500 rows):
     "auto+ard": {"method": "auto", "spec": None, "prior": {"ard": True}},
+    # auto with input relevance below 500 rows too, the scales held at 1 for 60 % or 90 %
+    # of the Adam steps (auto holds them for 30 %):
+    **{
+        f"auto+ard{int(100 * hold)}": {
+            "method": "ensemble",
+            "options": {"ard_warmup": hold},
+            "spec": None,
+            "prior": {"ard": True},
+        }
+        for hold in (0.6, 0.9)
+    },
     # auto given the default prior (no ARD at any size):
     "auto+noard": {"method": "auto", "spec": None, "prior": {}},
     # The ensemble (auto below 500 rows) with anchored members (each member's prior mean
