@@ -72,7 +72,7 @@ from bayesresnet._validate import (
     did_you_mean,
 )
 from bayesresnet.infer.core import compile_lowered
-from bayesresnet.infer.lanes import join_lanes, lane_groups, run_lanes, split_lanes
+from bayesresnet.infer.lanes import join_lanes, lane_groups, lane_threads, run_lanes, split_lanes
 from bayesresnet.posterior import Posterior, function_program
 
 __all__ = [
@@ -651,6 +651,7 @@ class _Setup:
 
 def _check_arguments(post, y_obs, unknown, known, prior, noise, discrepancy, **settings):
     """Every argument of :func:`calibrate`, checked before anything is computed."""
+    lane_threads()  # a malformed $BAYESRESNET_THREADS
     sd = _check_surrogate(post)
     names = sd.input_names
     columns = _check_unknown(unknown, names)

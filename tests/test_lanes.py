@@ -177,3 +177,23 @@ def test_a_ctrl_c_handed_to_a_worker_thread_is_seen_while_the_groups_run(monkeyp
     finally:
         signal.signal(signal.SIGINT, previous)
     assert len(seen) == 1 and done - seen[0] > 0.5  # seen within a slice, not at the end
+
+
+@pytest.mark.parametrize("entry", ["fit", "calibrate"])
+def test_a_bad_thread_count_stops_fit_and_calibrate_before_any_work(entry, monkeypatch):
+    """Named before the members are drawn or a chain starts (either would raise here)."""
+    from bayesresnet import inverse
+    from bayesresnet.infer import core
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(core, "member_inputs", no_work)
+    monkeypatch.setattr(inverse, "_check_surrogate", no_work)
+    monkeypatch.setenv(THREADS_ENV, "two")
+    data = brn.problems.get("sine").sample(seed=0, num_train=20, num_test=5)
+    with pytest.raises(ValueError, match=f"{THREADS_ENV}.*'two'"):
+        if entry == "fit":
+            brn.fit(None, data, method="ensemble")
+        else:
+            inverse.calibrate(object(), np.zeros((2, 1)), unknown=["x1"])

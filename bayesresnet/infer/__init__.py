@@ -42,6 +42,7 @@ from bayesresnet.infer.base import (
     show_progress,
 )
 from bayesresnet.infer.ensemble import EnsembleConfig, run_ensemble
+from bayesresnet.infer.lanes import lane_threads
 from bayesresnet.infer.mclmc import MCLMCConfig, run_mclmc
 from bayesresnet.infer.nuts import NUTSConfig, run_nuts
 from bayesresnet.infer.registry import METHODS
@@ -134,6 +135,7 @@ def _check_arguments(spec, method: str, seed: int, prior, options: dict) -> Prio
     if not isinstance(prior, PriorSpec):
         raise TypeError(f"`prior` must be a PriorSpec; got {type(prior).__name__}.")
     check_int("seed", seed, minimum=0)
+    lane_threads()  # a malformed $BAYESRESNET_THREADS is an error now, not after the start
     return prior
 
 
