@@ -50,7 +50,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import time
 import warnings
@@ -62,7 +61,7 @@ import numpy as np
 import bayesresnet as brn
 from bayesresnet import inverse
 from bayesresnet._io import write_json
-from bayesresnet.infer.lanes import THREADS_ENV, lane_threads
+from bayesresnet.infer.lanes import lane_threads, threads_set
 
 ROOT = Path(__file__).resolve().parent.parent
 UNKNOWN = ("rw", "Hu")
@@ -137,16 +136,9 @@ def run(post, y, kwargs: dict, steps: int, variant: tuple) -> dict:
     """A first and a warm call of ``calibrate(..., propagate="epost")``, with ``variant``
     ``(chain_method, target_accept_prob, threads)`` (threads ``None``: the default)."""
     chain_method, accept, threads = variant
-    saved = os.environ.get(THREADS_ENV)
-    if threads is not None:
-        os.environ[THREADS_ENV] = str(threads)
-    try:
+    with threads_set(threads):
         out = _calls(post, y, kwargs, steps, chain_method, accept)
-    finally:
-        os.environ.pop(THREADS_ENV, None)
-        if saved is not None:
-            os.environ[THREADS_ENV] = saved
-    return {"threads": threads or lane_threads(), **out}
+        return {"threads": lane_threads(), **out}
 
 
 def _calls(post, y, kwargs: dict, steps: int, chain_method: str, accept: float) -> dict:

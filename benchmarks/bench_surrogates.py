@@ -61,7 +61,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import os
@@ -79,7 +78,7 @@ import bayesresnet as brn
 from bayesresnet import calibration
 from bayesresnet._io import write_atomic, write_json
 from bayesresnet.infer.core import clear_compiled
-from bayesresnet.infer.lanes import THREADS_ENV, lane_threads
+from bayesresnet.infer.lanes import lane_threads, threads_set
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -386,20 +385,6 @@ def variant_arguments(variant: dict, data: brn.Dataset, tiny: bool) -> dict:
         spec = brn.ResNetSpec(data.x_train.shape[1], data.y_train.shape[1], basis=basis, **fields)
     prior = brn.PriorSpec(**variant["prior"]) if "prior" in variant else None
     return {"spec": spec, "method": method, "prior": prior, **options}
-
-
-@contextlib.contextmanager
-def threads_set(threads: int | None):
-    """``$BAYESRESNET_THREADS`` set to ``threads`` inside (``None``: left as it is)."""
-    saved = os.environ.get(THREADS_ENV)
-    if threads is not None:
-        os.environ[THREADS_ENV] = str(threads)
-    try:
-        yield
-    finally:
-        os.environ.pop(THREADS_ENV, None)
-        if saved is not None:
-            os.environ[THREADS_ENV] = saved
 
 
 def fit_variant(

@@ -1,5 +1,6 @@
 """Lanes (members, chains) cut into groups and run side by side on the CPU's cores."""
 
+import os
 import threading
 
 import jax
@@ -157,7 +158,6 @@ def test_study_workers_run_lanes_on_one_thread():
 def test_a_ctrl_c_handed_to_a_worker_thread_is_seen_while_the_groups_run(monkeypatch):
     """A Ctrl-C sent while the groups run is handled on the calling thread at once (it runs
     no group itself), not once every group is done."""
-    import os
     import signal
     import time
 
@@ -197,3 +197,17 @@ def test_a_bad_thread_count_stops_fit_and_calibrate_before_any_work(entry, monke
             brn.fit(None, data, method="ensemble")
         else:
             inverse.calibrate(object(), np.zeros((2, 1)), unknown=["x1"])
+
+
+def test_threads_set_sets_and_restores_the_variable(monkeypatch):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    with lanes.threads_set(3):
+        assert lane_threads() == 3
+    assert THREADS_ENV not in os.environ
+    monkeypatch.setenv(THREADS_ENV, "2")
+    with lanes.threads_set(None):
+        assert lane_threads() == 2
+    with pytest.raises(RuntimeError, match="inside"), lanes.threads_set(1):
+        assert lane_threads() == 1
+        raise RuntimeError("inside")
+    assert lane_threads() == 2  # restored after an error too

@@ -544,7 +544,7 @@ def _chains_run(propagate: str, num_components: int, num_chains: int) -> str:
 
     if resolve_chain_method("auto") != "sequential":
         return "in lock-step"
-    groups = chain_groups(propagate, num_components if propagate == "epost" else 1, num_chains)
+    groups = chain_groups(propagate, num_components, num_chains)
     if groups == 1:
         return "one after another"
     cores = min(groups, lane_threads())

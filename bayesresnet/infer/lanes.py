@@ -34,6 +34,7 @@ Measured on 2 cores (the same results either way, to the last digit):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -46,6 +47,7 @@ __all__ = [
     "THREADS_ENV",
     "MAX_GROUPS",
     "lane_threads",
+    "threads_set",
     "lane_groups",
     "num_lanes",
     "split_lanes",
@@ -79,6 +81,21 @@ def lane_threads() -> int:
     if threads < 1:
         raise ValueError(f"${THREADS_ENV} must be a whole number ≥ 1, got {text!r}")
     return threads
+
+
+@contextlib.contextmanager
+def threads_set(threads: int | None):
+    """``$BAYESRESNET_THREADS`` set to ``threads`` inside, as it was after (``None``:
+    left as it is)."""
+    saved = os.environ.get(THREADS_ENV)
+    if threads is not None:
+        os.environ[THREADS_ENV] = str(threads)
+    try:
+        yield
+    finally:
+        os.environ.pop(THREADS_ENV, None)
+        if saved is not None:
+            os.environ[THREADS_ENV] = saved
 
 
 def lane_groups(num_lanes: int) -> int:
