@@ -125,6 +125,61 @@ def test_several_outputs_each_solve_their_own_equation_in_both_forms(scales):
         np.testing.assert_allclose(ratio**2 * (n - expected), rss, rtol=1e-5)
 
 
+def test_several_outputs_updated_at_once_reach_the_root_the_sweeps_find(monkeypatch):
+    # The plain update of every output at once, where it settles (most rows left to the
+    # noise), ends at the factors the output-by-output sweeps find: the same equations.
+    from bayesresnet.infer import noise
+
+    rng = np.random.default_rng(8)
+    jac = rng.normal(size=(60, 3, 12)) * np.array([3.0, 0.5, 1.5])[None, :, None]
+    rss = 60 * np.array([0.5, 2.0, 1.0])
+    calls = []
+    joint = noise._joint_iteration
+    monkeypatch.setattr(noise, "_joint_iteration", lambda *a: calls.append(joint(*a)) or calls[-1])
+    ratio, gamma = _fixed_point(jac, np.ones(12), rss, 60)
+    assert calls and calls[0] is not None  # it settled: the sweeps did not run
+    monkeypatch.setattr(noise, "JOINT_ITERATIONS", 0)  # the sweeps alone
+    swept, swept_gamma = _fixed_point(jac, np.ones(12), rss, 60)
+    np.testing.assert_allclose(ratio, swept, rtol=1e-5)
+    np.testing.assert_allclose(gamma, swept_gamma, rtol=1e-5)
+    np.testing.assert_allclose(
+        ratio**2 * (60 - hat_gammas(jac, np.ones(12), ratio)), rss, rtol=1e-5
+    )
+    assert not np.allclose(ratio, 1.0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e4])
+def test_several_outputs_near_n_fall_back_on_the_sweeps_and_solve_their_equations(
+    scale, monkeypatch
+):
+    # γ near N (more weights than rows, a tight fit): the update of all outputs at once
+    # swings around the root and gives way to the output-by-output roots.
+    from bayesresnet.infer import noise
+
+    rng = np.random.default_rng(6)
+    n, p = 20, 60
+    jac = scale * rng.normal(size=(n, 2, p))
+    rss = np.array([n, 2.0 * n])
+    calls = []
+    joint = noise._joint_iteration
+    monkeypatch.setattr(noise, "_joint_iteration", lambda *a: calls.append(joint(*a)) or calls[-1])
+    ratio, gamma = _fixed_point(jac, np.ones(p), rss, n)
+    assert calls == [None]
+    np.testing.assert_allclose(gamma, hat_gammas(jac, np.ones(p), ratio), rtol=1e-6)
+    np.testing.assert_allclose(ratio**2 * (n - gamma), rss, rtol=1e-5)
+
+
+def test_the_cholesky_inverse_is_the_inverse_and_lu_takes_over_where_it_fails():
+    from bayesresnet.infer.noise import _spd_inverse
+
+    rng = np.random.default_rng(9)
+    a = rng.normal(size=(30, 30))
+    spd = a @ a.T + np.eye(30)
+    np.testing.assert_allclose(_spd_inverse(spd) @ spd, np.eye(30), atol=1e-9)
+    indefinite = spd - 40 * np.eye(30)  # symmetric, not positive definite
+    np.testing.assert_allclose(_spd_inverse(indefinite) @ indefinite, np.eye(30), atol=1e-8)
+
+
 def noisy_linear_model(x, y=None):
     theta = numpyro.sample("theta", dist.Normal(jnp.zeros(x.shape[1]), PRIOR_SD).to_event(1))
     sigma = numpyro.sample(sites.NOISE_SCALE, dist.HalfNormal(jnp.ones(1)).to_event(1))

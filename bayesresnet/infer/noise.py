@@ -147,10 +147,21 @@ def _gamma_function(a: np.ndarray, grams: list[np.ndarray] | None = None):
 
     def gamma_params(c):
         scaled = [g / cj**2 for g, cj in zip(grams, np.asarray(c, np.float64), strict=True)]
-        inv = np.linalg.inv(np.eye(p) + sum(scaled))
+        inv = _spd_inverse(np.eye(p) + sum(scaled))
         return np.array([np.sum(inv * g) for g in scaled])  # tr(inv · g), g symmetric
 
     return gamma_params
+
+
+def _spd_inverse(m: np.ndarray) -> np.ndarray:
+    """The inverse of the symmetric positive definite ``m`` from its Cholesky factor (about
+    0.7× the time of ``np.linalg.inv`` at ``P = 1 220``); by LU where the factorization fails."""
+    factor, info = scipy.linalg.lapack.dpotrf(m, lower=True)
+    if info == 0:
+        inv, info = scipy.linalg.lapack.dpotri(factor, lower=True)
+    if info != 0:
+        return np.linalg.inv(m)
+    return np.tril(inv) + np.tril(inv, -1).T  # dpotri fills the lower triangle only
 
 
 def _output_eigenvalues(grams: list[np.ndarray] | None):
@@ -180,6 +191,37 @@ def _output_eigenvalues(grams: list[np.ndarray] | None):
     return eigenvalues
 
 
+#: Most iterations of :func:`_joint_iteration` before the sweeps of :func:`_fixed_point`
+#: take over.
+JOINT_ITERATIONS = 30
+
+
+def _joint_iteration(gamma_of, rss, n: int, solvable, rtol: float):
+    """``(c, γ)`` from MacKay's update of every output at once, ``c_o ← √(rss_o/(N − γ_o(c)))``,
+    or ``None`` where it does not settle within :data:`JOINT_ITERATIONS` iterations (``γ``
+    near ``N``, where it swings around the root) or leaves ``N − γ ≤ 0``.
+
+    Each iteration is one evaluation of ``γ`` (one ``P × P`` inverse in the ``P × P``
+    form), where a sweep of :func:`_fixed_point` eigensolves each output's precision in
+    turn. Where the fit leaves most rows to the noise the update contracts fast (its
+    slope is about ``Σ λᵢ(1 − λᵢ)/(N − γ)`` in one output, ``λᵢ`` the hat matrix's
+    eigenvalues). Outputs not ``solvable`` keep ``c = 1``.
+    """
+    ratio = np.ones(len(rss))
+    for _ in range(JOINT_ITERATIONS):
+        room = n - gamma_of(ratio)
+        if not np.all(room[solvable] > 0):
+            return None
+        new = ratio.copy()
+        new[solvable] = np.sqrt(rss[solvable] / room[solvable])
+        if not np.all(np.isfinite(new)):
+            return None
+        if np.all(np.abs(new - ratio) <= rtol * new):
+            return new, gamma_of(new)
+        ratio = new
+    return None
+
+
 def _fixed_point(jac_over_sd, prior_sd, rss, n: int, sweeps: int = 20, rtol: float = 1e-6):
     """``(c, γ)`` with ``c_o² (N − γ_o(c)) = rss_o``: the factor ``c`` on each output's MAP noise
     sd at which MacKay's update is stationary, and ``γ`` there.
@@ -189,9 +231,11 @@ def _fixed_point(jac_over_sd, prior_sd, rss, n: int, sweeps: int = 20, rtol: flo
     (``h′ = N − Σ λᵢ² > 0``, ``λᵢ < 1`` the hat matrix's eigenvalues, ``Σ λᵢ = γ < N``), with
     ``h(0) = −rss < 0`` and ``h ≥ 0`` at ``s = (rss + tr AᵀA)/N``: a bracketed root (Brent's
     method) always exists, where the plain iteration ``c ← √(rss/(N − γ))`` oscillates once
-    ``γ`` nears ``N`` (more weights than data, a tight fit). Several outputs are solved one at
-    a time, the others held, until no factor moves by more than ``rtol``. Outputs with a
-    zero or non-finite ``rss`` keep ``c = 1`` (the MAP noise sd).
+    ``γ`` nears ``N`` (more weights than data, a tight fit). Several outputs are first
+    solved by that plain iteration of all at once (:func:`_joint_iteration`), and where it
+    does not settle, one at a time by their roots, the others held, until no factor moves
+    by more than ``rtol``. Outputs with a zero or non-finite ``rss`` keep ``c = 1`` (the
+    MAP noise sd).
     """
     a = _scaled(jac_over_sd, prior_sd)
     rss = np.asarray(rss, np.float64)
@@ -202,6 +246,10 @@ def _fixed_point(jac_over_sd, prior_sd, rss, n: int, sweeps: int = 20, rtol: flo
     trace = np.einsum("nop,nop->o", a, a)  # tr(A_oᵀ A_o) = Σ μ at c = 1
     ratio = np.ones(num_out)
     solvable = np.isfinite(rss) & (rss > 0) & np.isfinite(trace)
+    if num_out > 1:
+        joint = _joint_iteration(gamma_of, rss, n, solvable, rtol)
+        if joint is not None:
+            return joint
     for _ in range(sweeps if num_out > 1 else 1):
         before = ratio.copy()
         for o in np.flatnonzero(solvable):
