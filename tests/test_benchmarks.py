@@ -128,6 +128,46 @@ def test_surrogates_tiny_run_fits_a_bayesresnet_variant(tmp_path):
     assert 0.0 <= ensemble["coverage_90"] <= 1.0 and ensemble["num_draws"] >= 1000
 
 
+@pytest.mark.slow
+def test_surrogates_cached_times_read_the_programs_from_a_compilation_cache_of_their_own(
+    tmp_path, monkeypatch
+):
+    """``--cached``: the second timing of a variant loads programs from the cache the run
+    before it filled (JAX records cache hits: the first fit ran with no cache), the ratio
+    to the GP is of those times, and the cache is switched off and its folder removed."""
+    import bench_surrogates
+    import jax
+
+    hits, folders = [], []
+
+    def count(event, **kwargs):
+        if event == "/jax/compilation_cache/cache_hits":
+            hits.append(event)
+
+    jax.monitoring.register_event_listener(count)
+    enable = bench_surrogates.enable_compile_cache
+
+    def recording(folder):
+        folders.append(folder)
+        return enable(folder)
+
+    monkeypatch.setattr(bench_surrogates, "enable_compile_cache", recording)
+    out = tmp_path / "cached.json"
+    argv = ["--tiny", "--noise", "0.05", "--variants", "ensemble", "--cached", "--out", str(out)]
+    try:
+        results = bench_surrogates.main(argv)
+    finally:
+        jax.monitoring.unregister_event_listener(count)
+    gp, ensemble = results["rows"]
+    assert hits, "the timed fit compiled everything again"
+    assert "total_cached_s" not in gp and results["settings"]["cached"] is True
+    assert ensemble["total_cached_s"] == ensemble["fit_cached_s"] + ensemble["predict_cached_s"]
+    assert ensemble["time_ratio_gp_cached"] == ensemble["total_cached_s"] / gp["total_s"]
+    assert f"(cached {ensemble['time_ratio_gp_cached']:.1f})" in out.with_suffix(".md").read_text()
+    assert folders[-1] is None and not folders[0].parent.exists()
+    assert jax.config.jax_compilation_cache_dir is None
+
+
 def test_surrogates_skips_the_gp_above_gp_max_n_and_never_overwrites(tmp_path, capsys):
     import bench_surrogates
 
