@@ -38,7 +38,14 @@ outputs, where every step of the root search had inverted a ``P × P`` matrix: o
 oscillator (3 outputs) at 500 rows, width 16, 8 members, the re-estimate took 35.7 s
 instead of 98.7 s (12 eigensolves per member), and the whole fit 71 s instead of 130 s
 with 5 % noise and 70 s instead of 166 s noise-free, at the same accuracy to the last
-digit (``benchmarks/results/noise_eigen_oscillator_old`` and ``…_new``).
+digit (``benchmarks/results/noise_eigen_oscillator_old`` and ``…_new``). Those sweeps now
+run only where MacKay's plain update of all outputs at once does not settle
+(:func:`_joint_iteration`: one ``γ`` evaluation, a ``P × P`` inverse from its Cholesky
+factor, per iteration; ``γ`` near ``N``): on oscillator with ``method="auto"``, noise-free
+and with 5 % noise (``benchmarks/results/noise_joint_oscillator_old`` and ``…_new``, the
+two codes one after the other), the re-estimate took 0.40–0.45 s instead of 1.7–2.8 s at
+200 rows and 4.7–4.8 s instead of 26–28 s at 500, and the fit 6.0–7.1 s instead of
+7.8–9.1 s and 19–20 s instead of 42–43 s, at the same CRPS and coverage to the last digit.
 
 The linearization needs the Jacobian, ``N·O × P`` numbers per member. It is skipped, and
 the MAP noise kept, above :data:`MAX_JACOBIAN_ENTRIES`, for a likelihood other than the
