@@ -715,6 +715,8 @@ def combine(paths) -> dict:
     """
     runs = [json.loads(Path(p).read_text()) for p in paths]
     case_keys = ("problems", "sizes", "noise", "seeds")
+    for run in runs:  # runs from before --cached were not cached
+        run["settings"] = {"cached": False} | run["settings"]
     first = runs[0]["settings"]
     shared = {k: v for k, v in first.items() if k not in case_keys}
     for path, run in zip(paths, runs):

@@ -312,6 +312,15 @@ def test_surrogates_combine_joins_disjoint_runs_and_refuses_overlaps(tmp_path, c
         ValueError, match=r"other.json was run with other settings .*\['gp_max_n'\]"
     ):
         bench_surrogates.combine([parts[0], other])
+    # A run from before --cached (no such setting) joins an uncached one, not a cached one.
+    older = tmp_path / "older.json"
+    settings = {k: v for k, v in runs[1]["settings"].items() if k != "cached"}
+    older.write_text(json.dumps(runs[1] | {"settings": settings}))
+    assert bench_surrogates.combine([parts[0], older])["settings"]["cached"] is False
+    cached = tmp_path / "cached.json"
+    cached.write_text(json.dumps(runs[1] | {"settings": settings | {"cached": True}}))
+    with pytest.raises(ValueError, match=r"cached.json was run with other settings .*\['cached'\]"):
+        bench_surrogates.combine([older, cached])
     with pytest.raises(SystemExit):
         bench_surrogates.main(["--combine", str(parts[0])])
     assert "--combine needs --out" in capsys.readouterr().err
