@@ -169,6 +169,40 @@ def test_several_outputs_near_n_fall_back_on_the_sweeps_and_solve_their_equation
     np.testing.assert_allclose(ratio**2 * (n - gamma), rss, rtol=1e-5)
 
 
+def test_an_update_that_will_not_settle_in_time_gives_way_at_once(monkeypatch):
+    # Here the update contracts by about 0.68 per iteration: about 30 iterations to move by
+    # less than 1e-6. With 10 allowed it foresees that after its third step and gives
+    # way to the sweeps (each γ evaluation a P × P inverse); with 60 it settles.
+    from bayesresnet.infer import noise
+
+    rng = np.random.default_rng(0)
+    n, p = 40, 60
+    jac = rng.normal(size=(n, 2, p))
+    rss = n * np.array([0.5, 0.7])
+    evaluations, results = [], []
+    gamma_function, joint = noise._gamma_function, noise._joint_iteration
+
+    def counted(*args):
+        gamma_of = gamma_function(*args)
+        return lambda c: evaluations.append(1) or gamma_of(c)
+
+    def recorded(*args):
+        evaluations.clear()
+        results.append(joint(*args))
+        results.append(len(evaluations))
+        return results[-2]
+
+    monkeypatch.setattr(noise, "_gamma_function", counted)
+    monkeypatch.setattr(noise, "_joint_iteration", recorded)
+    settled, settled_gamma = _fixed_point(jac, np.ones(p), rss, n)
+    assert results[0] is not None and 20 < results[1] <= 60
+    monkeypatch.setattr(noise, "JOINT_ITERATIONS", 10)
+    ratio, gamma = _fixed_point(jac, np.ones(p), rss, n)
+    assert results[2] is None and results[3] <= 4
+    np.testing.assert_allclose(ratio, settled, rtol=1e-5)
+    np.testing.assert_allclose(ratio**2 * (n - hat_gammas(jac, np.ones(p), ratio)), rss, rtol=1e-5)
+
+
 def test_the_cholesky_inverse_is_the_inverse_and_lu_takes_over_where_it_fails():
     from bayesresnet.infer.noise import _spd_inverse
 

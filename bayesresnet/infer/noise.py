@@ -200,22 +200,26 @@ def _output_eigenvalues(grams: list[np.ndarray] | None):
 
 #: Most iterations of :func:`_joint_iteration` before the sweeps of :func:`_fixed_point`
 #: take over.
-JOINT_ITERATIONS = 30
+JOINT_ITERATIONS = 60
 
 
 def _joint_iteration(gamma_of, rss, n: int, solvable, rtol: float):
     """``(c, γ)`` from MacKay's update of every output at once, ``c_o ← √(rss_o/(N − γ_o(c)))``,
-    or ``None`` where it does not settle within :data:`JOINT_ITERATIONS` iterations (``γ``
-    near ``N``, where it swings around the root) or leaves ``N − γ ≤ 0``.
+    or ``None`` where it will not settle within :data:`JOINT_ITERATIONS` iterations (``γ``
+    near ``N``, where it swings around the root or crawls towards it) or leaves
+    ``N − γ ≤ 0``.
 
     Each iteration is one evaluation of ``γ`` (one ``P × P`` inverse in the ``P × P``
     form), where a sweep of :func:`_fixed_point` eigensolves each output's precision in
     turn. Where the fit leaves most rows to the noise the update contracts fast (its
     slope is about ``Σ λᵢ(1 − λᵢ)/(N − γ)`` in one output, ``λᵢ`` the hat matrix's
-    eigenvalues). Outputs not ``solvable`` keep ``c = 1``.
+    eigenvalues). From the ratio of its last two steps it foresees how many more it needs
+    to move by less than ``rtol``, and gives up at once where that exceeds what is left.
+    Outputs not ``solvable`` keep ``c = 1``.
     """
     ratio = np.ones(len(rss))
-    for _ in range(JOINT_ITERATIONS):
+    before = None  # the largest relative move of the last iteration
+    for done in range(1, JOINT_ITERATIONS + 1):
         room = n - gamma_of(ratio)
         if not np.all(room[solvable] > 0):
             return None
@@ -223,9 +227,14 @@ def _joint_iteration(gamma_of, rss, n: int, solvable, rtol: float):
         new[solvable] = np.sqrt(rss[solvable] / room[solvable])
         if not np.all(np.isfinite(new)):
             return None
-        if np.all(np.abs(new - ratio) <= rtol * new):
+        move = float(np.max(np.abs(new - ratio) / new))
+        if move <= rtol:
             return new, gamma_of(new)
-        ratio = new
+        if before is not None:
+            shrink = move / before
+            if shrink >= 1 or done + np.log(rtol / move) / np.log(shrink) > JOINT_ITERATIONS:
+                return None
+        ratio, before = new, move
     return None
 
 
