@@ -29,9 +29,11 @@ ensemble's 90 % intervals then covered 0.83–1.00 of the held-out points instea
 noisy friedman1 0.81 → 0.87, noise-free borehole 0.97 → 0.95; noisy ishigami went from
 0.95 to 0.96. The CRPS stayed within 2 % except on noise-free borehole (2.15 → 1.94 times
 the GP's) and noise-free sine (658 → 132 times), where the unconverged MAP noise had been
-too large. It costs about 1.3 s per fit at N = 200 and 2.7 s at N = 2 000 (width 16;
+too large. It cost about 1.3 s per fit at N = 200 and 2.7 s at N = 2 000 (width 16;
 ``timings["noise_s"]``, compilation included), the Jacobian formed row by row
-(:func:`_row_jacobian`). With several outputs and more rows × outputs than parameters,
+(:func:`_row_jacobian`); now that its program compiles in the background while the
+members train (:func:`noise_program` with ``ahead``), ``noise_s`` is 0.03–0.05 s at 200
+rows and 1.2–2.0 s at 2 000 with one output (friedman1 and borehole, ``method="auto"``). With several outputs and more rows × outputs than parameters,
 each output's equation is solved from one eigensolve of its data precision against the
 prior's and the other outputs' (:func:`_output_eigenvalues`), a few sweeps over the
 outputs, where every step of the root search had inverted a ``P × P`` matrix: on
