@@ -32,9 +32,10 @@ the GP's) and noise-free sine (658 → 132 times), where the unconverged MAP noi
 too large. It cost about 1.3 s per fit at N = 200 and 2.7 s at N = 2 000 (width 16;
 ``timings["noise_s"]``, compilation included), the Jacobian formed row by row
 (:func:`_row_jacobian`); now that its program compiles in the background while the
-members train (:func:`noise_program` with ``ahead``), ``noise_s`` is 0.03–0.05 s at 200
-rows and 1.2–2.0 s at 2 000 with one output (friedman1 and borehole, ``method="auto"``). With several outputs and more rows × outputs than parameters,
-each output's equation is solved from one eigensolve of its data precision against the
+members train (:func:`noise_program` with ``ahead``), ``noise_s`` is 0.03–0.06 s at 200
+rows and 1.1–2.0 s at 2 000 with one output (``benchmarks/results/cached_N200``,
+``deeper_N2000``, a scratch fit). With several outputs and more rows × outputs than
+parameters, each output's equation is solved from one eigensolve of its data precision against the
 prior's and the other outputs' (:func:`_output_eigenvalues`), a few sweeps over the
 outputs, where every step of the root search had inverted a ``P × P`` matrix: on
 oscillator (3 outputs) at 500 rows, width 16, 8 members, the re-estimate took 35.7 s
