@@ -166,15 +166,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # auto below 500 rows with the L-BFGS polish (as from 500 rows) in place of Adam's
     # training on until the members settle, its members stopped by the window test at
     # 0.003 or capped at 300 iterations:
-    "auto200+lbfgs+window": {
-        "method": "ensemble",
-        "options": {"polish": "lbfgs", "polish_window_tol": 0.003},
-        "spec": None,
-    },
-    "auto200+lbfgs+p300": {
-        "method": "ensemble",
-        "options": {"polish": "lbfgs", "polish_steps": 300},
-        "spec": None,
+    **{
+        f"auto200+lbfgs+{name}": {
+            "method": "ensemble",
+            "options": {"polish": "lbfgs", **stop},
+            "spec": None,
+        }
+        for name, stop in (
+            ("window", {"polish_window_tol": 0.003}),
+            ("p300", {"polish_steps": 300}),
+        )
     },
     # auto on width 8 at every size (SPEC) instead of the network sized by the rows:
     "auto+w8": {"method": "auto", "spec": {}},
