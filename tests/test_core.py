@@ -267,6 +267,7 @@ def test_draws_are_the_same_with_progress_shown_or_not(method, capsys):
     err = capsys.readouterr().err
     assert "MAP fits: 100%" in err  # progress was shown the second time
     assert ("L-BFGS polish: 100%" in err) == ("polish" in options)  # also when it stops early
+    assert ("noise re-estimate: 100% (2/2" in err) == (fit_method == "ensemble")
     assert draws["off"].keys() == draws["lines"].keys()
     for name in draws["off"]:
         np.testing.assert_array_equal(draws["off"][name], draws["lines"][name], err_msg=name)

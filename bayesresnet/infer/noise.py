@@ -75,6 +75,7 @@ from numpyro.infer.util import constrain_fn
 from scipy.optimize import brentq
 
 from bayesresnet import sites
+from bayesresnet.infer.base import progress_bar
 from bayesresnet.infer.core import bind_data, compile_ahead, compiled_call, program_data
 
 __all__ = [
@@ -445,12 +446,16 @@ def effective_noise(
         return NoiseRefit(None, None, None, program)
     jacs, prior_sds, rsss, noises = jax.device_get(program.run(params))
     sigma, map_sigma, gamma = [], [], []
-    for jac, prior_sd, rss, noise in zip(jacs, prior_sds, rsss, noises, strict=True):
-        ratio, g = _fixed_point(jac, prior_sd, rss, x.shape[0])
-        map_sigma.append(np.asarray(noise, np.float64))
-        new = map_sigma[-1] * ratio
-        sigma.append(np.where(np.isfinite(new) & (new > 0), new, map_sigma[-1]))  # else MAP
-        gamma.append(g)
+    # A member's root takes seconds with several outputs and a wide network (oscillator,
+    # width 16: about 0.6 s); progress and Ctrl-C between members.
+    with progress_bar(len(jacs), "noise re-estimate") as bar:
+        for jac, prior_sd, rss, noise in zip(jacs, prior_sds, rsss, noises, strict=True):
+            ratio, g = _fixed_point(jac, prior_sd, rss, x.shape[0])
+            map_sigma.append(np.asarray(noise, np.float64))
+            new = map_sigma[-1] * ratio
+            sigma.append(np.where(np.isfinite(new) & (new > 0), new, map_sigma[-1]))  # else MAP
+            gamma.append(g)
+            bar.update(1)
     return NoiseRefit(
         np.stack(sigma), np.stack(map_sigma), np.stack(gamma),
         "effective: each member's sd re-estimated as RSS/(N − γ), γ its effective number of "
