@@ -184,7 +184,7 @@ run of the same sizes in a new process finds them in the compilation cache
 and traces only: measured side by side with the GP on the six problems, noise-free and
 with 5 % noise (``benchmarks/results/cached_N200``, ``bench_surrogates.py --cached``),
 ``auto``'s fit + predict took 5.5–9.3 s from nothing (within 10× the GP's in 8 of the 12
-cases) and 3.8–5.3 s with the cache (within 10× in 11; noisy sine's GP takes 0.23 s).
+cases) and 3.8–5.3 s with the cache (within 10× in 11; noisy sine's GP takes 0.24 s).
 """
 
 from __future__ import annotations
