@@ -168,6 +168,28 @@ def test_surrogates_cached_times_read_the_programs_from_a_compilation_cache_of_t
     assert jax.config.jax_compilation_cache_dir is None
 
 
+def test_surrogates_cached_is_refused_where_jax_was_given_a_cache(tmp_path, capsys):
+    """``--cached`` times fits with a cache of its own; a cache JAX already has would make
+    the first fit of every method a cached one, so the run stops before measuring."""
+    import bench_surrogates
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    argv = ["--tiny", "--variants", "train_mean", "--cached", "--out", str(tmp_path / "c.json")]
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "theirs"))
+    try:
+        with pytest.raises(SystemExit):
+            bench_surrogates.parse_args(argv)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+        compilation_cache.reset_cache()
+    err = capsys.readouterr().err
+    assert "--cached times fits with a compilation cache of its own" in err
+    assert "unset JAX_COMPILATION_CACHE_DIR" in err
+    assert bench_surrogates.parse_args(argv).cached is True  # without one it is taken
+    assert not (tmp_path / "c.json").exists()
+
+
 def test_surrogates_skips_the_gp_above_gp_max_n_and_never_overwrites(tmp_path, capsys):
     import bench_surrogates
 
