@@ -89,6 +89,7 @@ __all__ = [
     "weight_observations",
     "member_model",
     "member_inputs",
+    "member_input_calls",
     "make_member_trainer",
     "member_block_size",
     "train_members",
@@ -98,6 +99,8 @@ __all__ = [
     "compile_ahead",
     "compile_lowered",
     "compiled_call",
+    "traced_call",
+    "TracedCall",
     "clear_compiled",
     "compiles_ahead",
     "block_program",
@@ -397,6 +400,11 @@ def _sample_prior(key, model, x, y, shapes, fixed=None):
 def sample_prior_unconstrained(key, model, x, y, num: int):
     """``num`` starts of MAP fits, in unconstrained space: independent prior draws of every
     latent site, but the ARD scales, which start at :data:`ARD_START`."""
+    return _prior_starts(key, model, x, y, num)()
+
+
+def _prior_starts(key, model, x, y, num: int) -> TracedCall:
+    """:func:`sample_prior_unconstrained`, traced and not yet run."""
     shapes = latent_sites(model, x, y)
     fixed = {sites.ARD_SCALE: ARD_START} if sites.ARD_SCALE in shapes else {}
 
@@ -404,7 +412,7 @@ def sample_prior_unconstrained(key, model, x, y, num: int):
         params = _sample_prior(k, model, x, y, shapes, fixed)
         return unconstrain_fn(model, (x, y), {}, params)
 
-    return compiled_call(jax.vmap(one), jax.random.split(key, num))
+    return traced_call(jax.vmap(one), jax.random.split(key, num))
 
 
 class anchor_prior(Messenger):  # noqa: N801 - a NumPyro handler, named as NumPyro's are
@@ -610,12 +618,22 @@ def _member_steps(model, x, y, optimizer, forward=None, batch_size=None):
 
 def batched_state(key, optimizer, u0, batch_size, num_rows: int):
     """The members' initial optimizer states ``[M, ...]`` for :func:`_member_steps`: the
-    optax state, paired with one PRNG key per member when the steps use batches."""
-    state = compiled_call(jax.vmap(optimizer.init), u0)
+    optax state, paired with one PRNG key per member when the steps use batches.
+
+    ``u0`` may be ``jax.ShapeDtypeStruct`` leaves: the states' shapes, nothing run."""
+    if _abstract(u0):
+        state = jax.eval_shape(jax.vmap(optimizer.init), u0)
+    else:
+        state = compiled_call(jax.vmap(optimizer.init), u0)
     if not uses_batches(batch_size, num_rows):
         return state
     num_members = jax.tree_util.tree_leaves(u0)[0].shape[0]
     return state, jax.random.split(key, num_members)
+
+
+def _abstract(tree) -> bool:
+    """Whether ``tree`` holds shapes (``jax.ShapeDtypeStruct``) rather than arrays."""
+    return any(isinstance(v, jax.ShapeDtypeStruct) for v in jax.tree_util.tree_leaves(tree))
 
 
 def make_member_trainer(model, x, y, optimizer, num_steps: int, forward=None):
@@ -702,15 +720,23 @@ def hold_sites(
 
 def member_inputs(key, model, x, y, config: EnsembleConfig):
     """Initial values, anchors and bootstrap weights of every member (leading axis M)."""
+    return tuple(None if call is None else call() for call in member_input_calls(
+        key, model, x, y, config
+    ))  # fmt: skip
+
+
+def member_input_calls(key, model, x, y, config: EnsembleConfig) -> tuple:
+    """:func:`member_inputs` traced and not yet run: a :class:`TracedCall` (or ``None``)
+    for each of the three, whose ``shapes`` are known before any of them compiles."""
     k_init, k_anchor, k_boot = jax.random.split(key, 3)
     m, n = config.num_members, x.shape[0]
-    u0 = sample_prior_unconstrained(k_init, model, x, y, m)
+    u0 = _prior_starts(k_init, model, x, y, m)
     anchors = None
     if config.anchored:
         # Each member's prior mean is a fresh prior draw of every latent site;
         # anchor_prior re-centres the Normal priors among them (the network weights).
         shapes = latent_sites(model, x, y)
-        anchors = compiled_call(
+        anchors = traced_call(
             jax.vmap(lambda k: _sample_prior(k, model, x, y, shapes)), jax.random.split(k_anchor, m)
         )
     weights = None
@@ -720,7 +746,7 @@ def member_inputs(key, model, x, y, config: EnsembleConfig):
             idx = jax.random.randint(k, (n,), 0, n)
             return jnp.zeros(n).at[idx].add(1.0)
 
-        weights = compiled_call(jax.vmap(counts), jax.random.split(k_boot, m))
+        weights = traced_call(jax.vmap(counts), jax.random.split(k_boot, m))
     return u0, anchors, weights
 
 
@@ -754,18 +780,20 @@ def train_members(
     With ``config.polish="lbfgs"`` the Adam phase is followed by :func:`polish_members`.
 
     On one device (:func:`compiles_ahead`) the Adam block, then the polish's programs, are
-    traced first and compiled in the background (:func:`compile_ahead`): the polish
-    compiles while the Adam phase runs.
+    traced first, from the shapes of the members' starts, and compiled in the background
+    (:func:`compile_ahead`): the Adam block compiles while the starts are drawn (their own
+    program compiles here), the polish while the Adam phase runs.
 
     Args:
         converged: ``converged(losses [M, T]) -> bool``: with it, training goes on after
             ``num_steps`` (at the schedule's final learning rate), block by block, until
             it says so or ``config.max_steps`` (default ``3 · num_steps``) are done;
             without it, ``num_steps`` are run.
-        prepare: ``prepare(u0)``, given the members' starts ``{site: [M, ...]}``, called
-            once the programs are on their way, before the Adam phase runs: the caller's
-            own programs to compile ahead (the ensemble's noise re-estimate), queued
-            behind these.
+        prepare: ``prepare(u0)``, given the members' starts ``{site: [M, ...]}`` (on one
+            device their ``jax.ShapeDtypeStruct`` shapes, before the starts are drawn),
+            called once the programs are on their way, before the Adam phase runs: the
+            caller's own programs to compile ahead (the ensemble's noise re-estimate),
+            queued behind these.
 
     Returns:
         :class:`MembersResult` with unconstrained parameters ``[M, ...]``, the Adam
@@ -774,8 +802,10 @@ def train_members(
     x, y = jnp.asarray(x), jnp.asarray(y)
     timer = timer or Timer()
     k_batches = jax.random.fold_in(key, 1)  # the batches' stream; `key` draws as before
-    u0, anchors, weights = member_inputs(key, model, x, y, config)
-    u0, anchors, weights = shard_leading((u0, anchors, weights), name="members")
+    # Traced, not yet run: on one device the programs below compile in the background
+    # from these shapes while the members' starts compile and run here.
+    calls = member_input_calls(key, model, x, y, config)
+    u0, anchors, weights = (None if c is None else c.shapes for c in calls)
     optimizer = _config_optimizer(config, u0)
     forward = _adjoint_forward() if config.gradient == "adjoint" else None
     in_axes = (0, 0, None if anchors is None else 0, None if weights is None else 0)
@@ -788,19 +818,18 @@ def train_members(
         (u, state), losses = train(u, state, anchors, weights)
         return (u, state, anchors, weights, data), losses
 
-    state = batched_state(k_batches, optimizer, u0, config.batch_size, x.shape[0])
     size, ahead, polishing = member_block_size(config), {}, None
     lanes = (0, 0, *in_axes[2:], None)  # the members run side by side on the CPU's cores
     if compiles_ahead():  # the polish traced while the Adam block compiles, then compiled
+        state = batched_state(k_batches, optimizer, u0, config.batch_size, x.shape[0])
         carry = lane_shapes((u0, state, anchors, weights, data), lanes)
         ahead = {size: compile_ahead(block_program(block, size), carry, 0)}
-    if config.polish == "lbfgs":
-        polishing = polish_programs(
-            model, x, y, u0, config, anchors=anchors, weights=weights, forward=forward,
-            ahead=compiles_ahead(),
-        )  # fmt: skip
-    if prepare is not None:
-        prepare(u0)
+        polishing = _later_programs(model, x, y, u0, config, anchors, weights, forward, prepare)
+    u0, anchors, weights = (None if c is None else c() for c in calls)
+    u0, anchors, weights = shard_leading((u0, anchors, weights), name="members")
+    state = batched_state(k_batches, optimizer, u0, config.batch_size, x.shape[0])
+    if not compiles_ahead():
+        polishing = _later_programs(model, x, y, u0, config, anchors, weights, forward, prepare)
     total, stop = config.num_steps, None
     if converged is not None:
         total = config.max_steps or 3 * config.num_steps
@@ -833,6 +862,20 @@ def train_members(
             forward=forward, programs=polishing,
         )  # fmt: skip
     return MembersResult(u, jnp.concatenate(losses, axis=1), polish)
+
+
+def _later_programs(model, x, y, u0, config, anchors, weights, forward, prepare):
+    """The polish's programs (or ``None``) and the caller's own (``prepare(u0)``), for
+    members shaped as ``u0``: compiled ahead on one device (:func:`train_members`)."""
+    polishing = None
+    if config.polish == "lbfgs":
+        polishing = polish_programs(
+            model, x, y, u0, config, anchors=anchors, weights=weights, forward=forward,
+            ahead=compiles_ahead(),
+        )  # fmt: skip
+    if prepare is not None:
+        prepare(u0)
+    return polishing
 
 
 class _PolishCarry(NamedTuple):
@@ -1426,7 +1469,29 @@ def compiled_call(fn: Callable, *args):
     Eager call sites only: a compiled program cannot be traced, so a function that may be
     called inside another's trace (the Laplace guide's ``hessian_fn``, which NumPyro calls
     both eagerly and under ``jit``) keeps ``jax.jit``."""
-    return compile_lowered(jax.jit(fn).lower(*args))(*args)
+    return traced_call(fn, *args)()
+
+
+class TracedCall(NamedTuple):
+    """``fn(*args)`` traced (``jax.jit(fn).trace``) and not yet compiled or run: its
+    output's ``shapes`` are known now; calling it compiles (:func:`compile_lowered`) and
+    runs it, as :func:`compiled_call` does."""
+
+    traced: jax.stages.Traced
+    args: tuple
+
+    @property
+    def shapes(self):
+        """The output's ``jax.ShapeDtypeStruct`` tree."""
+        return self.traced.out_info
+
+    def __call__(self):
+        return compile_lowered(self.traced.lower())(*self.args)
+
+
+def traced_call(fn: Callable, *args) -> TracedCall:
+    """``fn(*args)`` traced now, to be compiled and run later (:class:`TracedCall`)."""
+    return TracedCall(jax.jit(fn).trace(*args), args)
 
 
 def clear_compiled() -> None:
