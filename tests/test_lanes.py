@@ -188,7 +188,7 @@ def test_a_bad_thread_count_stops_fit_and_calibrate_before_any_work(entry, monke
     def no_work(*args, **kwargs):
         raise AssertionError("work started")
 
-    monkeypatch.setattr(core, "member_input_calls", no_work)
+    monkeypatch.setattr(core, "member_input_call", no_work)
     monkeypatch.setattr(inverse, "_check_surrogate", no_work)
     monkeypatch.setenv(THREADS_ENV, "two")
     data = brn.problems.get("sine").sample(seed=0, num_train=20, num_test=5)

@@ -89,7 +89,7 @@ __all__ = [
     "weight_observations",
     "member_model",
     "member_inputs",
-    "member_input_calls",
+    "member_input_call",
     "make_member_trainer",
     "member_block_size",
     "train_members",
@@ -405,14 +405,20 @@ def sample_prior_unconstrained(key, model, x, y, num: int):
 
 def _prior_starts(key, model, x, y, num: int) -> TracedCall:
     """:func:`sample_prior_unconstrained`, traced and not yet run."""
-    shapes = latent_sites(model, x, y)
+    starts = _prior_start_function(model, x, y, latent_sites(model, x, y))
+    return traced_call(lambda k: jax.vmap(starts)(jax.random.split(k, num)), key)
+
+
+def _prior_start_function(model, x, y, shapes):
+    """``start(key)``: one start of a MAP fit in unconstrained space (a prior draw of the
+    latent sites ``shapes``, the ARD scales at :data:`ARD_START`)."""
     fixed = {sites.ARD_SCALE: ARD_START} if sites.ARD_SCALE in shapes else {}
 
-    def one(k):
+    def start(k):
         params = _sample_prior(k, model, x, y, shapes, fixed)
         return unconstrain_fn(model, (x, y), {}, params)
 
-    return traced_call(jax.vmap(one), jax.random.split(key, num))
+    return start
 
 
 class anchor_prior(Messenger):  # noqa: N801 - a NumPyro handler, named as NumPyro's are
@@ -618,22 +624,14 @@ def _member_steps(model, x, y, optimizer, forward=None, batch_size=None):
 
 def batched_state(key, optimizer, u0, batch_size, num_rows: int):
     """The members' initial optimizer states ``[M, ...]`` for :func:`_member_steps`: the
-    optax state, paired with one PRNG key per member when the steps use batches.
-
-    ``u0`` may be ``jax.ShapeDtypeStruct`` leaves: the states' shapes, nothing run."""
-    if _abstract(u0):
-        state = jax.eval_shape(jax.vmap(optimizer.init), u0)
-    else:
-        state = compiled_call(jax.vmap(optimizer.init), u0)
+    optax state, paired with one PRNG key per member (from ``fold_in(key, 1)``) when the
+    steps use batches. Pure: traced inside the program that draws the members' starts
+    (:func:`member_input_call`)."""
+    state = jax.vmap(optimizer.init)(u0)
     if not uses_batches(batch_size, num_rows):
         return state
     num_members = jax.tree_util.tree_leaves(u0)[0].shape[0]
-    return state, jax.random.split(key, num_members)
-
-
-def _abstract(tree) -> bool:
-    """Whether ``tree`` holds shapes (``jax.ShapeDtypeStruct``) rather than arrays."""
-    return any(isinstance(v, jax.ShapeDtypeStruct) for v in jax.tree_util.tree_leaves(tree))
+    return state, jax.random.split(jax.random.fold_in(key, 1), num_members)
 
 
 def make_member_trainer(model, x, y, optimizer, num_steps: int, forward=None):
@@ -720,34 +718,39 @@ def hold_sites(
 
 def member_inputs(key, model, x, y, config: EnsembleConfig):
     """Initial values, anchors and bootstrap weights of every member (leading axis M)."""
-    return tuple(None if call is None else call() for call in member_input_calls(
-        key, model, x, y, config
-    ))  # fmt: skip
+    return member_input_call(key, model, x, y, config)()
 
 
-def member_input_calls(key, model, x, y, config: EnsembleConfig) -> tuple:
-    """:func:`member_inputs` traced and not yet run: a :class:`TracedCall` (or ``None``)
-    for each of the three, whose ``shapes`` are known before any of them compiles."""
-    k_init, k_anchor, k_boot = jax.random.split(key, 3)
+def member_input_call(key, model, x, y, config: EnsembleConfig, init=None) -> TracedCall:
+    """:func:`member_inputs` as one program, traced and not yet run (:class:`TracedCall`:
+    its ``shapes`` are known before it compiles); with ``init``, ``init(u0)`` (the
+    optimizer's initial state) is a fourth output of the same program. The keys are split
+    inside it: an eager split compiles a program of its own."""
     m, n = config.num_members, x.shape[0]
-    u0 = _prior_starts(k_init, model, x, y, m)
-    anchors = None
-    if config.anchored:
-        # Each member's prior mean is a fresh prior draw of every latent site;
-        # anchor_prior re-centres the Normal priors among them (the network weights).
-        shapes = latent_sites(model, x, y)
-        anchors = traced_call(
-            jax.vmap(lambda k: _sample_prior(k, model, x, y, shapes)), jax.random.split(k_anchor, m)
-        )
-    weights = None
-    if config.bootstrap:
+    shapes = latent_sites(model, x, y)
+    starts = _prior_start_function(model, x, y, shapes)
 
-        def counts(k):
-            idx = jax.random.randint(k, (n,), 0, n)
-            return jnp.zeros(n).at[idx].add(1.0)
+    def counts(k):
+        idx = jax.random.randint(k, (n,), 0, n)
+        return jnp.zeros(n).at[idx].add(1.0)
 
-        weights = traced_call(jax.vmap(counts), jax.random.split(k_boot, m))
-    return u0, anchors, weights
+    def inputs(key):
+        k_init, k_anchor, k_boot = jax.random.split(key, 3)
+        u0 = jax.vmap(starts)(jax.random.split(k_init, m))
+        anchors = weights = None
+        if config.anchored:
+            # Each member's prior mean is a fresh prior draw of every latent site;
+            # anchor_prior re-centres the Normal priors among them (the network weights).
+            anchors = jax.vmap(lambda k: _sample_prior(k, model, x, y, shapes))(
+                jax.random.split(k_anchor, m)
+            )
+        if config.bootstrap:
+            weights = jax.vmap(counts)(jax.random.split(k_boot, m))
+        if init is None:
+            return u0, anchors, weights
+        return u0, anchors, weights, init(u0)
+
+    return traced_call(inputs, key)
 
 
 def member_block_size(config: EnsembleConfig) -> int:
@@ -801,12 +804,15 @@ def train_members(
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     timer = timer or Timer()
-    k_batches = jax.random.fold_in(key, 1)  # the batches' stream; `key` draws as before
+    optimizer = _config_optimizer(config, latent_sites(model, x, y))
     # Traced, not yet run: on one device the programs below compile in the background
-    # from these shapes while the members' starts compile and run here.
-    calls = member_input_calls(key, model, x, y, config)
-    u0, anchors, weights = (None if c is None else c.shapes for c in calls)
-    optimizer = _config_optimizer(config, u0)
+    # from these shapes while the members' starts (and optimizer states) compile and run
+    # here. The batches' stream is `fold_in(key, 1)`; `key` draws as before.
+    call = member_input_call(
+        key, model, x, y, config,
+        init=lambda u0: batched_state(key, optimizer, u0, config.batch_size, x.shape[0]),
+    )  # fmt: skip
+    u0, anchors, weights, state = call.shapes
     forward = _adjoint_forward() if config.gradient == "adjoint" else None
     in_axes = (0, 0, None if anchors is None else 0, None if weights is None else 0)
     data = program_data(model, x, y)  # an argument of the programs, not their constants
@@ -821,13 +827,10 @@ def train_members(
     size, ahead, polishing = member_block_size(config), {}, None
     lanes = (0, 0, *in_axes[2:], None)  # the members run side by side on the CPU's cores
     if compiles_ahead():  # the polish traced while the Adam block compiles, then compiled
-        state = batched_state(k_batches, optimizer, u0, config.batch_size, x.shape[0])
         carry = lane_shapes((u0, state, anchors, weights, data), lanes)
         ahead = {size: compile_ahead(block_program(block, size), carry, 0)}
         polishing = _later_programs(model, x, y, u0, config, anchors, weights, forward, prepare)
-    u0, anchors, weights = (None if c is None else c() for c in calls)
-    u0, anchors, weights = shard_leading((u0, anchors, weights), name="members")
-    state = batched_state(k_batches, optimizer, u0, config.batch_size, x.shape[0])
+    u0, anchors, weights, state = shard_leading(call(), name="members")
     if not compiles_ahead():
         polishing = _later_programs(model, x, y, u0, config, anchors, weights, forward, prepare)
     total, stop = config.num_steps, None
