@@ -24,12 +24,14 @@ from bayesresnet.infer.core import (
     ARD_START,
     EnsembleConfig,
     _config_optimizer,
+    batched_state,
     block_program,
     compile_ahead,
     config_settings,
     final_losses,
     make_optimizer,
     map_start,
+    member_input_call,
     member_inputs,
     over_members,
     polish_members,
@@ -233,6 +235,54 @@ def test_a_users_optax_optimizer_is_the_one_used():
         EnsembleConfig(optimizer="adam")
     assert config_settings(frozen)["optimizer"] == "custom optax.GradientTransformation"
     assert config_settings(EnsembleConfig())["optimizer"] is None
+
+
+@pytest.mark.slow
+def test_the_adam_block_is_sent_to_compile_before_the_members_starts_are_drawn(monkeypatch):
+    """On one device the Adam block is traced from the starts' shapes and sent to compile
+    first; only then does the starts' program (keys, starts, optimizer states in one)
+    compile and run, and what it draws is what member_inputs and the optimizer give."""
+    from bayesresnet.infer import core
+
+    events, real_compile, real_call = [], core.compile_ahead, core.TracedCall.__call__
+
+    def compile_ahead(program, *args):
+        events.append("sent")
+        return real_compile(program, *args)
+
+    def call(self):
+        events.append("drawn")
+        return real_call(self)
+
+    monkeypatch.setattr(core, "compile_ahead", compile_ahead)
+    monkeypatch.setattr(core.TracedCall, "__call__", call)
+    x, y = quadratic_data()
+    key = jax.random.key(4)
+    config = EnsembleConfig(num_members=3, num_steps=20)
+    train_members(key, quadratic_model, x, y, config)
+    assert events[:2] == ["sent", "drawn"]
+    # One program: the starts as member_inputs draws them, the states as the optimizer's
+    # init gives them, and with batches one key per member from fold_in(key, 1).
+    optimizer = core._config_optimizer(config, {"theta": (2,)})
+    u0, _, _ = member_inputs(key, quadratic_model, x, y, config)
+    for batch in (None, 4):
+        call = member_input_call(
+            key, quadratic_model, x, y, config,
+            init=lambda u, b=batch: batched_state(key, optimizer, u, b, x.shape[0]),
+        )  # fmt: skip
+        drawn = call()
+        assert jax.tree.map(lambda a: (a.shape, a.dtype), call.shapes) == jax.tree.map(
+            lambda a: (a.shape, a.dtype), drawn
+        )
+        np.testing.assert_array_equal(np.asarray(drawn[0]["theta"]), np.asarray(u0["theta"]))
+        state = drawn[3] if batch is None else drawn[3][0]
+        expected = jax.vmap(optimizer.init)(u0)
+        for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    keys = jax.random.split(jax.random.fold_in(key, 1), 3)
+    np.testing.assert_array_equal(
+        np.asarray(jax.random.key_data(drawn[3][1])), np.asarray(jax.random.key_data(keys))
+    )
 
 
 @pytest.mark.filterwarnings("ignore:.*had not converged:RuntimeWarning")  # 60 steps
