@@ -806,12 +806,9 @@ def train_members(
     timer = timer or Timer()
     optimizer = _config_optimizer(config, latent_sites(model, x, y))
     # Traced, not yet run: on one device the programs below compile in the background
-    # from these shapes while the members' starts (and optimizer states) compile and run
-    # here. The batches' stream is `fold_in(key, 1)`; `key` draws as before.
-    call = member_input_call(
-        key, model, x, y, config,
-        init=lambda u0: batched_state(key, optimizer, u0, config.batch_size, x.shape[0]),
-    )  # fmt: skip
+    # from these shapes while the members' starts and optimizer states compile and run.
+    init = functools.partial(batched_state, key, optimizer, batch_size=config.batch_size)
+    call = member_input_call(key, model, x, y, config, init=lambda u: init(u, num_rows=len(x)))
     u0, anchors, weights, state = call.shapes
     forward = _adjoint_forward() if config.gradient == "adjoint" else None
     in_axes = (0, 0, None if anchors is None else 0, None if weights is None else 0)
