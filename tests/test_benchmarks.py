@@ -391,3 +391,49 @@ def test_refit_tiny_run_compiles_nothing_on_a_kept_refit(tmp_path):
     with pytest.raises(SystemExit, match="refit.json exists"):
         bench_refit.main(["--tiny", "--out", str(out)])  # refused before any fit
     assert out.read_bytes() == before
+
+
+def test_prior_evidence_factors_are_mackays_for_each_group():
+    """A linear map ``A = a·I`` and unit prior sds: ``γᵢ = a²/(1 + a²)`` for every weight,
+    so each group's factor is ``√(Σ θᵢ² / Σ γᵢ)`` over its own weights."""
+    import prior_evidence
+
+    a, theta_w, theta_o = 2.0, np.array([1.0, -2.0, 0.5]), np.array([3.0, 1.0])
+    p = 5
+    seen = {
+        "names": ["hidden_weight", "output_weight"],
+        "params": {"hidden_weight": theta_w[None], "output_weight": theta_o[None]},
+        "jac": (a * np.eye(p))[None, :, None, :],  # [M, N, O, P]
+        "prior_sd": np.ones((1, p)),
+        "ratio": np.ones((1, 1)),
+    }
+    factors, gamma = prior_evidence.evidence_factors(seen)
+    g = a**2 / (1 + a**2)
+    assert factors["weight_scale"] == pytest.approx(np.sqrt((theta_w**2).sum() / (3 * g)))
+    assert factors["output_scale"] == pytest.approx(np.sqrt((theta_o**2).sum() / (2 * g)))
+    assert gamma == pytest.approx(p * g)
+    # A noise sd twice the MAP's halves A: fewer parameters determined, a larger factor.
+    seen["ratio"] = 2 * np.ones((1, 1))
+    g2 = (a / 2) ** 2 / (1 + (a / 2) ** 2)
+    halved, _ = prior_evidence.evidence_factors(seen)
+    assert halved["weight_scale"] == pytest.approx(np.sqrt((theta_w**2).sum() / (3 * g2)))
+
+
+@pytest.mark.slow
+def test_prior_evidence_tiny_run_fits_twice_and_never_overwrites(tmp_path, capsys):
+    import prior_evidence
+
+    out = tmp_path / "evidence.json"
+    argv = ["--problems", "sine", "--noise", "0.05", "--seeds", "0", "--rows", "40"]
+    prior_evidence.main([*argv, "--out", str(out)])
+    (case,) = json.loads(out.read_text())["cases"]
+    default, updated = case["default"], case["evidence"]
+    assert default["scales"] == dict.fromkeys(prior_evidence.SCALES, 1.0)
+    assert updated["scales"] == pytest.approx(default["factors"])  # the second fit used them
+    assert all(np.isfinite(v) and v > 0 for v in default["factors"].values())
+    assert case["crps_ratio"] == pytest.approx(updated["crps"] / default["crps"])
+    before = out.read_text()
+    with pytest.raises(SystemExit):
+        prior_evidence.main([*argv, "--out", str(out)])
+    assert "never overwritten" in capsys.readouterr().err
+    assert out.read_text() == before
