@@ -248,7 +248,7 @@ def choose_prior(num_rows: int) -> PriorSpec:
     four scales from an ``auto`` fit at 200 rows (``benchmarks/prior_evidence.py``: the
     six problems, noise-free and with 5 % noise, seeds 0–2; ``results/prior_evidence``)
     asks for hidden and output weights 1.4–4.2× and 1.7–5.3× wider, input weights 0.4–1.4×,
-    and a second fit with them lowered the CRPS in 21 of 36 cases: by 30 % on noise-free
+    and a second fit with them lowered the CRPS in 21 of 36 cases: by 26–30 % on noise-free
     friedman1 and sine, 16–22 % on ishigami (geometric means over the seeds), but raised it
     by 41 % and 10 % on sobol_g (its kinks) and by up to 27 % on noise-free borehole: not
     a default. The scales matter, and the data choose them differently."""
