@@ -15,7 +15,9 @@ four groups of the :class:`~bayesresnet.PriorSpec` (hidden weights, biases, inpu
 weights, output weights; the geometric mean over the members), and fits ``auto`` again
 from the start with each group's scale multiplied by its ``c_g`` (one update). Reported
 per case: CRPS relative to the output's sd, 90 % coverage, both fits' ``c_g`` and the
-members' mean ``γ``.
+members' mean ``γ``. With ``--check``, both scales are also fitted to 80 % of the training
+rows and scored on the other 20 % (the split of the ``spec="auto"`` search): whether such
+a check, which needs no test set, would have kept the scales that did better on it.
 
 The fits are the package's own; the Jacobians come from the ensemble's noise re-estimate,
 read by wrapping ``bayesresnet.infer.ensemble.effective_noise`` (an experiment's hook,
@@ -23,12 +25,13 @@ not an interface).
 
 Usage (about 15 s per case on 2 CPU cores; the full grid about 10 minutes):
     python benchmarks/prior_evidence.py [--problems borehole,ishigami] [--noise 0,0.05]
-        [--seeds 0,1,2] [--rows 200] [--out benchmarks/results/prior_evidence.json]
+        [--seeds 0,1,2] [--rows 200] [--check] [--out benchmarks/results/prior_evidence.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 import warnings
 from pathlib import Path
@@ -42,11 +45,14 @@ from jax.flatten_util import ravel_pytree
 import bayesresnet as brn
 from bayesresnet import calibration
 from bayesresnet._io import write_json
+from bayesresnet.architecture import _split
 from bayesresnet.infer import ensemble
 from bayesresnet.infer import noise as noise_module
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM_TEST = 2000
+#: The share of the training rows ``--check`` holds out (the network search's).
+HOLDOUT = 0.2
 
 #: The PriorSpec scale of each network site (the biases share one).
 GROUPS = {
@@ -121,12 +127,22 @@ def fit_and_score(problem, data, seed: int, scales: dict) -> dict:
     }
 
 
-def run_case(name: str, noise: float, seed: int, rows: int) -> dict:
+def held_out(data, seed: int) -> brn.Dataset:
+    """The training rows split as ``spec="auto"``'s search splits them: the search's 80 %
+    to fit, its 20 % as the test set."""
+    train, val = _split(len(data.x_train), HOLDOUT, seed)
+    x, y = data.x_train, data.y_train
+    return dataclasses.replace(
+        data, x_train=x[train], y_train=y[train], x_test=x[val], y_test=y[val]
+    )
+
+
+def run_case(name: str, noise: float, seed: int, rows: int, check: bool = False) -> dict:
     problem = brn.problems.get(name)
     data = problem.sample(seed=seed, num_train=rows, num_test=NUM_TEST, noise=noise)
     default = fit_and_score(problem, data, seed, dict.fromkeys(SCALES, 1.0))
     updated = fit_and_score(problem, data, seed, dict(default["factors"]))
-    return {
+    case = {
         "problem": name,
         "noise": noise,
         "seed": seed,
@@ -135,6 +151,15 @@ def run_case(name: str, noise: float, seed: int, rows: int) -> dict:
         "evidence": updated,
         "crps_ratio": updated["crps"] / default["crps"],
     }
+    if check:  # would a held-out check of the same scales have chosen right?
+        split = held_out(data, seed)
+        base = fit_and_score(problem, split, seed, dict.fromkeys(SCALES, 1.0))
+        scaled = fit_and_score(problem, split, seed, dict(default["factors"]))
+        case["held_out_ratio"] = scaled["crps"] / base["crps"]
+        chosen = case["held_out_ratio"] < 1.0
+        case["held_out_chooses_evidence"] = bool(chosen)
+        case["chosen_crps_ratio"] = case["crps_ratio"] if chosen else 1.0
+    return case
 
 
 def main(argv=None) -> None:
@@ -143,6 +168,12 @@ def main(argv=None) -> None:
     parser.add_argument("--noise", default="0,0.05")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="also fit both scales on 80 %% of the training rows and score them on the "
+        "other 20 %%: would that check have kept the better one? (two more fits per case)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/prior_evidence.json")
     args = parser.parse_args(argv)
     if args.out.exists():
@@ -151,14 +182,19 @@ def main(argv=None) -> None:
     for seed in map(int, args.seeds.split(",")):
         for name in args.problems.split(","):
             for noise in map(float, args.noise.split(",")):
-                case = run_case(name, noise, seed, args.rows)
+                case = run_case(name, noise, seed, args.rows, args.check)
                 cases.append(case)
                 d, e = case["default"], case["evidence"]
                 print(
                     f"{name} noise={noise} seed={seed}: CRPS {d['crps']:.4g} -> {e['crps']:.4g} "
                     f"(x{case['crps_ratio']:.3f}), coverage {d['coverage_90']:.3f} -> "
                     f"{e['coverage_90']:.3f}, factors "
-                    + ", ".join(f"{k} {v:.2f}" for k, v in d["factors"].items()),
+                    + ", ".join(f"{k} {v:.2f}" for k, v in d["factors"].items())
+                    + (
+                        f"; held out x{case['held_out_ratio']:.3f}"
+                        if "held_out_ratio" in case
+                        else ""
+                    ),
                     flush=True,
                 )
                 write_json(args.out, {"rows": args.rows, "cases": cases})  # each case kept

@@ -425,13 +425,19 @@ def test_prior_evidence_tiny_run_fits_twice_and_never_overwrites(tmp_path, capsy
 
     out = tmp_path / "evidence.json"
     argv = ["--problems", "sine", "--noise", "0.05", "--seeds", "0", "--rows", "40"]
-    prior_evidence.main([*argv, "--out", str(out)])
+    prior_evidence.main([*argv, "--check", "--out", str(out)])
     (case,) = json.loads(out.read_text())["cases"]
     default, updated = case["default"], case["evidence"]
     assert default["scales"] == dict.fromkeys(prior_evidence.SCALES, 1.0)
     assert updated["scales"] == pytest.approx(default["factors"])  # the second fit used them
     assert all(np.isfinite(v) and v > 0 for v in default["factors"].values())
     assert case["crps_ratio"] == pytest.approx(updated["crps"] / default["crps"])
+    # The check fits 32 of the 40 rows and scores the other 8; its choice sets the outcome.
+    split = prior_evidence.held_out(brn.problems.get("sine").sample(0, 40, 5, noise=0.05), 0)
+    assert (len(split.x_train), len(split.x_test)) == (32, 8)
+    chosen = case["held_out_ratio"] < 1.0
+    assert case["held_out_chooses_evidence"] == chosen
+    assert case["chosen_crps_ratio"] == (case["crps_ratio"] if chosen else 1.0)
     before = out.read_text()
     with pytest.raises(SystemExit):
         prior_evidence.main([*argv, "--out", str(out)])
