@@ -4,8 +4,11 @@
 set's size (``brn.fit(None, x, y)``). :func:`choose_spec` scores a small grid of widths,
 depths and depth bases by the continuous ranked probability score (CRPS) of quick fits
 on a held-out part of the training data, and keeps the best (``brn.fit("auto", x, y)``,
-or ``[network] auto = true`` in a run spec). The scores come back with the choice, so a
-run record shows what was tried and why one won.
+or ``[network] auto = true`` in a run spec). Then it tries the best network once more
+with the prior scales its quick fit's evidence asks for (MacKay's update of each
+:class:`~bayesresnet.PriorSpec` scale), kept where they score better on the same rows.
+The scores come back with the choice, so a run record shows what was tried and why one
+won.
 
 The search is a model choice on held-out data, as a Gaussian process chooses its length
 scales from the data: the final fit then uses all the training data with the chosen
@@ -88,17 +91,22 @@ class ArchitectureChoice:
             ``crps`` (held-out CRPS in units of each output's training sd, averaged over
             outputs), ``rmse`` (same units), ``fit_s``.
         num_validation: held-out rows the scores are computed on.
+        prior_factors: ``{PriorSpec scale: factor}`` the final fit multiplies its prior's
+            scales by (:func:`~bayesresnet.model.scaled_prior`), where the evidence's
+            scales won; ``None`` otherwise.
     """
 
     spec: ResNetSpec
     scores: pd.DataFrame
     num_validation: int
+    prior_factors: dict | None = None
 
     def to_record(self) -> dict:
         """A JSON-ready record: the chosen network and every candidate's scores."""
         return {
             "chosen": describe(self.spec),
             "num_validation": self.num_validation,
+            "prior_factors": self.prior_factors,
             "scores": self.scores.to_dict(orient="records"),
         }
 
@@ -123,8 +131,10 @@ def choose_spec(
     validation_fraction: float = 0.2,
     seed: int = 0,
     progress: Callable | None = None,
+    evidence: bool = False,
 ) -> ArchitectureChoice:
-    """Choose the network by held-out CRPS over ``candidates``.
+    """Choose the network by held-out CRPS over ``candidates``, and with ``evidence`` its
+    prior scales.
 
     Args:
         x, y: validated training data ``[N, d]``, ``[N, O]`` (raw units).
@@ -134,6 +144,15 @@ def choose_spec(
         validation_fraction: share of the rows held out for scoring, in (0, 1).
         seed: seed of the split and of the quick fits.
         progress: called with ``(index, spec)`` before each candidate.
+        evidence: then one more candidate: the best network with the prior scales its
+            quick fit's evidence asks for (``post.extra["member_prior_evidence"]``: MacKay's
+            update of each :class:`~bayesresnet.PriorSpec` scale, the geometric mean over
+            the members), fitted by ``fit(spec, x, y, seed, scales=factors)`` and kept if
+            its held-out CRPS is lower (:attr:`ArchitectureChoice.prior_factors`). The
+            evidence alone is no guide: at 200 rows it lowered the CRPS by 20–30 % on
+            smooth problems and raised it by up to 67 % on sobol_g; checked on held-out
+            rows so, it chose as the test set would have in most cases
+            (``benchmarks/prior_evidence.py --check``).
 
     Raises:
         ValueError: too few rows to hold any out, or a candidate that does not match the
@@ -162,21 +181,38 @@ def choose_spec(
     train, val = _split(n, validation_fraction, seed)
     y_sd = y[train].std(axis=0)
     y_sd = np.where(y_sd > 0, y_sd, 1.0)
-    rows = []
+    rows, posts = [], []
+
+    def score(spec, kwargs):
+        start = time.perf_counter()
+        post = fit(spec, x[train], y[train], seed, **kwargs)
+        pred = post.predict(x[val], seed=seed, return_draws=True)
+        posts.append(post)
+        return {
+            **describe(spec),
+            "crps": float(np.mean(crps(pred.y, y[val]) / y_sd)),
+            "rmse": float(np.mean(rmse(pred.mean, y[val]) / y_sd)),
+            "fit_s": time.perf_counter() - start,
+        }
+
     for i, spec in enumerate(candidates):
         if progress is not None:
             progress(i, spec)
-        start = time.perf_counter()
-        post = fit(spec, x[train], y[train], seed)
-        pred = post.predict(x[val], seed=seed, return_draws=True)
-        rows.append(
-            {
-                **describe(spec),
-                "crps": float(np.mean(crps(pred.y, y[val]) / y_sd)),
-                "rmse": float(np.mean(rmse(pred.mean, y[val]) / y_sd)),
-                "fit_s": time.perf_counter() - start,
-            }
-        )
+        rows.append(score(spec, {}) | ({"prior": "default"} if evidence else {}))
     order = np.argsort([row["crps"] for row in rows], kind="stable")  # best first
+    best, factors = candidates[order[0]], None
+    found = posts[order[0]].extra.get("member_prior_evidence") if evidence else None
+    if found:
+        factors = {k: float(np.exp(np.mean(np.log(v)))) for k, v in found.items()}
+        if progress is not None:
+            progress(len(candidates), best)
+        rows.append(score(best, {"scales": factors}) | {"prior": _scales_text(factors)})
+        if rows[-1]["crps"] >= rows[order[0]]["crps"]:
+            factors = None  # the held-out rows do not confirm it
+        order = np.argsort([row["crps"] for row in rows], kind="stable")
     scores = pd.DataFrame([rows[i] for i in order])
-    return ArchitectureChoice(candidates[order[0]], scores, len(val))
+    return ArchitectureChoice(best, scores, len(val), factors)
+
+
+def _scales_text(factors: dict) -> str:
+    return "evidence: " + ", ".join(f"{k} ×{v:.2f}" for k, v in factors.items())

@@ -38,6 +38,7 @@ density unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -63,6 +64,8 @@ __all__ = [
     "make_model",
     "BoundModel",
     "prior_scales",
+    "PRIOR_SCALE_OF",
+    "scaled_prior",
     "SCALED_SITES",
     "ARD_SITES",
     "noncentred_sites",
@@ -334,6 +337,25 @@ def prior_scales(spec: ResNetSpec, prior: PriorSpec) -> dict[str, float]:
         sites.OUTPUT_WEIGHT: prior.output_scale / np.sqrt(spec.width),
         sites.OUTPUT_BIAS: prior.bias_scale,
     }
+
+
+#: The :class:`PriorSpec` field that sets each network site's prior sd (:func:`prior_scales`).
+PRIOR_SCALE_OF = {
+    sites.INPUT_WEIGHT: "input_scale",
+    sites.INPUT_BIAS: "bias_scale",
+    sites.HIDDEN_WEIGHT: "weight_scale",
+    sites.HIDDEN_BIAS: "bias_scale",
+    sites.OUTPUT_WEIGHT: "output_scale",
+    sites.OUTPUT_BIAS: "bias_scale",
+}
+
+
+def scaled_prior(prior: PriorSpec, factors: dict[str, float]) -> PriorSpec:
+    """``prior`` with each named scale (a :data:`PRIOR_SCALE_OF` field) multiplied by its
+    factor."""
+    return dataclasses.replace(
+        prior, **{name: getattr(prior, name) * float(f) for name, f in factors.items()}
+    )
 
 
 def _sample_network(spec: ResNetSpec, prior: PriorSpec, exclude=()) -> dict:

@@ -84,12 +84,21 @@ def describe_model(post: Posterior) -> str:
     if "scores" not in choice:
         return f"{text}; {choice['rule']}"
     tried = ", ".join(
-        f"{row['width']}×{row['num_layers']} {row['basis']}: {row['crps']:.3g}"
+        f"{row['width']}×{row['num_layers']} {row['basis']}"
+        + (" with the evidence's prior scales" if row.get("prior", "default") != "default" else "")
+        + f": {row['crps']:.3g}"
         for row in choice["scores"]
+    )
+    factors = choice.get("prior_factors")
+    scales = (
+        "; prior scales as the evidence asked: "
+        + ", ".join(f"{name} ×{f:.2f}" for name, f in factors.items())
+        if factors
+        else ""
     )
     return (
         f"{text}; chosen by held-out CRPS (in output sds, {choice['num_validation']} rows) "
-        f"over {len(choice['scores'])} candidates, best first: {tried}"
+        f"over {len(choice['scores'])} candidates, best first: {tried}{scales}"
     )
 
 

@@ -99,16 +99,22 @@ def test_fit_without_spec_uses_the_default_by_size():
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*had not converged")
 def test_fit_auto_fits_the_network_the_search_chose():
-    """The 1-D sine toy: the search scores all 8 candidates, and the final posterior uses
-    the one with the lowest held-out CRPS (recorded with every score)."""
+    """The 1-D sine toy: the search scores all 8 candidates and the best one's evidence
+    for the prior scales, and the final posterior uses the network and prior with the
+    lowest held-out CRPS (recorded with every score)."""
+    from bayesresnet.model import scaled_prior
+
     data = brn.problems.get("sine").sample(seed=0, num_train=60, num_test=10, noise=0.1)
     post = brn.fit("auto", data, method="ensemble", num_members=2, num_steps=200)
     record = post.settings["architecture"]
-    assert record["rule"] == "held-out CRPS" and len(record["scores"]) == 8
+    assert record["rule"] == "held-out CRPS" and len(record["scores"]) == 9
     best = record["scores"][0]
     assert best["crps"] == min(row["crps"] for row in record["scores"])
     assert (post.spec.width, post.spec.num_layers) == (best["width"], best["num_layers"])
     assert repr(post.spec.basis) == best["basis"] == record["chosen"]["basis"]
+    factors = record["prior_factors"]
+    assert (factors is not None) == best["prior"].startswith("evidence")
+    assert post.prior == (scaled_prior(brn.PriorSpec(), factors) if factors else brn.PriorSpec())
 
 
 @pytest.mark.slow
@@ -135,6 +141,19 @@ def test_choice_survives_save_and_load_and_reaches_the_report(tmp_path):
     post.settings["architecture"] = searched
     text = describe_model(post)
     assert "over 2 candidates, best first: 8×4 Monomial(1): 0.1, 16×8 Monomial(3): 0.3" in text
+    assert "evidence" not in text
+    # The best network's evidence for the prior scales, tried and kept: said so.
+    evidence = {"width": 8, "num_layers": 4, "basis": "Monomial(1)", "crps": 0.05, "rmse": 0.1}
+    rows = [{**row, "prior": "default"} for row in searched["scores"]]
+    post.settings["architecture"] = searched | {
+        "scores": [evidence | {"prior": "evidence: weight_scale ×2.00"}, *rows],
+        "prior_factors": {"weight_scale": 2.0},
+    }
+    text = describe_model(post)
+    assert (
+        "best first: 8×4 Monomial(1) with the evidence's prior scales: 0.05, 8×4 Monomial(1): 0.1"
+    ) in text
+    assert text.endswith("; prior scales as the evidence asked: weight_scale ×2.00")
 
 
 def test_run_spec_network_auto():
@@ -150,3 +169,46 @@ def test_run_spec_network_auto():
     assert "auto" not in plain.network.to_dict()
     with pytest.raises(SpecError, match="auto"):
         from_dict({**base, "network": {"auto": "yes"}})
+
+
+def _fake_evidence_fit(errors: dict, evidence_bias: float, calls: list):
+    """_fake_fit whose posteriors carry the members' evidence for two prior scales, and
+    whose fit with ``scales`` (the evidence's) has the bias ``evidence_bias``."""
+
+    def fit(spec, x, y, seed, scales=None):
+        calls.append((spec.width, scales))
+        post = _fake_fit({spec.width: evidence_bias if scales else errors[spec.width]}, [])(
+            spec, x, y, seed
+        )
+        post.extra = {"member_prior_evidence": {"weight_scale": [2.0, 8.0], "bias_scale": [1, 1]}}
+        return post
+
+    return fit
+
+
+@pytest.mark.parametrize("evidence_bias", [0.0, 5.0])
+def test_choose_spec_tries_the_best_networks_evidence_and_keeps_it_only_if_it_scores(
+    evidence_bias,
+):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (100, 1))
+    y = 2.0 * x
+    specs = [ResNetSpec(1, 1, width=w, num_layers=2) for w in (4, 5)]
+    calls, seen = [], []
+    fit = _fake_evidence_fit({4: 3.0, 5: 1.0}, evidence_bias, calls)
+    choice = choose_spec(
+        x, y, fit=fit, candidates=specs, evidence=True, progress=lambda i, s: seen.append(i)
+    )
+    factors = {"weight_scale": 4.0, "bias_scale": 1.0}  # geometric means over the members
+    assert calls[:2] == [(4, None), (5, None)]
+    assert calls[2][0] == 5 and calls[2][1] == pytest.approx(factors)  # the best network
+    assert seen == [0, 1, 2] and choice.spec.width == 5
+    assert len(choice.scores) == 3 and set(choice.scores["prior"]) >= {"default"}
+    won = evidence_bias < 1.0
+    assert choice.prior_factors == (pytest.approx(factors) if won else None)
+    assert choice.scores["prior"].iloc[0].startswith("evidence") == won
+    assert choice.to_record()["prior_factors"] == choice.prior_factors
+    # Without evidence: no such fit, no prior column.
+    calls.clear()
+    plain = choose_spec(x, y, fit=fit, candidates=specs)
+    assert len(calls) == 2 and "prior" not in plain.scores and plain.prior_factors is None

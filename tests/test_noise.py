@@ -398,3 +398,53 @@ def test_the_row_by_row_jacobian_is_the_jacobian_of_the_network(key):
     assert got.shape == (30, 2, num_params) == expected.shape
     assert float(jnp.abs(expected).max()) > 0.1  # a Jacobian that says something
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * float(jnp.abs(expected).max()))
+
+
+def test_parameter_gammas_are_the_hat_diagonal_in_both_forms():
+    """``γᵢ = 1 − ((I + AᵀA)⁻¹)ᵢᵢ`` with the noise sd scaled by ``ratio``, from either form,
+    and they sum to the γ of effective_parameters at that noise."""
+    from bayesresnet.infer.noise import parameter_gammas
+
+    rng = np.random.default_rng(4)
+    for n, p in ((30, 10), (10, 30)):  # the P × P form, then the N × N form
+        jac = rng.normal(size=(n, 1, p)) / 0.3
+        prior_sd = rng.uniform(0.5, 2.0, size=p)
+        got = parameter_gammas(jac, prior_sd, np.array([1.5]))
+        a = jac[:, 0, :] / 1.5 * prior_sd
+        expected = 1.0 - np.diag(np.linalg.inv(np.eye(p) + a.T @ a))
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+        assert got.sum() == pytest.approx(effective_parameters(jac / 1.5, prior_sd)[0], rel=1e-9)
+
+
+def output_layer_model(x, y=None):
+    """noisy_linear_model with its weights under the output layer's site name."""
+    theta = numpyro.sample(
+        sites.OUTPUT_WEIGHT, dist.Normal(jnp.zeros(x.shape[1]), PRIOR_SD).to_event(1)
+    )
+    sigma = numpyro.sample(sites.NOISE_SCALE, dist.HalfNormal(jnp.ones(1)).to_event(1))
+    with numpyro.plate(sites.DATA_PLATE, x.shape[0]):
+        numpyro.sample(sites.OBS, dist.Normal((x @ theta)[:, None], sigma).to_event(1), obs=y)
+
+
+def test_the_evidence_for_the_prior_scale_is_mackays_update_at_the_refitted_noise():
+    """One group (the output weights, PriorSpec's output_scale): ``c² = Σ(θ/s)² / γ``, γ
+    at the re-estimated noise sd; without ``evidence`` nothing is computed."""
+    x, y, params = ridge_members()
+    params = {sites.OUTPUT_WEIGHT: params["theta"], sites.NOISE_SCALE: params[sites.NOISE_SCALE]}
+    xj = jnp.asarray(x, jnp.float32)
+    refit = effective_noise(output_layer_model, xj, y, params, evidence=True)
+    assert set(refit.prior_factors) == {"output_scale"}
+    for m in range(2):
+        theta = np.asarray(params[sites.OUTPUT_WEIGHT][m], np.float64)
+        gamma = gamma_closed_form(x, PRIOR_SD, refit.sigma[m, 0])
+        expected = np.sqrt(np.sum((theta / PRIOR_SD) ** 2) / gamma)
+        assert refit.prior_factors["output_scale"][m] == pytest.approx(expected, rel=1e-3)
+    assert effective_noise(output_layer_model, xj, y, params).prior_factors is None
+    # A site no PriorSpec scale sets belongs to no group.
+    x, y, params = ridge_members()
+    assert effective_noise(noisy_linear_model, xj, y, params, evidence=True).prior_factors == {}
+
+
+def test_prior_evidence_must_be_a_bool():
+    with pytest.raises(TypeError, match="prior_evidence"):
+        EnsembleConfig(prior_evidence="yes")

@@ -55,6 +55,7 @@ from bayesresnet.model import (
     fit_scaler,
     make_model,
     noncentred_sites,
+    scaled_prior,
 )
 from bayesresnet.posterior import Posterior
 from bayesresnet.resnet import ResNetSpec
@@ -171,12 +172,14 @@ def _engine_model(spec: ResNetSpec, prior: PriorSpec, scaler, marginal: bool, no
     return BoundModel(scaler.centred(), make, spec, prior, names)
 
 
-def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec, masks) -> tuple[ResNetSpec, dict]:
-    """The network to fit and what the run record says of its choice.
+def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec, masks) -> tuple:
+    """The network to fit, what the run record says of its choice, and the prior.
 
     ``spec`` as given (nothing recorded), :func:`~bayesresnet.architecture.default_spec`
     for ``None``, or for ``"auto"`` the held-out search of
-    :func:`~bayesresnet.architecture.choose_spec` with quick ensembles.
+    :func:`~bayesresnet.architecture.choose_spec` with quick ensembles, which also tries
+    the prior scales the best network's evidence asks for (the prior comes back scaled
+    where they won).
     """
     (n, d), out = x.shape, y.shape[1]
     if isinstance(spec, ResNetSpec):
@@ -184,12 +187,14 @@ def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec, masks) -> tuple[Re
             raise ValueError(f"`x` has {d} columns but spec.in_features={spec.in_features}.")
         if out != spec.out_features:
             raise ValueError(f"`y` has {out} columns but spec.out_features={spec.out_features}.")
-        return spec, {}  # the user's network: nothing to record
+        return spec, {}, prior  # the user's network: nothing to record
     if spec is None:
         chosen = default_spec(d, out, n)
-        return chosen, {
-            "architecture": {"rule": "default by data size", "chosen": describe(chosen)}
-        }
+        return (
+            chosen,
+            {"architecture": {"rule": "default by data size", "chosen": describe(chosen)}},
+            prior,
+        )
 
     candidates = candidate_specs(d, out, n)
     # The quick fits see arrays, whose columns are named x1…, y1…: the same transforms.
@@ -199,9 +204,9 @@ def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec, masks) -> tuple[Re
         if mask is not None
         for i in np.flatnonzero(mask)
     }
-    with progress_bar(len(candidates), "network search") as bar:
+    with progress_bar(len(candidates) + 1, "network search") as bar:
 
-        def quick_fit(candidate, xs, ys, s):
+        def quick_fit(candidate, xs, ys, s, scales=None):
             # One bar for the search, none per quick fit; quick fits stop before they
             # converge by design (they rank candidates), so their warning is not news.
             with show_progress("off"), warnings.catch_warnings():
@@ -212,15 +217,19 @@ def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec, masks) -> tuple[Re
                     ys,
                     method="ensemble",
                     seed=s,
-                    prior=prior,
+                    prior=prior if scales is None else scaled_prior(prior, scales),
                     transforms=transforms or None,
+                    prior_evidence=True,
                     **SEARCH_OPTIONS,
                 )
             bar.update(1)
             return post
 
-        choice = choose_spec(x, y, fit=quick_fit, candidates=candidates, seed=seed)
-    return choice.spec, {"architecture": {"rule": "held-out CRPS", **choice.to_record()}}
+        choice = choose_spec(x, y, fit=quick_fit, candidates=candidates, seed=seed, evidence=True)
+    if choice.prior_factors:
+        prior = scaled_prior(prior, choice.prior_factors)
+    record = {"architecture": {"rule": "held-out CRPS", **choice.to_record()}}
+    return choice.spec, record, prior
 
 
 def fit(
@@ -237,12 +246,12 @@ def fit(
     """Fit a Bayesian WP-ResNet.
 
     Args:
-        spec: the network architecture; ``None`` for
-            :func:`~bayesresnet.architecture.default_spec` (sized by the number of training
-            rows); ``"auto"`` to choose width, depth and depth basis by the held-out CRPS of
-            quick ensembles (:func:`~bayesresnet.architecture.choose_spec`: one per
-            candidate, a few seconds each at a few hundred rows). Either way the choice is
-            recorded in ``post.settings["architecture"]`` (with every candidate's scores).
+        spec: the network; ``None``: :func:`~bayesresnet.architecture.default_spec` (sized
+            by the number of rows); ``"auto"``: width, depth and depth basis chosen by the
+            held-out CRPS of quick ensembles (:func:`~bayesresnet.architecture.choose_spec`,
+            seconds each at a few hundred rows), then the prior scales the best one's
+            evidence asks for if they score better (``post.prior``: the prior used). Either
+            way the choice is recorded in ``post.settings["architecture"]``.
         x: training inputs ``[N, d]`` (raw units, at least
             :data:`~bayesresnet.data.MIN_TRAIN_ROWS` rows), or a
             :class:`~bayesresnet.Dataset` (then ``y`` is omitted and its training split is
@@ -279,14 +288,14 @@ def fit(
     x, y, input_names, output_names = _training_data(x, y)
     if prior_chosen:
         prior = choose_prior(len(x))
-    x_log, y_log = transform_masks(transforms, input_names, output_names)
+    masks = x_log, y_log = transform_masks(transforms, input_names, output_names)
     check_log_columns(x, x_log, input_names, what="`x`")
     check_log_columns(y, y_log, output_names, what="`y`")
     # A named method's options are checked before any network search.
     config = (
         None if method == AUTO else config_from_options(METHODS[method].config, method, options)
     )
-    spec, spec_record = _resolve_spec(spec, x, y, seed=seed, prior=prior, masks=(x_log, y_log))
+    spec, spec_record, prior = _resolve_spec(spec, x, y, seed=seed, prior=prior, masks=masks)
     auto_prior = prior if prior_chosen else None  # said in the reason where auto chose it
     choice = choose_method(len(x), spec, auto_prior) if method == AUTO else None
     if choice is not None:

@@ -220,6 +220,12 @@ class EnsembleConfig:
             noise sd comes out too small; kept at the MAP value where the Jacobian it
             needs is too large, for a Student-t likelihood and for bootstrap members
             (``extra["noise_refit"]`` says which). ``"map"``: the fitted value.
+        prior_evidence: with the ``"effective"`` re-estimate, also each member's
+            evidence for the network's prior scales (MacKay's update of each
+            :class:`~bayesresnet.PriorSpec` scale, :func:`~bayesresnet.infer.noise.
+            evidence_factors`), in ``extra["member_prior_evidence"]`` (``{scale: [M]}``):
+            what the ``spec="auto"`` search tries (:func:`~bayesresnet.architecture.
+            choose_spec`). Off by default (a ``P × P`` solve per member).
     """
 
     num_members: int = 8
@@ -244,6 +250,7 @@ class EnsembleConfig:
     polish_window_tol: float = 0.0
     ard_warmup: float = 0.3
     noise: str = "effective"
+    prior_evidence: bool = False
 
     def __post_init__(self):
         check_int("num_members", self.num_members, minimum=1)
@@ -264,6 +271,7 @@ class EnsembleConfig:
         check_int("polish_window", self.polish_window, minimum=1)
         check_number("polish_window_tol", self.polish_window_tol, low=0.0, inclusive=True)
         check_choice("noise", self.noise, NOISE_ESTIMATES)
+        check_bool("prior_evidence", self.prior_evidence)
         check_number("ard_warmup", self.ard_warmup, low=0.0, high=1.0, inclusive=True)
         if self.ard_warmup == 1 and self.polish == "none":
             raise ValueError(

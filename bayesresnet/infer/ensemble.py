@@ -173,7 +173,10 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
             # numpy's indexing: a jax array indexed by a mask compiles a gather per site
             kept = jax.tree_util.tree_map(lambda v: np.asarray(v)[keep], result.params)
             program = noise[0] if noise else None
-            refit = effective_noise(model, x, y, kept, bootstrap=config.bootstrap, program=program)
+            refit = effective_noise(
+                model, x, y, kept, bootstrap=config.bootstrap, program=program,
+                evidence=config.prior_evidence and not config.anchored,
+            )  # fmt: skip
         if refit.sigma is not None:
             dtype = samples[sites.NOISE_SCALE].dtype
             samples[sites.NOISE_SCALE] = refit.sigma.astype(dtype)[None]
@@ -194,6 +197,8 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
                 "member_map_noise": refit.map_sigma.tolist(),
                 "member_effective_params": refit.gamma.tolist(),
             }
+        if refit.prior_factors is not None:
+            extra["member_prior_evidence"] = {k: v.tolist() for k, v in refit.prior_factors.items()}
     if result.polish is not None:  # what L-BFGS did to each member after the Adam phase
         extra |= {
             "polish_loss_history": result.polish.losses,

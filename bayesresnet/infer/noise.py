@@ -77,6 +77,7 @@ from scipy.optimize import brentq
 from bayesresnet import sites
 from bayesresnet.infer.base import progress_bar
 from bayesresnet.infer.core import bind_data, compile_ahead, compiled_call, program_data
+from bayesresnet.model import _DECENTERED, PRIOR_SCALE_OF
 
 __all__ = [
     "MAX_JACOBIAN_ENTRIES",
@@ -84,7 +85,9 @@ __all__ = [
     "NoiseRefit",
     "effective_noise",
     "effective_parameters",
+    "evidence_factors",
     "noise_program",
+    "parameter_gammas",
 ]
 
 #: Largest Jacobian (training rows × outputs × parameters, per member) the re-estimate
@@ -99,6 +102,8 @@ class NoiseRefit(NamedTuple):
     map_sigma: np.ndarray | None  # [M, O] the MAP values
     gamma: np.ndarray | None  # [M, O] effective number of parameters per output
     reason: str  # how the noise was set, for the run record
+    # {PriorSpec scale: [M]} the evidence's factor on each scale (effective_noise(evidence=))
+    prior_factors: dict | None = None
 
 
 def effective_parameters(jac_over_sd: np.ndarray, prior_sd: np.ndarray) -> np.ndarray:
@@ -116,6 +121,36 @@ def effective_parameters(jac_over_sd: np.ndarray, prior_sd: np.ndarray) -> np.nd
     """
     a = _scaled(jac_over_sd, prior_sd)
     return _gamma_function(a)(np.ones(a.shape[1]))
+
+
+def parameter_gammas(jac_over_sd, prior_sd, ratio) -> np.ndarray:
+    """``γᵢ`` ``[P]``: how far the data determine each parameter, ``1 − (H⁻¹)ᵢᵢ`` with
+    ``H = I + AᵀA`` the linearized fit's precision in units of the prior's, the noise sds
+    multiplied by ``ratio`` ``[O]`` (the re-estimate's factors); they sum to
+    :func:`effective_parameters`' ``γ`` over the outputs. From the smaller of the
+    ``N·O × N·O`` and ``P × P`` forms (``diag(Aᵀ(I + AAᵀ)⁻¹A)`` in the first)."""
+    a = _scaled(jac_over_sd, prior_sd) / np.asarray(ratio, np.float64)[None, :, None]
+    a = a.reshape(-1, a.shape[-1])
+    rows, p = a.shape
+    if rows <= p:
+        solved = scipy.linalg.solve(np.eye(rows) + a @ a.T, a, assume_a="pos")
+        return np.einsum("rp,rp->p", a, solved)
+    return 1.0 - np.diag(_spd_inverse(np.eye(p) + a.T @ a))
+
+
+def evidence_factors(theta, prior_sd, gammas, labels) -> dict[str, float]:
+    """MacKay's evidence update of each group's prior scale: ``c_g`` with ``c_g² =
+    Σ_{i∈g} (θᵢ/sᵢ)² / Σ_{i∈g} γᵢ``, the factor on the scale of the group ``g`` (all
+    ``i`` with ``labels[i] == g``; ``None`` labels belong to none) that maximizes the
+    linearized evidence (MacKay 1992, eq. 2.21 for each group). ``θ`` the parameters
+    (prior mean 0), ``s`` their prior sds, ``γ`` :func:`parameter_gammas`."""
+    z2 = (np.asarray(theta, np.float64) / np.asarray(prior_sd, np.float64)) ** 2
+    labels = np.asarray(labels, dtype=object)
+    factors = {}
+    for group in dict.fromkeys(g for g in labels if g is not None):
+        idx = labels == group
+        factors[group] = float(np.sqrt(z2[idx].sum() / max(float(gammas[idx].sum()), 1e-9)))
+    return factors
 
 
 def _scaled(jac_over_sd, prior_sd) -> np.ndarray:
@@ -364,6 +399,7 @@ class NoiseProgram(NamedTuple):
 
     run: Callable
     num_members: int
+    names: tuple = ()  # the Normal sites the Jacobian's columns belong to
 
 
 def _num_members(params) -> int:
@@ -413,15 +449,16 @@ def noise_program(model, x, y, params, *, ahead: bool = False) -> NoiseProgram |
     # One compiled program for all members, one member at a time; the M Jacobians come
     # back together (at most M × MAX_JACOBIAN_ENTRIES float32 numbers).
     program, data = jax.jit(members), program_data(model, x, y)
+    names = tuple(normal)
     if not ahead:
-        return NoiseProgram(lambda p: compiled_call(program, p, data), _num_members(params))
+        return NoiseProgram(lambda p: compiled_call(program, p, data), _num_members(params), names)
     compiled = compile_ahead(program, params, data)
-    return NoiseProgram(lambda p: compiled.result()(p, data), _num_members(params))
+    return NoiseProgram(lambda p: compiled.result()(p, data), _num_members(params), names)
 
 
 def effective_noise(
     model, x, y, params: dict, *, bootstrap: bool = False,
-    program: NoiseProgram | str | None = None,
+    program: NoiseProgram | str | None = None, evidence: bool = False,
 ) -> NoiseRefit:  # fmt: skip
     """Each member's noise sd re-estimated as ``RSS/(N − γ)`` (module docstring).
 
@@ -434,6 +471,9 @@ def effective_noise(
         bootstrap: the members were fitted to resampled data (the MAP noise is kept).
         program: :func:`noise_program` of the same model and data, made beforehand (used
             when made for as many members as ``params`` has); made here by default.
+        evidence: also each member's :func:`evidence_factors` on the
+            :class:`~bayesresnet.PriorSpec` scales of the network's sites
+            (``prior_factors``), at the re-estimated noise.
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     if bootstrap:
@@ -445,19 +485,44 @@ def effective_noise(
     if isinstance(program, str):
         return NoiseRefit(None, None, None, program)
     jacs, prior_sds, rsss, noises = jax.device_get(program.run(params))
-    sigma, map_sigma, gamma = [], [], []
+    sigma, map_sigma, gamma, factors = [], [], [], []
+    theta, labels = _normal_values(params, program.names) if evidence else (None, None)
     # A member's root takes seconds with several outputs and a wide network (oscillator,
     # width 16: about 0.6 s); progress and Ctrl-C between members.
     with progress_bar(len(jacs), "noise re-estimate") as bar:
-        for jac, prior_sd, rss, noise in zip(jacs, prior_sds, rsss, noises, strict=True):
+        for m, (jac, prior_sd, rss, noise) in enumerate(
+            zip(jacs, prior_sds, rsss, noises, strict=True)
+        ):
             ratio, g = _fixed_point(jac, prior_sd, rss, x.shape[0])
             map_sigma.append(np.asarray(noise, np.float64))
             new = map_sigma[-1] * ratio
             sigma.append(np.where(np.isfinite(new) & (new > 0), new, map_sigma[-1]))  # else MAP
             gamma.append(g)
+            if evidence:
+                used = sigma[-1] / map_sigma[-1]  # the noise the intervals will use
+                gammas = parameter_gammas(jac, prior_sd, used)
+                factors.append(evidence_factors(theta[m], prior_sd, gammas, labels))
             bar.update(1)
+    prior_factors = (
+        {name: np.array([f[name] for f in factors]) for name in factors[0]} if factors else None
+    )
     return NoiseRefit(
         np.stack(sigma), np.stack(map_sigma), np.stack(gamma),
         "effective: each member's sd re-estimated as RSS/(N − γ), γ its effective number of "
-        "parameters (bayesresnet.infer.noise)",
+        "parameters (bayesresnet.infer.noise)", prior_factors,
     )  # fmt: skip
+
+
+def _normal_values(params: dict, names) -> tuple[np.ndarray, list]:
+    """Each member's values of the sites ``names`` in the Jacobian's column order ``[M, P]``
+    (:func:`~jax.flatten_util.ravel_pytree` of the dict), and the
+    :data:`~bayesresnet.model.PRIOR_SCALE_OF` scale of each column (``None`` for a site
+    no PriorSpec scale sets). Normal sites are unconstrained: their values are ``params``'.
+    """
+    values = {k: np.asarray(params[k]) for k in names}
+    num = _num_members(params)
+    theta = np.stack([ravel_pytree({k: v[m] for k, v in values.items()})[0] for m in range(num)])
+    labels = []
+    for k in sorted(names):  # ravel_pytree's order of a dict's keys
+        labels += [PRIOR_SCALE_OF.get(k.removesuffix(_DECENTERED))] * int(values[k][0].size)
+    return theta, labels
