@@ -89,7 +89,8 @@ class ArchitectureChoice:
         spec: the chosen network (lowest held-out CRPS).
         scores: one row per candidate, best first: ``width``, ``num_layers``, ``basis``,
             ``crps`` (held-out CRPS in units of each output's training sd, averaged over
-            outputs), ``rmse`` (same units), ``fit_s``.
+            outputs), ``rmse`` (same units), ``fit_s``; with ``evidence``, ``prior``
+            (``"default"``, or the evidence's factors on the best network's row).
         num_validation: held-out rows the scores are computed on.
         prior_factors: ``{PriorSpec scale: factor}`` the final fit multiplies its prior's
             scales by (:func:`~bayesresnet.model.scaled_prior`), where the evidence's

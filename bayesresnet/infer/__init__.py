@@ -226,6 +226,8 @@ def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec, masks) -> tuple:
             return post
 
         choice = choose_spec(x, y, fit=quick_fit, candidates=candidates, seed=seed, evidence=True)
+        if len(choice.scores) == len(candidates):  # no evidence to try (e.g. Student-t)
+            bar.update(1)
     if choice.prior_factors:
         prior = scaled_prior(prior, choice.prior_factors)
     record = {"architecture": {"rule": "held-out CRPS", **choice.to_record()}}

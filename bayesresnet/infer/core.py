@@ -225,7 +225,8 @@ class EnsembleConfig:
             :class:`~bayesresnet.PriorSpec` scale, :func:`~bayesresnet.infer.noise.
             evidence_factors`), in ``extra["member_prior_evidence"]`` (``{scale: [M]}``):
             what the ``spec="auto"`` search tries (:func:`~bayesresnet.architecture.
-            choose_spec`). Off by default (a ``P × P`` solve per member).
+            choose_spec`). Off by default (a ``P × P`` solve per member); not for
+            anchored members (their prior means are not 0).
     """
 
     num_members: int = 8
