@@ -210,7 +210,7 @@ def _resolve_spec(spec, x, y, *, seed: int, prior: PriorSpec, masks) -> tuple:
             # One bar for the search, none per quick fit; quick fits stop before they
             # converge by design (they rank candidates), so their warning is not news.
             with show_progress("off"), warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "ensemble member", RuntimeWarning)
+                warnings.filterwarnings("ignore", ".*ensemble member", RuntimeWarning)
                 post = fit(
                     candidate,
                     xs,
