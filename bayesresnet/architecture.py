@@ -36,6 +36,7 @@ __all__ = [
     "choose_spec",
     "default_spec",
     "describe",
+    "evidence_scales",
     "SEARCH_OPTIONS",
 ]
 
@@ -201,10 +202,9 @@ def choose_spec(
             progress(i, spec)
         rows.append(score(spec, {}) | ({"prior": "default"} if evidence else {}))
     order = np.argsort([row["crps"] for row in rows], kind="stable")  # best first
-    best, factors = candidates[order[0]], None
-    found = posts[order[0]].extra.get("member_prior_evidence") if evidence else None
-    if found:
-        factors = {k: float(np.exp(np.mean(np.log(v)))) for k, v in found.items()}
+    best = candidates[order[0]]
+    factors = evidence_scales(posts[order[0]]) if evidence else None
+    if factors:
         if progress is not None:
             progress(len(candidates), best)
         rows.append(score(best, {"scales": factors}) | {"prior": _scales_text(factors)})
@@ -213,6 +213,16 @@ def choose_spec(
         order = np.argsort([row["crps"] for row in rows], kind="stable")
     scores = pd.DataFrame([rows[i] for i in order])
     return ArchitectureChoice(best, scores, len(val), factors)
+
+
+def evidence_scales(post) -> dict | None:
+    """The factors on the :class:`~bayesresnet.PriorSpec` scales a deep ensemble's evidence
+    asks for: the geometric mean over its members of ``extra["member_prior_evidence"]``
+    (``EnsembleConfig(prior_evidence=True)``); ``None`` where the fit has none."""
+    found = getattr(post, "extra", {}).get("member_prior_evidence")
+    if not found:
+        return None
+    return {name: float(np.exp(np.mean(np.log(v)))) for name, v in found.items()}
 
 
 def _scales_text(factors: dict) -> str:

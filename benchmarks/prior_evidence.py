@@ -19,9 +19,10 @@ members' mean ``γ``. With ``--check``, both scales are also fitted to 80 % of t
 rows and scored on the other 20 % (the split of the ``spec="auto"`` search): whether such
 a check, which needs no test set, would have kept the scales that did better on it.
 
-The fits are the package's own; the Jacobians come from the ensemble's noise re-estimate,
-read by wrapping ``bayesresnet.infer.ensemble.effective_noise`` (an experiment's hook,
-not an interface).
+The fits are ``auto``'s (its method and options for the rows, with the scales given);
+the evidence is the ensemble's own (``EnsembleConfig(prior_evidence=True)``,
+:func:`bayesresnet.infer.noise.evidence_factors`; the factors
+:func:`bayesresnet.architecture.evidence_scales`).
 
 Usage (about 15 s per case on 2 CPU cores; the full grid about 10 minutes):
     python benchmarks/prior_evidence.py [--problems borehole,ishigami] [--noise 0,0.05]
@@ -35,87 +36,41 @@ import dataclasses
 import time
 import warnings
 from pathlib import Path
-from unittest import mock
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 import bayesresnet as brn
 from bayesresnet import calibration
 from bayesresnet._io import write_json
-from bayesresnet.architecture import _split
-from bayesresnet.infer import ensemble
-from bayesresnet.infer import noise as noise_module
+from bayesresnet.architecture import _split, default_spec, evidence_scales
+from bayesresnet.infer.auto import choose_method
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM_TEST = 2000
 #: The share of the training rows ``--check`` holds out (the network search's).
 HOLDOUT = 0.2
 
-#: The PriorSpec scale of each network site (the biases share one).
-GROUPS = {
-    "hidden_weight": "weight_scale",
-    "input_weight": "input_scale",
-    "output_weight": "output_scale",
-    "hidden_bias": "bias_scale",
-    "input_bias": "bias_scale",
-    "output_bias": "bias_scale",
-}
 SCALES = ("weight_scale", "bias_scale", "input_scale", "output_scale")
 
 
-def _capturing():
-    """A wrapper of the ensemble's noise re-estimate that keeps what it computed from."""
-    seen = {}
-    real = noise_module.effective_noise
-
-    def effective_noise(model, x, y, params, **kwargs):
-        refit = real(model, x, y, params, **kwargs)
-        x, y = jnp.asarray(x), jnp.asarray(y)
-        one = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape[1:], v.dtype), params)
-        seen["names"] = noise_module._structure(model, x, y, one)[0]
-        program = noise_module.noise_program(model, x, y, params)
-        seen["jac"], seen["prior_sd"], _, _ = jax.device_get(program.run(params))
-        seen["params"] = jax.device_get(params)
-        seen["ratio"] = refit.sigma / refit.map_sigma  # [M, O]: re-estimated over MAP sd
-        return refit
-
-    return seen, effective_noise
-
-
-def evidence_factors(seen: dict) -> tuple[dict, float]:
-    """``c_g`` of each PriorSpec scale (geometric mean over members) and the mean ``γ``."""
-    names, logs, gammas = seen["names"], {s: [] for s in SCALES}, []
-    for m, (jac, prior_sd) in enumerate(zip(seen["jac"], seen["prior_sd"], strict=True)):
-        theta, _ = ravel_pytree({k: seen["params"][k][m] for k in names})
-        group, _ = ravel_pytree(
-            {k: np.full(np.shape(seen["params"][k][m]), i, float) for i, k in enumerate(names)}
-        )
-        a = np.asarray(jac, np.float64) / seen["ratio"][m][None, :, None] * prior_sd
-        a = a.reshape(-1, a.shape[-1])
-        gamma = 1.0 - np.diag(np.linalg.inv(np.eye(a.shape[1]) + a.T @ a))
-        z2 = (np.asarray(theta, np.float64) / prior_sd) ** 2
-        gammas.append(gamma.sum())
-        for scale in SCALES:
-            idx = np.isin(group, [i for i, k in enumerate(names) if GROUPS.get(k) == scale])
-            if idx.any():  # a group the model lacks keeps its scale
-                logs[scale].append(0.5 * np.log(z2[idx].sum() / max(gamma[idx].sum(), 1e-9)))
-    factors = {s: float(np.exp(np.mean(v))) if v else 1.0 for s, v in logs.items()}
-    return factors, float(np.mean(gammas))
-
-
 def fit_and_score(problem, data, seed: int, scales: dict) -> dict:
-    seen, hook = _capturing()
+    """``auto``'s fit (its method and options for these rows) with the prior ``scales``
+    and the members' evidence, scored on the test set."""
+    x = data.x_train
+    spec = default_spec(x.shape[1], data.y_train.shape[1], len(x))
+    choice = choose_method(len(x), spec)
     start = time.perf_counter()
-    with mock.patch.object(ensemble, "effective_noise", hook), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the members' convergence warning
-        post = brn.fit(None, data, seed=seed, prior=brn.PriorSpec(**scales))
+        post = brn.fit(
+            spec, data, method=choice.method, seed=seed, prior=brn.PriorSpec(**scales),
+            prior_evidence=True, **choice.options,
+        )  # fmt: skip
     seconds = time.perf_counter() - start
     pred = post.predict(data.x_test, seed=seed, levels=(0.9,), return_draws=True)
     sd = np.asarray(problem.output_std)
-    factors, gamma = evidence_factors(seen)
+    factors = evidence_scales(post)
+    gamma = float(np.mean(np.sum(post.extra["member_effective_params"], axis=1)))
     return {
         "scales": scales,
         "crps": float(np.mean(calibration.crps(pred.y, data.y_test) / sd)),

@@ -393,32 +393,6 @@ def test_refit_tiny_run_compiles_nothing_on_a_kept_refit(tmp_path):
     assert out.read_bytes() == before
 
 
-def test_prior_evidence_factors_are_mackays_for_each_group():
-    """A linear map ``A = a·I`` and unit prior sds: ``γᵢ = a²/(1 + a²)`` for every weight,
-    so each group's factor is ``√(Σ θᵢ² / Σ γᵢ)`` over its own weights."""
-    import prior_evidence
-
-    a, theta_w, theta_o = 2.0, np.array([1.0, -2.0, 0.5]), np.array([3.0, 1.0])
-    p = 5
-    seen = {
-        "names": ["hidden_weight", "output_weight"],
-        "params": {"hidden_weight": theta_w[None], "output_weight": theta_o[None]},
-        "jac": (a * np.eye(p))[None, :, None, :],  # [M, N, O, P]
-        "prior_sd": np.ones((1, p)),
-        "ratio": np.ones((1, 1)),
-    }
-    factors, gamma = prior_evidence.evidence_factors(seen)
-    g = a**2 / (1 + a**2)
-    assert factors["weight_scale"] == pytest.approx(np.sqrt((theta_w**2).sum() / (3 * g)))
-    assert factors["output_scale"] == pytest.approx(np.sqrt((theta_o**2).sum() / (2 * g)))
-    assert gamma == pytest.approx(p * g)
-    # A noise sd twice the MAP's halves A: fewer parameters determined, a larger factor.
-    seen["ratio"] = 2 * np.ones((1, 1))
-    g2 = (a / 2) ** 2 / (1 + (a / 2) ** 2)
-    halved, _ = prior_evidence.evidence_factors(seen)
-    assert halved["weight_scale"] == pytest.approx(np.sqrt((theta_w**2).sum() / (3 * g2)))
-
-
 @pytest.mark.slow
 def test_prior_evidence_tiny_run_fits_twice_and_never_overwrites(tmp_path, capsys):
     import prior_evidence

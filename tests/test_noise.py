@@ -416,6 +416,26 @@ def test_parameter_gammas_are_the_hat_diagonal_in_both_forms():
         assert got.sum() == pytest.approx(effective_parameters(jac / 1.5, prior_sd)[0], rel=1e-9)
 
 
+def test_the_evidence_factors_are_mackays_for_each_group():
+    """A linear map ``A = a·I`` and unit prior sds: ``γᵢ = a²/(1 + a²)`` for every weight,
+    so each group's factor is ``√(Σ θᵢ² / Σ γᵢ)`` over its own weights; a noise sd twice
+    the MAP's halves ``A``: fewer parameters determined, a larger factor."""
+    from bayesresnet.infer.noise import evidence_factors, parameter_gammas
+
+    a, p = 2.0, 5
+    theta = np.array([1.0, -2.0, 0.5, 3.0, 1.0])
+    labels = ["weight_scale"] * 3 + ["output_scale"] * 2
+    jac = (a * np.eye(p))[:, None, :]  # [N, O, P]
+    for ratio in (1.0, 2.0):
+        gammas = parameter_gammas(jac, np.ones(p), np.array([ratio]))
+        factors = evidence_factors(theta, np.ones(p), gammas, labels)
+        g = (a / ratio) ** 2 / (1 + (a / ratio) ** 2)
+        np.testing.assert_allclose(gammas, g, rtol=1e-12)
+        assert factors["weight_scale"] == pytest.approx(np.sqrt((theta[:3] ** 2).sum() / (3 * g)))
+        assert factors["output_scale"] == pytest.approx(np.sqrt((theta[3:] ** 2).sum() / (2 * g)))
+    assert evidence_factors(theta, np.ones(p), gammas, [None] * p) == {}
+
+
 def output_layer_model(x, y=None):
     """noisy_linear_model with its weights under the output layer's site name."""
     theta = numpyro.sample(
