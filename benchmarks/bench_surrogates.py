@@ -268,6 +268,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "spec": {"width": 32},
         "prior": {"ard": True},
     },
+    # auto below 500 rows with Adam's cosine decay spread over all its steps (no training
+    # on after them; auto decays over 3 000 and trains on at the final rate up to 9 000):
+    **{
+        f"auto200+cos{steps}": {
+            "method": "ensemble",
+            "options": {"num_steps": steps, "max_steps": steps},
+            "spec": None,
+        }
+        for steps in (4500, 6000, 9000)
+    },
+    # ... and with another peak learning rate (auto's is 1e-2):
+    **{
+        f"auto200+cos{steps}+lr{lr:g}": {
+            "method": "ensemble",
+            "options": {"num_steps": steps, "max_steps": steps, "learning_rate": lr},
+            "spec": None,
+        }
+        for steps in (6000, 9000)
+        for lr in (5e-3, 2e-2)
+    },
     "polished+b256+ard+hold": {
         "method": "ensemble",
         "options": {"polish": "lbfgs", "batch_size": 256, "ard_warmup": 1.0},

@@ -237,6 +237,24 @@ def test_a_users_optax_optimizer_is_the_one_used():
     assert config_settings(EnsembleConfig())["optimizer"] is None
 
 
+def test_the_map_fits_bar_counts_the_steps_of_training_on(capsys):
+    """Training on after ``num_steps`` (a ``converged`` test) is counted by the bar: it
+    reaches 100 % at ``max_steps``, not at ``num_steps`` with two thirds still to run, and
+    ends at 100 % when the members settle first."""
+    x, y = quadratic_data()
+    key = jax.random.key(2)
+    config = EnsembleConfig(num_members=2, num_steps=20, max_steps=60)
+    for settled, steps in ((False, 60), (True, 20)):
+        with show_progress("lines"):
+            members = train_members(
+                key, quadratic_model, x, y, config, converged=lambda losses, s=settled: s
+            )
+        assert members.losses.shape == (2, steps)
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("MAP fits")]
+        assert lines[-1].startswith("MAP fits: 100% (120/120,"), lines
+        assert sum("100%" in ln for ln in lines) == 1
+
+
 @pytest.mark.slow
 def test_the_adam_block_is_sent_to_compile_before_the_members_starts_are_drawn(monkeypatch):
     """On one device the Adam block is traced from the starts' shapes and sent to compile

@@ -322,7 +322,8 @@ def test_auto_chooses_the_ensemble_at_every_size_and_says_so():
         assert f"{rows} training rows, {p} parameters" in choice.reason
         polished = rows >= brn.infer.auto.AUTO_POLISH_MIN_ROWS
         batched = rows >= brn.infer.auto.AUTO_BATCH_MIN_ROWS
-        expected = {"polish": "lbfgs"} if polished else {}
+        steps = brn.infer.auto.AUTO_ADAM_STEPS
+        expected = {"polish": "lbfgs"} if polished else {"num_steps": steps, "max_steps": steps}
         if batched:
             expected |= {
                 "batch_size": brn.infer.auto.AUTO_BATCH_SIZE,
@@ -330,10 +331,12 @@ def test_auto_chooses_the_ensemble_at_every_size_and_says_so():
             }
         assert choice.options == expected
         assert ("polished by L-BFGS" in choice.reason) == polished
+        assert ("9,000 steps with the learning rate's cosine decay" in choice.reason) != polished
         assert ("batches of 256 rows and its polish stopped" in choice.reason) == batched
         assert ("window test (polish_window_tol=0.003) from 2,000" in choice.reason) == batched
     # Every option it chooses is one the ensemble takes, together.
-    brn.infer.EnsembleConfig(**brn.infer.choose_method(100_000, spec).options)
+    for rows in (200, 100_000):
+        brn.infer.EnsembleConfig(**brn.infer.choose_method(rows, spec).options)
 
 
 def test_auto_chooses_input_relevance_from_a_size_and_says_so():
@@ -365,6 +368,9 @@ def test_fit_by_default_chooses_the_method_and_records_why(monkeypatch):
         post = brn.fit(spec, ds)
         named = brn.fit(spec, ds, method="ensemble", num_steps=10)
     assert post.method == "ensemble" and post.settings["polish"] == "none"
+    # Below AUTO_POLISH_MIN_ROWS: Adam only, one cosine decay over all its steps.
+    steps = brn.infer.auto.AUTO_ADAM_STEPS
+    assert post.settings["num_steps"] == post.settings["max_steps"] == steps
     assert post.settings["method_choice"].startswith('method="auto" chose ensemble (12 training')
     assert post.settings["method_choice"] in workflow.describe_method(post)
     assert "method_choice" not in named.settings

@@ -185,6 +185,25 @@ and traces only: measured side by side with the GP on the six problems, noise-fr
 with 5 % noise (``benchmarks/results/cached_N200``, ``bench_surrogates.py --cached``),
 ``auto``'s fit + predict took 5.5–9.3 s from nothing (within 10× the GP's in 8 of the 12
 cases) and 3.8–5.3 s with the cache (within 10× in 11; noisy sine's GP takes 0.24 s).
+
+Below :data:`AUTO_POLISH_MIN_ROWS` rows ``auto`` runs :data:`AUTO_ADAM_STEPS` (9 000)
+Adam steps with the learning rate's cosine decay spread over all of them. The ensemble's
+own default decays over 3 000 steps and then trains on at the final rate until the members
+settle, for at most 9 000 steps; at 200 rows they never settled first (every one of the
+36 fits of ``benchmarks/results/seeds_N200`` ran 9 000 steps), and those steps were worth
+their time: stopping at 3 000 (``ensemble+sized+nosettle``,
+``benchmarks/results/surrogates_N200_nosettle``) raised the CRPS in 11 of the 12 cases
+(noise-free by 2–85 %). The
+same 9 000 steps on one decay (variant ``auto200+cos9000``, side by side with ``auto`` on
+the six problems noise-free and with 5 % noise, seeds 0–2;
+``benchmarks/results/adam_cosine_N200_seed0``, ``…cosine9000_N200_seeds12``) lowered the
+CRPS by more than 1 % in 21 of the 36 cases and raised it by more than 1 % in 5 (geometric
+mean 0.961): by 5–11 % noise-free on borehole, friedman1, ishigami, oscillator and sine
+(geometric means over the seeds), within 3 % with noise; the fits took as long (they run
+the same steps), and the same number of cases had 90 % coverage within 0.85–0.95 (22 of
+36). A shorter decay gives back more than it saves: 4 500 and 6 000 steps (seed 0,
+variants ``auto200+cos4500``, ``auto200+cos6000``) raised the CRPS by 7.6 % and 2.3 %
+(geometric means).
 """
 
 from __future__ import annotations
@@ -197,6 +216,7 @@ from bayesresnet.resnet import ResNetSpec, num_params
 __all__ = [
     "AUTO",
     "AUTO_ARD_MIN_ROWS",
+    "AUTO_ADAM_STEPS",
     "AUTO_BATCH_MIN_ROWS",
     "AUTO_BATCH_SIZE",
     "AUTO_POLISH_MIN_ROWS",
@@ -211,6 +231,11 @@ AUTO = "auto"
 
 #: Training rows from which ``auto``'s ensemble is polished by L-BFGS (module docstring).
 AUTO_POLISH_MIN_ROWS = 500
+
+#: Adam steps of ``auto`` below :data:`AUTO_POLISH_MIN_ROWS` rows, the learning rate's
+#: cosine decay spread over all of them (module docstring): the most the ensemble's
+#: default would run (``3 · num_steps``, training on at the final rate after 3 000).
+AUTO_ADAM_STEPS = 9000
 
 #: Training rows from which ``auto``'s Adam phase runs on batches (module docstring) ...
 AUTO_BATCH_MIN_ROWS = 2000
@@ -267,7 +292,8 @@ def choose_method(num_rows: int, spec: ResNetSpec, prior: PriorSpec | None = Non
     how = (
         f"each member polished by L-BFGS from {AUTO_POLISH_MIN_ROWS:,} rows"
         if polish
-        else f"Adam only below {AUTO_POLISH_MIN_ROWS:,} rows"
+        else f"Adam only below {AUTO_POLISH_MIN_ROWS:,} rows, {AUTO_ADAM_STEPS:,} steps with "
+        "the learning rate's cosine decay over all of them"
     )
     if batched:
         how += (
@@ -282,7 +308,11 @@ def choose_method(num_rows: int, spec: ResNetSpec, prior: PriorSpec | None = Non
             if prior.ard
             else f"; no input relevance (ARD) below {AUTO_ARD_MIN_ROWS:,} rows"
         )
-    options = {"polish": "lbfgs"} if polish else {}
+    options = (
+        {"polish": "lbfgs"}
+        if polish
+        else {"num_steps": AUTO_ADAM_STEPS, "max_steps": AUTO_ADAM_STEPS}
+    )
     if batched:
         options |= {"batch_size": AUTO_BATCH_SIZE, "polish_window_tol": AUTO_POLISH_WINDOW_TOL}
     return MethodChoice(

@@ -850,7 +850,8 @@ def train_members(
 
     # Always the same blocks, shown or not: block lengths decide the compiled programs and
     # so the last bits of the result, which must not depend on whether progress is shown.
-    with progress_bar(config.num_members * config.num_steps, "MAP fits") as bar:
+    # The bar counts the most steps the members may run (training on included).
+    with progress_bar(config.num_members * total, "MAP fits") as bar:
         (u, *_), losses = run_blocks(
             block,
             (u0, state, anchors, weights, data),
@@ -1110,9 +1111,6 @@ def polish_members(
             stop=lambda out, done: bool(np.all(np.asarray(out[1]))),
             lanes=polish_lanes(anchors, weights),
         )
-        run_len = sum(o[0].shape[1] for o in out)
-        if run_len < steps:  # every member stopped early: the bar ends at 100 %
-            bar.update(units * (steps - run_len))
     # in numpy: each eager jax op on a new shape compiles a program (~1.4 s in all here)
     grad = [
         np.asarray(g).reshape(units, -1) for g in jax.tree.leaves(optax.tree.get(c.state, "grad"))
@@ -1338,7 +1336,8 @@ def run_blocks(
         total: steps in all.
         num_blocks: the run is cut into about this many blocks.
         block_size: steps per block instead (the last block may be shorter).
-        progress: an object with ``update(n)`` told ``length · units`` after each block.
+        progress: an object with ``update(n)`` told ``length · units`` after each block,
+            and the rest of ``total · units`` when ``stop`` ends the run early.
         timer: accumulates the wall time under ``label``.
         compile_label: when given, compilation is timed apart under this name.
         stop: ``stop(out, done) -> bool`` after each block: ``True`` ends the run early
@@ -1392,6 +1391,8 @@ def run_blocks(
         if progress is not None:
             progress.update(length * units)
         if stop is not None and stop(out, done):
+            if progress is not None:  # stopped early: the bar ends at 100 %
+                progress.update((total - done) * units)
             break
     return join_lanes(list(parts), lanes), outputs
 
