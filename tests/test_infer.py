@@ -92,7 +92,9 @@ def test_polish_finishes_each_member_at_its_own_bootstrap_anchored_map(key):
         for m in range(3)
     ])  # fmt: skip
     with pytest.warns(
-        RuntimeWarning, match=r"after 30 steps; raise .*, or finish each member by L-BFGS"
+        RuntimeWarning,
+        match=r"after 30 steps; raise .num_steps. or .max_steps. \(method=.ensemble., "
+        r"num_steps=…; method=.auto. takes no options\), or finish each member by L-BFGS",
     ):
         adam = run_ensemble(key, linear_model, x, y, short)
     assert np.abs(adam.samples["theta"][0] - expected).max() > 1e-2

@@ -160,7 +160,8 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
             + (
                 f" and at most {config.polish_steps} L-BFGS iterations; raise `polish_steps`."
                 if polished
-                else "; raise `num_steps` or `max_steps`, or finish each member by L-BFGS "
+                else '; raise `num_steps` or `max_steps` (method="ensemble", num_steps=…; '
+                'method="auto" takes no options), or finish each member by L-BFGS '
                 '(method="ensemble", polish="lbfgs"), which stops on a tolerance.'
             ),
             RuntimeWarning,
