@@ -588,7 +588,9 @@ def test_an_unconverged_ensemble_still_warns(key):
     post = SimpleNamespace(settings=result.settings, extra=result.extra, x_train=np.asarray(x))
     found = {c.name: c for c in ensemble.checks(post, Estimators(None, None))}
     assert found["members converged"].status == "warn"
-    assert "max_steps" in found["members converged"].advice
+    assert 'raise num_steps or max_steps (method="ensemble"; method="auto" takes no' in (
+        found["members converged"].advice
+    )
 
 
 def test_max_steps_cannot_be_below_num_steps():

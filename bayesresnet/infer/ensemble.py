@@ -264,8 +264,9 @@ def checks(post, estimators: Estimators) -> list[Check]:
     if s.get("polish", "none") == "none":
         target = f"all (tolerance {s.get('convergence_tol')} per observation)"
         fix = (
-            "raise num_steps or max_steps; on noise-free data the noise "
-            "scale keeps shrinking and members may never meet the tolerance"
+            'raise num_steps or max_steps (method="ensemble"; method="auto" takes no '
+            "options); on noise-free data the noise scale keeps shrinking and members may "
+            "never meet the tolerance"
         )
     else:
         window = (
