@@ -326,19 +326,6 @@ def sample_observations(prior: PriorSpec, loc, scale, rng: np.random.Generator, 
     return loc + np.asarray(scale, dtype=np.float64) * eps
 
 
-def prior_scales(spec: ResNetSpec, prior: PriorSpec) -> dict[str, float]:
-    """Prior sd of each network site before any learned per-basis or per-input scale."""
-    s_basis = spec.basis.coefficient_scale(spec.num_layers)
-    return {
-        sites.INPUT_WEIGHT: prior.input_scale / np.sqrt(spec.in_features),
-        sites.INPUT_BIAS: prior.bias_scale,
-        sites.HIDDEN_WEIGHT: prior.weight_scale * s_basis / np.sqrt(spec.width),
-        sites.HIDDEN_BIAS: prior.bias_scale * s_basis,
-        sites.OUTPUT_WEIGHT: prior.output_scale / np.sqrt(spec.width),
-        sites.OUTPUT_BIAS: prior.bias_scale,
-    }
-
-
 #: The :class:`PriorSpec` field that sets each network site's prior sd (:func:`prior_scales`).
 PRIOR_SCALE_OF = {
     sites.INPUT_WEIGHT: "input_scale",
@@ -348,6 +335,21 @@ PRIOR_SCALE_OF = {
     sites.OUTPUT_WEIGHT: "output_scale",
     sites.OUTPUT_BIAS: "bias_scale",
 }
+
+
+def prior_scales(spec: ResNetSpec, prior: PriorSpec) -> dict[str, float]:
+    """Prior sd of each network site before any learned per-basis or per-input scale: its
+    :data:`PRIOR_SCALE_OF` field of ``prior``, scaled by the network's sizes."""
+    s_basis = spec.basis.coefficient_scale(spec.num_layers)
+    scale = {site: getattr(prior, name) for site, name in PRIOR_SCALE_OF.items()}
+    return {
+        sites.INPUT_WEIGHT: scale[sites.INPUT_WEIGHT] / np.sqrt(spec.in_features),
+        sites.INPUT_BIAS: scale[sites.INPUT_BIAS],
+        sites.HIDDEN_WEIGHT: scale[sites.HIDDEN_WEIGHT] * s_basis / np.sqrt(spec.width),
+        sites.HIDDEN_BIAS: scale[sites.HIDDEN_BIAS] * s_basis,
+        sites.OUTPUT_WEIGHT: scale[sites.OUTPUT_WEIGHT] / np.sqrt(spec.width),
+        sites.OUTPUT_BIAS: scale[sites.OUTPUT_BIAS],
+    }
 
 
 def scaled_prior(prior: PriorSpec, factors: dict[str, float]) -> PriorSpec:
