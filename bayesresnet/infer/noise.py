@@ -519,10 +519,9 @@ def _normal_values(params: dict, names) -> tuple[np.ndarray, list]:
     :data:`~bayesresnet.model.PRIOR_SCALE_OF` scale of each column (``None`` for a site
     no PriorSpec scale sets). Normal sites are unconstrained: their values are ``params``'.
     """
-    values = {k: np.asarray(params[k]) for k in names}
-    num = _num_members(params)
-    theta = np.stack([ravel_pytree({k: v[m] for k, v in values.items()})[0] for m in range(num)])
+    order = sorted(names)  # ravel_pytree's order of a dict's keys
+    values = [np.asarray(params[k]).reshape(_num_members(params), -1) for k in order]
     labels = []
-    for k in sorted(names):  # ravel_pytree's order of a dict's keys
-        labels += [PRIOR_SCALE_OF.get(k.removesuffix(_DECENTERED))] * int(values[k][0].size)
-    return theta, labels
+    for k, v in zip(order, values, strict=True):
+        labels += [PRIOR_SCALE_OF.get(k.removesuffix(_DECENTERED))] * v.shape[1]
+    return np.concatenate(values, axis=1), labels
