@@ -36,6 +36,7 @@ __all__ = [
     "choose_spec",
     "default_spec",
     "describe",
+    "describe_factors",
     "evidence_scales",
     "SEARCH_OPTIONS",
 ]
@@ -207,7 +208,9 @@ def choose_spec(
     if factors:
         if progress is not None:
             progress(len(candidates), best)
-        rows.append(score(best, {"scales": factors}) | {"prior": _scales_text(factors)})
+        rows.append(
+            score(best, {"scales": factors}) | {"prior": f"evidence: {describe_factors(factors)}"}
+        )
         if rows[-1]["crps"] >= rows[order[0]]["crps"]:
             factors = None  # the held-out rows do not confirm it
         order = np.argsort([row["crps"] for row in rows], kind="stable")
@@ -225,5 +228,7 @@ def evidence_scales(post) -> dict | None:
     return {name: float(np.exp(np.mean(np.log(v)))) for name, v in found.items()}
 
 
-def _scales_text(factors: dict) -> str:
-    return "evidence: " + ", ".join(f"{k} ×{v:.2f}" for k, v in factors.items())
+def describe_factors(factors: dict) -> str:
+    """``"weight_scale ×2.00, …"``: factors on the :class:`~bayesresnet.PriorSpec` scales,
+    as the scores and the report say them."""
+    return ", ".join(f"{name} ×{f:.2f}" for name, f in factors.items())

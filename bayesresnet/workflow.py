@@ -23,6 +23,7 @@ from bayesresnet import (
     plots,
     stiffness,
 )
+from bayesresnet.architecture import describe_factors
 from bayesresnet.data import Dataset, suggest_transforms
 from bayesresnet.infer.registry import METHODS
 from bayesresnet.posterior import Posterior, Prediction
@@ -90,12 +91,7 @@ def describe_model(post: Posterior) -> str:
         for row in choice["scores"]
     )
     factors = choice.get("prior_factors")
-    scales = (
-        "; prior scales as the evidence asked: "
-        + ", ".join(f"{name} ×{f:.2f}" for name, f in factors.items())
-        if factors
-        else ""
-    )
+    scales = f"; prior scales as the evidence asked: {describe_factors(factors)}" if factors else ""
     return (
         f"{text}; chosen by held-out CRPS (in output sds, {choice['num_validation']} rows) "
         f"over {len(choice['scores'])} candidates, best first: {tried}{scales}"
