@@ -139,11 +139,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "auto+1thread": {"method": "auto", "spec": None, "threads": 1},
     "mclmc+1thread": {"method": "mclmc", "threads": 1},
     "nuts+1thread": {"method": "nuts", "threads": 1},
-    # auto with input relevance (ARD scales learned per input) at every size (auto, given
-    # no prior, learns them from 500 rows):
+    # auto with input relevance (ARD scales learned per input) at every size (auto given no
+    # prior learned them from 500 rows until results/ard_auto_N200_*; it now learns them
+    # at every size, so this is auto's fit, its reason text less the choice of prior):
     "auto+ard": {"method": "auto", "spec": None, "prior": {"ard": True}},
-    # auto with input relevance below 500 rows too, the scales held at 1 for 60 % or 90 %
-    # of the Adam steps (auto holds them for 30 %):
+    # the ensemble's default schedule with input relevance, the scales held at 1 for 60 %
+    # or 90 % of the Adam steps (auto holds them for 30 %):
     **{
         f"auto+ard{int(100 * hold)}": {
             "method": "ensemble",
@@ -287,6 +288,32 @@ VARIANTS: dict[str, dict[str, Any]] = {
         }
         for steps in (6000, 9000)
         for lr in (5e-3, 2e-2)
+    },
+    # ... with half the members (one lane of two per core on two cores), and with more steps:
+    **{
+        f"auto200+m4{tag}": {
+            "method": "ensemble",
+            "options": {"num_members": 4, "num_steps": steps, "max_steps": steps},
+            "spec": None,
+        }
+        for tag, steps in (("", 9000), ("+s12000", 12000))
+    },
+    # ... with fewer Euler steps through the same cubic W(t) (the same parameters):
+    **{
+        f"auto200+L{layers}": {
+            "method": "ensemble",
+            "options": {"num_steps": 9000, "max_steps": 9000},
+            "spec": {"num_layers": layers},
+        }
+        for layers in (4, 6)
+    },
+    # ... with input relevance, the scales held at 1 for half the steps ("auto+ard" holds
+    # them for 30 %, as auto does from 500 rows):
+    "auto200+ard50": {
+        "method": "ensemble",
+        "options": {"num_steps": 9000, "max_steps": 9000, "ard_warmup": 0.5},
+        "spec": None,
+        "prior": {"ard": True},
     },
     "polished+b256+ard+hold": {
         "method": "ensemble",

@@ -341,17 +341,14 @@ def test_auto_chooses_the_ensemble_at_every_size_and_says_so():
         brn.infer.EnsembleConfig(**brn.infer.choose_method(rows, spec).options)
 
 
-def test_auto_chooses_input_relevance_from_a_size_and_says_so():
+def test_auto_learns_input_relevance_at_every_size_and_says_so():
     spec = brn.ResNetSpec(8, 1, width=8, num_layers=8, basis=brn.bases.Cubic())
-    threshold = brn.infer.auto.AUTO_ARD_MIN_ROWS
-    for rows in (20, threshold - 1, threshold, 100_000):
-        prior = brn.infer.auto.choose_prior(rows)
-        assert prior == brn.PriorSpec(ard=rows >= threshold)
+    prior = brn.infer.auto.choose_prior()
+    assert prior == brn.PriorSpec(ard=True)
+    for rows in (20, 200, 100_000):
         choice = brn.infer.choose_method(rows, spec, prior)
         assert choice.prior == prior
-        learned = f"input relevance (ARD) learned from {threshold:,} rows" in choice.reason
-        assert learned == prior.ard
-        assert (f"no input relevance (ARD) below {threshold:,} rows" in choice.reason) != learned
+        assert "input relevance (ARD) learned, each scale held at 1" in choice.reason
     # A prior the user gave is not auto's choice: the reason says nothing of it.
     choice = brn.infer.choose_method(100_000, spec)
     assert choice.prior is None and "ARD" not in choice.reason
@@ -382,26 +379,24 @@ def test_fit_by_default_chooses_the_method_and_records_why(monkeypatch):
         warnings.simplefilter("ignore", RuntimeWarning)
         polished = brn.fit(spec, ds)
     assert polished.settings["polish"] == "lbfgs" and "L-BFGS" in workflow.describe_method(polished)
-    assert not post.prior.ard and not polished.prior.ard  # below AUTO_ARD_MIN_ROWS
-    # From AUTO_ARD_MIN_ROWS rows, given no prior, auto learns input relevance; a prior
-    # given (even the default) is kept as it is.
-    monkeypatch.setattr(brn.infer.auto, "AUTO_ARD_MIN_ROWS", 10)
+    # Given no prior, auto learns input relevance at every size; a prior given (even the
+    # default) is kept as it is.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        relevant = brn.fit(spec, ds)
         given = brn.fit(spec, ds, prior=brn.PriorSpec())
-    assert relevant.prior == brn.PriorSpec(ard=True)
-    assert sites.ARD_SCALE in relevant.samples
-    assert "ARD) learned" in relevant.settings["method_choice"]
-    # Its scales were held for the first Adam steps, and it says so.
-    held = brn.infer.core.ard_held_steps(0.3, relevant.settings["num_steps"])
-    assert relevant.settings["ard_warmup"] == 0.3
-    assert f"input scales held at 1 through the first {held} Adam steps" in (
-        workflow.describe_method(relevant)
-    )
-    assert "input scales held at 1" not in workflow.describe_method(polished)
+    for relevant in (post, polished):
+        assert relevant.prior == brn.PriorSpec(ard=True)
+        assert sites.ARD_SCALE in relevant.samples
+        assert "ARD) learned" in relevant.settings["method_choice"]
+        # Its scales were held for the first Adam steps, and it says so.
+        held = brn.infer.core.ard_held_steps(0.3, relevant.settings["num_steps"])
+        assert relevant.settings["ard_warmup"] == 0.3
+        assert f"input scales held at 1 through the first {held} Adam steps" in (
+            workflow.describe_method(relevant)
+        )
     assert given.prior == brn.PriorSpec() and sites.ARD_SCALE not in given.samples
     assert "ARD" not in given.settings["method_choice"]
+    assert "input scales held at 1" not in workflow.describe_method(given)
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ may be left out; the values shown are the defaults)::
     residual = true
     scheme = "euler"            # or "heun" (second order; continuous bases only)
     [prior]                     # the fields of PriorSpec; none: PriorSpec(), or with
-    ard = false                 # method = "auto" its choice (ARD from 500 rows).
+    ard = false                 # method = "auto" its choice, PriorSpec(ard=True).
                                 # ard: learn a prior scale per input (relevance in the report)
     [inference]
     method = "nuts"             # one of infer.METHODS, or "auto" (see infer.auto)

@@ -262,17 +262,16 @@ def fit(
         y: training outputs ``[N, out]`` or ``[N]``; a DataFrame's column names (a
             Series' name) become the output names.
         method: ``"auto"`` (default), ``"nuts"``, ``"mclmc"``, ``"svi"``, ``"ensemble"``.
-            ``"auto"``: the deep ensemble at its defaults, polished by L-BFGS and
-            (given no ``prior``) learning input relevance, both from 500 rows
+            ``"auto"``: the deep ensemble at its defaults, polished by L-BFGS from 500
+            rows and (given no ``prior``) learning input relevance
             (:func:`~bayesresnet.infer.auto.choose_method`, with the measurements
             behind it); ``post.method`` is the one that ran,
             ``post.settings["method_choice"]`` says why.
         seed: seed of every random choice of the run.
         prior: prior and likelihood; ``None``: the default
             :class:`~bayesresnet.PriorSpec`, except with ``method="auto"``, which learns
-            input relevance (``ard=True``) from
-            :data:`~bayesresnet.infer.auto.AUTO_ARD_MIN_ROWS` training rows
-            (:func:`~bayesresnet.infer.auto.choose_prior`; ``post.prior`` is the prior used).
+            input relevance (``ard=True``; :func:`~bayesresnet.infer.auto.choose_prior`;
+            ``post.prior`` is the prior used).
         transforms: per-column transforms ``{column name: "log"}`` of inputs and outputs
             (names as above; default none). A log input is standardized as ``log x``
             (for inputs spanning orders of magnitude); a log output is modelled as
@@ -289,7 +288,7 @@ def fit(
     prior = _check_arguments(spec, method, seed, prior, options)
     x, y, input_names, output_names = _training_data(x, y)
     if prior_chosen:
-        prior = choose_prior(len(x))
+        prior = choose_prior()
     masks = x_log, y_log = transform_masks(transforms, input_names, output_names)
     check_log_columns(x, x_log, input_names, what="`x`")
     check_log_columns(y, y_log, output_names, what="`y`")
