@@ -307,13 +307,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         }
         for layers in (4, 6)
     },
-    # ... with input relevance, the scales held at 1 for half the steps ("auto+ard" holds
-    # them for 30 %, as auto does from 500 rows):
-    "auto200+ard50": {
-        "method": "ensemble",
-        "options": {"num_steps": 9000, "max_steps": 9000, "ard_warmup": 0.5},
-        "spec": None,
-        "prior": {"ard": True},
+    # ... with input relevance, the scales held at 1 for 15 %, 20 % or half the steps (auto
+    # holds them for 30 %):
+    **{
+        f"auto200+ard{int(100 * hold)}": {
+            "method": "ensemble",
+            "options": {"num_steps": 9000, "max_steps": 9000, "ard_warmup": hold},
+            "spec": None,
+            "prior": {"ard": True},
+        }
+        for hold in (0.15, 0.2, 0.5)
     },
     "polished+b256+ard+hold": {
         "method": "ensemble",
