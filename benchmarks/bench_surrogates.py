@@ -318,6 +318,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         }
         for hold in (0.15, 0.2, 0.5)
     },
+    # ... and auto (ARD held for 30 %) with another peak learning rate (auto's is 1e-2):
+    **{
+        f"auto200+ard+lr{lr:g}": {
+            "method": "ensemble",
+            "options": {"num_steps": 9000, "max_steps": 9000, "learning_rate": lr},
+            "spec": None,
+            "prior": {"ard": True},
+        }
+        for lr in (5e-3, 2e-2)
+    },
     "polished+b256+ard+hold": {
         "method": "ensemble",
         "options": {"polish": "lbfgs", "batch_size": 256, "ard_warmup": 1.0},

@@ -203,28 +203,34 @@ with 5 % noise (``benchmarks/results/cached_N200``, ``bench_surrogates.py --cach
 ``auto``'s fit + predict took 5.5–9.3 s from nothing (within 10× the GP's in 8 of the 12
 cases) and 3.8–5.3 s with the cache (within 10× in 11; noisy sine's GP takes 0.24 s).
 
-Below :data:`AUTO_POLISH_MIN_ROWS` rows ``auto`` runs :data:`AUTO_ADAM_STEPS` (9 000) Adam
-steps with the learning rate's cosine decay spread over all of them. The ensemble's own
-default decays over 3 000 steps and then trains on at the final rate until the members
-settle, for at most 9 000 steps; at 200 rows they never settled first (every one of the 36
-fits of ``benchmarks/results/seeds_N200`` ran 9 000 steps), and those steps were worth
-their time: stopping at 3 000 (``ensemble+sized+nosettle``,
+Below :data:`AUTO_POLISH_MIN_ROWS` rows ``auto`` runs :data:`AUTO_ADAM_STEPS` (9 000)
+Adam steps with the learning rate's cosine decay spread over all of them. The ensemble's
+own default decays over 3 000 steps and then trains on at the final rate until the
+members settle, for at most 9 000 steps; at 200 rows they never settled first (every one
+of the 36 fits of ``benchmarks/results/seeds_N200`` ran 9 000 steps), and those steps
+were worth their time: stopping at 3 000 (``ensemble+sized+nosettle``,
 ``benchmarks/results/surrogates_N200_nosettle``) raised the CRPS in 11 of the 12 cases
 (noise-free by 2–85 %). The same 9 000 steps on one decay (variant ``auto200+cos9000``,
 side by side with ``auto`` on the six problems noise-free and with 5 % noise, seeds 0–2;
 ``benchmarks/results/adam_cosine_N200_seed0``, ``…cosine9000_N200_seeds12``) lowered the
-CRPS by more than 1 % in 21 of the 36 cases and raised it by more than 1 % in 5 (geometric
-mean 0.961): by 5–11 % noise-free on borehole, friedman1, ishigami, oscillator and sine
-(geometric means over the seeds), with noise within 3 % but ishigami's (5 % lower); the
-fits took as long (they run the same steps), and the same number of cases had 90 %
-coverage within 0.85–0.95 (22 of 36). A shorter decay gives back more than it saves: 4 500
-and 6 000 steps (seed 0, variants ``auto200+cos4500``, ``auto200+cos6000``) raised the
-CRPS by 7.6 % and 2.3 % (geometric means). Nor does another peak learning rate serve every
-problem (seed 0, the GP not run; ``benchmarks/results/adam_lr_N200_seed0``): 2e-2 instead
-of 1e-2 over the 9 000 steps lowered the CRPS by 5 % in geometric mean, by 31–39 % on
-noise-free ishigami and sine, but raised it by 8–18 % on friedman1 and noise-free borehole
-and sobol_g; over 6 000 steps it matched ``auto``'s CRPS in geometric mean (1.001) in
-about 5/6 of the time, by the same trade (sine 0.74, friedman1 1.17); 5e-3 gave 0.988.
+CRPS by more than 1 % in 21 of the 36 cases and raised it by more than 1 % in 5
+(geometric mean 0.961): by 5–11 % noise-free on borehole, friedman1, ishigami,
+oscillator and sine (geometric means over the seeds), with noise within 3 % but
+ishigami's (5 % lower); the fits took as long (they run the same steps), and the same
+number of cases had 90 % coverage within 0.85–0.95 (22 of 36). A shorter decay gives
+back more than it saves: 4 500 and 6 000 steps (seed 0, variants ``auto200+cos4500``,
+``auto200+cos6000``) raised the CRPS by 7.6 % and 2.3 % (geometric means). Nor does
+another peak learning rate serve every problem (seed 0, the GP not run;
+``benchmarks/results/adam_lr_N200_seed0``): 2e-2 instead of 1e-2 over the 9 000 steps
+lowered the CRPS by 5 % in geometric mean, by 31–39 % on noise-free ishigami and sine,
+but raised it by 8–18 % on friedman1 and noise-free borehole and sobol_g; over 6 000
+steps it matched ``auto``'s CRPS in geometric mean (1.001) in about 5/6 of the time, by
+the same trade (sine 0.74, friedman1 1.17); 5e-3 gave 0.988. With ARD on (variant
+``auto200+ard+lr0.02`` against ``auto``, seeds 0–2, the GP not run;
+``benchmarks/results/ard_lr_N200_seed0``, ``…_seeds12``) 2e-2 lowered the CRPS in 21 of
+36 cases and raised it in 7 (geometric mean 0.960): ishigami 0.78 noise-free and 0.82
+with noise, noise-free oscillator 0.88 and friedman1 0.90, but sobol_g 1.10 noise-free
+and 1.28 with noise (1.18–1.46 over the seeds). The rate stays at 1e-2.
 """
 
 from __future__ import annotations
