@@ -270,7 +270,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "prior": {"ard": True},
     },
     # auto below 500 rows with Adam's cosine decay spread over all its steps (no training
-    # on after them; auto decays over 3 000 and trains on at the final rate up to 9 000):
+    # on after them; auto decays over 3 000 and trains on at the final rate up to 9 000).
+    # This and the variants below it up to the "+ard" ones have no ARD, as auto had none
+    # below 500 rows until results/ard_auto_N200_*:
     **{
         f"auto200+cos{steps}": {
             "method": "ensemble",
