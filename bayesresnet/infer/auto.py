@@ -202,6 +202,10 @@ and traces only: measured side by side with the GP on the six problems, noise-fr
 with 5 % noise (``benchmarks/results/cached_N200``, ``bench_surrogates.py --cached``),
 ``auto``'s fit + predict took 5.5–9.3 s from nothing (within 10× the GP's in 8 of the 12
 cases) and 3.8–5.3 s with the cache (within 10× in 11; noisy sine's GP takes 0.24 s).
+With ARD at 200 rows (seed 0, nothing else running,
+``benchmarks/results/cached_ard_N200_seed0``): 5.6–6.6 s from nothing (within 10× the
+GP's in 8 of 12 cases) and 3.2–4.5 s with the cache (in 11 of 12; noisy sine's GP took
+0.25 s).
 
 Below :data:`AUTO_POLISH_MIN_ROWS` rows ``auto`` runs :data:`AUTO_ADAM_STEPS` (9 000)
 Adam steps with the learning rate's cosine decay spread over all of them. The ensemble's
