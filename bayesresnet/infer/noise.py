@@ -520,7 +520,8 @@ def _normal_values(params: dict, names) -> tuple[np.ndarray, list]:
     no PriorSpec scale sets). Normal sites are unconstrained: their values are ``params``'.
     """
     order = sorted(names)  # ravel_pytree's order of a dict's keys
-    values = [np.asarray(params[k]).reshape(_num_members(params), -1) for k in order]
+    num = _num_members(params)
+    values = [np.asarray(params[k]).reshape(num, -1) for k in order]
     labels = []
     for k, v in zip(order, values, strict=True):
         labels += [PRIOR_SCALE_OF.get(k.removesuffix(_DECENTERED))] * v.shape[1]
