@@ -67,6 +67,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -85,6 +86,7 @@ import bayesresnet as brn
 from bayesresnet import calibration
 from bayesresnet._io import write_atomic, write_json
 from bayesresnet.app.compile_cache import enable_compile_cache
+from bayesresnet.infer import core
 from bayesresnet.infer.core import clear_compiled
 from bayesresnet.infer.lanes import lane_threads, threads_set
 
@@ -139,6 +141,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "auto+1thread": {"method": "auto", "spec": None, "threads": 1},
     "mclmc+1thread": {"method": "mclmc", "threads": 1},
     "nuts+1thread": {"method": "nuts", "threads": 1},
+    # auto with every program compiled with XLA's full optimization, as before the
+    # programs run once (the members' starts, the noise re-estimate) were compiled
+    # without it (bayesresnet.infer.core.ONCE_OPTIONS):
+    "auto+optall": {"method": "auto", "spec": None, "optimize_all": True},
     # auto with input relevance (ARD scales learned per input) at every size (auto given no
     # prior learned them from 500 rows until results/ard_auto_N200_*; it now learns them
     # at every size, so this is auto's fit, its reason text less the choice of prior):
@@ -338,7 +344,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 DEFAULT_VARIANTS = ("ensemble", "mclmc")
-VARIANT_KEYS = frozenset({"method", "options", "spec", "prior", "threads"})
+VARIANT_KEYS = frozenset({"method", "options", "spec", "prior", "threads", "optimize_all"})
 
 #: The network of every variant unless it says otherwise (``ResNetSpec`` arguments; the
 #: basis by its spec-file name).
@@ -471,13 +477,26 @@ def variant_arguments(variant: dict, data: brn.Dataset, tiny: bool) -> dict:
     return {"spec": spec, "method": method, "prior": prior, **options}
 
 
+@contextlib.contextmanager
+def optimized_all(on: bool | None):
+    """Inside, with ``on``, programs run once are compiled with XLA's full optimization
+    too (``core.ONCE_MAX_FLOPS`` below every program's count); as before after."""
+    saved = core.ONCE_MAX_FLOPS
+    if on:
+        core.ONCE_MAX_FLOPS = -1.0
+    try:
+        yield
+    finally:
+        core.ONCE_MAX_FLOPS = saved
+
+
 def fit_variant(
     variant: dict, data: brn.Dataset, seed: int, x_test: np.ndarray, tiny: bool
 ) -> Predictive:
     """Fit a bayesresnet variant, predict at ``x_test`` and get its convergence verdict."""
     kwargs = variant_arguments(variant, data, tiny)
     spec = kwargs.pop("spec")
-    with threads_set(variant.get("threads")):
+    with threads_set(variant.get("threads")), optimized_all(variant.get("optimize_all")):
         start = time.perf_counter()
         post = brn.fit(spec, data, seed=seed, **kwargs)
         fit_s = time.perf_counter() - start

@@ -784,6 +784,60 @@ def _backend_compiles():
     return names, listen
 
 
+def test_a_small_program_run_once_is_compiled_without_optimization_and_no_other():
+    from bayesresnet.infer import core
+
+    small = jax.jit(lambda a: jnp.tanh(a @ a).sum()).lower(jnp.ones((4, 4)))
+    big = jax.jit(lambda a: jnp.tanh(a @ a).sum()).lower(jnp.ones((400, 400)))
+    assert small.cost_analysis()["flops"] <= core.ONCE_MAX_FLOPS
+    assert big.cost_analysis()["flops"] > core.ONCE_MAX_FLOPS  # 2·400³ ≈ 1.3e8
+    assert core.compile_options(small, once=True) == core.ONCE_OPTIONS
+    assert core.compile_options(small) == {}  # not run once: a loop's body, say
+    assert core.compile_options(big, once=True) == {}  # its arithmetic is worth optimizing
+    # Compiled both ways it is two programs (the options are part of what is kept), with
+    # the same result.
+    core.clear_compiled()
+    names, listen = _backend_compiles()
+    try:
+        once = core.compile_lowered(small, once=True)
+        assert core.compile_lowered(small, once=True) is once
+        full = core.compile_lowered(small)
+        assert full is not once and len(names) == 2
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    a = jnp.linspace(-1, 1, 16).reshape(4, 4)
+    np.testing.assert_allclose(once(a), full(a), rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:2 ensemble member.s. had not converged")
+def test_a_fit_compiles_its_starts_and_noise_re_estimate_unoptimized_and_its_steps_not(
+    monkeypatch,
+):
+    """The ensemble's programs run once (the members' starts, the noise re-estimate, the
+    constrained values) are compiled with ONCE_OPTIONS; the Adam block, run for every
+    block of steps, with XLA's full optimization."""
+    import bayesresnet as brn
+    from bayesresnet.infer import core
+
+    seen, real = [], core.compile_options
+
+    def options(lowered, once=False):
+        chosen = real(lowered, once)
+        seen.append((lowered.as_text().split("\n", 1)[0].split()[1], once, chosen))
+        return chosen
+
+    monkeypatch.setattr(core, "compile_options", options)
+    core.clear_compiled()
+    ds = brn.problems.get("sine").sample(0, 20, 5, noise=0.1)
+    spec = brn.ResNetSpec(1, 1, width=3, num_layers=2, basis=brn.bases.make_basis("linear"))
+    brn.fit(spec, ds, method="ensemble", seed=0, num_members=2, num_steps=40)
+    by_name = {name: (once, chosen) for name, once, chosen in seen}
+    assert by_name["@jit_inputs"] == (True, core.ONCE_OPTIONS)  # the starts
+    assert by_name["@jit_members"] == (True, core.ONCE_OPTIONS)  # the noise re-estimate
+    loops = [chosen for name, once, chosen in seen if not once]
+    assert loops and all(chosen == {} for chosen in loops)  # the Adam block(s)
+
+
 def test_a_program_made_anew_that_computes_the_same_is_compiled_once():
     from bayesresnet.infer.core import clear_compiled, compiled_call
 

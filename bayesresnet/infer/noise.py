@@ -452,7 +452,7 @@ def noise_program(model, x, y, params, *, ahead: bool = False) -> NoiseProgram |
     names = tuple(normal)
     if not ahead:
         return NoiseProgram(lambda p: compiled_call(program, p, data), _num_members(params), names)
-    compiled = compile_ahead(program, params, data)
+    compiled = compile_ahead(program, params, data, once=True)
     return NoiseProgram(lambda p: compiled.result()(p, data), _num_members(params), names)
 
 
