@@ -120,7 +120,7 @@ TINY = dict(method="ensemble", num_members=4, num_steps=200, max_steps=200)
 def tiny_fit(x, y, prior):
     """A tiny ensemble fit; 200 steps are not meant to converge (its warning is expected)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "4 ensemble member", RuntimeWarning)
+        warnings.filterwarnings("ignore", ".* ensemble member.s. had not converged", RuntimeWarning)
         return brn.fit(SPEC, x, y, prior=prior, seed=0, **TINY)
 
 

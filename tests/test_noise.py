@@ -282,9 +282,9 @@ def test_the_ensemble_compiles_its_programs_ahead_and_uses_them(monkeypatch, key
     sent, made_late = [], []
     real_compile, real_program = core.compile_ahead, noise_module.noise_program
 
-    def compile_ahead(program, *args):
+    def compile_ahead(program, *args, **kwargs):
         sent.append(program)
-        return real_compile(program, *args)
+        return real_compile(program, *args, **kwargs)
 
     def noise_program(*args, **kwargs):
         made_late.append(kwargs)
@@ -330,6 +330,50 @@ def test_the_ensemble_replaces_each_members_noise_and_keeps_the_map_where_it_can
         plain = run_ensemble(key, linear_model, xl, yl, EnsembleConfig(2, 50))
     assert boot.extra["noise_refit"].startswith("map: bootstrap")
     assert plain.extra["noise_refit"] == "map: the model has no noise site 'noise_scale'"
+
+
+def test_the_distance_to_the_optimum_is_the_fits_change_to_it_in_noise_sds():
+    """For a linear model the Gauss–Newton step is exact: at the ridge fit (the optimum
+    at its noise sd) the distance is 0; moved off it by Δ, it is the fit's change x·Δ back
+    to it, in the re-estimated noise sd."""
+    x, y, params = ridge_members()
+    xj = jnp.asarray(x, jnp.float32)
+    at = effective_noise(noisy_linear_model, xj, y, params, distance=True)
+    assert np.all(at.moved < 1e-3)
+    delta = np.array([[0.05] * 8, [-0.1, 0.08] * 4])
+    off = {**params, "theta": params["theta"] + jnp.asarray(delta, jnp.float32)}
+    refit = effective_noise(noisy_linear_model, xj, y, off, distance=True)
+    for m in range(2):
+        want = np.sqrt(np.mean((x @ delta[m]) ** 2)) / refit.sigma[m, 0]
+        assert refit.moved[m, 0] == pytest.approx(want, rel=2e-3)
+    assert effective_noise(noisy_linear_model, xj, y, params).moved is None  # not asked
+
+
+def test_members_whose_fit_has_settled_have_converged_though_their_loss_still_falls(key):
+    """With a loss tolerance no fit meets, members whose fit is within prediction_tol
+    noise sds of their optimum's have converged; a short run, far from it, has not, and
+    warns; prediction_tol=0 leaves the loss test alone."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(25, 8)), jnp.float32)
+    y = jnp.asarray((np.asarray(x) @ rng.normal(size=8) + 0.3 * rng.normal(size=25))[:, None])
+    strict = {"num_members": 3, "convergence_tol": 1e-12, "max_steps": None}
+    settled = run_ensemble(key, noisy_linear_model, x, y, EnsembleConfig(num_steps=2000, **strict))
+    moved = np.asarray(settled.extra["member_fit_moved"])
+    assert np.all(moved < 0.25) and all(settled.extra["member_converged"])
+    with pytest.warns(
+        RuntimeWarning, match="3 ensemble member.s. had not converged after 90 steps"
+    ):
+        short = run_ensemble(key, noisy_linear_model, x, y, EnsembleConfig(num_steps=30, **strict))
+    assert np.all(np.asarray(short.extra["member_fit_moved"]) > 0.25)
+    assert not any(short.extra["member_converged"])
+    with pytest.warns(RuntimeWarning, match="had not converged"):
+        off = run_ensemble(
+            key, noisy_linear_model, x, y,
+            EnsembleConfig(num_steps=2000, prediction_tol=0.0, **strict),
+        )  # fmt: skip
+    assert not any(off.extra["member_converged"]) and "member_fit_moved" not in off.extra
+    with pytest.raises(ValueError, match="prediction_tol"):
+        EnsembleConfig(prediction_tol=-0.1)
 
 
 @pytest.mark.slow

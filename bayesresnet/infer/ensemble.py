@@ -112,6 +112,40 @@ def _fit_members(key, model, x, y, config: EnsembleConfig, timer: Timer, prepare
     return result, final, result.polish.converged & ~diverged, diverged
 
 
+def _measures_distance(config: EnsembleConfig) -> bool:
+    """Whether a member's convergence is also judged by its fit's distance to its optimum
+    (``prediction_tol``): Adam-trained members (a polish decides by its own tolerances)
+    whose priors are centred at 0."""
+    return config.polish == "none" and config.prediction_tol > 0 and not config.anchored
+
+
+def _warn_members(config: EnsembleConfig, diverged, converged, steps_run: int) -> None:
+    """Warn of members that diverged (left out) or had not converged (kept)."""
+    keep = ~diverged
+    if diverged.any():
+        warnings.warn(
+            f"{int(diverged.sum())} of {config.num_members} ensemble members diverged and are "
+            "left out of the posterior (see extra['member_diverged']); lower `learning_rate`.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    if not converged[keep].all():
+        polished = config.polish != "none"
+        warnings.warn(
+            f"{int((~converged[keep]).sum())} ensemble member(s) had not converged after "
+            f"{steps_run} steps"
+            + (
+                f" and at most {config.polish_steps} L-BFGS iterations; raise `polish_steps`."
+                if polished
+                else '; raise `num_steps` or `max_steps` (method="ensemble", num_steps=…; '
+                'method="auto" takes no options), or finish each member by L-BFGS '
+                '(method="ensemble", polish="lbfgs"), which stops on a tolerance.'
+            ),
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
 def _constrain_members(model, params, data):
     """The members' constrained sites ``{site: [M, ...]}``; ``data`` of :func:`program_data`."""
     model, x, y = bind_data(model, data)
@@ -145,28 +179,6 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
             f"all {config.num_members} ensemble members diverged (non-finite loss); lower "
             f"`learning_rate` (now {config.learning_rate}) or `clip_norm`."
         )
-    if diverged.any():
-        warnings.warn(
-            f"{int(diverged.sum())} of {config.num_members} ensemble members diverged and are "
-            "left out of the posterior (see extra['member_diverged']); lower `learning_rate`.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    if not converged[keep].all():
-        polished = config.polish != "none"
-        warnings.warn(
-            f"{int((~converged[keep]).sum())} ensemble member(s) had not converged after "
-            f"{steps_run} steps"
-            + (
-                f" and at most {config.polish_steps} L-BFGS iterations; raise `polish_steps`."
-                if polished
-                else '; raise `num_steps` or `max_steps` (method="ensemble", num_steps=…; '
-                'method="auto" takes no options), or finish each member by L-BFGS '
-                '(method="ensemble", polish="lbfgs"), which stops on a tolerance.'
-            ),
-            RuntimeWarning,
-            stacklevel=3,
-        )
     samples = {name: v[keep][None] for name, v in samples.items()}  # [1, M_kept, ...]
     refit = None
     if config.noise == "effective":
@@ -177,10 +189,18 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
             refit = effective_noise(
                 model, x, y, kept, bootstrap=config.bootstrap, program=program,
                 evidence=config.prior_evidence and not config.anchored,
+                distance=_measures_distance(config),
             )  # fmt: skip
         if refit.sigma is not None:
             dtype = samples[sites.NOISE_SCALE].dtype
             samples[sites.NOISE_SCALE] = refit.sigma.astype(dtype)[None]
+    moved = None
+    if refit is not None and refit.moved is not None:  # still moving, or settled?
+        moved = np.full((len(keep), refit.moved.shape[1]), np.nan)
+        moved[keep] = refit.moved
+        converged = converged | (keep & (np.max(np.nan_to_num(moved, nan=np.inf), axis=1)
+                                         < config.prediction_tol))  # fmt: skip
+    _warn_members(config, diverged, converged, steps_run)
     sample_stats = {
         "loss": final[keep][None],
         "converged": converged[keep][None],
@@ -191,6 +211,8 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
         "member_converged": converged.tolist(),
         "member_diverged": diverged.tolist(),
     }
+    if moved is not None:  # NaN for the members left out
+        extra["member_fit_moved"] = moved.tolist()
     if refit is not None:  # the noise re-estimate: how, and the values it replaced
         extra["noise_refit"] = refit.reason
         if refit.sigma is not None:
@@ -263,6 +285,11 @@ def checks(post, estimators: Estimators) -> list[Check]:
     s = post.settings
     if s.get("polish", "none") == "none":
         target = f"all (tolerance {s.get('convergence_tol')} per observation)"
+        if "member_fit_moved" in post.extra:
+            target = (
+                f"all (the loss: tolerance {s.get('convergence_tol')} per observation; or "
+                f"the fit within {s.get('prediction_tol')} noise sds of its optimum's)"
+            )
         fix = (
             'raise num_steps or max_steps (method="ensemble"; method="auto" takes no '
             "options); on noise-free data the noise scale keeps shrinking and members may "

@@ -80,12 +80,14 @@ from bayesresnet.infer.core import bind_data, compile_ahead, compiled_call, prog
 from bayesresnet.model import _DECENTERED, PRIOR_SCALE_OF
 
 __all__ = [
+    "MAX_DISTANCE_FLOPS",
     "MAX_JACOBIAN_ENTRIES",
     "NoiseProgram",
     "NoiseRefit",
     "effective_noise",
     "effective_parameters",
     "evidence_factors",
+    "distance_to_optimum",
     "noise_program",
     "parameter_gammas",
 ]
@@ -93,6 +95,11 @@ __all__ = [
 #: Largest Jacobian (training rows × outputs × parameters, per member) the re-estimate
 #: computes; 10⁷ float32 numbers are 40 MB (width 16 at 2 000 rows takes about 2.6·10⁶).
 MAX_JACOBIAN_ENTRIES = 10_000_000
+
+#: :func:`distance_to_optimum` is measured where its ``min(N·O, P)² · max(N·O, P)`` (the
+#: Gram matrix and the solve) is at most this many operations per member (a few tenths
+#: of a second); 200 rows of one output and 600 parameters take 2.4·10⁷.
+MAX_DISTANCE_FLOPS = 1e9
 
 
 class NoiseRefit(NamedTuple):
@@ -104,6 +111,8 @@ class NoiseRefit(NamedTuple):
     reason: str  # how the noise was set, for the run record
     # {PriorSpec scale: [M]} the evidence's factor on each scale (effective_noise(evidence=))
     prior_factors: dict | None = None
+    # [M, O] how far each member's fit is from its optimum (effective_noise(distance=True))
+    moved: np.ndarray | None = None
 
 
 def effective_parameters(jac_over_sd: np.ndarray, prior_sd: np.ndarray) -> np.ndarray:
@@ -395,7 +404,8 @@ def _row_jacobian(model, values: dict, names, x, y):
 
 class NoiseProgram(NamedTuple):
     """The compiled part of :func:`effective_noise` for ``num_members`` members:
-    ``run(params) -> (J/σ [M, N, O, P], prior sds [M, P], RSS [M, O], MAP noise [M, O])``."""
+    ``run(params) -> (J/σ [M, N, O, P], prior sds [M, P], RSS [M, O], MAP noise [M, O],
+    residuals/σ [M, N, O])``."""
 
     run: Callable
     num_members: int
@@ -442,7 +452,7 @@ def noise_program(model, x, y, params, *, ahead: bool = False) -> NoiseProgram |
             jac = _row_jacobian(model_, values, normal, x, y)  # [N, O, P]
             z = (y - loc) / scale
             sse = jnp.sum(z**2, axis=0)
-            return jac / scale[..., None], prior_sd, sse, values[sites.NOISE_SCALE]
+            return jac / scale[..., None], prior_sd, sse, values[sites.NOISE_SCALE], z
 
         return jax.lax.map(member, params)
 
@@ -458,7 +468,7 @@ def noise_program(model, x, y, params, *, ahead: bool = False) -> NoiseProgram |
 
 def effective_noise(
     model, x, y, params: dict, *, bootstrap: bool = False,
-    program: NoiseProgram | str | None = None, evidence: bool = False,
+    program: NoiseProgram | str | None = None, evidence: bool = False, distance: bool = False,
 ) -> NoiseRefit:  # fmt: skip
     """Each member's noise sd re-estimated as ``RSS/(N − γ)`` (module docstring).
 
@@ -474,6 +484,10 @@ def effective_noise(
         evidence: also each member's :func:`evidence_factors` on the
             :class:`~bayesresnet.PriorSpec` scales of the network's sites
             (``prior_factors``), at the re-estimated noise.
+        distance: also how far each member's fit is from its optimum (``moved``,
+            :func:`distance_to_optimum`, where it costs at most
+            :data:`MAX_DISTANCE_FLOPS`); members whose Normal priors are centred at 0
+            only (not anchored ones).
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     if bootstrap:
@@ -484,9 +498,9 @@ def effective_noise(
         program = noise_program(model, x, y, params)
     if isinstance(program, str):
         return NoiseRefit(None, None, None, program)
-    jacs, prior_sds, rsss, noises = jax.device_get(program.run(params))
+    jacs, prior_sds, rsss, noises, residuals = jax.device_get(program.run(params))
     sigma, map_sigma, gamma, factors = [], [], [], []
-    theta, labels = _normal_values(params, program.names) if evidence else (None, None)
+    theta, labels = _normal_values(params, program.names) if evidence or distance else (None, None)
     # A member's root takes seconds with several outputs and a wide network (oscillator,
     # width 16: about 0.6 s); progress and Ctrl-C between members.
     with progress_bar(len(jacs), "noise re-estimate") as bar:
@@ -506,11 +520,55 @@ def effective_noise(
     prior_factors = (
         {name: np.array([f[name] for f in factors]) for name in factors[0]} if factors else None
     )
+    sigma, map_sigma = np.stack(sigma), np.stack(map_sigma)
+    moved = None
+    n_rows, num_out, p = np.shape(jacs)[1:]
+    small, large = sorted((n_rows * num_out, p))
+    if distance and small**2 * large <= MAX_DISTANCE_FLOPS:
+        moved = np.stack([
+            distance_to_optimum(*member, r) for member, r in
+            zip(zip(jacs, prior_sds, residuals, theta, strict=True), map_sigma / sigma, strict=True)
+        ])  # fmt: skip
     return NoiseRefit(
-        np.stack(sigma), np.stack(map_sigma), np.stack(gamma),
+        sigma, map_sigma, np.stack(gamma),
         "effective: each member's sd re-estimated as RSS/(N − γ), γ its effective number of "
-        "parameters (bayesresnet.infer.noise)", prior_factors,
+        "parameters (bayesresnet.infer.noise)", prior_factors, moved,
     )  # fmt: skip
+
+
+def distance_to_optimum(jac_over_sd, prior_sd, residual, theta, ratio=1.0) -> np.ndarray:
+    """``[O]``: how far a fit's outputs at the training inputs are from those of its
+    nearest optimum, to second order: the root mean square over the rows of ``J·δ``,
+    ``δ`` the Gauss–Newton step to the optimum of the negative log posterior, in units of
+    the noise sd.
+
+    With ``A = J·diag(s)`` (the Jacobian divided by the noise sd, times the prior sds)
+    and ``t = θ/s`` the whitened parameters, the step solves ``(AᵀA + I) δ̃ = Aᵀz − t``
+    (``z`` the residuals over the noise sd) and the fit moves by ``A δ̃``, found through
+    the ``N·O × N·O`` system ``(AAᵀ + I) m = AAᵀz − A t`` where that is the smaller. At an
+    optimum ``Aᵀz = t`` and the distance is 0. The noise sd is held (its own optimum is
+    not part of the step). For Normal priors centred at 0 (not an anchored member's).
+
+    Args:
+        jac_over_sd: ``[N, O, P]`` the Jacobian of the outputs, each row divided by its
+            observation's noise sd (:class:`NoiseProgram`).
+        prior_sd: ``[P]`` the parameters' prior sds; ``theta`` ``[P]`` their values
+            (:func:`_normal_values`); ``residual`` ``[N, O]`` ``(y − f)/σ``.
+        ratio: ``[O]`` the noise sd of ``jac_over_sd`` over the one to measure in.
+    """
+    a = _scaled(jac_over_sd, prior_sd)
+    n, num_out, p = a.shape
+    a = a.reshape(n * num_out, p)
+    z = np.asarray(residual, np.float64).reshape(-1)
+    t = np.asarray(theta, np.float64) / np.asarray(prior_sd, np.float64)
+    if n * num_out <= p:
+        gram = a @ a.T
+        move = scipy.linalg.solve(gram + np.eye(n * num_out), gram @ z - a @ t, assume_a="pos")
+    else:
+        step = scipy.linalg.solve(a.T @ a + np.eye(p), a.T @ z - t, assume_a="pos")
+        move = a @ step
+    move = move.reshape(n, num_out)
+    return np.sqrt(np.mean(move**2, axis=0)) * np.asarray(ratio, np.float64)
 
 
 def _normal_values(params: dict, names) -> tuple[np.ndarray, list]:
