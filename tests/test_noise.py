@@ -339,14 +339,14 @@ def test_the_distance_to_the_optimum_is_the_fits_change_to_it_in_noise_sds():
     x, y, params = ridge_members()
     xj = jnp.asarray(x, jnp.float32)
     at = effective_noise(noisy_linear_model, xj, y, params, distance=True)
-    assert np.all(at.moved < 1e-3)
+    assert np.all(at.distance < 1e-3)
     delta = np.array([[0.05] * 8, [-0.1, 0.08] * 4])
     off = {**params, "theta": params["theta"] + jnp.asarray(delta, jnp.float32)}
     refit = effective_noise(noisy_linear_model, xj, y, off, distance=True)
     for m in range(2):
         want = np.sqrt(np.mean((x @ delta[m]) ** 2)) / refit.sigma[m, 0]
-        assert refit.moved[m, 0] == pytest.approx(want, rel=2e-3)
-    assert effective_noise(noisy_linear_model, xj, y, params).moved is None  # not asked
+        assert refit.distance[m, 0] == pytest.approx(want, rel=2e-3)
+    assert effective_noise(noisy_linear_model, xj, y, params).distance is None  # not asked
 
 
 def test_members_whose_fit_has_settled_have_converged_though_their_loss_still_falls(key):
@@ -358,20 +358,20 @@ def test_members_whose_fit_has_settled_have_converged_though_their_loss_still_fa
     y = jnp.asarray((np.asarray(x) @ rng.normal(size=8) + 0.3 * rng.normal(size=25))[:, None])
     strict = {"num_members": 3, "convergence_tol": 1e-12, "max_steps": None}
     settled = run_ensemble(key, noisy_linear_model, x, y, EnsembleConfig(num_steps=2000, **strict))
-    moved = np.asarray(settled.extra["member_fit_moved"])
-    assert np.all(moved < 0.25) and all(settled.extra["member_converged"])
+    distance = np.asarray(settled.extra["member_fit_distance"])
+    assert np.all(distance < 0.25) and all(settled.extra["member_converged"])
     with pytest.warns(
         RuntimeWarning, match="3 ensemble member.s. had not converged after 90 steps"
     ):
         short = run_ensemble(key, noisy_linear_model, x, y, EnsembleConfig(num_steps=30, **strict))
-    assert np.all(np.asarray(short.extra["member_fit_moved"]) > 0.25)
+    assert np.all(np.asarray(short.extra["member_fit_distance"]) > 0.25)
     assert not any(short.extra["member_converged"])
     with pytest.warns(RuntimeWarning, match="had not converged"):
         off = run_ensemble(
             key, noisy_linear_model, x, y,
             EnsembleConfig(num_steps=2000, prediction_tol=0.0, **strict),
         )  # fmt: skip
-    assert not any(off.extra["member_converged"]) and "member_fit_moved" not in off.extra
+    assert not any(off.extra["member_converged"]) and "member_fit_distance" not in off.extra
     with pytest.raises(ValueError, match="prediction_tol"):
         EnsembleConfig(prediction_tol=-0.1)
 

@@ -194,12 +194,11 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
         if refit.sigma is not None:
             dtype = samples[sites.NOISE_SCALE].dtype
             samples[sites.NOISE_SCALE] = refit.sigma.astype(dtype)[None]
-    moved = None
-    if refit is not None and refit.moved is not None:  # still moving, or settled?
-        moved = np.full((len(keep), refit.moved.shape[1]), np.nan)
-        moved[keep] = refit.moved
-        converged = converged | (keep & (np.max(np.nan_to_num(moved, nan=np.inf), axis=1)
-                                         < config.prediction_tol))  # fmt: skip
+    distance = None
+    if refit is not None and refit.distance is not None:  # near its optimum, or far?
+        distance = np.full((len(keep), refit.distance.shape[1]), np.inf)
+        distance[keep] = refit.distance
+        converged = converged | (distance.max(axis=1) < config.prediction_tol)
     _warn_members(config, diverged, converged, steps_run)
     sample_stats = {
         "loss": final[keep][None],
@@ -211,8 +210,8 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
         "member_converged": converged.tolist(),
         "member_diverged": diverged.tolist(),
     }
-    if moved is not None:  # NaN for the members left out
-        extra["member_fit_moved"] = moved.tolist()
+    if distance is not None:  # None for the members left out
+        extra["member_fit_distance"] = [d.tolist() if k else None for d, k in zip(distance, keep)]
     if refit is not None:  # the noise re-estimate: how, and the values it replaced
         extra["noise_refit"] = refit.reason
         if refit.sigma is not None:
@@ -285,7 +284,7 @@ def checks(post, estimators: Estimators) -> list[Check]:
     s = post.settings
     if s.get("polish", "none") == "none":
         target = f"all (tolerance {s.get('convergence_tol')} per observation)"
-        if "member_fit_moved" in post.extra:
+        if "member_fit_distance" in post.extra:
             target = (
                 f"all (the loss: tolerance {s.get('convergence_tol')} per observation; or "
                 f"the fit within {s.get('prediction_tol')} noise sds of its optimum's)"

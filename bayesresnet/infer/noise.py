@@ -112,7 +112,7 @@ class NoiseRefit(NamedTuple):
     # {PriorSpec scale: [M]} the evidence's factor on each scale (effective_noise(evidence=))
     prior_factors: dict | None = None
     # [M, O] how far each member's fit is from its optimum (effective_noise(distance=True))
-    moved: np.ndarray | None = None
+    distance: np.ndarray | None = None
 
 
 def effective_parameters(jac_over_sd: np.ndarray, prior_sd: np.ndarray) -> np.ndarray:
@@ -484,7 +484,7 @@ def effective_noise(
         evidence: also each member's :func:`evidence_factors` on the
             :class:`~bayesresnet.PriorSpec` scales of the network's sites
             (``prior_factors``), at the re-estimated noise.
-        distance: also how far each member's fit is from its optimum (``moved``,
+        distance: also how far each member's fit is from its optimum (``distance``,
             :func:`distance_to_optimum`, where it costs at most
             :data:`MAX_DISTANCE_FLOPS`); members whose Normal priors are centred at 0
             only (not anchored ones).
@@ -521,18 +521,18 @@ def effective_noise(
         {name: np.array([f[name] for f in factors]) for name in factors[0]} if factors else None
     )
     sigma, map_sigma = np.stack(sigma), np.stack(map_sigma)
-    moved = None
+    far = None
     n_rows, num_out, p = np.shape(jacs)[1:]
     small, large = sorted((n_rows * num_out, p))
     if distance and small**2 * large <= MAX_DISTANCE_FLOPS:
-        moved = np.stack([
+        far = np.stack([
             distance_to_optimum(*member, r) for member, r in
             zip(zip(jacs, prior_sds, residuals, theta, strict=True), map_sigma / sigma, strict=True)
         ])  # fmt: skip
     return NoiseRefit(
         sigma, map_sigma, np.stack(gamma),
         "effective: each member's sd re-estimated as RSS/(N − γ), γ its effective number of "
-        "parameters (bayesresnet.infer.noise)", prior_factors, moved,
+        "parameters (bayesresnet.infer.noise)", prior_factors, far,
     )  # fmt: skip
 
 
