@@ -514,6 +514,9 @@ def fit_variant(
         "threads": threads,
         "spec": repr(post.spec),
         "engine_timings": {k: float(v) for k, v in post.timings.items()},
+        # each member's fit's distance to its optimum in noise sds (ensembles trained by
+        # Adam alone; EnsembleConfig.prediction_tol), None where not measured
+        "member_fit_distance": post.extra.get("member_fit_distance"),
     }
     return Predictive(pred.mean, pred.y, fit_s, predict_s, info)
 
