@@ -374,6 +374,41 @@ def test_members_whose_fit_has_settled_have_converged_though_their_loss_still_fa
     assert not any(off.extra["member_converged"]) and "member_fit_distance" not in off.extra
     with pytest.raises(ValueError, match="prediction_tol"):
         EnsembleConfig(prediction_tol=-0.1)
+    # The check names both tests where the distance was measured, the loss alone elsewhere.
+    from types import SimpleNamespace
+
+    from bayesresnet.infer import ensemble
+    from bayesresnet.infer.base import Estimators
+
+    def target(result):
+        post = SimpleNamespace(settings=result.settings, extra=result.extra, x_train=x)
+        found = {c.name: c for c in ensemble.checks(post, Estimators(None, None))}
+        return found["members converged"]
+
+    assert target(settled).status == "pass"
+    assert "within 0.25 noise sds of its optimum" in target(settled).threshold
+    assert target(off).threshold == "all (tolerance 1e-12 per observation)"
+
+
+@pytest.mark.filterwarnings("ignore:.* ensemble member.s. had not converged")
+def test_anchored_polished_or_too_costly_members_are_not_measured_by_their_distance(
+    key, monkeypatch
+):
+    """Anchored members' priors are not centred at 0, a polish decides by its own
+    tolerances, and a distance costing more than MAX_DISTANCE_FLOPS is not computed: the
+    loss test alone then."""
+    from bayesresnet.infer import noise as noise_module
+
+    x, y, params = ridge_members()
+    xj = jnp.asarray(x, jnp.float32)
+    for extra in ({"anchored": True}, {"polish": "lbfgs", "polish_steps": 20}):
+        config = EnsembleConfig(num_members=2, num_steps=200, **extra)
+        result = run_ensemble(key, noisy_linear_model, xj, y, config)
+        assert "member_fit_distance" not in result.extra, extra
+    assert effective_noise(noisy_linear_model, xj, y, params, distance=True).distance is not None
+    # 25 rows, 8 parameters: 8² · 25 = 1 600 operations.
+    monkeypatch.setattr(noise_module, "MAX_DISTANCE_FLOPS", 1_599)
+    assert effective_noise(noisy_linear_model, xj, y, params, distance=True).distance is None
 
 
 @pytest.mark.slow
