@@ -362,9 +362,14 @@ def test_members_whose_fit_has_settled_have_converged_though_their_loss_still_fa
     assert np.all(distance < 0.25) and all(settled.extra["member_converged"])
     with pytest.warns(
         RuntimeWarning, match="3 ensemble member.s. had not converged after 90 steps"
-    ):
+    ) as caught:
         short = run_ensemble(key, noisy_linear_model, x, y, EnsembleConfig(num_steps=30, **strict))
-    assert np.all(np.asarray(short.extra["member_fit_distance"]) > 0.25)
+    far = np.asarray(short.extra["member_fit_distance"])
+    assert np.all(far > 0.25)
+    lo, hi = f"{far.max(axis=1).min():.2g}", f"{far.max(axis=1).max():.2g}"
+    assert f"(their fits {lo}–{hi} noise sds from their optima's, above prediction_tol=0.25;" in (
+        str(caught[0].message)
+    )
     assert not any(short.extra["member_converged"])
     with pytest.warns(RuntimeWarning, match="had not converged"):
         off = run_ensemble(

@@ -119,8 +119,11 @@ def _measures_distance(config: EnsembleConfig) -> bool:
     return config.polish == "none" and config.prediction_tol > 0 and not config.anchored
 
 
-def _warn_members(config: EnsembleConfig, diverged, converged, steps_run: int) -> None:
-    """Warn of members that diverged (left out) or had not converged (kept)."""
+def _warn_members(
+    config: EnsembleConfig, diverged, converged, steps_run: int, distance=None
+) -> None:
+    """Warn of members that diverged (left out) or had not converged (kept); ``distance``
+    ``[M, O]``: each member's fit's distance to its optimum, where it was measured."""
     keep = ~diverged
     if diverged.any():
         warnings.warn(
@@ -131,9 +134,17 @@ def _warn_members(config: EnsembleConfig, diverged, converged, steps_run: int) -
         )
     if not converged[keep].all():
         polished = config.polish != "none"
+        far = ""
+        if distance is not None:
+            left = distance[keep & ~converged].max(axis=1)
+            far = (
+                f" (their fits {left.min():.2g}–{left.max():.2g} noise sds from their optima's, "
+                f"above prediction_tol={config.prediction_tol}; on noise-free data the optimum "
+                "lies where the noise sd has shrunk further)"
+            )
         warnings.warn(
             f"{int((~converged[keep]).sum())} ensemble member(s) had not converged after "
-            f"{steps_run} steps"
+            f"{steps_run} steps{far}"
             + (
                 f" and at most {config.polish_steps} L-BFGS iterations; raise `polish_steps`."
                 if polished
@@ -199,7 +210,7 @@ def run_ensemble(key, model, x, y, config: EnsembleConfig) -> EngineResult:
         distance = np.full((len(keep), refit.distance.shape[1]), np.inf)
         distance[keep] = refit.distance
         converged = converged | (distance.max(axis=1) < config.prediction_tol)
-    _warn_members(config, diverged, converged, steps_run)
+    _warn_members(config, diverged, converged, steps_run, distance)
     sample_stats = {
         "loss": final[keep][None],
         "converged": converged[keep][None],
