@@ -499,6 +499,9 @@ def effective_noise(
     if isinstance(program, str):
         return NoiseRefit(None, None, None, program)
     jacs, prior_sds, rsss, noises, residuals = jax.device_get(program.run(params))
+    n_rows, num_out, p = np.shape(jacs)[1:]
+    small, large = sorted((n_rows * num_out, p))
+    distance = distance and small**2 * large <= MAX_DISTANCE_FLOPS
     sigma, map_sigma, gamma, factors = [], [], [], []
     theta, labels = _normal_values(params, program.names) if evidence or distance else (None, None)
     # A member's root takes seconds with several outputs and a wide network (oscillator,
@@ -522,9 +525,7 @@ def effective_noise(
     )
     sigma, map_sigma = np.stack(sigma), np.stack(map_sigma)
     far = None
-    n_rows, num_out, p = np.shape(jacs)[1:]
-    small, large = sorted((n_rows * num_out, p))
-    if distance and small**2 * large <= MAX_DISTANCE_FLOPS:
+    if distance:
         far = np.stack([
             distance_to_optimum(*member, r) for member, r in
             zip(zip(jacs, prior_sds, residuals, theta, strict=True), map_sigma / sigma, strict=True)
